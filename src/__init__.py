@@ -1,0 +1,1 @@
+"""xai-lab: train a CNN on MNIST and kin, explain it with iNNvestigate, track it in MLflow."""

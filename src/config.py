@@ -1,0 +1,122 @@
+"""Checks on a composed config, so bad input fails in one line before any run is created."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.paths import CONFIG_DIR
+
+DATASETS = ("mnist", "fashion_mnist", "digits")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
+NEURON_SELECTIONS = ("predicted", "true_label")
+DISPLAYS = ("signed", "absolute")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed as one line, without a traceback."""
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files in ``conf/<group>/``."""
+    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def check_group_overrides(overrides: Iterable[str]) -> None:
+    """Reject ``group=option`` overrides naming an option that does not exist.
+
+    Hydra reports these itself, over many lines with its search path; this gives the one-line
+    error with the valid choices. Overrides are parsed with Hydra's own parser so sweeps
+    (``analyzer=a,b``) and other syntax are understood the same way Hydra will.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    candidates = [arg for arg in overrides if "=" in arg and not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # noqa: BLE001 - malformed overrides are Hydra's to report
+        return
+    for override in parsed:
+        group = override.key_or_group.lstrip("+~")
+        if "." in group or "/" in group or not (CONFIG_DIR / group).is_dir():
+            continue
+        if override.is_delete():
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+            override.get_value_element_as_str()
+        ]
+        choices = group_options(group)
+        for value in values:
+            if value not in choices and value != "null":
+                raise UserError(
+                    f"unknown {group} '{value}'; choose one of: {', '.join(choices)}"
+                )
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"{key} must be a positive integer, got {value!r}")
+
+
+def _optional_positive_int(cfg: DictConfig, key: str) -> None:
+    if OmegaConf.select(cfg, key) is not None:
+        _positive_int(cfg, key)
+
+
+def _one_of(cfg: DictConfig, key: str, choices: Iterable[str]) -> None:
+    value = OmegaConf.select(cfg, key)
+    choices = tuple(choices)
+    if value not in choices:
+        raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`UserError` for the first invalid value in a composed run config."""
+    _one_of(cfg, "dataset.name", DATASETS)
+    _optional_positive_int(cfg, "dataset.train_size")
+    _optional_positive_int(cfg, "dataset.test_size")
+    _positive_int(cfg, "train.epochs")
+    _positive_int(cfg, "train.batch_size")
+    _one_of(cfg, "train.optimizer", OPTIMIZERS)
+    learning_rate = cfg.train.learning_rate
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
+        learning_rate > 0
+    ):
+        raise UserError(f"train.learning_rate must be a positive number, got {learning_rate!r}")
+    _positive_int(cfg, "explain.n_images")
+    _positive_int(cfg, "explain.batch_size")
+    _one_of(cfg, "analyzer.neuron_selection", NEURON_SELECTIONS)
+    _one_of(cfg, "analyzer.display", DISPLAYS)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    for index, layer in enumerate(cfg.model.conv_layers):
+        _positive_int(cfg, f"model.conv_layers.{index}.filters")
+        _positive_int(cfg, f"model.conv_layers.{index}.kernel_size")
+        _optional_positive_int(cfg, f"model.conv_layers.{index}.pool")
+    for index in range(len(cfg.model.dense_units)):
+        _positive_int(cfg, f"model.dense_units.{index}")
+
+
+def validate_analyzer_method(method: str, known: Iterable[str]) -> None:
+    """Reject an iNNvestigate analyzer name that the installed iNNvestigate does not have."""
+    known = sorted(known)
+    if method not in known:
+        raise UserError(
+            f"iNNvestigate has no analyzer {method!r} (analyzer.method); choose one of: "
+            + ", ".join(known)
+        )
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": [1, 2]}`` (lists stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,237 @@
+"""Datasets: MNIST, Fashion-MNIST and scikit-learn's digits, as float32 images in [0, 1].
+
+Loading order for MNIST and Fashion-MNIST: the explicit ``path`` -> Keras's download cache ->
+(Fashion-MNIST) Debian's ``dataset-fashion-mnist`` copy -> download through Keras. Files are
+either an ``.npz`` in Keras's layout (``x_train``, ``y_train``, ``x_test``, ``y_test``) or a
+folder of the four IDX files, gzipped or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src.config import UserError
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+SYSTEM_COPIES = {"fashion_mnist": Path("/usr/share/datasets/fashion-mnist")}
+KERAS_CACHE_ENTRIES = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist"}
+HOW_TO_PROVIDE = {
+    "mnist": "download mnist.npz (Keras layout) or the four MNIST IDX files and pass "
+    "dataset.path=FILE_OR_FOLDER, or use dataset=digits, which ships with scikit-learn",
+    "fashion_mnist": "install Debian's dataset-fashion-mnist package, or pass "
+    "dataset.path=FOLDER holding the four Fashion-MNIST IDX files",
+}
+
+
+class DataError(UserError):
+    """A dataset file is missing, unreadable or not what it claims to be."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images are float32 ``(N, 28, 28, 1)`` in [0, 1]; labels int64 ``(N,)`` in 0..9."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+    checksum: str  # sha256 over the raw arrays as loaded, before any subsetting
+
+
+def load_dataset(
+    name: str,
+    path: str | None = None,
+    cache_dir: str | None = None,
+    train_size: int | None = None,
+    test_size: int | None = None,
+) -> Dataset:
+    """Load a dataset by name, keep the first ``train_size`` / ``test_size`` images of each split."""
+    if name == "digits":
+        arrays, source = _load_digits(), "scikit-learn load_digits (resized to 28x28)"
+    else:
+        arrays, source = _load_from_first_source(name, path, cache_dir)
+    train_images, train_labels, test_images, test_labels = _checked(arrays, source)
+    checksum = _checksum(arrays)
+    return Dataset(
+        train_images=_scaled(train_images[:train_size]),
+        train_labels=train_labels[:train_size].astype(np.int64),
+        test_images=_scaled(test_images[:test_size]),
+        test_labels=test_labels[:test_size].astype(np.int64),
+        source=source,
+        checksum=checksum,
+    )
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _load_from_first_source(name: str, path: str | None, cache_dir: str | None) -> tuple[
+    Arrays, str
+]:
+    if path is not None:
+        location = Path(path).expanduser()
+        if not location.exists():
+            raise DataError(f"dataset.path {str(location)!r} does not exist")
+        return load_path(location), str(location)
+
+    tried: list[str] = []
+    candidates: list[Path] = []
+    if cache_dir is not None:
+        candidates.append(Path(cache_dir).expanduser() / KERAS_CACHE_ENTRIES[name])
+    if name in SYSTEM_COPIES:
+        candidates.append(SYSTEM_COPIES[name])
+    for candidate in candidates:
+        if candidate.exists():
+            return load_path(candidate), str(candidate)
+        tried.append(str(candidate))
+
+    try:
+        return _download(name), f"downloaded by tf.keras.datasets.{name}"
+    except Exception as error:  # noqa: BLE001 - any failure means "not downloadable here"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        tried.append(f"download through Keras ({reason[:200]})")
+    raise DataError(
+        f"no {name} data found; tried {'; '.join(tried)}. To fix: {HOW_TO_PROVIDE[name]}"
+    )
+
+
+def _download(name: str) -> Arrays:
+    from src.tf_runtime import tensorflow
+
+    module = getattr(tensorflow().keras.datasets, name)
+    (train_images, train_labels), (test_images, test_labels) = module.load_data()
+    return train_images, train_labels, test_images, test_labels
+
+
+def load_path(location: Path) -> Arrays:
+    """Read an ``.npz`` file in Keras's layout or a folder of the four IDX files."""
+    if location.is_dir():
+        return tuple(read_idx(_idx_file(location, stem)) for stem in IDX_FILES.values())  # type: ignore[return-value]
+    if location.suffix == ".npz":
+        try:
+            with np.load(location, allow_pickle=False) as npz:
+                missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in npz]
+                if missing:
+                    raise DataError(f"{location} lacks the arrays {', '.join(missing)}")
+                return npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]
+        except DataError:
+            raise
+        except Exception as error:  # noqa: BLE001 - zip/pickle/IO errors all mean corrupt
+            raise DataError(f"{location} is not a readable .npz file ({error})") from error
+    raise DataError(
+        f"dataset.path {str(location)!r} is neither an .npz file nor a folder of IDX files"
+    )
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for name in (stem, f"{stem}.gz", stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{folder} has no {stem} (or {stem}.gz)")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) of unsigned bytes.
+
+    Written by hand: the format is a 4-byte magic, one big-endian uint32 per dimension, then
+    the data, and no library already among the dependencies reads it with these checks.
+    """
+    opener: Callable = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            raw = stream.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path} cannot be read ({error})") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path} has a truncated IDX header")
+    shape = tuple(int(n) for n in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape)) + header
+    if len(raw) != expected:
+        raise DataError(
+            f"{path} is truncated or padded: {len(raw)} bytes, its header promises {expected}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write unsigned bytes as an IDX file (gzipped if the name ends in .gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    opener: Callable = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as stream:
+        stream.write(header + array.tobytes())
+
+
+def _load_digits() -> Arrays:
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 8x8 values 0..16 -> 28x28 values 0..255, bilinear, the same range as MNIST's bytes.
+    images = zoom(digits.images, (1, IMAGE_SIZE / 8, IMAGE_SIZE / 8), order=1)
+    images = np.clip(np.rint(images * (255 / 16)), 0, 255).astype(np.uint8)
+    split = int(round(0.8 * len(images)))
+    return images[:split], digits.target[:split], images[split:], digits.target[split:]
+
+
+def _checked(arrays: Arrays, source: str) -> Arrays:
+    train_images, train_labels, test_images, test_labels = arrays
+    splits = ((train_images, train_labels, "training"), (test_images, test_labels, "test"))
+    for images, labels, split in splits:
+        if images.ndim == 4 and images.shape[-1] == 1:
+            images = images[..., 0]
+        if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise DataError(
+                f"{source}: {split} images have shape {images.shape}, expected (N, 28, 28)"
+            )
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(
+                f"{source}: {len(images)} {split} images but labels of shape {labels.shape}"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise DataError(
+                f"{source}: {split} labels range {labels.min()}..{labels.max()}, expected 0..9"
+            )
+        if len(images) == 0:
+            raise DataError(f"{source}: no {split} images")
+        if not np.issubdtype(images.dtype, np.integer) or images.min() < 0 or images.max() > 255:
+            raise DataError(
+                f"{source}: {split} images must be pixel bytes 0..255, got {images.dtype} "
+                f"values {images.min()}..{images.max()}"
+            )
+    return (
+        train_images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
+        train_labels,
+        test_images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
+        test_labels,
+    )
+
+
+def _scaled(images: np.ndarray) -> np.ndarray:
+    """Bytes 0..255 -> float32 in [0, 1], with a channel axis."""
+    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+def _checksum(arrays: Arrays) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

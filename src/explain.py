@@ -1,0 +1,85 @@
+"""Explanations: iNNvestigate analyzers built by name from the `analyzer` config."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from src.config import UserError, validate_analyzer_method
+from src.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Explanation:
+    heatmaps: np.ndarray  # same shape as the images: relevance per pixel
+    explained_classes: np.ndarray  # the output neuron each heatmap explains
+    build_time_s: float  # building the analyzer's graph
+    analysis_time_s: float  # the analyze() calls alone
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.heatmaps) / self.analysis_time_s if self.analysis_time_s > 0 else float("inf")
+
+
+def select_images(labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` test images: the first of each class in class order, then the
+    earliest unused ones.
+
+    The choice depends only on the labels, so every run on the same data explains the same
+    images (one per class, 0 to 9, with the default 10).
+    """
+    count = min(count, len(labels))
+    firsts = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)][:count]
+    taken = set(firsts)
+    rest = [index for index in range(len(labels)) if index not in taken][: count - len(firsts)]
+    return np.array(firsts + rest, dtype=np.int64)
+
+
+def create_analyzer(model_wo_softmax: Any, method: str, params: Mapping[str, Any], neuron_selection: str) -> Any:
+    """``innvestigate.create_analyzer(method, model, **params)`` with a one-line error on bad params."""
+    import innvestigate
+
+    validate_analyzer_method(method, innvestigate.analyzer.analyzers)
+    mode = "index" if neuron_selection == "true_label" else "max_activation"
+    try:
+        return innvestigate.create_analyzer(method, model_wo_softmax, neuron_selection_mode=mode, **params)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"analyzer {method!r} rejects analyzer.params {dict(params)}: {error}") from error
+
+
+def explain(
+    analyzer: Any,
+    images: np.ndarray,
+    classes: np.ndarray,
+    neuron_selection: str,
+    batch_size: int,
+) -> Explanation:
+    """Heatmaps for ``images``, ``batch_size`` at a time, explaining ``classes`` when asked for."""
+    started = time.perf_counter()
+    analyzer.create_analyzer_model()
+    build_time_s = time.perf_counter() - started
+
+    batches = []
+    bar = progress_bar(len(images), "explaining", "img")
+    started = time.perf_counter()
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            if neuron_selection == "true_label":
+                batches.append(analyzer.analyze(batch, neuron_selection=classes[start : start + batch_size]))
+            else:
+                batches.append(analyzer.analyze(batch))
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    analysis_time_s = time.perf_counter() - started
+    return Explanation(
+        heatmaps=np.concatenate(batches).astype(np.float32),
+        explained_classes=classes,
+        build_time_s=build_time_s,
+        analysis_time_s=analysis_time_s,
+    )

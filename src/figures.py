@@ -1,0 +1,91 @@
+"""Heatmap figures in iNNvestigate's convention.
+
+Signed relevance: sum over channels, divide each image's map by its max |value| (so it lies in
+[-1, 1]) and draw it with ``seismic``, white at zero. Unsigned maps (``display: absolute``):
+|relevance|, divided by its max, in gray. The normalisation is per image, so colours compare
+within an image, not across images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SIGNED_CMAP = "seismic"
+ABSOLUTE_CMAP = "gray"
+OUTLINE_COLOURS = {"signed": "dimgray", "absolute": "orange"}
+
+
+def normalise(heatmaps: np.ndarray, display: str = "signed") -> np.ndarray:
+    """``(N, H, W[, C])`` relevance -> ``(N, H, W)`` in [-1, 1] (signed) or [0, 1] (absolute)."""
+    maps = (heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps).astype(np.float64)
+    maps = np.abs(maps) if display == "absolute" else maps
+    scale = np.abs(maps).reshape(len(maps), -1).max(axis=1)
+    scale[scale == 0] = 1.0  # an all-zero map stays zero instead of becoming NaN
+    return maps / scale[:, None, None]
+
+
+def heatmap_figure(
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+    display: str = "signed",
+):
+    """Input images on top, heatmaps overlaid on them below, one column per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maps = normalise(heatmaps, display)
+    count = len(images)
+    figure, axes = plt.subplots(2, count, figsize=(1.5 * count, 3.6), squeeze=False)
+    for column in range(count):
+        image = images[column, ..., 0]
+        true_name, predicted_name = class_names[labels[column]], class_names[predictions[column]]
+        correct = labels[column] == predictions[column]
+        top, bottom = axes[0, column], axes[1, column]
+        top.imshow(image, cmap="gray_r", vmin=0, vmax=1)
+        top.set_title(
+            f"true {true_name}\npred {predicted_name}",
+            fontsize=7,
+            color="black" if correct else "crimson",
+        )
+        if display == "absolute":
+            bottom.imshow(maps[column], cmap=ABSOLUTE_CMAP, vmin=0, vmax=1)
+        else:
+            bottom.imshow(maps[column], cmap=SIGNED_CMAP, vmin=-1, vmax=1)
+        # The input's outline over the heatmap, so relevance can be read against the shape.
+        bottom.contour(image, levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6)
+        for axis in (top, bottom):
+            axis.set_xticks([])
+            axis.set_yticks([])
+    axes[0, 0].set_ylabel("input", fontsize=8)
+    axes[1, 0].set_ylabel("relevance", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def training_figure(history: dict[str, list[float]]):
+    """Loss and accuracy per epoch, train and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8, 3))
+    for split in ("train", "val"):
+        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+            values = history.get(f"{split}_{metric}")
+            if values:
+                axis.plot(range(1, len(values) + 1), values, marker="o", label=split)
+                axis.set_title(metric)
+                axis.set_xlabel("epoch")
+    loss_axis.legend()
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,57 @@
+"""TensorFlow's process-wide state, kept in this one module.
+
+iNNvestigate 2.1.2 builds its analyzers as Keras graphs, which needs TF1-style graph mode
+(``tf.compat.v1.disable_eager_execution()``) before any model is built or loaded. Everything
+that touches global TensorFlow state (eager mode, log levels, seeds, the default graph) happens
+here, so a run starts from a clean graph and several runs in one process do not pile up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+from types import ModuleType
+
+import numpy as np
+
+_tf: ModuleType | None = None
+
+
+def tensorflow() -> ModuleType:
+    """Import TensorFlow quietly and in graph mode (once per process)."""
+    global _tf
+    if _tf is None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ log lines (CUDA plug-in noise)
+        import tensorflow as tf
+
+        tf.get_logger().setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        # Keras's graph-mode (training_v1) code warns on every fit/predict about deprecated
+        # properties it uses itself; nothing a user can act on.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        tf.compat.v1.disable_eager_execution()
+        # Same seed -> bit-identical weights, metrics and heatmaps (at some cost in speed).
+        tf.config.experimental.enable_op_determinism()
+        _tf = tf
+    return _tf
+
+
+def reset(seed: int) -> None:
+    """Start a run from an empty graph and a fresh session, with every RNG seeded."""
+    tf = tensorflow()
+    tf.keras.backend.clear_session()  # closes the session, resets the default graph
+    # After the reset: in graph mode the TensorFlow seed belongs to the default graph.
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.keras.utils.set_random_seed(seed)
+
+
+def innvestigate() -> ModuleType:
+    """iNNvestigate, imported only after TensorFlow is in graph mode."""
+    tensorflow()
+    import innvestigate as module
+
+    return module

@@ -1,0 +1,215 @@
+"""Everything that talks to MLflow: the store, the run's life cycle, and what a run logs.
+
+The default store is a SQLite database with artifacts beside it (``<dir>/mlflow.db`` and
+``<dir>/artifacts``), anchored at the project root by the config; ``tracking.uri`` points at a
+tracking server instead. Callers hand this module values to log; nothing else imports mlflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import yaml
+from mlflow.tracking import MlflowClient
+
+from src.config import UserError, flatten
+from src.paths import PROJECT_ROOT
+
+# MLflow caps a param value at 6,000 characters; a longer one is cut, with a marker.
+MAX_PARAM_LENGTH = 6000
+PACKAGES = ("tensorflow", "innvestigate", "mlflow", "hydra-core", "numpy")
+
+
+@dataclass(frozen=True)
+class Store:
+    tracking_uri: str
+    artifact_root: str | None  # where new experiments keep artifacts; None = the server decides
+
+    @property
+    def ui_command(self) -> str:
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"open {self.tracking_uri}"
+        return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1 --port 5000"
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process gets SIGTERM, so the run can end KILLED."""
+
+
+def resolve_store(dir: str, uri: str | None = None) -> Store:
+    """A tracking server URI as given, or the local SQLite store in folder ``dir``."""
+    if uri:
+        return Store(tracking_uri=str(uri), artifact_root=None)
+    folder = Path(dir).expanduser().resolve()
+    return Store(
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        artifact_root=(folder / "artifacts").as_uri(),
+    )
+
+
+def prepare(store: Store, experiment_name: str) -> str:
+    """Check the store is usable and return the experiment's id (creating it if needed).
+
+    Called before any data is loaded or model trained, so an unusable store fails at once.
+    """
+    if store.artifact_root is not None:
+        folder = Path(store.tracking_uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create the tracking store folder {folder}: {error.strerror}") from error
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"the tracking store folder {folder} is not writable (tracking.dir)")
+    mlflow.set_tracking_uri(store.tracking_uri)
+    # One quick try instead of MLflow's minutes of retries: a wrong URI should fail now.
+    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+        try:
+            client = MlflowClient(store.tracking_uri)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is not None:
+                if experiment.lifecycle_stage == "deleted":
+                    client.restore_experiment(experiment.experiment_id)
+                return experiment.experiment_id
+            return client.create_experiment(experiment_name, artifact_location=store.artifact_root)
+        except Exception as error:  # noqa: BLE001 - every failure here means "store unusable"
+            reason = " ".join(str(error).split())[:300]
+            raise UserError(f"cannot use the tracking store {store.tracking_uri}: {reason}") from error
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def tracked_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """An active MLflow run that ends FINISHED, FAILED on an exception, or KILLED on
+    Ctrl-C / SIGTERM; never left RUNNING. Yields the run id."""
+
+    def on_sigterm(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+    status = "FAILED"
+    try:
+        yield run.info.run_id
+        status = "FINISHED"
+    except (KeyboardInterrupt, Terminated):
+        status = "KILLED"
+        raise
+    finally:
+        # A second signal while the run is being closed must not leave it RUNNING.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            mlflow.end_run(status=status)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, str]:
+    """Tags that identify what a run is and which code and libraries made it."""
+    commit, dirty = _git_state()
+    tags = {
+        "analyzer": analyzer,
+        "dataset": dataset,
+        "seed": str(seed),
+        "epochs": str(epochs),
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+    # Package metadata, not __version__: iNNvestigate 2.1.2 still reports "2.0.1" there.
+    for package in PACKAGES:
+        try:
+            tags[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            tags[f"version.{package}"] = "not installed"
+    return tags
+
+
+def _git_state() -> tuple[str, str]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", "unknown"
+    return commit, str(bool(status.strip())).lower()
+
+
+def log_config(config: Mapping[str, Any]) -> None:
+    """The resolved config: as dotted params, and whole as ``config.yaml``."""
+    params = {}
+    for key, value in flatten(config).items():
+        text = str(value)
+        params[key] = text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+    mlflow.log_params(params)
+    mlflow.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+
+
+def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+    """One epoch's metrics, with ``step`` = the 1-based epoch."""
+    mlflow.log_metrics(dict(metrics), step=epoch)
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    mlflow.log_metrics(dict(metrics))
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    """Log a matplotlib figure and free its memory."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(figure, artifact_file)
+    plt.close(figure)
+
+
+def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:
+    """Log arrays as one compressed ``.npz`` artifact."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / artifact_file
+        np.savez_compressed(path, **arrays)
+        mlflow.log_artifact(str(path))
+
+
+def log_keras_model(model: Any, input_example: np.ndarray) -> str:
+    """Log the model with MLflow's TensorFlow flavor; returns its model URI."""
+    import mlflow.tensorflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    # Pinned requirements: MLflow would otherwise infer them by loading the model in a
+    # subprocess, which costs a TensorFlow start-up per run.
+    requirements = [f"{package}=={metadata.version(package)}" for package in ("tensorflow", "numpy", "protobuf")]
+    info = mlflow.tensorflow.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=requirements,
+    )
+    return info.model_uri
