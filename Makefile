@@ -1,0 +1,46 @@
+# xai-lab: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON_FOR_VENV ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STORE := $(CURDIR)/mlruns
+PORT ?= 5000
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install train sweep ui test test-slow lint clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv at the project root and install the project with its dev tools
+
+train: install ## One run (the default config); pass overrides with ARGS="dataset=digits train.epochs=1"
+	$(PY) -m src.train $(ARGS)
+
+sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epochs (extra overrides in ARGS)
+	$(PY) -m src.train -m analyzer=deep_taylor,gradient,input_t_gradient seed=0,1,2 train.epochs=1,3,5 $(ARGS)
+
+ui: install ## The MLflow UI on http://127.0.0.1:$(PORT) against the project's store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host 127.0.0.1 --port $(PORT)
+
+test: install ## The fast test suite (a few minutes on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
+	$(PY) -m pytest -q -m slow
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+clean: ## Remove caches and Hydra's output folders (keeps .venv and the tracking store)
+	rm -rf outputs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from src.config import (
+    UserError,
+    check_group_overrides,
+    flatten,
+    group_options,
+    validate,
+    validate_analyzer_method,
+)
+
+GROUPS = ("dataset", "model", "train", "analyzer", "explain", "tracking", "paths", "experiment")
+
+
+def test_the_groups_the_issue_asks_for_exist():
+    assert set(group_options("dataset")) == {"mnist", "fashion_mnist", "digits"}
+    assert "cnn" in group_options("model")
+    seed_analyzers = {"deep_taylor", "gradient", "input_t_gradient"}
+    others = {"deep_taylor_bounded", "lrp_z", "lrp_epsilon", "lrp_alpha_2_beta_1"}
+    others |= {"lrp_sequential_preset_a", "smoothgrad", "integrated_gradients"}
+    others |= {"guided_backprop", "deconvnet", "random"}
+    assert seed_analyzers | others <= set(group_options("analyzer"))
+    assert group_options("experiment") == ["seed_report"]
+
+
+@pytest.mark.parametrize(
+    "group, option",
+    [(group, option) for group in GROUPS for option in group_options(group)],
+)
+def test_every_group_option_composes_and_validates(compose_config, group, option):
+    cfg = compose_config(f"{group}={option}")
+    validate(cfg)
+    if group in ("dataset", "analyzer"):
+        assert cfg[group].name == option
+
+
+def test_every_analyzer_names_an_innvestigate_method(compose_config):
+    from src.tf_runtime import innvestigate
+
+    known = innvestigate().analyzer.analyzers
+    for option in group_options("analyzer"):
+        validate_analyzer_method(compose_config(f"analyzer={option}").analyzer.method, known)
+
+
+def test_seed_report_is_the_reports_setup(compose_config):
+    cfg = compose_config("experiment=seed_report")
+    assert (cfg.dataset.name, cfg.analyzer.name) == ("mnist", "deep_taylor")
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.optimizer) == (5, 64, "adam")
+    assert cfg.explain.n_images == 10
+
+
+def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from src.paths import CONFIG_DIR, PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config")
+    assert cfg.tracking.dir == str(PROJECT_ROOT / "mlruns")
+    assert cfg.paths.output_dir == str(PROJECT_ROOT / "outputs")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=0", "train.epochs must be a positive integer, got 0"),
+        ("train.epochs=-3", "train.epochs must be a positive integer, got -3"),
+        ("train.epochs=abc", "train.epochs must be a positive integer, got 'abc'"),
+        ("train.batch_size=0", "train.batch_size must be a positive integer, got 0"),
+        ("train.learning_rate=-1", "train.learning_rate must be a positive number"),
+        ("train.optimizer=adamw2", "unknown train.optimizer 'adamw2'; choose one of: adam, sgd"),
+        ("dataset.name=cifar", "unknown dataset.name 'cifar'; choose one of: mnist, fashion_mnist"),
+        ("dataset.train_size=0", "dataset.train_size must be a positive integer"),
+        ("analyzer.neuron_selection=max", "choose one of: predicted, true_label"),
+        ("seed=-1", "seed must be a non-negative integer"),
+        ("model.conv_layers.0.filters=0", "model.conv_layers.0.filters must be a positive integer"),
+    ],
+)
+def test_bad_values_fail_with_one_line(compose_config, override, message):
+    with pytest.raises(UserError) as error:
+        validate(compose_config(override))
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: deconvnet, deep_taylor"),
+        (["dataset=cifar10"], "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist"),
+        (["model=resnet"], "unknown model 'resnet'; choose one of: cnn"),
+        (["-m", "analyzer=gradient,nope"], "unknown analyzer 'nope'"),
+    ],
+)
+def test_unknown_group_options_are_named_with_the_choices(argv, message):
+    with pytest.raises(UserError, match=message):
+        check_group_overrides(argv)
+
+
+def test_known_group_options_and_value_overrides_pass():
+    check_group_overrides(["-m", "analyzer=gradient,deep_taylor", "seed=0,1", "train.epochs=3"])
+    check_group_overrides(["dataset=digits", "+experiment=seed_report", "hydra/launcher=basic"])
+
+
+def test_flatten_uses_dotted_keys_and_keeps_lists():
+    assert flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2], "f": {}}) == {
+        "a.b": 1,
+        "a.c.d": None,
+        "e": [1, 2],
+        "f": {},
+    }

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src import data
+from src.data import DataError, load_dataset, read_idx, write_idx
+
+
+@pytest.fixture(autouse=True)
+def no_download_no_system_copy(monkeypatch, tmp_path):
+    """Tests never reach the network nor a copy of the data installed on this machine."""
+
+    def offline(name):
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(data, "SYSTEM_COPIES", {"fashion_mnist": tmp_path / "no-system-copy"})
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_folder_loads_as_float_images_in_unit_range(idx_folder, gz):
+    dataset = load_dataset("mnist", path=str(idx_folder(gz=gz)), cache_dir=None)
+    assert dataset.train_images.shape == (300, 28, 28, 1)
+    assert dataset.test_images.shape == (100, 28, 28, 1)
+    assert dataset.train_images.dtype == np.float32
+    assert dataset.train_images.min() >= 0 and dataset.train_images.max() == 1.0
+    np.testing.assert_array_equal(dataset.train_labels[:12], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+    assert dataset.source == str(idx_folder(gz=gz))
+
+
+def test_idx_round_trip_preserves_bytes(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        write_idx(tmp_path / name, array)
+        np.testing.assert_array_equal(read_idx(tmp_path / name), array)
+
+
+def test_npz_in_keras_layout_loads(npz_file):
+    dataset = load_dataset("mnist", path=str(npz_file), cache_dir=None, train_size=20, test_size=5)
+    assert dataset.train_images.shape == (20, 28, 28, 1)
+    assert dataset.test_labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_sizes_keep_the_first_images(idx_folder):
+    full = load_dataset("mnist", path=str(idx_folder()), cache_dir=None)
+    part = load_dataset("mnist", path=str(idx_folder()), cache_dir=None, train_size=7, test_size=3)
+    np.testing.assert_array_equal(part.train_images, full.train_images[:7])
+    np.testing.assert_array_equal(part.test_labels, full.test_labels[:3])
+    assert part.checksum == full.checksum  # the checksum is of the files, not the subset
+
+
+def test_digits_are_offline_28x28_and_split_80_20():
+    dataset = load_dataset("digits")
+    assert dataset.train_images.shape == (1438, 28, 28, 1)
+    assert dataset.test_images.shape == (359, 28, 28, 1)
+    assert set(np.unique(dataset.train_labels)) == set(range(10))
+
+
+def test_keras_cache_is_used_before_the_system_copy(tmp_path, idx_folder, monkeypatch):
+    cache = tmp_path / "keras-datasets"
+    cache.mkdir()
+    idx_folder().rename(cache / "fashion-mnist")
+    monkeypatch.setattr(data, "SYSTEM_COPIES", {"fashion_mnist": tmp_path / "elsewhere"})
+    dataset = load_dataset("fashion_mnist", cache_dir=str(cache))
+    assert dataset.source == str(cache / "fashion-mnist")
+
+
+def test_system_copy_is_used_when_the_cache_is_empty(tmp_path, idx_folder, monkeypatch):
+    folder = idx_folder()
+    monkeypatch.setattr(data, "SYSTEM_COPIES", {"fashion_mnist": folder})
+    dataset = load_dataset("fashion_mnist", cache_dir=str(tmp_path / "empty-cache"))
+    assert dataset.source == str(folder)
+
+
+def test_keras_cache_npz_for_mnist(tmp_path, npz_file):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    npz_file.rename(cache / "mnist.npz")
+    assert load_dataset("mnist", cache_dir=str(cache)).source == str(cache / "mnist.npz")
+
+
+def test_download_is_the_last_resort(monkeypatch, npz_file):
+    arrays = dict(np.load(npz_file))
+    monkeypatch.setattr(
+        data, "_download", lambda name: (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+    )
+    assert load_dataset("mnist", cache_dir=None).source == "downloaded by tf.keras.datasets.mnist"
+
+
+def test_nothing_found_says_what_was_tried_and_how_to_fix(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_dataset("fashion_mnist", cache_dir=str(tmp_path / "cache"))
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(tmp_path / "cache" / "fashion-mnist") in message
+    assert "no-system-copy" in message
+    assert "download through Keras (no network in tests)" in message
+    assert "dataset-fashion-mnist" in message and "dataset.path=" in message
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(DataError, match="dataset.path .* does not exist"):
+        load_dataset("mnist", path=str(tmp_path / "nope.npz"))
+
+
+def _corrupt(folder: Path, stem: str, mutate) -> None:
+    path = folder / f"{stem}.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(mutate(raw)))
+
+
+@pytest.mark.parametrize(
+    "stem, mutate, message",
+    [
+        ("train-images-idx3-ubyte", lambda raw: raw[:-100], "truncated or padded"),
+        ("train-images-idx3-ubyte", lambda raw: b"\x00\x00\x0d\x03" + raw[4:], "bad magic number"),
+        ("t10k-labels-idx1-ubyte", lambda raw: raw[:6], "truncated IDX header"),
+    ],
+)
+def test_corrupt_idx_files_are_named(idx_folder, stem, mutate, message):
+    folder = idx_folder()
+    _corrupt(folder, stem, mutate)
+    with pytest.raises(DataError, match=message) as error:
+        load_dataset("mnist", path=str(folder))
+    assert stem in str(error.value)
+
+
+def test_gzip_that_is_not_gzip(idx_folder):
+    folder = idx_folder()
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot be read"):
+        load_dataset("mnist", path=str(folder))
+
+
+def test_missing_idx_file_is_named(idx_folder):
+    folder = idx_folder()
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="has no t10k-images-idx3-ubyte"):
+        load_dataset("mnist", path=str(folder))
+
+
+def test_truncated_npz(npz_file):
+    npz_file.write_bytes(npz_file.read_bytes()[:500])
+    with pytest.raises(DataError, match="is not a readable .npz file"):
+        load_dataset("mnist", path=str(npz_file))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x_train=np.zeros((10, 32, 32), np.uint8)), r"training images have shape \(10, 32, 32\)"),
+        (dict(y_test=np.full(50, 12, np.uint8)), "test labels range 12..12, expected 0..9"),
+        (dict(y_train=np.zeros(3, np.uint8)), "200 training images but labels of shape"),
+        (dict(x_test=np.full((50, 28, 28), 0.5)), "must be pixel bytes 0..255"),
+    ],
+)
+def test_wrong_contents_are_named(npz_file, change, message):
+    arrays = dict(np.load(npz_file))
+    arrays.update(change)
+    np.savez(npz_file, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset("mnist", path=str(npz_file))
+
+
+def test_npz_missing_arrays(tmp_path):
+    path = tmp_path / "partial.npz"
+    np.savez(path, x_train=np.zeros((1, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="lacks the arrays y_train, x_test, y_test"):
+        load_dataset("mnist", path=str(path))

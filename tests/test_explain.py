@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from src.config import UserError, group_options
+from src.data import load_dataset
+from src.experiment import build_model, check_analyzer, train_and_explain
+from src.explain import create_analyzer, explain, select_images
+from src.tf_runtime import innvestigate
+
+
+def test_select_images_takes_the_first_of_each_class_in_class_order():
+    labels = np.array([3, 1, 3, 0, 2, 1, 0, 2, 3])
+    np.testing.assert_array_equal(select_images(labels, 4), [3, 1, 4, 0])
+    np.testing.assert_array_equal(select_images(labels, 2), [3, 1])
+    np.testing.assert_array_equal(select_images(labels, 6), [3, 1, 4, 0, 2, 5])
+    np.testing.assert_array_equal(select_images(labels, 50), [3, 1, 4, 0, 2, 5, 6, 7, 8])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A seed CNN trained for one epoch on 300 digits, shared by the analyzer tests."""
+    from hydra import compose, initialize_config_dir
+
+    from src.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=["dataset=digits", "dataset.train_size=300", "train.epochs=1"],
+        )
+    data = load_dataset("digits", train_size=300)
+    model = build_model(cfg)
+    outcome = train_and_explain(cfg, data, model)
+    return model, data.test_images[outcome.indices], data.test_labels[outcome.indices]
+
+
+@pytest.mark.parametrize("option", group_options("analyzer"))
+def test_every_analyzer_explains_the_trained_model(compose_config, trained, option):
+    model, images, labels = trained
+    analyzer_cfg = compose_config(f"analyzer={option}").analyzer
+    analyzer = create_analyzer(
+        innvestigate().model_wo_softmax(model),
+        analyzer_cfg.method,
+        dict(analyzer_cfg.params),
+        analyzer_cfg.neuron_selection,
+    )
+    explanation = explain(analyzer, images[:4], labels[:4], analyzer_cfg.neuron_selection, batch_size=3)
+    assert explanation.heatmaps.shape == (4, 28, 28, 1)
+    assert np.isfinite(explanation.heatmaps).all()
+    assert np.abs(explanation.heatmaps).reshape(4, -1).max(axis=1).min() > 0  # no blank map
+    assert explanation.analysis_time_s > 0 and explanation.images_per_second > 0
+
+
+def test_true_label_explains_the_given_class_not_the_prediction(compose_config, trained):
+    model, images, _ = trained
+    wo_softmax = innvestigate().model_wo_softmax(model)
+    predicted = explain(create_analyzer(wo_softmax, "gradient", {}, "predicted"), images[:3], None, "predicted", 8)
+    logits = wo_softmax.predict(images[:3], verbose=0)
+    runner_up = np.argsort(logits, axis=1)[:, -2]
+    other = explain(create_analyzer(wo_softmax, "gradient", {}, "true_label"), images[:3], runner_up, "true_label", 8)
+    np.testing.assert_array_equal(other.explained_classes, runner_up)
+    assert not np.allclose(predicted.heatmaps, other.heatmaps)
+    # Explaining the predicted class by index gives the same map as max_activation.
+    top = explain(create_analyzer(wo_softmax, "gradient", {}, "true_label"), images[:3], logits.argmax(1), "true_label", 8)
+    np.testing.assert_allclose(top.heatmaps, predicted.heatmaps, rtol=1e-5, atol=1e-7)
+
+
+def test_bad_analyzer_params_fail_before_training(compose_config, trained):
+    model, _, _ = trained
+    with pytest.raises(UserError, match=r"analyzer 'lrp.epsilon' rejects analyzer.params \{'epsilonn': 0.1\}"):
+        check_analyzer(compose_config("analyzer=lrp_epsilon", "~analyzer.params.epsilon", "+analyzer.params.epsilonn=0.1"), model)
+    with pytest.raises(UserError, match="iNNvestigate has no analyzer 'lrp.nope'"):
+        check_analyzer(compose_config("analyzer.method=lrp.nope"), model)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src import tracking
+from src.config import UserError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_local_store_is_sqlite_with_artifacts_beside_it(tmp_path):
+    store = tracking.resolve_store(str(tmp_path / "store"))
+    assert store.tracking_uri == f"sqlite:///{tmp_path}/store/mlflow.db"
+    assert store.artifact_root == (tmp_path / "store" / "artifacts").as_uri()
+    assert "mlflow ui --backend-store-uri sqlite:///" in store.ui_command and "127.0.0.1" in store.ui_command
+
+
+def test_a_uri_replaces_the_local_store(tmp_path):
+    store = tracking.resolve_store(str(tmp_path), uri="http://127.0.0.1:5001")
+    assert (store.tracking_uri, store.artifact_root) == ("http://127.0.0.1:5001", None)
+
+
+def test_prepare_creates_the_experiment_once_with_artifacts_in_the_store(tmp_path):
+    store = tracking.resolve_store(str(tmp_path / "store"))
+    experiment_id = tracking.prepare(store, "lab")
+    assert tracking.prepare(store, "lab") == experiment_id
+    experiment = MlflowClient(store.tracking_uri).get_experiment(experiment_id)
+    assert experiment.artifact_location == store.artifact_root
+    assert (tmp_path / "store" / "mlflow.db").is_file()
+
+
+def test_a_store_that_cannot_be_created_is_a_user_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot create the tracking store folder"):
+        tracking.prepare(tracking.resolve_store(str(blocker / "store")), "lab")
+
+
+def test_an_unreachable_server_fails_fast_in_one_line(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(UserError) as error:
+        tracking.prepare(tracking.resolve_store(str(tmp_path), uri=uri), "lab")
+    assert time.monotonic() - started < 30
+    assert str(error.value).startswith(f"cannot use the tracking store {uri}")
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    store = tracking.resolve_store(str(tmp_path / "store"))
+    return MlflowClient(store.tracking_uri), tracking.prepare(store, "lab")
+
+
+def only_run(client, experiment_id):
+    (run,) = client.search_runs([experiment_id])
+    return run
+
+
+def test_run_ends_finished(experiment):
+    client, experiment_id = experiment
+    with tracking.tracked_run(experiment_id, "ok", {"analyzer": "gradient"}) as run_id:
+        tracking.log_epoch(1, {"val_accuracy": 0.5})
+    run = only_run(client, experiment_id)
+    assert (run.info.run_id, run.info.status, run.info.run_name) == (run_id, "FINISHED", "ok")
+    assert run.data.tags["analyzer"] == "gradient"
+    assert mlflow.active_run() is None
+
+
+def raise_error():
+    raise ValueError("boom")
+
+
+def press_ctrl_c():
+    raise KeyboardInterrupt
+
+
+def get_sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the handler interrupts this
+
+
+@pytest.mark.parametrize(
+    "fault, status",
+    [(raise_error, "FAILED"), (press_ctrl_c, "KILLED"), (get_sigterm, "KILLED")],
+)
+def test_run_never_stays_running(experiment, fault, status):
+    client, experiment_id = experiment
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(BaseException), tracking.tracked_run(experiment_id, "doomed", {}):
+        fault()
+    assert only_run(client, experiment_id).info.status == status
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+
+
+def test_config_is_logged_as_dotted_params_and_yaml(experiment):
+    client, experiment_id = experiment
+    config = {"train": {"epochs": 5, "optimizer": "adam"}, "model": {"dense_units": [64]}, "seed": 0}
+    with tracking.tracked_run(experiment_id, "cfg", {}) as run_id:
+        tracking.log_config(config)
+    run = client.get_run(run_id)
+    assert run.data.params == {"train.epochs": "5", "train.optimizer": "adam", "model.dense_units": "[64]", "seed": "0"}
+    path = client.download_artifacts(run_id, "config.yaml")
+    assert "epochs: 5" in open(path).read()
+
+
+def test_tags_carry_versions_from_package_metadata():
+    tags = tracking.run_tags("gradient", "digits", 1, 3)
+    assert tags["version.innvestigate"] == "2.1.2"  # not innvestigate.__version__, which says 2.0.1
+    assert tags["version.tensorflow"].startswith("2.14")
+    assert {"git_commit", "git_dirty", "analyzer", "dataset", "seed", "epochs"} <= set(tags)
