@@ -44,15 +44,15 @@ def check_group_overrides(overrides: Iterable[str]) -> None:
             continue
         if override.is_delete():
             continue
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
-            override.get_value_element_as_str()
-        ]
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
         choices = group_options(group)
         for value in values:
             if value not in choices and value != "null":
-                raise UserError(
-                    f"unknown {group} '{value}'; choose one of: {', '.join(choices)}"
-                )
+                raise UserError(f"unknown {group} '{value}'; choose one of: {', '.join(choices)}")
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:
@@ -76,14 +76,18 @@ def _one_of(cfg: DictConfig, key: str, choices: Iterable[str]) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`UserError` for the first invalid value in a composed run config."""
     _one_of(cfg, "dataset.name", DATASETS)
+    if cfg.dataset.name == "digits" and cfg.dataset.path is not None:
+        raise UserError("dataset.path is not used by dataset=digits, which ships with scikit-learn")
     _optional_positive_int(cfg, "dataset.train_size")
     _optional_positive_int(cfg, "dataset.test_size")
     _positive_int(cfg, "train.epochs")
     _positive_int(cfg, "train.batch_size")
     _one_of(cfg, "train.optimizer", OPTIMIZERS)
     learning_rate = cfg.train.learning_rate
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not (
-        learning_rate > 0
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, (int, float))
+        or not (learning_rate > 0)
     ):
         raise UserError(f"train.learning_rate must be a positive number, got {learning_rate!r}")
     _positive_int(cfg, "explain.n_images")
@@ -92,7 +96,7 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "analyzer.display", DISPLAYS)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
-    for index, layer in enumerate(cfg.model.conv_layers):
+    for index in range(len(cfg.model.conv_layers)):
         _positive_int(cfg, f"model.conv_layers.{index}.filters")
         _positive_int(cfg, f"model.conv_layers.{index}.kernel_size")
         _optional_positive_int(cfg, f"model.conv_layers.{index}.pool")

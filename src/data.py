@@ -59,7 +59,7 @@ def load_dataset(
     train_size: int | None = None,
     test_size: int | None = None,
 ) -> Dataset:
-    """Load a dataset by name, keep the first ``train_size`` / ``test_size`` images of each split."""
+    """Load a dataset by name; keep the first ``train_size`` / ``test_size`` images."""
     if name == "digits":
         arrays, source = _load_digits(), "scikit-learn load_digits (resized to 28x28)"
     else:
@@ -79,9 +79,9 @@ def load_dataset(
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _load_from_first_source(name: str, path: str | None, cache_dir: str | None) -> tuple[
-    Arrays, str
-]:
+def _load_from_first_source(
+    name: str, path: str | None, cache_dir: str | None
+) -> tuple[Arrays, str]:
     if path is not None:
         location = Path(path).expanduser()
         if not location.exists():
@@ -124,7 +124,9 @@ def load_path(location: Path) -> Arrays:
     if location.suffix == ".npz":
         try:
             with np.load(location, allow_pickle=False) as npz:
-                missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in npz]
+                missing = [
+                    key for key in ("x_train", "y_train", "x_test", "y_test") if key not in npz
+                ]
                 if missing:
                     raise DataError(f"{location} lacks the arrays {', '.join(missing)}")
                 return npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]

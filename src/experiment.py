@@ -109,7 +109,10 @@ def run_experiment(cfg: DictConfig) -> float:
     experiment_id = tracking.prepare(store, cfg.tracking.experiment_name)
     data = load_data(cfg)
     log.info(
-        "data: %s (%d train / %d test images)", data.source, len(data.train_images), len(data.test_images)
+        "data: %s (%d train / %d test images)",
+        data.source,
+        len(data.train_images),
+        len(data.test_images),
     )
     model = build_model(cfg)
     check_analyzer(cfg, model)
@@ -154,7 +157,7 @@ def log_outcome(cfg: DictConfig, data: Dataset, outcome: Outcome) -> None:
             labels,
             outcome.predictions,
             list(cfg.dataset.class_names),
-            title=f"{cfg.analyzer.name} on {cfg.dataset.name} (seed {cfg.seed}, {cfg.train.epochs} epochs)",
+            title=f"{run_name(cfg)} on {cfg.dataset.name}",
             display=cfg.analyzer.display,
         ),
         f"figures/heatmaps_{cfg.analyzer.name}.png",

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from src import tf_runtime
 from src.config import UserError, validate_analyzer_method
 from src.progress import progress_bar
 
@@ -22,7 +23,9 @@ class Explanation:
 
     @property
     def images_per_second(self) -> float:
-        return len(self.heatmaps) / self.analysis_time_s if self.analysis_time_s > 0 else float("inf")
+        return (
+            len(self.heatmaps) / self.analysis_time_s if self.analysis_time_s > 0 else float("inf")
+        )
 
 
 def select_images(labels: np.ndarray, count: int) -> np.ndarray:
@@ -39,16 +42,21 @@ def select_images(labels: np.ndarray, count: int) -> np.ndarray:
     return np.array(firsts + rest, dtype=np.int64)
 
 
-def create_analyzer(model_wo_softmax: Any, method: str, params: Mapping[str, Any], neuron_selection: str) -> Any:
-    """``innvestigate.create_analyzer(method, model, **params)`` with a one-line error on bad params."""
-    import innvestigate
-
+def create_analyzer(
+    model_wo_softmax: Any, method: str, params: Mapping[str, Any], neuron_selection: str
+) -> Any:
+    """``innvestigate.create_analyzer(method, model, **params)``; bad params -> UserError."""
+    innvestigate = tf_runtime.innvestigate()
     validate_analyzer_method(method, innvestigate.analyzer.analyzers)
     mode = "index" if neuron_selection == "true_label" else "max_activation"
     try:
-        return innvestigate.create_analyzer(method, model_wo_softmax, neuron_selection_mode=mode, **params)
+        return innvestigate.create_analyzer(
+            method, model_wo_softmax, neuron_selection_mode=mode, **params
+        )
     except (TypeError, ValueError) as error:
-        raise UserError(f"analyzer {method!r} rejects analyzer.params {dict(params)}: {error}") from error
+        raise UserError(
+            f"analyzer {method!r} rejects analyzer.params {dict(params)}: {error}"
+        ) from error
 
 
 def explain(
@@ -70,7 +78,9 @@ def explain(
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
             if neuron_selection == "true_label":
-                batches.append(analyzer.analyze(batch, neuron_selection=classes[start : start + batch_size]))
+                batches.append(
+                    analyzer.analyze(batch, neuron_selection=classes[start : start + batch_size])
+                )
             else:
                 batches.append(analyzer.analyze(batch))
             bar.update(len(batch))

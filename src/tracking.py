@@ -8,6 +8,7 @@ tracking server instead. Callers hand this module values to log; nothing else im
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,9 @@ from mlflow.tracking import MlflowClient
 
 from src.config import UserError, flatten
 from src.paths import PROJECT_ROOT
+
+# Its start-up notes ("Creating initial MLflow database tables...") are not for users.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 # MLflow caps a param value at 6,000 characters; a longer one is cut, with a marker.
 MAX_PARAM_LENGTH = 6000
@@ -68,7 +72,9 @@ def prepare(store: Store, experiment_name: str) -> str:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise UserError(f"cannot create the tracking store folder {folder}: {error.strerror}") from error
+            raise UserError(
+                f"cannot create the tracking store folder {folder}: {error.strerror}"
+            ) from error
         if not os.access(folder, os.W_OK):
             raise UserError(f"the tracking store folder {folder} is not writable (tracking.dir)")
     mlflow.set_tracking_uri(store.tracking_uri)
@@ -83,8 +89,17 @@ def prepare(store: Store, experiment_name: str) -> str:
                 return experiment.experiment_id
             return client.create_experiment(experiment_name, artifact_location=store.artifact_root)
         except Exception as error:  # noqa: BLE001 - every failure here means "store unusable"
-            reason = " ".join(str(error).split())[:300]
-            raise UserError(f"cannot use the tracking store {store.tracking_uri}: {reason}") from error
+            raise UserError(
+                f"cannot use the tracking store {store.tracking_uri}: {_reason(error)}"
+            ) from error
+
+
+def _reason(error: Exception) -> str:
+    """A short reason; MLflow's connection errors quote whole urllib3 retry reports."""
+    text = " ".join(str(error).split())
+    if "Max retries exceeded" in text or "Connection refused" in text:
+        return "no answer there (is an MLflow server running at that address?)"
+    return text[:300]
 
 
 @contextlib.contextmanager
@@ -150,11 +165,18 @@ def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, s
 def _git_state() -> tuple[str, str]:
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown", "unknown"
@@ -166,7 +188,9 @@ def log_config(config: Mapping[str, Any]) -> None:
     params = {}
     for key, value in flatten(config).items():
         text = str(value)
-        params[key] = text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+        params[key] = (
+            text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+        )
     mlflow.log_params(params)
     mlflow.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
 
@@ -197,14 +221,16 @@ def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:
 
 
 def log_keras_model(model: Any, input_example: np.ndarray) -> str:
-    """Log the model with MLflow's TensorFlow flavor; returns its model URI."""
+    """Log the model with MLflow's TensorFlow flavor; returns its URI, also tagged ``model_uri``."""
     import mlflow.tensorflow
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
     # Pinned requirements: MLflow would otherwise infer them by loading the model in a
     # subprocess, which costs a TensorFlow start-up per run.
-    requirements = [f"{package}=={metadata.version(package)}" for package in ("tensorflow", "numpy", "protobuf")]
+    requirements = [
+        f"{package}=={metadata.version(package)}" for package in ("tensorflow", "numpy", "protobuf")
+    ]
     info = mlflow.tensorflow.log_model(
         model,
         name="model",
@@ -212,4 +238,5 @@ def log_keras_model(model: Any, input_example: np.ndarray) -> str:
         input_example=input_example,
         pip_requirements=requirements,
     )
+    mlflow.set_tag("model_uri", info.model_uri)
     return info.model_uri

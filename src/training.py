@@ -33,7 +33,9 @@ def compile_model(model, optimizer: str, learning_rate: float) -> None:
     """Categorical cross-entropy on integer labels (Keras's sparse form: the same loss)."""
     keras = tensorflow().keras
     model.compile(
-        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
+        optimizer=keras.optimizers.get(
+            {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
+        ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -62,7 +64,11 @@ def train(
                 bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}", refresh=False)
 
         def on_epoch_end(self, epoch, logs=None):
-            metrics = {METRIC_NAMES[key]: float(value) for key, value in (logs or {}).items() if key in METRIC_NAMES}
+            metrics = {
+                METRIC_NAMES[key]: float(value)
+                for key, value in (logs or {}).items()
+                if key in METRIC_NAMES
+            }
             bar.set_description(f"training (epoch {epoch + 1}/{epochs})")
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, metrics)
@@ -86,9 +92,15 @@ def train(
         # The last epoch's validation already is the final test score: do not evaluate twice.
         test_loss, test_accuracy = history["val_loss"][-1], history["val_accuracy"][-1]
     else:
-        test_loss, test_accuracy = model.evaluate(test_images, test_labels, batch_size=batch_size, verbose=0)
+        test_loss, test_accuracy = model.evaluate(
+            test_images, test_labels, batch_size=batch_size, verbose=0
+        )
     return TrainingResult(
-        history={METRIC_NAMES[key]: [float(v) for v in values] for key, values in history.items() if key in METRIC_NAMES},
+        history={
+            METRIC_NAMES[key]: [float(v) for v in values]
+            for key, values in history.items()
+            if key in METRIC_NAMES
+        },
         train_time_s=train_time_s,
         test_loss=float(test_loss),
         test_accuracy=float(test_accuracy),

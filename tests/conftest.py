@@ -41,7 +41,7 @@ def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = np.arange(count) % 10
     images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         image[2 * label + 4 : 2 * label + 6, 4:24] = 255
     return images, labels.astype(np.uint8)
 
@@ -56,7 +56,7 @@ def idx_folder(tmp_path: Path) -> Callable[..., Path]:
         train_images, train_labels = synthetic_split(train, seed=1)
         test_images, test_labels = synthetic_split(test, seed=2)
         arrays = (train_images, train_labels, test_images, test_labels)
-        for stem, array in zip(IDX_FILES.values(), arrays):
+        for stem, array in zip(IDX_FILES.values(), arrays, strict=True):
             write_idx(folder / (f"{stem}.gz" if gz else stem), array)
         return folder
 
@@ -68,5 +68,7 @@ def npz_file(tmp_path: Path) -> Path:
     train_images, train_labels = synthetic_split(200, seed=1)
     test_images, test_labels = synthetic_split(50, seed=2)
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=train_images, y_train=train_labels, x_test=test_images, y_test=test_labels)
+    np.savez(
+        path, x_train=train_images, y_train=train_labels, x_test=test_images, y_test=test_labels
+    )
     return path

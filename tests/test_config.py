@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 
 from src.config import (
     UserError,
@@ -77,12 +76,13 @@ def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_pat
         ("dataset.train_size=0", "dataset.train_size must be a positive integer"),
         ("analyzer.neuron_selection=max", "choose one of: predicted, true_label"),
         ("seed=-1", "seed must be a non-negative integer"),
+        ("dataset=digits dataset.path=/data", "dataset.path is not used by dataset=digits"),
         ("model.conv_layers.0.filters=0", "model.conv_layers.0.filters must be a positive integer"),
     ],
 )
 def test_bad_values_fail_with_one_line(compose_config, override, message):
     with pytest.raises(UserError) as error:
-        validate(compose_config(override))
+        validate(compose_config(*override.split()))
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -91,7 +91,10 @@ def test_bad_values_fail_with_one_line(compose_config, override, message):
     "argv, message",
     [
         (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: deconvnet, deep_taylor"),
-        (["dataset=cifar10"], "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist"),
+        (
+            ["dataset=cifar10"],
+            "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist",
+        ),
         (["model=resnet"], "unknown model 'resnet'; choose one of: cnn"),
         (["-m", "analyzer=gradient,nope"], "unknown analyzer 'nope'"),
     ],

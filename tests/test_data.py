@@ -86,7 +86,9 @@ def test_keras_cache_npz_for_mnist(tmp_path, npz_file):
 def test_download_is_the_last_resort(monkeypatch, npz_file):
     arrays = dict(np.load(npz_file))
     monkeypatch.setattr(
-        data, "_download", lambda name: (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+        data,
+        "_download",
+        lambda name: (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]),
     )
     assert load_dataset("mnist", cache_dir=None).source == "downloaded by tf.keras.datasets.mnist"
 
@@ -152,7 +154,10 @@ def test_truncated_npz(npz_file):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(x_train=np.zeros((10, 32, 32), np.uint8)), r"training images have shape \(10, 32, 32\)"),
+        (
+            dict(x_train=np.zeros((10, 32, 32), np.uint8)),
+            r"training images have shape \(10, 32, 32\)",
+        ),
         (dict(y_test=np.full(50, 12, np.uint8)), "test labels range 12..12, expected 0..9"),
         (dict(y_train=np.zeros(3, np.uint8)), "200 training images but labels of shape"),
         (dict(x_test=np.full((50, 28, 28), 0.5)), "must be pixel bytes 0..255"),

@@ -7,7 +7,11 @@ from src.experiment import build_model, load_data, train_and_explain
 
 def run_once(compose_config, seed: int):
     cfg = compose_config(
-        "dataset=digits", "dataset.train_size=400", "train.epochs=2", f"seed={seed}", "analyzer=input_t_gradient"
+        "dataset=digits",
+        "dataset.train_size=400",
+        "train.epochs=2",
+        f"seed={seed}",
+        "analyzer=input_t_gradient",
     )
     outcome = train_and_explain(cfg, load_data(cfg), build_model(cfg))
     return outcome.training.history, outcome.explanation.heatmaps, outcome.model.get_weights()
@@ -18,7 +22,7 @@ def test_same_seed_same_weights_metrics_and_heatmaps(compose_config):
     history_b, heatmaps_b, weights_b = run_once(compose_config, seed=3)
     assert history_a == history_b
     np.testing.assert_array_equal(heatmaps_a, heatmaps_b)
-    for a, b in zip(weights_a, weights_b):
+    for a, b in zip(weights_a, weights_b, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

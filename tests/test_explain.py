@@ -46,7 +46,9 @@ def test_every_analyzer_explains_the_trained_model(compose_config, trained, opti
         dict(analyzer_cfg.params),
         analyzer_cfg.neuron_selection,
     )
-    explanation = explain(analyzer, images[:4], labels[:4], analyzer_cfg.neuron_selection, batch_size=3)
+    explanation = explain(
+        analyzer, images[:4], labels[:4], analyzer_cfg.neuron_selection, batch_size=3
+    )
     assert explanation.heatmaps.shape == (4, 28, 28, 1)
     assert np.isfinite(explanation.heatmaps).all()
     assert np.abs(explanation.heatmaps).reshape(4, -1).max(axis=1).min() > 0  # no blank map
@@ -56,20 +58,41 @@ def test_every_analyzer_explains_the_trained_model(compose_config, trained, opti
 def test_true_label_explains_the_given_class_not_the_prediction(compose_config, trained):
     model, images, _ = trained
     wo_softmax = innvestigate().model_wo_softmax(model)
-    predicted = explain(create_analyzer(wo_softmax, "gradient", {}, "predicted"), images[:3], None, "predicted", 8)
+    predicted = explain(
+        create_analyzer(wo_softmax, "gradient", {}, "predicted"), images[:3], None, "predicted", 8
+    )
     logits = wo_softmax.predict(images[:3], verbose=0)
     runner_up = np.argsort(logits, axis=1)[:, -2]
-    other = explain(create_analyzer(wo_softmax, "gradient", {}, "true_label"), images[:3], runner_up, "true_label", 8)
+    other = explain(
+        create_analyzer(wo_softmax, "gradient", {}, "true_label"),
+        images[:3],
+        runner_up,
+        "true_label",
+        8,
+    )
     np.testing.assert_array_equal(other.explained_classes, runner_up)
     assert not np.allclose(predicted.heatmaps, other.heatmaps)
     # Explaining the predicted class by index gives the same map as max_activation.
-    top = explain(create_analyzer(wo_softmax, "gradient", {}, "true_label"), images[:3], logits.argmax(1), "true_label", 8)
+    top = explain(
+        create_analyzer(wo_softmax, "gradient", {}, "true_label"),
+        images[:3],
+        logits.argmax(1),
+        "true_label",
+        8,
+    )
     np.testing.assert_allclose(top.heatmaps, predicted.heatmaps, rtol=1e-5, atol=1e-7)
 
 
 def test_bad_analyzer_params_fail_before_training(compose_config, trained):
     model, _, _ = trained
-    with pytest.raises(UserError, match=r"analyzer 'lrp.epsilon' rejects analyzer.params \{'epsilonn': 0.1\}"):
-        check_analyzer(compose_config("analyzer=lrp_epsilon", "~analyzer.params.epsilon", "+analyzer.params.epsilonn=0.1"), model)
+    with pytest.raises(
+        UserError, match=r"analyzer 'lrp.epsilon' rejects analyzer.params \{'epsilonn': 0.1\}"
+    ):
+        check_analyzer(
+            compose_config(
+                "analyzer=lrp_epsilon", "~analyzer.params.epsilon", "+analyzer.params.epsilonn=0.1"
+            ),
+            model,
+        )
     with pytest.raises(UserError, match="iNNvestigate has no analyzer 'lrp.nope'"):
         check_analyzer(compose_config("analyzer.method=lrp.nope"), model)

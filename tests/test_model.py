@@ -22,9 +22,9 @@ def test_default_model_is_the_seed_reports_cnn(compose_config):
         ("Dense", (10,)),
     ]
     assert model.count_params() == 93_322
-    assert [layer.activation.__name__ for layer in model.layers if hasattr(layer, "activation")] == [
-        "relu", "relu", "relu", "relu", "softmax"
-    ]
+    assert [
+        layer.activation.__name__ for layer in model.layers if hasattr(layer, "activation")
+    ] == ["relu", "relu", "relu", "relu", "softmax"]
     assert type(model.optimizer).__name__ == "Adam"
     assert OmegaConf.select(compose_config(), "train.learning_rate") == 0.001
 

@@ -1,0 +1,240 @@
+"""The real CLI, ``python -m src.train``, in a subprocess, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+
+def train_cli(tmp_path: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the CLI from ``tmp_path`` (not the project root) with a store in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "src.train", *default_overrides(tmp_path), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HOME": str(tmp_path)},  # an empty Keras cache
+    )
+
+
+def default_overrides(tmp_path: Path) -> list[str]:
+    return [f"tracking.dir={tmp_path / 'store'}", f"paths.output_dir={tmp_path / 'outputs'}"]
+
+
+def client_for(tmp_path: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+
+
+def all_runs(tmp_path: Path) -> list:
+    if not (tmp_path / "store" / "mlflow.db").exists():
+        return []
+    client = client_for(tmp_path)
+    experiments = client.search_experiments()
+    return client.search_runs([e.experiment_id for e in experiments]) if experiments else []
+
+
+def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_folder):
+    result = train_cli(
+        tmp_path,
+        "dataset=mnist",
+        f"dataset.path={idx_folder(gz=False)}",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "analyzer=gradient",
+        "seed=7",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    (run,) = all_runs(tmp_path)
+    client = client_for(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "gradient · seed 7 · 2 ep"
+    summary = result.stderr.strip().splitlines()[-1]
+    assert (
+        run.info.run_id in summary
+        and "test accuracy" in summary
+        and "mlflow ui --backend-store-uri" in summary
+    )
+
+    # The store is where the config put it, not in the working directory.
+    assert run.info.artifact_uri.startswith((tmp_path / "store" / "artifacts").as_uri())
+    assert not (tmp_path / "mlruns").exists()
+
+    tags = run.data.tags
+    assert (tags["analyzer"], tags["dataset"], tags["seed"]) == ("gradient", "mnist", "7")
+    assert tags["version.innvestigate"] == "2.1.2" and tags["data_source"] == str(
+        idx_folder(gz=False)
+    )
+    params = run.data.params
+    assert params["train.epochs"] == "2" and params["analyzer.method"] == "gradient"
+    assert params["dataset.path"] == str(idx_folder(gz=False))
+    assert params["model.conv_layers"].startswith("[{'filters': 32")
+
+    for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2]
+    metrics = run.data.metrics
+    assert metrics["test_accuracy"] == metrics["val_accuracy"] > 0.5  # the synthetic bars are easy
+    assert metrics["train_time_s"] > 0 and metrics["analysis_images_per_s"] > 0
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {
+        "config.yaml",
+        "heatmaps.npz",
+        "figures/heatmaps_gradient.png",
+        "figures/training.png",
+    } <= artifacts
+
+    arrays = np.load(client.download_artifacts(run.info.run_id, "heatmaps.npz", str(tmp_path)))
+    assert arrays["heatmaps"].shape == arrays["images"].shape == (10, 28, 28, 1)
+    assert sorted(arrays["labels"].tolist()) == list(range(10))  # one image per class
+
+    # The logged model loads in a fresh graph-mode process and predicts what the run recorded.
+    loader = textwrap.dedent(
+        f"""
+        import json, numpy as np, tensorflow as tf
+        tf.compat.v1.disable_eager_execution()
+        import mlflow, mlflow.tensorflow
+        mlflow.set_tracking_uri({client.tracking_uri!r})
+        model = mlflow.tensorflow.load_model({tags["model_uri"]!r})
+        images = np.load({str(tmp_path / "heatmaps.npz")!r})["images"]
+        print(json.dumps(model.predict(images, verbose=0).argmax(axis=1).tolist()))
+        """
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", loader], capture_output=True, text=True, timeout=300
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == arrays["predictions"].tolist()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BAD_INPUTS = {
+    "unknown analyzer": (
+        ["analyzer=deep_tailor"],
+        "unknown analyzer 'deep_tailor'; choose one of: deconvnet",
+    ),
+    "unknown dataset": (
+        ["dataset=cifar10"],
+        "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist",
+    ),
+    "unknown model": (["model=vgg"], "unknown model 'vgg'; choose one of: cnn"),
+    "zero epochs": (["train.epochs=0"], "train.epochs must be a positive integer, got 0"),
+    "negative epochs": (["train.epochs=-2"], "train.epochs must be a positive integer, got -2"),
+    "zero batch size": (
+        ["train.batch_size=0"],
+        "train.batch_size must be a positive integer, got 0",
+    ),
+    "missing dataset file": (
+        ["dataset=mnist", "dataset.path=/nonexistent/mnist.npz"],
+        "dataset.path '/nonexistent/mnist.npz' does not exist",
+    ),
+    "bad analyzer parameter": (
+        ["analyzer=lrp_epsilon", "analyzer.params.epsilon=-1"],
+        "rejects analyzer.params",
+    ),
+}
+
+
+@pytest.mark.parametrize("overrides, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_fails_in_one_line_and_creates_no_run(tmp_path, overrides, message):
+    result = train_cli(tmp_path, "dataset=digits", *overrides)  # later overrides win
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert_one_line_error(result, message)
+    assert all_runs(tmp_path) == []
+
+
+def test_corrupt_dataset_file_fails_in_one_line_and_creates_no_run(tmp_path, idx_folder):
+    folder = idx_folder()
+    path = folder / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:1000])
+    result = train_cli(tmp_path, f"dataset.path={folder}")
+    assert result.returncode == 2
+    assert_one_line_error(result, "train-images-idx3-ubyte.gz cannot be read")
+    assert all_runs(tmp_path) == []
+
+
+def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    result = train_cli(tmp_path, "dataset=digits", f"tracking.uri={uri}", timeout=120)
+    assert result.returncode == 2
+    assert_one_line_error(result, f"cannot use the tracking store {uri}")
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert message in errors[0]
+    assert errors[0] == lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def running_run_status(db: Path) -> tuple[str, int] | None:
+    """(status, epochs logged) of the only run, read straight from the SQLite store."""
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db, timeout=5) as connection:
+            row = connection.execute("SELECT run_uuid, status FROM runs").fetchone()
+            if row is None:
+                return None
+            (epochs,) = connection.execute(
+                "SELECT COUNT(*) FROM metrics WHERE run_uuid = ? AND key = 'val_accuracy'",
+                (row[0],),
+            ).fetchone()
+            return row[1], epochs
+    except sqlite3.OperationalError:  # tables not made yet, or locked for a moment
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            *default_overrides(tmp_path),
+            "dataset=digits",
+            "train.epochs=500",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while (state := running_run_status(tmp_path / "store" / "mlflow.db")) is None or state[
+            1
+        ] < 1:
+            assert process.poll() is None and time.monotonic() < deadline, "training never started"
+            time.sleep(0.5)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted: the run was marked KILLED" in stderr
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
