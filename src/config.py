@@ -94,6 +94,7 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "explain.batch_size")
     _one_of(cfg, "analyzer.neuron_selection", NEURON_SELECTIONS)
     _one_of(cfg, "analyzer.display", DISPLAYS)
+    _optional_positive_int(cfg, "threads")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
     for index in range(len(cfg.model.conv_layers)):

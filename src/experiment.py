@@ -1,8 +1,9 @@
-"""One run: config -> data -> model -> train -> explain -> figures -> MLflow."""
+"""One run: config -> data -> model -> train (or reuse) -> explain -> figures -> MLflow."""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,16 +15,19 @@ from src.data import Dataset, load_dataset
 from src.explain import Explanation, create_analyzer, explain, select_images
 from src.figures import heatmap_figure, training_figure
 from src.model import build_cnn
+from src.model_cache import ModelCache, fingerprint
 from src.tf_runtime import innvestigate, reset
 from src.training import EpochCallback, TrainingResult, compile_model, train
 
 log = logging.getLogger(__name__)
 
+# Set by the sweep callback (src/sweep.py) for the jobs of a multirun.
+PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
+SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
+
 
 @dataclass(frozen=True)
-class Outcome:
-    model: object  # the trained Keras model (with its softmax)
-    training: TrainingResult
+class Explained:
     indices: np.ndarray  # which test images were explained
     predictions: np.ndarray  # the model's classes for them
     explanation: Explanation
@@ -57,9 +61,8 @@ def build_model(cfg: DictConfig):
     return model
 
 
-def check_analyzer(cfg: DictConfig, model) -> None:
-    """Create the analyzer once on the untrained model, so bad params fail before training."""
-    create_analyzer(
+def _analyzer(cfg: DictConfig, model):
+    return create_analyzer(
         innvestigate().model_wo_softmax(model),
         cfg.analyzer.method,
         OmegaConf.to_container(cfg.analyzer.params, resolve=True),
@@ -67,11 +70,15 @@ def check_analyzer(cfg: DictConfig, model) -> None:
     )
 
 
-def train_and_explain(
+def check_analyzer(cfg: DictConfig, model) -> None:
+    """Create the analyzer once on the untrained model, so bad params fail before training."""
+    _analyzer(cfg, model)
+
+
+def train_model(
     cfg: DictConfig, data: Dataset, model, on_epoch_end: EpochCallback | None = None
-) -> Outcome:
-    """Train ``model`` on ``data`` and explain the fixed test images; no tracking here."""
-    training = train(
+) -> TrainingResult:
+    return train(
         model,
         data.train_images,
         data.train_labels,
@@ -82,28 +89,29 @@ def train_and_explain(
         validate_each_epoch=cfg.train.validate_each_epoch,
         on_epoch_end=on_epoch_end,
     )
+
+
+def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
+    """Explain the fixed test images (the same in every run on the same data)."""
     indices = select_images(data.test_labels, cfg.explain.n_images)
     images, labels = data.test_images[indices], data.test_labels[indices]
     predictions = model.predict(images, batch_size=cfg.explain.batch_size, verbose=0).argmax(axis=1)
     by_label = cfg.analyzer.neuron_selection == "true_label"
-    analyzer = create_analyzer(
-        innvestigate().model_wo_softmax(model),
-        cfg.analyzer.method,
-        OmegaConf.to_container(cfg.analyzer.params, resolve=True),
-        cfg.analyzer.neuron_selection,
-    )
     explanation = explain(
-        analyzer,
+        _analyzer(cfg, model),
         images,
         labels if by_label else predictions,
         cfg.analyzer.neuron_selection,
         cfg.explain.batch_size,
     )
-    return Outcome(model, training, indices, predictions, explanation)
+    return Explained(indices, predictions, explanation)
 
 
-def run_experiment(cfg: DictConfig) -> float:
-    """Run and track one experiment; returns the test accuracy."""
+def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> float:
+    """Run and track one experiment; returns the test accuracy.
+
+    In a sweep (``XAI_LAB_PARENT_RUN_ID`` set) the run is a child of the sweep's parent run.
+    """
     validate(cfg)
     store = tracking.resolve_store(cfg.tracking.dir, cfg.tracking.uri)
     experiment_id = tracking.prepare(store, cfg.tracking.experiment_name)
@@ -118,44 +126,70 @@ def run_experiment(cfg: DictConfig) -> float:
     check_analyzer(cfg, model)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    model_key = fingerprint(resolved["dataset"], data.checksum, resolved["model"], resolved["train"], cfg.seed)
     tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
-    tags.update({"data_source": data.source, "data_sha256": data.checksum})
-    with tracking.tracked_run(experiment_id, run_name(cfg), tags) as run_id:
+    tags.update({"data_source": data.source, "data_sha256": data.checksum, "model_fingerprint": model_key})
+    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    if parent_run_id:
+        tags.update({"sweep_id": os.environ.get(SWEEP_ID_ENV, ""), "job_overrides": " ".join(sorted(job_overrides or []))})
+
+    cache = ModelCache(cfg.train.cache_dir)
+    with tracking.tracked_run(experiment_id, run_name(cfg), tags, parent_run_id) as run_id:
         tracking.log_config(resolved)
-        outcome = train_and_explain(cfg, data, model, on_epoch_end=tracking.log_epoch)
-        log_outcome(cfg, data, outcome)
+        # While one job trains this model, the others that need it wait here, then reuse it.
+        with cache.claim(model_key):
+            cached = cache.load(model_key) if cfg.train.reuse else None
+            if cached is not None and _load_weights(model, cached.weights):
+                training = cached.training
+                tracking.log_reused_training(training.history, cached.trained_by_run, cached.model_uri)
+                log.info("reusing the model trained by run %s", cached.trained_by_run)
+            else:
+                training = train_model(cfg, data, model, on_epoch_end=tracking.log_epoch)
+                model_uri = tracking.log_keras_model(model, data.test_images[:2])
+                cache.store(model_key, model, training, run_id, model_uri)
+        explained = explain_model(cfg, data, model)
+        log_outcome(cfg, data, training, explained)
     log.info(
         "%s: test accuracy %.4f · run %s · experiment %r · browse: %s",
         run_name(cfg),
-        outcome.training.test_accuracy,
+        training.test_accuracy,
         run_id,
         cfg.tracking.experiment_name,
         store.ui_command,
     )
-    return outcome.training.test_accuracy
+    return training.test_accuracy
 
 
-def log_outcome(cfg: DictConfig, data: Dataset, outcome: Outcome) -> None:
-    explanation = outcome.explanation
-    images = data.test_images[outcome.indices]
-    labels = data.test_labels[outcome.indices]
+def _load_weights(model, weights) -> bool:
+    try:
+        model.load_weights(str(weights))
+    except Exception as error:  # noqa: BLE001 - h5py/Keras raise many kinds on a bad file
+        log.warning("cached weights %s cannot be loaded (%s): training again", weights, error)
+        return False
+    return True
+
+
+def log_outcome(cfg: DictConfig, data: Dataset, training: TrainingResult, explained: Explained) -> None:
+    explanation = explained.explanation
+    images = data.test_images[explained.indices]
+    labels = data.test_labels[explained.indices]
     tracking.log_metrics(
         {
-            "test_loss": outcome.training.test_loss,
-            "test_accuracy": outcome.training.test_accuracy,
-            "train_time_s": outcome.training.train_time_s,
+            "test_loss": training.test_loss,
+            "test_accuracy": training.test_accuracy,
+            "train_time_s": training.train_time_s,
             "analyzer_build_time_s": explanation.build_time_s,
             "analysis_time_s": explanation.analysis_time_s,
             "analysis_images_per_s": explanation.images_per_second,
         }
     )
-    tracking.log_figure(training_figure(outcome.training.history), "figures/training.png")
+    tracking.log_figure(training_figure(training.history), "figures/training.png")
     tracking.log_figure(
         heatmap_figure(
             images,
             explanation.heatmaps,
             labels,
-            outcome.predictions,
+            explained.predictions,
             list(cfg.dataset.class_names),
             title=f"{run_name(cfg)} on {cfg.dataset.name}",
             display=cfg.analyzer.display,
@@ -164,11 +198,10 @@ def log_outcome(cfg: DictConfig, data: Dataset, outcome: Outcome) -> None:
     )
     tracking.log_arrays(
         "heatmaps.npz",
-        indices=outcome.indices,
+        indices=explained.indices,
         images=images,
         labels=labels,
-        predictions=outcome.predictions,
+        predictions=explained.predictions,
         explained_classes=explanation.explained_classes,
         heatmaps=explanation.heatmaps,
     )
-    tracking.log_keras_model(outcome.model, images[:2])

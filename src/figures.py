@@ -89,3 +89,66 @@ def training_figure(history: dict[str, list[float]]):
     loss_axis.legend()
     figure.tight_layout()
     return figure
+
+
+def comparison_grid(
+    images: np.ndarray,
+    labels: np.ndarray,
+    rows: Sequence[tuple[str, np.ndarray, str]],
+    class_names: Sequence[str],
+    title: str,
+):
+    """The input images as the first row, then one row of heatmaps per analyzer.
+
+    ``rows`` holds ``(analyzer, heatmaps, display)``; every row explains the same images.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(images)
+    figure, axes = plt.subplots(
+        len(rows) + 1, count, figsize=(1.3 * count + 1, 1.4 * (len(rows) + 1) + 0.6), squeeze=False
+    )
+    for column in range(count):
+        axes[0, column].imshow(images[column, ..., 0], cmap="gray_r", vmin=0, vmax=1)
+        axes[0, column].set_title(class_names[labels[column]], fontsize=7)
+    axes[0, 0].set_ylabel("input", fontsize=8)
+    for row, (analyzer, heatmaps, display) in enumerate(rows, start=1):
+        maps = normalise(heatmaps, display)
+        cmap, vmin = (ABSOLUTE_CMAP, 0) if display == "absolute" else (SIGNED_CMAP, -1)
+        for column in range(count):
+            axes[row, column].imshow(maps[column], cmap=cmap, vmin=vmin, vmax=1)
+        axes[row, 0].set_ylabel(analyzer, fontsize=8)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def metrics_vs_epochs(table, metrics: Sequence[str]):
+    """One panel per metric: mean over seeds against epochs, one line per analyzer, ±std shaded.
+
+    ``table`` has columns ``analyzer``, ``epochs`` and ``<metric>_mean`` / ``<metric>_std``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        for analyzer, rows in table.groupby("analyzer", sort=False):
+            rows = rows.sort_values("epochs")
+            mean = rows[f"{metric}_mean"].to_numpy(dtype=float)
+            std = np.nan_to_num(rows[f"{metric}_std"].to_numpy(dtype=float))
+            (line,) = axis.plot(rows["epochs"], mean, marker="o", label=analyzer)
+            axis.fill_between(rows["epochs"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        axis.set_title(metric.replace("_", " "), fontsize=9)
+        axis.set_xlabel("epochs")
+    axes[0, 0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure

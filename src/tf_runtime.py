@@ -39,6 +39,13 @@ def tensorflow() -> ModuleType:
     return _tf
 
 
+def set_threads(threads: int) -> None:
+    """Threads for TensorFlow's ops; call before the first run of the process."""
+    tf = tensorflow()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def reset(seed: int) -> None:
     """Start a run from an empty graph and a fresh session, with every RNG seeded."""
     tf = tensorflow()

@@ -27,6 +27,8 @@ from mlflow.tracking import MlflowClient
 from src.config import UserError, flatten
 from src.paths import PROJECT_ROOT
 
+# No progress bars for the few small artifacts a report downloads.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # Its start-up notes ("Creating initial MLflow database tables...") are not for users.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -117,15 +119,19 @@ def _env(**values: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def tracked_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """An active MLflow run that ends FINISHED, FAILED on an exception, or KILLED on
-    Ctrl-C / SIGTERM; never left RUNNING. Yields the run id."""
+def tracked_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> Iterator[str]:
+    """An active MLflow run (a child of ``parent_run_id`` if given) that ends FINISHED, FAILED
+    on an exception, or KILLED on Ctrl-C / SIGTERM; never left RUNNING. Yields the run id."""
 
     def on_sigterm(signum, frame):
         raise Terminated(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
+    )
     status = "FAILED"
     try:
         yield run.info.run_id
@@ -200,6 +206,17 @@ def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics), step=epoch)
 
 
+def log_reused_training(history: Mapping[str, list[float]], trained_by_run: str, model_uri: str) -> None:
+    """For a run that reuses a trained model: its training curve, and links to where it came from."""
+    for epoch, values in enumerate(zip(*history.values(), strict=True), start=1):
+        log_epoch(epoch, dict(zip(history.keys(), values, strict=True)))
+    mlflow.set_tags({"model_reused": "true", "trained_by_run": trained_by_run, "model_uri": model_uri})
+    mlflow.set_tag(
+        "mlflow.note.content",
+        f"Reuses the model trained by run {trained_by_run} (same data, model, training and seed).",
+    )
+
+
 def log_metrics(metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics))
 
@@ -238,5 +255,5 @@ def log_keras_model(model: Any, input_example: np.ndarray) -> str:
         input_example=input_example,
         pip_requirements=requirements,
     )
-    mlflow.set_tag("model_uri", info.model_uri)
+    mlflow.set_tags({"model_uri": info.model_uri, "model_reused": "false"})
     return info.model_uri

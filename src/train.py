@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.config import UserError, check_group_overrides
 from src.paths import register_resolvers
@@ -22,9 +23,15 @@ def hydra_main(cfg: DictConfig) -> float:
     from src.experiment import run_experiment
     from src.tracking import Terminated
 
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    threads = threads_per_job(cfg.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs"))
+    if threads is not None:
+        from src.tf_runtime import set_threads
+
+        set_threads(threads)
     try:
-        return run_experiment(cfg)
+        return run_experiment(cfg, job_overrides=list(hydra_cfg.overrides.task))
     except UserError as error:
         log.error("error: %s", error)
         if multirun:
@@ -33,6 +40,17 @@ def hydra_main(cfg: DictConfig) -> float:
     except (KeyboardInterrupt, Terminated):
         log.error("interrupted: the run was marked KILLED")
         raise SystemExit(130) from None
+
+
+def threads_per_job(threads: int | None, parallel_jobs: int | None) -> int | None:
+    """``threads`` if set; else, for jobs run in parallel (joblib), the cores shared out."""
+    if threads is not None:
+        return threads
+    if parallel_jobs is None:
+        return None
+    cores = os.cpu_count() or 1
+    jobs = cores if parallel_jobs < 0 else parallel_jobs
+    return max(1, cores // max(1, jobs))
 
 
 def main() -> None:

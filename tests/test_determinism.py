@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.experiment import build_model, load_data, train_and_explain
+from src.experiment import build_model, explain_model, load_data, train_model
 
 
 def run_once(compose_config, seed: int):
@@ -13,8 +13,9 @@ def run_once(compose_config, seed: int):
         f"seed={seed}",
         "analyzer=input_t_gradient",
     )
-    outcome = train_and_explain(cfg, load_data(cfg), build_model(cfg))
-    return outcome.training.history, outcome.explanation.heatmaps, outcome.model.get_weights()
+    data, model = load_data(cfg), build_model(cfg)
+    history = train_model(cfg, data, model).history
+    return history, explain_model(cfg, data, model).explanation.heatmaps, model.get_weights()
 
 
 def test_same_seed_same_weights_metrics_and_heatmaps(compose_config):

@@ -5,7 +5,7 @@ import pytest
 
 from src.config import UserError, group_options
 from src.data import load_dataset
-from src.experiment import build_model, check_analyzer, train_and_explain
+from src.experiment import build_model, check_analyzer, explain_model, train_model
 from src.explain import create_analyzer, explain, select_images
 from src.tf_runtime import innvestigate
 
@@ -32,8 +32,9 @@ def trained(tmp_path_factory):
         )
     data = load_dataset("digits", train_size=300)
     model = build_model(cfg)
-    outcome = train_and_explain(cfg, data, model)
-    return model, data.test_images[outcome.indices], data.test_labels[outcome.indices]
+    train_model(cfg, data, model)
+    indices = explain_model(cfg, data, model).indices
+    return model, data.test_images[indices], data.test_labels[indices]
 
 
 @pytest.mark.parametrize("option", group_options("analyzer"))

@@ -1,0 +1,108 @@
+"""Train once, explain many times: trained weights cached by what determines them.
+
+A trained model is determined by the data, the model and training configs, the seed and the
+TensorFlow version, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>/``
+(``weights.h5`` and ``meta.json``), written to a temporary folder and renamed into place, so a
+reader never sees half an entry. A file lock per fingerprint (``filelock``, which works across
+processes) makes a second job that needs the same model wait for the first to train it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from src.training import TrainingResult
+
+log = logging.getLogger(__name__)
+WEIGHTS, META = "weights.h5", "meta.json"
+
+
+def fingerprint(
+    dataset: Mapping[str, Any],
+    data_checksum: str,
+    model: Mapping[str, Any],
+    train: Mapping[str, Any],
+    seed: int,
+) -> str:
+    """A short hash of everything that decides the trained weights and their training curve."""
+    spec = {
+        "dataset": {
+            "name": dataset["name"],
+            "sha256": data_checksum,
+            "train_size": dataset["train_size"],
+            "test_size": dataset["test_size"],  # the validation curve depends on it
+        },
+        "model": dict(model),
+        "train": {key: value for key, value in train.items() if key not in ("reuse", "cache_dir")},
+        "seed": seed,
+        "tensorflow": metadata.version("tensorflow"),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    weights: Path
+    training: TrainingResult
+    trained_by_run: str  # the MLflow run that trained it
+    model_uri: str  # where that run logged the model
+
+
+class ModelCache:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).expanduser()
+
+    @contextlib.contextmanager
+    def claim(self, key: str) -> Iterator[None]:
+        """Hold the entry ``key`` exclusively: others needing it wait until it is trained."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.folder / f"{key}.lock"):
+            yield
+
+    def load(self, key: str) -> CachedModel | None:
+        """The entry, or None if there is none or it cannot be read (then with a warning)."""
+        entry = self.folder / key
+        if not entry.exists():
+            return None
+        try:
+            meta = json.loads((entry / META).read_text())
+            weights = entry / WEIGHTS
+            if not weights.is_file():
+                raise FileNotFoundError(weights)
+            return CachedModel(
+                weights=weights,
+                training=TrainingResult(**meta["training"]),
+                trained_by_run=meta["trained_by_run"],
+                model_uri=meta["model_uri"],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("cached model %s cannot be read (%s): training it again", entry, error)
+            return None
+
+    def store(self, key: str, model: Any, training: TrainingResult, run_id: str, model_uri: str) -> None:
+        """Write the entry atomically; call while holding :meth:`claim`."""
+        staging = self.folder / f".{key}.{uuid.uuid4().hex}.tmp"
+        staging.mkdir(parents=True)
+        try:
+            model.save_weights(str(staging / WEIGHTS))
+            meta = {"training": asdict(training), "trained_by_run": run_id, "model_uri": model_uri}
+            (staging / META).write_text(json.dumps(meta, indent=1))
+            entry = self.folder / key
+            if entry.exists():  # an unreadable old entry, or a forced retraining
+                shutil.rmtree(entry)
+            os.rename(staging, entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

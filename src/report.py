@@ -1,0 +1,251 @@
+"""The comparison of a sweep, built from the tracking store alone.
+
+``python -m src.report`` rebuilds it for the latest sweep (or ``parent=RUN_ID``), writes it to
+``reports/<parent run id>/`` and logs it on the sweep's parent run under ``comparison/``:
+
+- ``grid.png``: inputs, then one row of heatmaps per analyzer (first seed, longest training);
+- ``table.csv`` / ``table.html``: per analyzer x epochs, mean and std over seeds of the runs'
+  metrics, and the heatmaps' stability across seeds (mean Spearman correlation);
+- ``metrics_vs_epochs.png``: those against epochs, one line per analyzer, seed spread shaded;
+- ``missing.txt``: the jobs of the sweep that did not finish, if any.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from src.compare import mean_std_text, seed_stability
+from src.paths import register_resolvers
+
+log = logging.getLogger(__name__)
+
+METRICS = ("test_accuracy", "test_loss", "analysis_time_s", "analysis_images_per_s")
+EVALUATION_PREFIX = "eval_"  # explanation-quality scores, compared when runs log them
+STABILITY = "stability_spearman"
+JOBS_ARTIFACT = "sweep_jobs.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A finished child run and its explanations."""
+
+    run: Run
+    analyzer: str
+    display: str
+    seed: int
+    epochs: int
+    arrays: dict[str, np.ndarray]  # heatmaps.npz
+
+
+def children(client: MlflowClient, parent: Run) -> list[Run]:
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        max_results=10_000,
+    )
+
+
+def latest_parent(client: MlflowClient, experiment_name: str) -> Run:
+    experiment = client.get_experiment_by_name(experiment_name)
+    runs = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.sweep_role = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        from src.config import UserError
+
+        raise UserError(f"no sweep found in experiment {experiment_name!r}; run one with -m first")
+    return runs[0]
+
+
+def expected_jobs(client: MlflowClient, parent: Run) -> list[str]:
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(parent.info.run_id, JOBS_ARTIFACT, folder)
+        except Exception:  # noqa: BLE001 - a sweep logged without its job list
+            return []
+        return json.loads(Path(path).read_text())
+
+
+def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
+    jobs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run in runs:
+            if run.info.status != "FINISHED":
+                continue
+            path = client.download_artifacts(run.info.run_id, "heatmaps.npz", f"{folder}/{run.info.run_id}")
+            with np.load(path) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+            params = run.data.params
+            jobs.append(
+                Job(
+                    run=run,
+                    analyzer=params["analyzer.name"],
+                    display=params.get("analyzer.display", "signed"),
+                    seed=int(params["seed"]),
+                    epochs=int(params["train.epochs"]),
+                    arrays=arrays,
+                )
+            )
+    return jobs
+
+
+def comparison_table(jobs: list[Job]) -> pd.DataFrame:
+    """One row per analyzer x epochs: mean and std over seeds, and seed stability."""
+    records = []
+    for job in jobs:
+        metrics = {
+            key: value
+            for key, value in job.run.data.metrics.items()
+            if key in METRICS or key.startswith(EVALUATION_PREFIX)
+        }
+        records.append({"analyzer": job.analyzer, "epochs": job.epochs, "seed": job.seed, **metrics})
+    frame = pd.DataFrame.from_records(records)
+    metric_columns = [c for c in frame.columns if c not in ("analyzer", "epochs", "seed")]
+    grouped = frame.groupby(["analyzer", "epochs"], sort=True)
+    table = grouped[metric_columns].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table.insert(0, "n_seeds", grouped["seed"].nunique())
+    stability = {
+        key: seed_stability({job.seed: job.arrays["heatmaps"] for job in group})
+        for key, group in _groups(jobs).items()
+    }
+    table[f"{STABILITY}_mean"] = [stability[key][0] for key in table.index]
+    table[f"{STABILITY}_std"] = [stability[key][1] for key in table.index]
+    return table.reset_index()
+
+
+def _groups(jobs: list[Job]) -> dict[tuple[str, int], list[Job]]:
+    groups: dict[tuple[str, int], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.analyzer, job.epochs), []).append(job)
+    return groups
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """``metric_mean`` / ``metric_std`` column pairs as one ``mean ± std`` text column."""
+    shown = table[["analyzer", "epochs", "n_seeds"]].copy()
+    for column in table.columns:
+        if column.endswith("_mean"):
+            metric = column.removesuffix("_mean")
+            shown[metric] = [
+                mean_std_text(mean, std)
+                for mean, std in zip(table[column], table[f"{metric}_std"], strict=True)
+            ]
+    return shown
+
+
+def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFrame | None:
+    """Write the comparison into ``folder``; returns the table (None if no job finished)."""
+    import matplotlib.pyplot as plt
+
+    from src.figures import comparison_grid, metrics_vs_epochs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = children(client, parent)
+    jobs = collect(client, runs)
+    missing = missing_jobs(expected_jobs(client, parent), runs)
+    (folder / "missing.txt").write_text("".join(f"{line}\n" for line in missing))
+    if not jobs:
+        log.warning("no job of sweep %s finished: nothing to compare", parent.info.run_id)
+        return None
+
+    table = comparison_table(jobs)
+    table.to_csv(folder / "table.csv", index=False)
+    note = f"<p>{len(missing)} job(s) did not finish: {'; '.join(missing)}</p>" if missing else ""
+    (folder / "table.html").write_text(
+        f"<h3>{parent.info.run_name}</h3>{note}" + readable(table).to_html(index=False)
+    )
+
+    longest = max(job.epochs for job in jobs)
+    first_seed = min(job.seed for job in jobs if job.epochs == longest)
+    shown = sorted(
+        (job for job in jobs if job.epochs == longest and job.seed == first_seed),
+        key=lambda job: job.analyzer,
+    )
+    reference = shown[0].arrays
+    class_names = ast.literal_eval(shown[0].run.data.params.get("dataset.class_names", "None"))
+    figure = comparison_grid(
+        reference["images"],
+        reference["labels"],
+        [(job.analyzer, job.arrays["heatmaps"], job.display) for job in shown],
+        class_names or [str(k) for k in range(10)],
+        title=f"seed {first_seed}, {longest} epochs",
+    )
+    figure.savefig(folder / "grid.png", dpi=110)
+    plt.close(figure)
+    metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
+    metrics += [c.removesuffix("_mean") for c in table.columns if c.startswith(EVALUATION_PREFIX) and c.endswith("_mean")]
+    figure = metrics_vs_epochs(table, metrics)
+    figure.savefig(folder / "metrics_vs_epochs.png", dpi=110)
+    plt.close(figure)
+    return table
+
+
+def missing_jobs(expected: list[str], runs: list[Run]) -> list[str]:
+    """The expected jobs without a FINISHED run, with the status of their run if there is one."""
+    status_by_job = {}
+    for run in runs:
+        job = run.data.tags.get("job_overrides", "")
+        # A finished run of a job wins over a failed earlier attempt of it.
+        if status_by_job.get(job) != "FINISHED":
+            status_by_job[job] = run.info.status
+    return [
+        f"{job} ({status_by_job.get(job, 'no run')})"
+        for job in expected
+        if status_by_job.get(job) != "FINISHED"
+    ]
+
+
+def log_report(client: MlflowClient, parent_run_id: str, folder: Path) -> None:
+    client.log_artifacts(parent_run_id, str(folder), "comparison")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def hydra_main(cfg: DictConfig) -> None:
+    from src.config import UserError
+    from src.tracking import prepare, resolve_store
+
+    try:
+        store = resolve_store(cfg.tracking.dir, cfg.tracking.uri)
+        prepare(store, cfg.tracking.experiment_name)
+        client = MlflowClient(store.tracking_uri)
+        if cfg.parent:
+            try:
+                parent = client.get_run(cfg.parent)
+            except Exception as error:  # noqa: BLE001 - MLflow's "not found"
+                raise UserError(f"no run {cfg.parent!r} in {store.tracking_uri}") from error
+        else:
+            parent = latest_parent(client, cfg.tracking.experiment_name)
+        folder = Path(cfg.output_dir) / parent.info.run_id
+        table = build_report(client, parent, folder)
+        log_report(client, parent.info.run_id, folder)
+    except UserError as error:
+        log.error("error: %s", error)
+        raise SystemExit(2) from None
+    if table is not None:
+        print(readable(table).to_string(index=False))
+    log.info("comparison of sweep %s written to %s and logged on its parent run", parent.info.run_id, folder)
+
+
+def main() -> None:
+    register_resolvers()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

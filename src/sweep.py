@@ -1,0 +1,132 @@
+"""One parent MLflow run per multirun, through Hydra's callback API.
+
+``on_multirun_start`` opens the parent run and tells the jobs its id (an environment variable,
+inherited by joblib and submitit workers); each job's run becomes its child. When the sweep ends
+(``on_multirun_end``, or at exit when a failed job or an interrupt cut Hydra short) the parent
+gets the comparison and ends FINISHED if every job finished, KILLED if a job was interrupted,
+FAILED otherwise: never RUNNING.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import signal
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import UserError
+from src.experiment import PARENT_RUN_ENV, SWEEP_ID_ENV
+
+log = logging.getLogger(__name__)
+
+
+def expand_sweep(overrides: list[str]) -> list[str]:
+    """The jobs a sweep over ``overrides`` runs, each as its sorted overrides joined by spaces.
+
+    Uses the basic sweeper's own expansion (the joblib and submitit launchers use that sweeper
+    too), so the list matches what Hydra launches.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [" ".join(sorted(job)) for batch in batches for job in batch]
+
+
+class SweepTracker(Callback):
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.store: Any = None
+        self.output_dir: str | None = None
+        self.done = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from src import tracking
+
+        try:
+            self.store = tracking.resolve_store(config.tracking.dir, config.tracking.uri)
+            experiment_id = tracking.prepare(self.store, config.tracking.experiment_name)
+        except UserError as error:
+            log.error("error: %s", error)
+            raise SystemExit(2) from None
+        overrides = list(OmegaConf.to_container(config.hydra.overrides.task))
+        jobs = expand_sweep(overrides)
+        sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        client = MlflowClient(self.store.tracking_uri)
+        parent = client.create_run(
+            experiment_id,
+            run_name=f"sweep · {' '.join(overrides)}"[:250],
+            tags={
+                "sweep_role": "parent",
+                "sweep_id": sweep_id,
+                "sweep_dir": str(config.hydra.sweep.dir),
+                "jobs_expected": str(len(jobs)),
+            },
+        )
+        self.parent_run_id = parent.info.run_id
+        self.output_dir = str(config.paths.report_dir)
+        client.log_param(self.parent_run_id, "sweep.overrides", " ".join(overrides)[:6000])
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "sweep_jobs.json"
+            path.write_text(json.dumps(jobs, indent=1))
+            client.log_artifact(self.parent_run_id, str(path))
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        os.environ[SWEEP_ID_ENV] = sweep_id
+        # Hydra stops before on_multirun_end when a job failed or the sweep was interrupted.
+        atexit.register(self.finish)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        """Build and log the comparison, then end the parent run (once)."""
+        if self.done or self.parent_run_id is None:
+            return
+        self.done = True
+        from mlflow.tracking import MlflowClient
+
+        from src.report import build_report, children, expected_jobs, log_report, missing_jobs
+
+        client = MlflowClient(self.store.tracking_uri)
+        parent = client.get_run(self.parent_run_id)
+        status = "FAILED"
+        try:
+            runs = children(client, parent)
+            missing = missing_jobs(expected_jobs(client, parent), runs)
+            folder = Path(self.output_dir) / self.parent_run_id
+            build_report(client, parent, folder)
+            log_report(client, self.parent_run_id, folder)
+            expected = int(parent.data.tags["jobs_expected"])
+            client.log_metric(self.parent_run_id, "jobs_finished", expected - len(missing))
+            client.log_metric(self.parent_run_id, "jobs_not_finished", len(missing))
+            if not missing:
+                status = "FINISHED"
+            elif any(run.info.status == "KILLED" for run in runs):
+                status = "KILLED"
+            summary = f"{expected - len(missing)} of {expected} jobs finished"
+            log.info("sweep %s · parent run %s · comparison in %s", summary, self.parent_run_id, folder)
+            for job in missing:
+                log.warning("did not finish: %s", job)
+        finally:
+            client.set_terminated(self.parent_run_id, status)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    from src.tracking import Terminated
+
+    raise Terminated(f"signal {signum}")
