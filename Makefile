@@ -9,7 +9,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install train sweep ui test test-slow lint clean
+.PHONY: help install train sweep report ui test test-slow lint clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ train: install ## One run (the default config); pass overrides with ARGS="datase
 sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epochs (extra overrides in ARGS)
 	$(PY) -m src.train -m analyzer=deep_taylor,gradient,input_t_gradient seed=0,1,2 train.epochs=1,3,5 $(ARGS)
 
-ui: install ## The MLflow UI on http://127.0.0.1:$(PORT) against the project's store
+ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=...) against the project's store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host 127.0.0.1 --port $(PORT)
 
 test: install ## The fast test suite (a few minutes on 2 cores)
@@ -44,3 +44,6 @@ lint: install ## ruff check and format check
 clean: ## Remove caches and Hydra's output folders (keeps .venv and the tracking store)
 	rm -rf outputs .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+report: install ## Rebuild the latest sweep's comparison (or PARENT=<run id>) into reports/ and onto its parent run
+	$(PY) -m src.report $(if $(PARENT),parent=$(PARENT)) $(ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,12 +127,21 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     check_analyzer(cfg, model)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    model_key = fingerprint(resolved["dataset"], data.checksum, resolved["model"], resolved["train"], cfg.seed)
+    model_key = fingerprint(
+        resolved["dataset"], data.checksum, resolved["model"], resolved["train"], cfg.seed
+    )
     tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
-    tags.update({"data_source": data.source, "data_sha256": data.checksum, "model_fingerprint": model_key})
+    tags.update(
+        {"data_source": data.source, "data_sha256": data.checksum, "model_fingerprint": model_key}
+    )
     parent_run_id = os.environ.get(PARENT_RUN_ENV)
     if parent_run_id:
-        tags.update({"sweep_id": os.environ.get(SWEEP_ID_ENV, ""), "job_overrides": " ".join(sorted(job_overrides or []))})
+        tags.update(
+            {
+                "sweep_id": os.environ.get(SWEEP_ID_ENV, ""),
+                "job_overrides": " ".join(sorted(job_overrides or [])),
+            }
+        )
 
     cache = ModelCache(cfg.train.cache_dir)
     with tracking.tracked_run(experiment_id, run_name(cfg), tags, parent_run_id) as run_id:
@@ -141,7 +151,9 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             cached = cache.load(model_key) if cfg.train.reuse else None
             if cached is not None and _load_weights(model, cached.weights):
                 training = cached.training
-                tracking.log_reused_training(training.history, cached.trained_by_run, cached.model_uri)
+                tracking.log_reused_training(
+                    training.history, cached.trained_by_run, cached.model_uri
+                )
                 log.info("reusing the model trained by run %s", cached.trained_by_run)
             else:
                 training = train_model(cfg, data, model, on_epoch_end=tracking.log_epoch)
@@ -169,7 +181,9 @@ def _load_weights(model, weights) -> bool:
     return True
 
 
-def log_outcome(cfg: DictConfig, data: Dataset, training: TrainingResult, explained: Explained) -> None:
+def log_outcome(
+    cfg: DictConfig, data: Dataset, training: TrainingResult, explained: Explained
+) -> None:
     explanation = explained.explanation
     images = data.test_images[explained.indices]
     labels = data.test_labels[explained.indices]
@@ -181,6 +195,7 @@ def log_outcome(cfg: DictConfig, data: Dataset, training: TrainingResult, explai
             "analyzer_build_time_s": explanation.build_time_s,
             "analysis_time_s": explanation.analysis_time_s,
             "analysis_images_per_s": explanation.images_per_second,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     )
     tracking.log_figure(training_figure(training.history), "figures/training.png")

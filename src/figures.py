@@ -145,10 +145,14 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
             rows = rows.sort_values("epochs")
             mean = rows[f"{metric}_mean"].to_numpy(dtype=float)
             std = np.nan_to_num(rows[f"{metric}_std"].to_numpy(dtype=float))
-            (line,) = axis.plot(rows["epochs"], mean, marker="o", label=analyzer)
-            axis.fill_between(rows["epochs"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            drawn = axis.errorbar(
+                rows["epochs"], mean, yerr=std, marker="o", capsize=3, label=analyzer
+            )
+            colour = drawn.lines[0].get_color()
+            axis.fill_between(rows["epochs"], mean - std, mean + std, color=colour, alpha=0.2)
         axis.set_title(metric.replace("_", " "), fontsize=9)
         axis.set_xlabel("epochs")
+        axis.set_xticks(sorted(table["epochs"].unique()))
     axes[0, 0].legend(fontsize=7)
     figure.tight_layout()
     return figure

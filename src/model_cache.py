@@ -92,7 +92,9 @@ class ModelCache:
             log.warning("cached model %s cannot be read (%s): training it again", entry, error)
             return None
 
-    def store(self, key: str, model: Any, training: TrainingResult, run_id: str, model_uri: str) -> None:
+    def store(
+        self, key: str, model: Any, training: TrainingResult, run_id: str, model_uri: str
+    ) -> None:
         """Write the entry atomically; call while holding :meth:`claim`."""
         staging = self.folder / f".{key}.{uuid.uuid4().hex}.tmp"
         staging.mkdir(parents=True)

@@ -59,11 +59,15 @@ def children(client: MlflowClient, parent: Run) -> list[Run]:
 
 def latest_parent(client: MlflowClient, experiment_name: str) -> Run:
     experiment = client.get_experiment_by_name(experiment_name)
-    runs = [] if experiment is None else client.search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.sweep_role = 'parent'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+    runs = (
+        []
+        if experiment is None
+        else client.search_runs(
+            [experiment.experiment_id],
+            filter_string="tags.sweep_role = 'parent'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
     )
     if not runs:
         from src.config import UserError
@@ -87,7 +91,9 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
         for run in runs:
             if run.info.status != "FINISHED":
                 continue
-            path = client.download_artifacts(run.info.run_id, "heatmaps.npz", f"{folder}/{run.info.run_id}")
+            path = client.download_artifacts(
+                run.info.run_id, "heatmaps.npz", f"{folder}/{run.info.run_id}"
+            )
             with np.load(path) as npz:
                 arrays = {key: npz[key] for key in npz.files}
             params = run.data.params
@@ -113,7 +119,9 @@ def comparison_table(jobs: list[Job]) -> pd.DataFrame:
             for key, value in job.run.data.metrics.items()
             if key in METRICS or key.startswith(EVALUATION_PREFIX)
         }
-        records.append({"analyzer": job.analyzer, "epochs": job.epochs, "seed": job.seed, **metrics})
+        records.append(
+            {"analyzer": job.analyzer, "epochs": job.epochs, "seed": job.seed, **metrics}
+        )
     frame = pd.DataFrame.from_records(records)
     metric_columns = [c for c in frame.columns if c not in ("analyzer", "epochs", "seed")]
     grouped = frame.groupby(["analyzer", "epochs"], sort=True)
@@ -184,12 +192,16 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFram
         reference["labels"],
         [(job.analyzer, job.arrays["heatmaps"], job.display) for job in shown],
         class_names or [str(k) for k in range(10)],
-        title=f"seed {first_seed}, {longest} epochs",
+        title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {first_seed} · {longest} epochs",
     )
     figure.savefig(folder / "grid.png", dpi=110)
     plt.close(figure)
     metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
-    metrics += [c.removesuffix("_mean") for c in table.columns if c.startswith(EVALUATION_PREFIX) and c.endswith("_mean")]
+    metrics += [
+        c.removesuffix("_mean")
+        for c in table.columns
+        if c.startswith(EVALUATION_PREFIX) and c.endswith("_mean")
+    ]
     figure = metrics_vs_epochs(table, metrics)
     figure.savefig(folder / "metrics_vs_epochs.png", dpi=110)
     plt.close(figure)
@@ -239,7 +251,11 @@ def hydra_main(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
     if table is not None:
         print(readable(table).to_string(index=False))
-    log.info("comparison of sweep %s written to %s and logged on its parent run", parent.info.run_id, folder)
+    log.info(
+        "comparison of sweep %s written to %s and logged on its parent run",
+        parent.info.run_id,
+        folder,
+    )
 
 
 def main() -> None:

@@ -5,6 +5,10 @@ inherited by joblib and submitit workers); each job's run becomes its child. Whe
 (``on_multirun_end``, or at exit when a failed job or an interrupt cut Hydra short) the parent
 gets the comparison and ends FINISHED if every job finished, KILLED if a job was interrupted,
 FAILED otherwise: never RUNNING.
+
+When a job fails or the sweep is interrupted, Hydra stops before ``on_multirun_end``; the entry
+point then calls :func:`finish_sweeps` on its way out (and ``atexit`` is the last resort, which
+can still end the parent run but no longer download artifacts for the comparison).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from src.config import UserError
 from src.experiment import PARENT_RUN_ENV, SWEEP_ID_ENV
 
 log = logging.getLogger(__name__)
+_trackers: list[SweepTracker] = []  # the sweeps started in this process
 
 
 def expand_sweep(overrides: list[str]) -> list[str]:
@@ -48,7 +53,7 @@ class SweepTracker(Callback):
         self.parent_run_id: str | None = None
         self.store: Any = None
         self.output_dir: str | None = None
-        self.done = False
+        self.status: str | None = None  # the parent's final status, once ended
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
@@ -84,7 +89,7 @@ class SweepTracker(Callback):
             client.log_artifact(self.parent_run_id, str(path))
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[SWEEP_ID_ENV] = sweep_id
-        # Hydra stops before on_multirun_end when a job failed or the sweep was interrupted.
+        _trackers.append(self)
         atexit.register(self.finish)
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _raise_terminated)
@@ -93,18 +98,17 @@ class SweepTracker(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.finish()
 
-    def finish(self) -> None:
-        """Build and log the comparison, then end the parent run (once)."""
-        if self.done or self.parent_run_id is None:
-            return
-        self.done = True
+    def finish(self) -> str | None:
+        """Build and log the comparison, then end the parent run (once); returns its status."""
+        if self.status is not None or self.parent_run_id is None:
+            return self.status
+        self.status = "FAILED"
         from mlflow.tracking import MlflowClient
 
         from src.report import build_report, children, expected_jobs, log_report, missing_jobs
 
         client = MlflowClient(self.store.tracking_uri)
         parent = client.get_run(self.parent_run_id)
-        status = "FAILED"
         try:
             runs = children(client, parent)
             missing = missing_jobs(expected_jobs(client, parent), runs)
@@ -115,15 +119,23 @@ class SweepTracker(Callback):
             client.log_metric(self.parent_run_id, "jobs_finished", expected - len(missing))
             client.log_metric(self.parent_run_id, "jobs_not_finished", len(missing))
             if not missing:
-                status = "FINISHED"
+                self.status = "FINISHED"
             elif any(run.info.status == "KILLED" for run in runs):
-                status = "KILLED"
+                self.status = "KILLED"
             summary = f"{expected - len(missing)} of {expected} jobs finished"
-            log.info("sweep %s · parent run %s · comparison in %s", summary, self.parent_run_id, folder)
+            log.info(
+                "sweep %s · parent run %s · comparison in %s", summary, self.parent_run_id, folder
+            )
             for job in missing:
                 log.warning("did not finish: %s", job)
         finally:
-            client.set_terminated(self.parent_run_id, status)
+            client.set_terminated(self.parent_run_id, self.status)
+        return self.status
+
+
+def finish_sweeps() -> list[str]:
+    """End every sweep this process started that is still open; the parents' statuses."""
+    return [tracker.finish() for tracker in _trackers]
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import yaml
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
 from src.config import UserError, flatten
@@ -80,8 +81,13 @@ def prepare(store: Store, experiment_name: str) -> str:
         if not os.access(folder, os.W_OK):
             raise UserError(f"the tracking store folder {folder} is not writable (tracking.dir)")
     mlflow.set_tracking_uri(store.tracking_uri)
-    # One quick try instead of MLflow's minutes of retries: a wrong URI should fail now.
-    with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+    # One quick try instead of MLflow's minutes of retries: a wrong URI should fail now. For a
+    # local store, a file lock makes concurrent first uses safe: MLflow's creation of the
+    # SQLite tables, and get-or-create of the experiment, are not.
+    with (
+        _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"),
+        _store_lock(store),
+    ):
         try:
             client = MlflowClient(store.tracking_uri)
             experiment = client.get_experiment_by_name(experiment_name)
@@ -102,6 +108,12 @@ def _reason(error: Exception) -> str:
     if "Max retries exceeded" in text or "Connection refused" in text:
         return "no answer there (is an MLflow server running at that address?)"
     return text[:300]
+
+
+def _store_lock(store: Store) -> contextlib.AbstractContextManager:
+    if store.artifact_root is None:
+        return contextlib.nullcontext()
+    return FileLock(Path(store.tracking_uri.removeprefix("sqlite:///")).with_suffix(".init.lock"))
 
 
 @contextlib.contextmanager
@@ -206,11 +218,15 @@ def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics), step=epoch)
 
 
-def log_reused_training(history: Mapping[str, list[float]], trained_by_run: str, model_uri: str) -> None:
-    """For a run that reuses a trained model: its training curve, and links to where it came from."""
+def log_reused_training(
+    history: Mapping[str, list[float]], trained_by_run: str, model_uri: str
+) -> None:
+    """For a run that reuses a trained model: its training curve, and where the model came from."""
     for epoch, values in enumerate(zip(*history.values(), strict=True), start=1):
         log_epoch(epoch, dict(zip(history.keys(), values, strict=True)))
-    mlflow.set_tags({"model_reused": "true", "trained_by_run": trained_by_run, "model_uri": model_uri})
+    mlflow.set_tags(
+        {"model_reused": "true", "trained_by_run": trained_by_run, "model_uri": model_uri}
+    )
     mlflow.set_tag(
         "mlflow.note.content",
         f"Reuses the model trained by run {trained_by_run} (same data, model, training and seed).",

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import UserError, check_group_overrides
 from src.paths import register_resolvers
+from src.sweep import finish_sweeps
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ def hydra_main(cfg: DictConfig) -> float:
     except UserError as error:
         log.error("error: %s", error)
         if multirun:
-            raise  # Hydra records the job as failed and goes on with the others
+            # The sweep goes on with the other jobs; the parent run records this one as
+            # missing and the sweep exits non-zero (see main).
+            return float("nan")
         raise SystemExit(2) from None
     except (KeyboardInterrupt, Terminated):
         log.error("interrupted: the run was marked KILLED")
@@ -60,7 +63,13 @@ def main() -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    hydra_main()
+    try:
+        hydra_main()
+    finally:
+        # A failed job or an interrupt makes Hydra skip on_multirun_end: end the parent here.
+        statuses = finish_sweeps()
+    if any(status != "FINISHED" for status in statuses):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -3,47 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
-
-
-def train_cli(tmp_path: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the CLI from ``tmp_path`` (not the project root) with a store in ``tmp_path``."""
-    return subprocess.run(
-        [sys.executable, "-m", "src.train", *default_overrides(tmp_path), *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HOME": str(tmp_path)},  # an empty Keras cache
-    )
-
-
-def default_overrides(tmp_path: Path) -> list[str]:
-    return [f"tracking.dir={tmp_path / 'store'}", f"paths.output_dir={tmp_path / 'outputs'}"]
-
-
-def client_for(tmp_path: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
-
-
-def all_runs(tmp_path: Path) -> list:
-    if not (tmp_path / "store" / "mlflow.db").exists():
-        return []
-    client = client_for(tmp_path)
-    experiments = client.search_experiments()
-    return client.search_runs([e.experiment_id for e in experiments]) if experiments else []
+from support import all_runs, client_for, default_overrides, metrics_logged, train_cli
 
 
 def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_folder):
@@ -188,24 +157,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
     assert "Traceback" not in result.stderr
 
 
-def running_run_status(db: Path) -> tuple[str, int] | None:
-    """(status, epochs logged) of the only run, read straight from the SQLite store."""
-    if not db.exists():
-        return None
-    try:
-        with sqlite3.connect(db, timeout=5) as connection:
-            row = connection.execute("SELECT run_uuid, status FROM runs").fetchone()
-            if row is None:
-                return None
-            (epochs,) = connection.execute(
-                "SELECT COUNT(*) FROM metrics WHERE run_uuid = ? AND key = 'val_accuracy'",
-                (row[0],),
-            ).fetchone()
-            return row[1], epochs
-    except sqlite3.OperationalError:  # tables not made yet, or locked for a moment
-        return None
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
@@ -225,9 +176,7 @@ def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
     )
     try:
         deadline = time.monotonic() + 180
-        while (state := running_run_status(tmp_path / "store" / "mlflow.db")) is None or state[
-            1
-        ] < 1:
+        while metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
             assert process.poll() is None and time.monotonic() < deadline, "training never started"
             time.sleep(0.5)
         process.send_signal(signum)

@@ -1,0 +1,217 @@
+"""Sweeps through the real CLI: train once per model, one parent per sweep, the comparison."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from support import all_runs, client_for, default_overrides, metrics_logged, run_module, train_cli
+
+from src.sweep import expand_sweep
+from src.train import threads_per_job
+
+SMALL = ["dataset=digits", "dataset.train_size=300", "dataset.test_size=100", "train.epochs=1"]
+
+
+def test_expand_sweep_lists_every_combination_as_hydra_launches_it():
+    jobs = expand_sweep(["analyzer=gradient,deep_taylor", "seed=0,1", "train.epochs=3"])
+    assert jobs == [
+        "analyzer=gradient seed=0 train.epochs=3",
+        "analyzer=gradient seed=1 train.epochs=3",
+        "analyzer=deep_taylor seed=0 train.epochs=3",
+        "analyzer=deep_taylor seed=1 train.epochs=3",
+    ]
+
+
+def test_parallel_jobs_share_the_cores(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert threads_per_job(None, None) is None  # one job at a time: TensorFlow decides
+    assert threads_per_job(None, 2) == 4
+    assert threads_per_job(None, -1) == 1  # joblib's default: one job per core
+    assert threads_per_job(None, 16) == 1
+    assert threads_per_job(3, 2) == 3  # the user's setting wins
+
+
+def sweep_runs(tmp_path: Path):
+    runs = all_runs(tmp_path)
+    parents = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
+    children = {
+        parent.info.run_id: [
+            r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        ]
+        for parent in parents
+    }
+    return parents, children
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, launcher):
+    sweep = [
+        *SMALL,
+        "-m",
+        "analyzer=gradient,input_t_gradient",
+        "seed=0,1",
+        f"hydra/launcher={launcher}",
+    ]
+    result = train_cli(tmp_path, *sweep)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    (parent,), children = sweep_runs(tmp_path)
+    kids = children[parent.info.run_id]
+    assert parent.info.status == "FINISHED"
+    assert sorted(kid.info.run_name for kid in kids) == [
+        "gradient · seed 0 · 1 ep",
+        "gradient · seed 1 · 1 ep",
+        "input_t_gradient · seed 0 · 1 ep",
+        "input_t_gradient · seed 1 · 1 ep",
+    ]
+    assert all(kid.info.status == "FINISHED" for kid in kids)
+    assert {kid.data.tags["sweep_id"] for kid in kids} == {parent.data.tags["sweep_id"]}
+
+    # Four jobs, two distinct models (one per seed): two trainings, two reuses.
+    trainers = {kid.info.run_id: kid for kid in kids if kid.data.tags["model_reused"] == "false"}
+    assert len(trainers) == len({kid.data.tags["model_fingerprint"] for kid in kids}) == 2
+    client = client_for(tmp_path)
+    for kid in kids:
+        trainer = trainers[kid.data.tags.get("trained_by_run", kid.info.run_id)]
+        assert trainer.data.tags["model_fingerprint"] == kid.data.tags["model_fingerprint"]
+        assert kid.data.tags["model_uri"] == trainer.data.tags["model_uri"]
+        history = [m.value for m in client.get_metric_history(kid.info.run_id, "val_accuracy")]
+        assert history == [
+            m.value for m in client.get_metric_history(trainer.info.run_id, "val_accuracy")
+        ]
+        assert kid.data.metrics["test_accuracy"] == trainer.data.metrics["test_accuracy"]
+
+    # The comparison on the parent agrees with what the children logged.
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    expected = {"grid.png", "metrics_vs_epochs.png", "table.csv", "table.html", "missing.txt"}
+    assert artifacts == {f"comparison/{name}" for name in expected}
+    table = pd.read_csv(
+        client.download_artifacts(parent.info.run_id, "comparison/table.csv", str(tmp_path))
+    )
+    assert sorted(table["analyzer"]) == ["gradient", "input_t_gradient"]
+    for row in table.itertuples():
+        logged = [
+            kid.data.metrics for kid in kids if kid.data.params["analyzer.name"] == row.analyzer
+        ]
+        assert row.n_seeds == 2
+        assert row.test_accuracy_mean == pytest.approx(
+            np.mean([m["test_accuracy"] for m in logged])
+        )
+        assert row.test_accuracy_std == pytest.approx(
+            np.std([m["test_accuracy"] for m in logged], ddof=1)
+        )
+        assert row.analysis_time_s_mean == pytest.approx(
+            np.mean([m["analysis_time_s"] for m in logged])
+        )
+        assert -1 <= row.stability_spearman_mean <= 1
+    assert (tmp_path / "reports" / parent.info.run_id / "grid.png").is_file()
+
+    # `python -m src.report` rebuilds the same table from the store alone.
+    rebuilt = run_module(
+        tmp_path,
+        "src.report",
+        f"parent={parent.info.run_id}",
+        f"paths.report_dir={tmp_path / 'again'}",
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "again" / parent.info.run_id / "table.csv"), table
+    )
+
+
+@pytest.mark.slow
+def test_a_second_sweep_reuses_every_model_and_the_report_defaults_to_it(tmp_path):
+    sweep = [*SMALL, "-m", "analyzer=gradient,deep_taylor", "seed=3"]
+    assert train_cli(tmp_path, *sweep).returncode == 0
+    assert train_cli(tmp_path, *sweep).returncode == 0
+    parents, children = sweep_runs(tmp_path)
+    first, second = sorted(parents, key=lambda run: run.info.start_time)
+    assert [kid.data.tags["model_reused"] for kid in children[second.info.run_id]] == [
+        "true",
+        "true",
+    ]
+    trainer_ids = {kid.info.run_id for kid in children[first.info.run_id]}
+    assert {kid.data.tags["trained_by_run"] for kid in children[second.info.run_id]} <= trainer_ids
+
+    report = run_module(tmp_path, "src.report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "reports" / second.info.run_id / "table.csv").is_file()
+
+    # ...unless told to train afresh.
+    assert train_cli(tmp_path, *sweep, "train.reuse=false").returncode == 0
+    parents, children = sweep_runs(tmp_path)
+    third = max(parents, key=lambda run: run.info.start_time)
+    assert [kid.data.tags["model_reused"] for kid in children[third.info.run_id]] == [
+        "false",
+        "false",
+    ]
+
+
+@pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
+    sweep = [*SMALL, "-m", "analyzer=lrp_epsilon", "analyzer.params.epsilon=0.1,-1,0.01"]
+    result = train_cli(tmp_path, *sweep)
+    assert result.returncode != 0
+    assert "rejects analyzer.params" in result.stderr
+
+    (parent,), children = sweep_runs(tmp_path)
+    assert parent.info.status == "FAILED"
+    assert sorted(
+        kid.data.params["analyzer.params.epsilon"] for kid in children[parent.info.run_id]
+    ) == ["0.01", "0.1"]
+    assert all(kid.info.status == "FINISHED" for kid in children[parent.info.run_id])
+    client = client_for(tmp_path)
+    metrics = client.get_run(parent.info.run_id).data.metrics
+    assert (metrics["jobs_finished"], metrics["jobs_not_finished"]) == (2, 1)
+    missing = Path(
+        client.download_artifacts(parent.info.run_id, "comparison/missing.txt", str(tmp_path))
+    )
+    (line,) = missing.read_text().splitlines()
+    assert line.startswith("analyzer.params.epsilon=-1 analyzer=lrp_epsilon ") and line.endswith(
+        " (no run)"
+    )
+    assert (
+        "1 job(s) did not finish"
+        in (tmp_path / "reports" / parent.info.run_id / "table.html").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "src.train",
+            "-m",
+            *default_overrides(tmp_path),
+            "dataset=digits",
+            "train.epochs=500",
+            "seed=0,1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
+            assert process.poll() is None and time.monotonic() < deadline, "training never started"
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    (parent,), children = sweep_runs(tmp_path)
+    assert parent.info.status == "KILLED", stderr[-3000:]
+    assert [kid.info.status for kid in children[parent.info.run_id]] == ["KILLED"]
