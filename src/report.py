@@ -5,7 +5,8 @@
 
 - ``grid.png``: inputs, then one row of heatmaps per analyzer (first seed, longest training);
 - ``table.csv`` / ``table.html``: per analyzer x epochs, mean and std over seeds of the runs'
-  metrics, and the heatmaps' stability across seeds (mean Spearman correlation);
+  metrics, and the heatmaps' stability across seeds (mean Spearman correlation); an
+  "analyzer" is its name plus any other setting the sweep varied;
 - ``metrics_vs_epochs.png``: those against epochs, one line per analyzer, seed spread shaded;
 - ``missing.txt``: the jobs of the sweep that did not finish, if any.
 """
@@ -87,10 +88,9 @@ def expected_jobs(client: MlflowClient, parent: Run) -> list[str]:
 
 def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
     jobs = []
+    finished = [run for run in runs if run.info.status == "FINISHED"]
     with tempfile.TemporaryDirectory() as folder:
-        for run in runs:
-            if run.info.status != "FINISHED":
-                continue
+        for run in finished:
             path = client.download_artifacts(
                 run.info.run_id, "heatmaps.npz", f"{folder}/{run.info.run_id}"
             )
@@ -100,7 +100,7 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
             jobs.append(
                 Job(
                     run=run,
-                    analyzer=params["analyzer.name"],
+                    analyzer=analyzer_label(params, finished),
                     display=params.get("analyzer.display", "signed"),
                     seed=int(params["seed"]),
                     epochs=int(params["train.epochs"]),
@@ -108,6 +108,35 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
                 )
             )
     return jobs
+
+
+# Params that do not change what a run computes, or that a row already shows.
+NOT_A_SETTING = ("seed", "train.epochs", "analyzer.name", "threads", "train.reuse")
+NOT_A_SETTING_PREFIXES = ("tracking.", "paths.", "train.cache_dir")
+
+
+def analyzer_label(params: dict[str, str], runs: list[Run]) -> str:
+    """The analyzer's name, plus whatever else the sweep varied (``lrp_epsilon (analyzer.params
+    .epsilon=0.01)``), so runs of different settings are never pooled like seeds. An
+    ``analyzer.*`` param counts as varied only among runs of the same analyzer."""
+    name = params["analyzer.name"]
+    same_analyzer = [run for run in runs if run.data.params.get("analyzer.name") == name]
+    keys = sorted(set().union(*(run.data.params for run in runs)))
+    varied = [
+        key
+        for key in keys
+        if key not in NOT_A_SETTING
+        and not key.startswith(NOT_A_SETTING_PREFIXES)
+        and len(
+            {
+                run.data.params.get(key)
+                for run in (same_analyzer if key.startswith("analyzer.") else runs)
+            }
+        )
+        > 1
+    ]
+    setting = ", ".join(f"{key}={params.get(key)}" for key in varied)
+    return f"{name} ({setting})" if setting else name
 
 
 def comparison_table(jobs: list[Job]) -> pd.DataFrame:

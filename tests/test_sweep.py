@@ -7,12 +7,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from support import all_runs, client_for, default_overrides, metrics_logged, run_module, train_cli
 
+from src.report import analyzer_label
 from src.sweep import expand_sweep
 from src.train import threads_per_job
 
@@ -36,6 +38,28 @@ def test_parallel_jobs_share_the_cores(monkeypatch):
     assert threads_per_job(None, -1) == 1  # joblib's default: one job per core
     assert threads_per_job(None, 16) == 1
     assert threads_per_job(3, 2) == 3  # the user's setting wins
+
+
+def fake_run(**params: str) -> SimpleNamespace:
+    base = {"seed": "0", "train.epochs": "1", "tracking.dir": "/x", "train.learning_rate": "0.001"}
+    return SimpleNamespace(data=SimpleNamespace(params={**base, **params}))
+
+
+def test_labels_tell_apart_settings_the_sweep_varied_besides_seed_and_epochs():
+    gradient = fake_run(**{"analyzer.name": "gradient", "seed": "1", "tracking.dir": "/y"})
+    eps_small = fake_run(**{"analyzer.name": "lrp_epsilon", "analyzer.params.epsilon": "0.01"})
+    eps_large = fake_run(**{"analyzer.name": "lrp_epsilon", "analyzer.params.epsilon": "0.1"})
+    runs = [gradient, eps_small, eps_large]
+    assert analyzer_label(gradient.data.params, runs) == "gradient"
+    assert (
+        analyzer_label(eps_small.data.params, runs) == "lrp_epsilon (analyzer.params.epsilon=0.01)"
+    )
+    assert analyzer_label(eps_small.data.params, [gradient, eps_small]) == "lrp_epsilon"
+    faster = fake_run(**{"analyzer.name": "gradient", "train.learning_rate": "0.01"})
+    assert (
+        analyzer_label(faster.data.params, [gradient, faster])
+        == "gradient (train.learning_rate=0.01)"
+    )
 
 
 def sweep_runs(tmp_path: Path):
@@ -215,3 +239,14 @@ def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
     (parent,), children = sweep_runs(tmp_path)
     assert parent.info.status == "KILLED", stderr[-3000:]
     assert [kid.info.status for kid in children[parent.info.run_id]] == ["KILLED"]
+
+
+@pytest.mark.slow
+def test_the_submitit_launcher_path_works_locally(tmp_path):
+    sweep = [*SMALL, "-m", "analyzer=gradient,deep_taylor", "hydra/launcher=submitit_local"]
+    result = train_cli(tmp_path, *sweep)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (parent,), children = sweep_runs(tmp_path)
+    kids = children[parent.info.run_id]
+    assert parent.info.status == "FINISHED"
+    assert sorted(kid.data.tags["model_reused"] for kid in kids) == ["false", "true"]
