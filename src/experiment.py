@@ -6,6 +6,7 @@ import logging
 import os
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -181,6 +182,15 @@ def _load_weights(model, weights) -> bool:
     return True
 
 
+def memory_mb() -> dict[str, float]:
+    """The process's peak and (on Linux) current resident memory, in MB."""
+    memory = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        memory["rss_mb"] = int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return memory
+
+
 def log_outcome(
     cfg: DictConfig, data: Dataset, training: TrainingResult, explained: Explained
 ) -> None:
@@ -195,7 +205,7 @@ def log_outcome(
             "analyzer_build_time_s": explanation.build_time_s,
             "analysis_time_s": explanation.analysis_time_s,
             "analysis_images_per_s": explanation.images_per_second,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **memory_mb(),
         }
     )
     tracking.log_figure(training_figure(training.history), "figures/training.png")

@@ -8,6 +8,7 @@ here, so a run starts from a clean graph and several runs in one process do not 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -50,6 +51,7 @@ def reset(seed: int) -> None:
     """Start a run from an empty graph and a fresh session, with every RNG seeded."""
     tf = tensorflow()
     tf.keras.backend.clear_session()  # closes the session, resets the default graph
+    gc.collect()  # the old graph's Python objects are in reference cycles
     # After the reset: in graph mode the TensorFlow seed belongs to the default graph.
     random.seed(seed)
     np.random.seed(seed)
