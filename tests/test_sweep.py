@@ -250,3 +250,20 @@ def test_the_submitit_launcher_path_works_locally(tmp_path):
     kids = children[parent.info.run_id]
     assert parent.info.status == "FINISHED"
     assert sorted(kid.data.tags["model_reused"] for kid in kids) == ["false", "true"]
+
+
+@pytest.mark.slow
+def test_a_cached_model_that_cannot_be_read_is_trained_again_with_a_warning(tmp_path):
+    run = [*SMALL, "analyzer=gradient"]
+    assert train_cli(tmp_path, *run).returncode == 0
+    (weights,) = (tmp_path / "store" / "model_cache").glob("*/weights.h5")
+    weights.write_bytes(weights.read_bytes()[:200])
+    result = train_cli(tmp_path, *run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cannot be loaded" in result.stderr and "training again" in result.stderr
+    retrained = max(all_runs(tmp_path), key=lambda r: r.info.start_time)
+    assert retrained.data.tags["model_reused"] == "false"
+    # ...and the entry written by that training is readable again.
+    assert train_cli(tmp_path, *run).returncode == 0
+    latest = max(all_runs(tmp_path), key=lambda r: r.info.start_time)
+    assert latest.data.tags["trained_by_run"] == retrained.info.run_id
