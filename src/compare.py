@@ -5,22 +5,8 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
-from scipy.stats import spearmanr
 
-
-def heatmap_rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Spearman correlation of |relevance| between two heatmaps of each image.
-
-    ``first`` and ``second`` are ``(N, H, W[, C])`` maps of the same N images; channels are
-    summed. Returns N correlations; an image whose map is constant in either set gives NaN.
-    """
-    a = np.abs(_per_image(first))
-    b = np.abs(_per_image(second))
-    correlations = np.full(len(a), np.nan)
-    for index, (x, y) in enumerate(zip(a, b, strict=True)):
-        if np.ptp(x) > 0 and np.ptp(y) > 0:
-            correlations[index] = spearmanr(x, y).statistic
-    return correlations
+from src.metrics import rank_correlation
 
 
 def seed_stability(heatmaps_by_seed: dict[int, np.ndarray]) -> tuple[float, float]:
@@ -30,17 +16,12 @@ def seed_stability(heatmaps_by_seed: dict[int, np.ndarray]) -> tuple[float, floa
     whatever the seed. Needs at least two seeds; otherwise (nan, nan).
     """
     pair_means = [
-        np.nanmean(heatmap_rank_correlation(heatmaps_by_seed[a], heatmaps_by_seed[b]))
+        np.nanmean(rank_correlation(heatmaps_by_seed[a], heatmaps_by_seed[b]))
         for a, b in combinations(sorted(heatmaps_by_seed), 2)
     ]
     if not pair_means:
         return float("nan"), float("nan")
     return float(np.mean(pair_means)), float(np.std(pair_means))
-
-
-def _per_image(heatmaps: np.ndarray) -> np.ndarray:
-    maps = heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps
-    return maps.reshape(len(maps), -1).astype(np.float64)
 
 
 def mean_std_text(mean: float, std: float, digits: int = 3) -> str:

@@ -13,6 +13,7 @@ DATASETS = ("mnist", "fashion_mnist", "digits")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
 NEURON_SELECTIONS = ("predicted", "true_label")
 DISPLAYS = ("signed", "absolute")
+PERTURBATIONS = ("gaussian", "zeros", "mean", "invert")  # innvestigate.tools.perturbate's
 
 
 class UserError(Exception):
@@ -94,6 +95,18 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "explain.batch_size")
     _one_of(cfg, "analyzer.neuron_selection", NEURON_SELECTIONS)
     _one_of(cfg, "analyzer.display", DISPLAYS)
+    _positive_int(cfg, "evaluate.n_images")
+    _positive_int(cfg, "evaluate.batch_size")
+    _positive_int(cfg, "evaluate.perturbation.steps")
+    _one_of(cfg, "evaluate.perturbation.function", PERTURBATIONS)
+    shape = cfg.evaluate.perturbation.region_shape
+    if len(shape) != 2:
+        raise UserError(
+            f"evaluate.perturbation.region_shape must be [height, width], got {list(shape)}"
+        )
+    _positive_int(cfg, "evaluate.perturbation.region_shape.0")
+    _positive_int(cfg, "evaluate.perturbation.region_shape.1")
+    _positive_int(cfg, "evaluate.randomisation.n_examples")
     _optional_positive_int(cfg, "threads")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")

@@ -14,8 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from src import tracking
 from src.config import UserError, validate
 from src.data import Dataset, load_dataset
-from src.explain import Explanation, create_analyzer, explain, select_images
-from src.figures import heatmap_figure, training_figure
+from src.evaluate import Evaluation, evaluate
+from src.explain import Explainer, Explanation, create_analyzer, images_per_batch, select_images
+from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
 from src.model import build_cnn
 from src.model_cache import ModelCache, fingerprint
 from src.tf_runtime import innvestigate, reset
@@ -63,13 +64,17 @@ def build_model(cfg: DictConfig):
     return model
 
 
-def _analyzer(cfg: DictConfig, model):
+def _analyzer(cfg: DictConfig, model, neuron_selection: str | None = None):
     return create_analyzer(
         innvestigate().model_wo_softmax(model),
         cfg.analyzer.method,
         OmegaConf.to_container(cfg.analyzer.params, resolve=True),
-        cfg.analyzer.neuron_selection,
+        neuron_selection or cfg.analyzer.neuron_selection,
     )
+
+
+def _batch(cfg: DictConfig, batch_size: int) -> int:
+    return images_per_batch(batch_size, OmegaConf.to_container(cfg.analyzer.params, resolve=True))
 
 
 def check_analyzer(cfg: DictConfig, model) -> None:
@@ -99,14 +104,38 @@ def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
     images, labels = data.test_images[indices], data.test_labels[indices]
     predictions = model.predict(images, batch_size=cfg.explain.batch_size, verbose=0).argmax(axis=1)
     by_label = cfg.analyzer.neuron_selection == "true_label"
-    explanation = explain(
-        _analyzer(cfg, model),
-        images,
-        labels if by_label else predictions,
-        cfg.analyzer.neuron_selection,
-        cfg.explain.batch_size,
+    explainer = Explainer(_analyzer(cfg, model), cfg.analyzer.neuron_selection)
+    explanation = explainer.explain(
+        images, labels if by_label else predictions, _batch(cfg, cfg.explain.batch_size)
     )
     return Explained(indices, predictions, explanation)
+
+
+def evaluation_enabled(cfg: DictConfig) -> bool:
+    parts = ("perturbation", "randomisation", "complexity", "conservation")
+    return any(cfg.evaluate[part].enabled for part in parts)
+
+
+def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
+    """Explanation-quality scores on the first ``evaluate.n_images`` test images."""
+    count = min(cfg.evaluate.n_images, len(data.test_images))
+    # Selection by index: the randomised model must explain the same classes as the trained one.
+    explainer = Explainer(_analyzer(cfg, model, "true_label"), "true_label")
+    batch_size = _batch(cfg, cfg.evaluate.batch_size)
+
+    def explain_classes(images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        return explainer.explain(images, classes, batch_size, "evaluating").heatmaps
+
+    return evaluate(
+        cfg.evaluate,
+        model,
+        data.test_images[:count],
+        data.test_labels[:count],
+        explain_classes,
+        by_label=cfg.analyzer.neuron_selection == "true_label",
+        method=cfg.analyzer.method,
+        seed=cfg.seed,
+    )
 
 
 def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> float:
@@ -162,6 +191,8 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
                 cache.store(model_key, model, training, run_id, model_uri)
         explained = explain_model(cfg, data, model)
         log_outcome(cfg, data, training, explained)
+        if evaluation_enabled(cfg):
+            log_evaluation(cfg, evaluate_model(cfg, data, model))
     log.info(
         "%s: test accuracy %.4f · run %s · experiment %r · browse: %s",
         run_name(cfg),
@@ -180,6 +211,30 @@ def _load_weights(model, weights) -> bool:
         log.warning("cached weights %s cannot be loaded (%s): training again", weights, error)
         return False
     return True
+
+
+def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
+    tracking.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
+    title = f"{run_name(cfg)} on {cfg.dataset.name}"
+    if evaluation.perturbation_curve is not None:
+        tracking.log_curve("eval_perturbation_accuracy", evaluation.perturbation_curve)
+        tracking.log_curve("eval_perturbation_accuracy_random", evaluation.random_curve)
+        tracking.log_figure(
+            perturbation_figure(evaluation.perturbation_curve, evaluation.random_curve, title),
+            "figures/perturbation.png",
+        )
+    if evaluation.randomisation_curve is not None:
+        tracking.log_curve("eval_randomisation_curve", evaluation.randomisation_curve, first_step=1)
+        tracking.log_figure(
+            randomisation_figure(
+                evaluation.randomised_layers,
+                evaluation.randomisation_curve,
+                evaluation.randomisation_examples,
+                title,
+                cfg.analyzer.display,
+            ),
+            "figures/randomisation.png",
+        )
 
 
 def memory_mb() -> dict[str, float]:

@@ -42,6 +42,14 @@ def select_images(labels: np.ndarray, count: int) -> np.ndarray:
     return np.array(firsts + rest, dtype=np.int64)
 
 
+def images_per_batch(batch_size: int, params: Mapping[str, Any]) -> int:
+    """Images per analyze() call so that at most ``batch_size`` samples go through the graph:
+    SmoothGrad draws ``augment_by_n`` noisy copies of each image, Integrated Gradients
+    ``steps`` points on its path."""
+    samples_per_image = int(params.get("augment_by_n", 1)) * int(params.get("steps", 1))
+    return max(1, batch_size // max(1, samples_per_image))
+
+
 def create_analyzer(
     model_wo_softmax: Any, method: str, params: Mapping[str, Any], neuron_selection: str
 ) -> Any:
@@ -59,37 +67,44 @@ def create_analyzer(
         ) from error
 
 
-def explain(
-    analyzer: Any,
-    images: np.ndarray,
-    classes: np.ndarray,
-    neuron_selection: str,
-    batch_size: int,
-) -> Explanation:
-    """Heatmaps for ``images``, ``batch_size`` at a time, explaining ``classes`` when asked for."""
-    started = time.perf_counter()
-    analyzer.create_analyzer_model()
-    build_time_s = time.perf_counter() - started
+class Explainer:
+    """An analyzer, its graph built once (iNNvestigate's relevance analyzers refuse to build
+    twice), that explains images in batches."""
 
-    batches = []
-    bar = progress_bar(len(images), "explaining", "img")
-    started = time.perf_counter()
-    try:
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            if neuron_selection == "true_label":
-                batches.append(
-                    analyzer.analyze(batch, neuron_selection=classes[start : start + batch_size])
-                )
-            else:
-                batches.append(analyzer.analyze(batch))
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    analysis_time_s = time.perf_counter() - started
-    return Explanation(
-        heatmaps=np.concatenate(batches).astype(np.float32),
-        explained_classes=classes,
-        build_time_s=build_time_s,
-        analysis_time_s=analysis_time_s,
-    )
+    def __init__(self, analyzer: Any, neuron_selection: str) -> None:
+        self.analyzer = analyzer
+        self.by_index = neuron_selection == "true_label"
+        started = time.perf_counter()
+        analyzer.create_analyzer_model()
+        self.build_time_s = time.perf_counter() - started
+
+    def explain(
+        self,
+        images: np.ndarray,
+        classes: np.ndarray,
+        batch_size: int,
+        description: str = "explaining",
+    ) -> Explanation:
+        """Heatmaps of ``images``, ``batch_size`` at a time. ``classes`` are the output neurons
+        explained: passed to the analyzer when it selects by index, else a record of what its
+        max-activation selection picks (the predicted classes)."""
+        batches = []
+        bar = progress_bar(len(images), description, "img")
+        started = time.perf_counter()
+        try:
+            for start in range(0, len(images), batch_size):
+                batch = images[start : start + batch_size]
+                if self.by_index:
+                    selection = classes[start : start + batch_size]
+                    batches.append(self.analyzer.analyze(batch, neuron_selection=selection))
+                else:
+                    batches.append(self.analyzer.analyze(batch))
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return Explanation(
+            heatmaps=np.concatenate(batches).astype(np.float32),
+            explained_classes=classes,
+            build_time_s=self.build_time_s,
+            analysis_time_s=time.perf_counter() - started,
+        )

@@ -156,3 +156,71 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
     axes[0, 0].legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def perturbation_figure(curve: np.ndarray, random_curve: np.ndarray, title: str):
+    """Accuracy as the most relevant regions are perturbed, against a random order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from src.metrics import aopc
+
+    figure, axis = plt.subplots(figsize=(5, 3.4))
+    steps = np.arange(len(curve))
+    axis.plot(steps, curve, marker="o", label=f"most relevant first (AOPC {aopc(curve):.3f})")
+    axis.plot(
+        steps,
+        random_curve,
+        marker="o",
+        color="gray",
+        label=f"random order (AOPC {aopc(random_curve):.3f})",
+    )
+    axis.set_xlabel("regions perturbed")
+    axis.set_ylabel("accuracy")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def randomisation_figure(
+    layers: Sequence[str],
+    correlations: np.ndarray,
+    examples: Sequence[np.ndarray],
+    title: str,
+    display: str = "signed",
+):
+    """Left: Spearman correlation with the original heatmaps as layers are re-initialised
+    from the top. Right: a few images' heatmaps at each step (columns), original first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = len(examples[0]), len(examples)
+    figure = plt.figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
+    grid = figure.add_gridspec(rows, columns + 3)
+    curve_axis = figure.add_subplot(grid[:, :3])
+    curve_axis.plot(range(1, len(correlations) + 1), correlations, marker="o")
+    curve_axis.set_xticks(
+        range(1, len(layers) + 1), [f"…{name}" for name in layers], rotation=45, fontsize=7
+    )
+    curve_axis.set_ylim(-0.2, 1.05)
+    curve_axis.axhline(0, color="gray", linewidth=0.5)
+    curve_axis.set_xlabel("re-initialised down to")
+    curve_axis.set_ylabel("Spearman with original |heatmap|")
+    cmap, vmin = (ABSOLUTE_CMAP, 0) if display == "absolute" else (SIGNED_CMAP, -1)
+    for column, heatmaps in enumerate(examples):
+        maps = normalise(heatmaps, display)
+        for row in range(rows):
+            axis = figure.add_subplot(grid[row, column + 3])
+            axis.imshow(maps[row], cmap=cmap, vmin=vmin, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title("original" if column == 0 else layers[column - 1], fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -13,7 +13,8 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,7 @@ import mlflow
 import numpy as np
 import yaml
 from filelock import FileLock
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from src.config import UserError, flatten
@@ -230,6 +232,18 @@ def log_reused_training(
     mlflow.set_tag(
         "mlflow.note.content",
         f"Reuses the model trained by run {trained_by_run} (same data, model, training and seed).",
+    )
+
+
+def log_curve(key: str, values: Sequence[float], first_step: int = 0) -> None:
+    """One metric as a curve: ``values[i]`` at step ``first_step + i``."""
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric(key, float(value), int(time.time() * 1000), first_step + step)
+            for step, value in enumerate(values)
+        ],
     )
 
 

@@ -11,7 +11,17 @@ from src.config import (
     validate_analyzer_method,
 )
 
-GROUPS = ("dataset", "model", "train", "analyzer", "explain", "tracking", "paths", "experiment")
+GROUPS = (
+    "dataset",
+    "model",
+    "train",
+    "analyzer",
+    "explain",
+    "evaluate",
+    "tracking",
+    "paths",
+    "experiment",
+)
 
 
 def test_the_groups_the_issue_asks_for_exist():
@@ -76,6 +86,9 @@ def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_pat
         ("dataset.train_size=0", "dataset.train_size must be a positive integer"),
         ("analyzer.neuron_selection=max", "choose one of: predicted, true_label"),
         ("seed=-1", "seed must be a non-negative integer"),
+        ("evaluate.n_images=0", "evaluate.n_images must be a positive integer, got 0"),
+        ("evaluate.perturbation.function=blur", "choose one of: gaussian, zeros, mean, invert"),
+        ("evaluate.perturbation.region_shape=[7]", "region_shape must be [height, width], got [7]"),
         ("dataset=digits dataset.path=/data", "dataset.path is not used by dataset=digits"),
         ("model.conv_layers.0.filters=0", "model.conv_layers.0.filters must be a positive integer"),
     ],

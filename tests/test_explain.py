@@ -6,7 +6,7 @@ import pytest
 from src.config import UserError, group_options
 from src.data import load_dataset
 from src.experiment import build_model, check_analyzer, explain_model, train_model
-from src.explain import create_analyzer, explain, select_images
+from src.explain import Explainer, create_analyzer, select_images
 from src.tf_runtime import innvestigate
 
 
@@ -47,40 +47,31 @@ def test_every_analyzer_explains_the_trained_model(compose_config, trained, opti
         dict(analyzer_cfg.params),
         analyzer_cfg.neuron_selection,
     )
-    explanation = explain(
-        analyzer, images[:4], labels[:4], analyzer_cfg.neuron_selection, batch_size=3
-    )
+    explainer = Explainer(analyzer, analyzer_cfg.neuron_selection)
+    explanation = explainer.explain(images[:4], labels[:4], batch_size=3)
     assert explanation.heatmaps.shape == (4, 28, 28, 1)
     assert np.isfinite(explanation.heatmaps).all()
     assert np.abs(explanation.heatmaps).reshape(4, -1).max(axis=1).min() > 0  # no blank map
     assert explanation.analysis_time_s > 0 and explanation.images_per_second > 0
+    # It explains again without rebuilding (relevance analyzers cannot build twice).
+    again = explainer.explain(images[:2], labels[:2], batch_size=2).heatmaps
+    if analyzer_cfg.method not in ("random", "smoothgrad"):  # the two that draw noise
+        np.testing.assert_allclose(again, explanation.heatmaps[:2], rtol=1e-5, atol=1e-6)
 
 
 def test_true_label_explains_the_given_class_not_the_prediction(compose_config, trained):
     model, images, _ = trained
     wo_softmax = innvestigate().model_wo_softmax(model)
-    predicted = explain(
-        create_analyzer(wo_softmax, "gradient", {}, "predicted"), images[:3], None, "predicted", 8
-    )
+    by_prediction = Explainer(create_analyzer(wo_softmax, "gradient", {}, "predicted"), "predicted")
+    by_index = Explainer(create_analyzer(wo_softmax, "gradient", {}, "true_label"), "true_label")
     logits = wo_softmax.predict(images[:3], verbose=0)
+    predicted = by_prediction.explain(images[:3], logits.argmax(1), 8)
     runner_up = np.argsort(logits, axis=1)[:, -2]
-    other = explain(
-        create_analyzer(wo_softmax, "gradient", {}, "true_label"),
-        images[:3],
-        runner_up,
-        "true_label",
-        8,
-    )
+    other = by_index.explain(images[:3], runner_up, 8)
     np.testing.assert_array_equal(other.explained_classes, runner_up)
     assert not np.allclose(predicted.heatmaps, other.heatmaps)
     # Explaining the predicted class by index gives the same map as max_activation.
-    top = explain(
-        create_analyzer(wo_softmax, "gradient", {}, "true_label"),
-        images[:3],
-        logits.argmax(1),
-        "true_label",
-        8,
-    )
+    top = by_index.explain(images[:3], logits.argmax(1), 8)
     np.testing.assert_allclose(top.heatmaps, predicted.heatmaps, rtol=1e-5, atol=1e-7)
 
 

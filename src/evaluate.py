@@ -1,0 +1,183 @@
+"""Explanation quality: faithfulness (MoRF perturbation, AOPC), the model-randomisation sanity
+check, complexity (Gini) and conservation, on the first ``evaluate.n_images`` test images.
+
+The numerics live in :mod:`src.metrics`; this module runs the model and the analyzers.
+Quantus is not used: its metrics call the model through its own TensorFlow 2 (eager) or
+PyTorch wrappers, which iNNvestigate's graph-mode Keras model does not fit; the metrics here
+are short and tested against hand-computed values.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from omegaconf import DictConfig
+
+from src import metrics
+from src.tf_runtime import innvestigate, tensorflow
+
+log = logging.getLogger(__name__)
+
+Explainer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, classes) -> heatmaps
+
+
+@dataclass
+class Evaluation:
+    scores: dict[str, float] = field(default_factory=dict)  # logged as eval_<name>
+    perturbation_curve: np.ndarray | None = None  # accuracy after 0..steps perturbation steps
+    random_curve: np.ndarray | None = None  # the same, regions in random order
+    randomised_layers: list[str] = field(default_factory=list)  # top first
+    randomisation_curve: np.ndarray | None = None  # mean Spearman per cascading step
+    randomisation_examples: list[np.ndarray] = field(default_factory=list)  # heatmaps per step
+
+
+def evaluate(
+    cfg: DictConfig,
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    explain_classes: Explainer,
+    by_label: bool,
+    method: str,
+    seed: int,
+) -> Evaluation:
+    """Score the analyzer's heatmaps of ``images`` (``cfg`` is the ``evaluate`` config).
+
+    ``explain_classes(images, classes)`` gives heatmaps of the given output neurons: the true
+    labels if ``by_label``, else the predicted classes, and the same classes again for the
+    randomised model.
+    """
+    logits = (
+        innvestigate().model_wo_softmax(model).predict(images, batch_size=cfg.batch_size, verbose=0)
+    )
+    classes = labels if by_label else logits.argmax(axis=1)
+    heatmaps = explain_classes(images, classes)
+    result = Evaluation()
+
+    if cfg.complexity.enabled:
+        result.scores["gini"] = float(np.mean(metrics.gini(heatmaps)))
+    if cfg.conservation.enabled and method.startswith(tuple(cfg.conservation.methods)):
+        explained = logits[np.arange(len(images)), classes]
+        result.scores["conservation_error"] = float(
+            np.mean(metrics.conservation_error(heatmaps, explained))
+        )
+    if cfg.perturbation.enabled:
+        _perturbation(cfg, model, images, labels, heatmaps, seed, result)
+    if cfg.randomisation.enabled:
+        _randomisation(cfg, model, images, classes, heatmaps, explain_classes, seed, result)
+    return result
+
+
+def _perturbation(cfg, model, images, labels, heatmaps, seed, result: Evaluation) -> None:
+    """MoRF: the accuracy as the most relevant regions are perturbed, one more per step."""
+    log.info("perturbation: %d steps on %d images", cfg.perturbation.steps, len(images))
+    result.perturbation_curve = perturbation_curve(cfg, model, images, labels, heatmaps)
+    # The baseline: the same perturbation, regions in an order that ignores the heatmap.
+    noise = np.random.default_rng(seed).random(heatmaps.shape).astype(np.float32)
+    result.random_curve = perturbation_curve(cfg, model, images, labels, noise)
+    result.scores["aopc"] = metrics.aopc(result.perturbation_curve)
+    result.scores["aopc_random"] = metrics.aopc(result.random_curve)
+    result.scores["aopc_gain"] = result.scores["aopc"] - result.scores["aopc_random"]
+
+
+def perturbation_curve(cfg, model, images, labels, heatmaps) -> np.ndarray:
+    """Accuracy before and after each of ``steps`` MoRF steps (iNNvestigate's perturbation)."""
+    from innvestigate.tools.perturbate import Perturbation
+
+    perturbation = Perturbation(
+        cfg.perturbation.function,
+        region_shape=tuple(cfg.perturbation.region_shape),
+        in_place=False,
+        value_range=(0.0, 1.0),
+    )
+    analysis = _given_analysis()(
+        model, images, labels, heatmaps, perturbation, cfg.perturbation.steps, cfg.batch_size
+    )
+    scores = analysis.compute_perturbation_analysis()  # [[loss, accuracy], ...]
+    return np.array([accuracy for _, accuracy in scores], dtype=np.float64)
+
+
+@functools.cache
+def _given_analysis() -> type:
+    """The subclass below, made on first use: importing iNNvestigate imports TensorFlow."""
+    from innvestigate.tools.perturbate import PerturbationAnalysis
+    from innvestigate.utils.sequence import BatchSequence
+
+    class GivenAnalysis(PerturbationAnalysis):
+        """iNNvestigate's PerturbationAnalysis, handed the heatmaps instead of an analyzer.
+
+        Its constructor would call ``analyzer.analyze()`` itself, without neuron selection
+        and over the whole set at once; the heatmaps here are already computed, in bounded
+        batches, for the explained class. The perturbation loop is the library's.
+        """
+
+        def __init__(self, model, images, labels, heatmaps, perturbation, steps, batch_size):
+            super().__init__(
+                analyzer=None,
+                model=model,
+                generator=BatchSequence([images, labels], batch_size=batch_size),
+                perturbation=perturbation,
+                steps=steps,
+                regions_per_step=1,
+                recompute_analysis=True,  # skips the constructor's own analysis
+            )
+            self.analysis_generator = BatchSequence(
+                [images, labels, heatmaps], batch_size=batch_size
+            )
+
+    return GivenAnalysis
+
+
+def weighted_layers(model) -> list:
+    """The layers with weights, top (output) first: the cascading order."""
+    return [layer for layer in reversed(model.layers) if layer.get_weights()]
+
+
+def _reseeded(initializer, seed: int):
+    """The same kind of initializer with another seed. Keras initializers are deterministic:
+    called again, the layer's own would give back its initial weights, which a few epochs of
+    training barely move; the test needs weights the model never had."""
+    config = initializer.get_config()
+    if "seed" in config:
+        config["seed"] = int(seed)
+    return type(initializer).from_config(config)
+
+
+def _randomisation(
+    cfg, model, images, classes, heatmaps, explain_index: Explainer, seed, result
+) -> None:
+    """Cascading model-parameter randomisation (Adebayo et al. 2018): re-initialise the top
+    layer with fresh random weights (its initializer's distribution, a new seed), then the
+    next one too, ...; after each step explain the same classes again and correlate with the
+    original heatmaps. The trained weights are restored afterwards."""
+    layers = weighted_layers(model)
+    log.info("randomisation: %d layers on %d images", len(layers), len(images))
+    session = tensorflow().compat.v1.keras.backend.get_session()
+    trained = [layer.get_weights() for layer in layers]
+    correlations = []
+    examples = [heatmaps[: cfg.randomisation.n_examples]]
+    seeds = np.random.default_rng(seed).integers(2**31, size=len(layers))
+    try:
+        for layer, layer_seed in zip(layers, seeds, strict=True):
+            fresh = [
+                _reseeded(layer.kernel_initializer, layer_seed)(
+                    layer.kernel.shape, layer.kernel.dtype
+                ),
+                _reseeded(layer.bias_initializer, layer_seed)(layer.bias.shape, layer.bias.dtype),
+            ]
+            layer.set_weights(session.run(fresh))
+            randomised = explain_index(images, classes)
+            correlations.append(float(np.nanmean(metrics.rank_correlation(heatmaps, randomised))))
+            examples.append(randomised[: cfg.randomisation.n_examples])
+    finally:
+        for layer, weights in zip(layers, trained, strict=True):
+            layer.set_weights(weights)
+    result.randomised_layers = [layer.name for layer in layers]
+    result.randomisation_curve = np.array(correlations)
+    result.randomisation_examples = examples
+    result.scores["randomisation_spearman"] = float(np.mean(correlations))
+    result.scores["randomisation_spearman_full"] = correlations[-1]
