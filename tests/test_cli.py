@@ -60,12 +60,20 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    figures = {"heatmaps_gradient", "training", "perturbation", "randomisation"}
     assert {
         "config.yaml",
         "heatmaps.npz",
-        "figures/heatmaps_gradient.png",
-        "figures/training.png",
+        *(f"figures/{name}.png" for name in figures),
     } <= artifacts
+    # Explanation-quality scores on the test images (the synthetic set has 100).
+    assert {"eval_aopc", "eval_aopc_random", "eval_aopc_gain", "eval_gini"} <= set(metrics)
+    assert {"eval_randomisation_spearman", "eval_randomisation_spearman_full"} <= set(metrics)
+    assert "eval_conservation_error" not in metrics  # only for relevance propagation
+    steps = client.get_metric_history(run.info.run_id, "eval_perturbation_accuracy")
+    assert [m.step for m in steps] == list(range(16))
+    curve = client.get_metric_history(run.info.run_id, "eval_randomisation_curve")
+    assert [m.step for m in curve] == [1, 2, 3, 4, 5]
 
     arrays = np.load(client.download_artifacts(run.info.run_id, "heatmaps.npz", str(tmp_path)))
     assert arrays["heatmaps"].shape == arrays["images"].shape == (10, 28, 28, 1)

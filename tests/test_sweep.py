@@ -135,6 +135,9 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         assert row.analysis_time_s_mean == pytest.approx(
             np.mean([m["analysis_time_s"] for m in logged])
         )
+        for score in ("eval_aopc", "eval_gini", "eval_randomisation_spearman"):
+            mean = np.mean([m[score] for m in logged])
+            assert getattr(row, f"{score}_mean") == pytest.approx(mean)
         assert -1 <= row.stability_spearman_mean <= 1
     assert (tmp_path / "reports" / parent.info.run_id / "grid.png").is_file()
 
