@@ -1,16 +1,22 @@
-"""Explanation quality: faithfulness (MoRF perturbation, AOPC), the model-randomisation sanity
-check, complexity (Gini) and conservation, on the first ``evaluate.n_images`` test images.
+"""Explanation quality: faithfulness (MoRF perturbation, AOPC), the model-parameter
+randomisation sanity check, complexity (Gini) and conservation, on the first
+``evaluate.n_images`` test images.
 
-The numerics live in :mod:`src.metrics`; this module runs the model and the analyzers.
-Quantus is not used: its metrics call the model through its own TensorFlow 2 (eager) or
-PyTorch wrappers, which iNNvestigate's graph-mode Keras model does not fit; the metrics here
-are short and tested against hand-computed values.
+Libraries do the work where they fit iNNvestigate's graph-mode Keras model: the perturbation is
+iNNvestigate's own ``innvestigate.tools.perturbate`` and the Gini index is Quantus's
+``Sparseness``. Written here: AOPC and the conservation error (one-line numpy functions in
+:mod:`src.metrics`; Quantus's ``Completeness`` compares with f(x) - f(0), not the logit that
+relevance propagation conserves), and the randomisation test, because Quantus 0.6's ``MPRT``
+for TensorFlow copies the model with ``keras.models.clone_model``, which re-initialises every
+layer: each of its "cascading" steps compares against an entirely untrained network (its
+curve is flat from the first step).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +28,7 @@ from src.tf_runtime import innvestigate, tensorflow
 
 log = logging.getLogger(__name__)
 
-Explainer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, classes) -> heatmaps
+Explain = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, classes) -> heatmaps
 
 
 @dataclass
@@ -35,31 +41,39 @@ class Evaluation:
     randomisation_examples: list[np.ndarray] = field(default_factory=list)  # heatmaps per step
 
 
+def _quantus():
+    tensorflow()  # Quantus imports TensorFlow: graph mode and quiet logs first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import quantus
+    return quantus
+
+
 def evaluate(
     cfg: DictConfig,
     model,
     images: np.ndarray,
     labels: np.ndarray,
-    explain_classes: Explainer,
+    explain: Explain,
     by_label: bool,
     method: str,
     seed: int,
 ) -> Evaluation:
     """Score the analyzer's heatmaps of ``images`` (``cfg`` is the ``evaluate`` config).
 
-    ``explain_classes(images, classes)`` gives heatmaps of the given output neurons: the true
-    labels if ``by_label``, else the predicted classes, and the same classes again for the
-    randomised model.
+    ``explain(images, classes)`` gives the heatmaps of the given output neurons of ``model``:
+    the true labels if ``by_label``, else the predicted classes; the randomised model is
+    explained for the same classes.
     """
     logits = (
         innvestigate().model_wo_softmax(model).predict(images, batch_size=cfg.batch_size, verbose=0)
     )
     classes = labels if by_label else logits.argmax(axis=1)
-    heatmaps = explain_classes(images, classes)
+    heatmaps = explain(images, classes)
     result = Evaluation()
 
     if cfg.complexity.enabled:
-        result.scores["gini"] = float(np.mean(metrics.gini(heatmaps)))
+        result.scores["gini"] = float(np.mean(gini(heatmaps)))
     if cfg.conservation.enabled and method.startswith(tuple(cfg.conservation.methods)):
         explained = logits[np.arange(len(images)), classes]
         result.scores["conservation_error"] = float(
@@ -68,8 +82,25 @@ def evaluate(
     if cfg.perturbation.enabled:
         _perturbation(cfg, model, images, labels, heatmaps, seed, result)
     if cfg.randomisation.enabled:
-        _randomisation(cfg, model, images, classes, heatmaps, explain_classes, seed, result)
+        _randomisation(cfg, model, images, classes, heatmaps, explain, seed, result)
     return result
+
+
+def gini(heatmaps: np.ndarray) -> np.ndarray:
+    """Gini index of |relevance| per image (Quantus's ``Sparseness``, Chalasani et al. 2020):
+    0 = spread evenly over the pixels, -> 1 = all on one pixel; channels are summed."""
+    maps = heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps
+    if np.all(maps == maps.flat[0]):  # Quantus refuses a batch of one value: even spread, 0
+        return np.zeros(len(maps))
+    sparseness = _quantus().Sparseness(abs=True, normalise=False, disable_warnings=True)
+    scores = sparseness(
+        model=None,
+        x_batch=maps[:, None],  # only the shape is used
+        y_batch=np.zeros(len(maps), dtype=int),
+        a_batch=maps[:, None],
+        channel_first=True,
+    )
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64))  # an all-zero map: 0
 
 
 def _perturbation(cfg, model, images, labels, heatmaps, seed, result: Evaluation) -> None:
@@ -110,9 +141,9 @@ def _given_analysis() -> type:
     class GivenAnalysis(PerturbationAnalysis):
         """iNNvestigate's PerturbationAnalysis, handed the heatmaps instead of an analyzer.
 
-        Its constructor would call ``analyzer.analyze()`` itself, without neuron selection
-        and over the whole set at once; the heatmaps here are already computed, in bounded
-        batches, for the explained class. The perturbation loop is the library's.
+        Its constructor would call ``analyzer.analyze()`` itself, without neuron selection;
+        the heatmaps here are already computed, in bounded batches, for the explained class.
+        The perturbation loop is the library's.
         """
 
         def __init__(self, model, images, labels, heatmaps, perturbation, steps, batch_size):
@@ -148,7 +179,7 @@ def _reseeded(initializer, seed: int):
 
 
 def _randomisation(
-    cfg, model, images, classes, heatmaps, explain_index: Explainer, seed, result
+    cfg, model, images, classes, heatmaps, explain_index: Explain, seed, result
 ) -> None:
     """Cascading model-parameter randomisation (Adebayo et al. 2018): re-initialise the top
     layer with fresh random weights (its initializer's distribution, a new seed), then the

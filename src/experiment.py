@@ -119,7 +119,7 @@ def evaluation_enabled(cfg: DictConfig) -> bool:
 def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
     """Explanation-quality scores on the first ``evaluate.n_images`` test images."""
     count = min(cfg.evaluate.n_images, len(data.test_images))
-    # Selection by index: the randomised model must explain the same classes as the trained one.
+    # Selection by index: the randomised model must explain the classes the trained one did.
     explainer = Explainer(_analyzer(cfg, model, "true_label"), "true_label")
     batch_size = _batch(cfg, cfg.evaluate.batch_size)
 

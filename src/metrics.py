@@ -40,22 +40,6 @@ def aopc(curve: np.ndarray) -> float:
     return float(curve[0] - curve.mean())
 
 
-def gini(heatmaps: np.ndarray) -> np.ndarray:
-    """Gini index of |relevance| per image (Hurley & Rickard 2009): 0 = spread evenly over
-    all pixels, -> 1 = all on one pixel. A map of zeros gives 0.
-
-    With the values sorted ascending, c_1 <= ... <= c_n:
-    ``G = 1 - 2 * sum_k (c_k / ||c||_1) * (n - k + 1/2) / n``.
-    """
-    values = np.sort(np.abs(per_image(heatmaps)), axis=1)
-    n = values.shape[1]
-    totals = values.sum(axis=1)
-    weights = (n - np.arange(1, n + 1) + 0.5) / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        index = 1 - 2 * (values / totals[:, None] * weights).sum(axis=1)
-    return np.where(totals > 0, index, 0.0)
-
-
 def conservation_error(heatmaps: np.ndarray, explained_logits: np.ndarray) -> np.ndarray:
     """Per image ``|sum(R) - f(x)| / |f(x)|``: how far the relevance's total is from the
     explained output logit f(x), which relevance propagation should conserve."""
