@@ -88,3 +88,12 @@ def test_bad_analyzer_params_fail_before_training(compose_config, trained):
         )
     with pytest.raises(UserError, match="iNNvestigate has no analyzer 'lrp.nope'"):
         check_analyzer(compose_config("analyzer.method=lrp.nope"), model)
+
+
+def test_batches_are_bounded_in_samples_for_analyzers_that_multiply_them():
+    from src.explain import images_per_batch
+
+    assert images_per_batch(256, {}) == 256
+    assert images_per_batch(256, {"augment_by_n": 64, "noise_scale": 0.1}) == 4  # SmoothGrad
+    assert images_per_batch(256, {"steps": 64}) == 4  # Integrated Gradients
+    assert images_per_batch(10, {"steps": 64}) == 1  # never zero
