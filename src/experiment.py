@@ -193,6 +193,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         log_outcome(cfg, data, training, explained)
         if evaluation_enabled(cfg):
             log_evaluation(cfg, evaluate_model(cfg, data, model))
+        tracking.log_metrics(memory_mb())
     log.info(
         "%s: test accuracy %.4f · run %s · experiment %r · browse: %s",
         run_name(cfg),
@@ -260,7 +261,6 @@ def log_outcome(
             "analyzer_build_time_s": explanation.build_time_s,
             "analysis_time_s": explanation.analysis_time_s,
             "analysis_images_per_s": explanation.images_per_second,
-            **memory_mb(),
         }
     )
     tracking.log_figure(training_figure(training.history), "figures/training.png")

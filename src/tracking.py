@@ -2,7 +2,8 @@
 
 The default store is a SQLite database with artifacts beside it (``<dir>/mlflow.db`` and
 ``<dir>/artifacts``), anchored at the project root by the config; ``tracking.uri`` points at a
-tracking server instead. Callers hand this module values to log; nothing else imports mlflow.
+tracking server instead. A run's code hands this module values to log; only the sweep's parent
+run (src/sweep.py) and the report (src/report.py) also use MLflow's client, on other runs.
 """
 
 from __future__ import annotations

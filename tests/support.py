@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -63,3 +65,34 @@ def metrics_logged(db: Path) -> int:
             return connection.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
     except sqlite3.OperationalError:  # tables not made yet, or locked for a moment
         return 0
+
+
+def interrupt_during_training(tmp_path: Path, signum: int, *args: str) -> tuple[int, str]:
+    """Start ``python -m src.train <args>`` (a long training on the digits), send ``signum``
+    once the first epoch is logged; returns the exit code and stderr."""
+    flags = [arg for arg in args if arg.startswith("-")]
+    overrides = [arg for arg in args if not arg.startswith("-")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *flags, *default_overrides(tmp_path), *overrides],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
+            assert process.poll() is None and time.monotonic() < deadline, "training never started"
+            time.sleep(0.5)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    return process.returncode, stderr
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the moment of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

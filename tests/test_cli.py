@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
-from support import all_runs, client_for, default_overrides, metrics_logged, train_cli
+from support import all_runs, client_for, free_port, interrupt_during_training, train_cli
 
 
 def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_folder):
@@ -98,12 +96,6 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
     assert json.loads(loaded.stdout.strip().splitlines()[-1]) == arrays["predictions"].tolist()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 BAD_INPUTS = {
     "unknown analyzer": (
         ["analyzer=deep_tailor"],
@@ -168,30 +160,10 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "src.train",
-            *default_overrides(tmp_path),
-            "dataset=digits",
-            "train.epochs=500",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    returncode, stderr = interrupt_during_training(
+        tmp_path, signum, "dataset=digits", "train.epochs=500"
     )
-    try:
-        deadline = time.monotonic() + 180
-        while metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
-            assert process.poll() is None and time.monotonic() < deadline, "training never started"
-            time.sleep(0.5)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr[-3000:]
+    assert returncode == 130, stderr[-3000:]
     assert "interrupted: the run was marked KILLED" in stderr
     (run,) = all_runs(tmp_path)
     assert run.info.status == "KILLED"

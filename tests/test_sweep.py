@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from support import all_runs, client_for, default_overrides, metrics_logged, run_module, train_cli
+from support import all_runs, client_for, interrupt_during_training, run_module, train_cli
 
 from src.report import analyzer_label
 from src.sweep import expand_sweep
@@ -213,32 +210,10 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
 
 @pytest.mark.slow
 def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "src.train",
-            "-m",
-            *default_overrides(tmp_path),
-            "dataset=digits",
-            "train.epochs=500",
-            "seed=0,1",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    returncode, stderr = interrupt_during_training(
+        tmp_path, signal.SIGINT, "-m", "dataset=digits", "train.epochs=500", "seed=0,1"
     )
-    try:
-        deadline = time.monotonic() + 180
-        while metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
-            assert process.poll() is None and time.monotonic() < deadline, "training never started"
-            time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode != 0
+    assert returncode != 0
     (parent,), children = sweep_runs(tmp_path)
     assert parent.info.status == "KILLED", stderr[-3000:]
     assert [kid.info.status for kid in children[parent.info.run_id]] == ["KILLED"]

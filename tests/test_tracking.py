@@ -2,22 +2,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from support import free_port
 
 from src import tracking
 from src.config import UserError
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_local_store_is_sqlite_with_artifacts_beside_it(tmp_path):
