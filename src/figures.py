@@ -139,8 +139,12 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-    for axis, metric in zip(axes[0], metrics, strict=True):
+    columns = min(4, len(metrics))
+    rows = -(-len(metrics) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for axis in axes.flat[len(metrics) :]:
+        axis.set_visible(False)
+    for axis, metric in zip(axes.flat[: len(metrics)], metrics, strict=True):
         for analyzer, rows in table.groupby("analyzer", sort=False):
             rows = rows.sort_values("epochs")
             mean = rows[f"{metric}_mean"].to_numpy(dtype=float)
@@ -221,6 +225,48 @@ def randomisation_figure(
             axis.set_yticks([])
             if row == 0:
                 axis.set_title("original" if column == 0 else layers[column - 1], fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def quality_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], title: str):
+    """Left: accuracy as the most relevant regions are perturbed, per analyzer, and the random
+    order (gray). Right: Spearman with the original heatmaps as layers are re-initialised.
+
+    ``curves`` maps a metric name to ``{analyzer: (mean, std)}`` per step.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = (
+        (left, "eval_perturbation_accuracy", "regions perturbed (most relevant first)", "accuracy"),
+        (
+            right,
+            "eval_randomisation_curve",
+            "layers re-initialised (from the top)",
+            "Spearman with original",
+        ),
+    )
+    for axis, key, xlabel, ylabel in panels:
+        for analyzer, (mean, std) in curves.get(key, {}).items():
+            steps = np.arange(len(mean)) + (1 if key == "eval_randomisation_curve" else 0)
+            (line,) = axis.plot(steps, mean, marker="o", markersize=3, label=analyzer)
+            axis.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            axis.set_xticks(steps)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(ylabel)
+    random_orders = list(curves.get("eval_perturbation_accuracy_random", {}).values())
+    if random_orders:
+        baseline = np.mean([mean for mean, _ in random_orders], axis=0)
+        left.plot(
+            np.arange(len(baseline)), baseline, color="gray", linestyle="--", label="random order"
+        )
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure

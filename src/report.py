@@ -8,6 +8,8 @@
   metrics, and the heatmaps' stability across seeds (mean Spearman correlation); an
   "analyzer" is its name plus any other setting the sweep varied;
 - ``metrics_vs_epochs.png``: those against epochs, one line per analyzer, seed spread shaded;
+- ``quality_curves.png``: per analyzer (longest training), the accuracy as the most relevant
+  regions are perturbed, against the random order, and the randomisation test's curve;
 - ``missing.txt``: the jobs of the sweep that did not finish, if any.
 """
 
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 METRICS = ("test_accuracy", "test_loss", "analysis_time_s", "analysis_images_per_s")
 EVALUATION_PREFIX = "eval_"  # explanation-quality scores, compared when runs log them
 STABILITY = "stability_spearman"
+# Per-step metrics of the runs drawn as one line per analyzer in quality_curves.png.
+CURVES = (
+    "eval_perturbation_accuracy",
+    "eval_perturbation_accuracy_random",
+    "eval_randomisation_curve",
+)
 JOBS_ARTIFACT = "sweep_jobs.json"
 
 
@@ -190,7 +198,7 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFram
     """Write the comparison into ``folder``; returns the table (None if no job finished)."""
     import matplotlib.pyplot as plt
 
-    from src.figures import comparison_grid, metrics_vs_epochs
+    from src.figures import comparison_grid, metrics_vs_epochs, quality_curves
 
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)
@@ -234,7 +242,30 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFram
     figure = metrics_vs_epochs(table, metrics)
     figure.savefig(folder / "metrics_vs_epochs.png", dpi=110)
     plt.close(figure)
+    at_longest = [job for job in jobs if job.epochs == longest]
+    curves = {key: mean_curves(client, at_longest, key) for key in CURVES}
+    if any(curves.values()):
+        figure = quality_curves(curves, title=f"{longest} epochs, mean ± std over seeds")
+        figure.savefig(folder / "quality_curves.png", dpi=110)
+        plt.close(figure)
     return table
+
+
+def mean_curves(
+    client: MlflowClient, jobs: list[Job], key: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per analyzer, the mean and std over seeds of a per-step metric (empty if not logged)."""
+    by_analyzer: dict[str, list[np.ndarray]] = {}
+    for job in sorted(jobs, key=lambda job: job.analyzer):
+        history = client.get_metric_history(job.run.info.run_id, key)
+        if history:
+            values = np.array([m.value for m in sorted(history, key=lambda m: m.step)])
+            by_analyzer.setdefault(job.analyzer, []).append(values)
+    return {
+        analyzer: (np.mean(curves, axis=0), np.std(curves, axis=0))
+        for analyzer, curves in by_analyzer.items()
+        if len({len(curve) for curve in curves}) == 1
+    }
 
 
 def missing_jobs(expected: list[str], runs: list[Run]) -> list[str]:

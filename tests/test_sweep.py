@@ -112,7 +112,14 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
 
     # The comparison on the parent agrees with what the children logged.
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
-    expected = {"grid.png", "metrics_vs_epochs.png", "table.csv", "table.html", "missing.txt"}
+    expected = {
+        "grid.png",
+        "metrics_vs_epochs.png",
+        "quality_curves.png",
+        "table.csv",
+        "table.html",
+    }
+    expected.add("missing.txt")
     assert artifacts == {f"comparison/{name}" for name in expected}
     table = pd.read_csv(
         client.download_artifacts(parent.info.run_id, "comparison/table.csv", str(tmp_path))
