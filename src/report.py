@@ -154,7 +154,7 @@ def comparison_table(jobs: list[Job]) -> pd.DataFrame:
         metrics = {
             key: value
             for key, value in job.run.data.metrics.items()
-            if key in METRICS or key.startswith(EVALUATION_PREFIX)
+            if key in METRICS or (key.startswith(EVALUATION_PREFIX) and key not in CURVES)
         }
         records.append(
             {"analyzer": job.analyzer, "epochs": job.epochs, "seed": job.seed, **metrics}
