@@ -19,14 +19,11 @@ from src.explain import Explainer, Explanation, create_analyzer, images_per_batc
 from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
 from src.model import build_cnn
 from src.model_cache import ModelCache, fingerprint
+from src.sweep import PARENT_RUN_ENV, SWEEP_ID_ENV
 from src.tf_runtime import innvestigate, reset
 from src.training import EpochCallback, TrainingResult, compile_model, train
 
 log = logging.getLogger(__name__)
-
-# Set by the sweep callback (src/sweep.py) for the jobs of a multirun.
-PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
-SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
 
 
 @dataclass(frozen=True)

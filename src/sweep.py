@@ -29,9 +29,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import UserError
-from src.experiment import PARENT_RUN_ENV, SWEEP_ID_ENV
 
 log = logging.getLogger(__name__)
+# How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
+PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
+SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
 
 

@@ -167,3 +167,24 @@ def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
     assert "interrupted: the run was marked KILLED" in stderr
     (run,) = all_runs(tmp_path)
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--cfg=job"])
+def test_help_and_config_printing_do_not_import_tensorflow_or_mlflow(flag):
+    probe = textwrap.dedent(
+        f"""
+        import runpy, sys
+        sys.argv = ["src.train", "{flag}"]
+        try:
+            runpy.run_module("src.train", run_name="__main__")
+        except SystemExit:
+            pass
+        print(sorted(m for m in ("tensorflow", "mlflow", "innvestigate") if m in sys.modules))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "analyzer:" in result.stdout or "analyzer" in result.stdout
