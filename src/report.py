@@ -194,8 +194,15 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFrame | None:
-    """Write the comparison into ``folder``; returns the table (None if no job finished)."""
+@dataclass(frozen=True)
+class Report:
+    table: pd.DataFrame | None  # None if no job finished
+    runs: list[Run]  # the sweep's child runs, finished or not
+    missing: list[str]  # the jobs without a finished run, with their status
+
+
+def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
+    """Write the comparison of the sweep whose parent run is ``parent`` into ``folder``."""
     import matplotlib.pyplot as plt
 
     from src.figures import comparison_grid, metrics_vs_epochs, quality_curves
@@ -207,7 +214,7 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFram
     (folder / "missing.txt").write_text("".join(f"{line}\n" for line in missing))
     if not jobs:
         log.warning("no job of sweep %s finished: nothing to compare", parent.info.run_id)
-        return None
+        return Report(None, runs, missing)
 
     table = comparison_table(jobs)
     table.to_csv(folder / "table.csv", index=False)
@@ -248,7 +255,7 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> pd.DataFram
         figure = quality_curves(curves, title=f"{longest} epochs, mean ± std over seeds")
         figure.savefig(folder / "quality_curves.png", dpi=110)
         plt.close(figure)
-    return table
+    return Report(table, runs, missing)
 
 
 def mean_curves(
@@ -304,13 +311,13 @@ def hydra_main(cfg: DictConfig) -> None:
         else:
             parent = latest_parent(client, cfg.tracking.experiment_name)
         folder = Path(cfg.output_dir) / parent.info.run_id
-        table = build_report(client, parent, folder)
+        report = build_report(client, parent, folder)
         log_report(client, parent.info.run_id, folder)
     except UserError as error:
         log.error("error: %s", error)
         raise SystemExit(2) from None
-    if table is not None:
-        print(readable(table).to_string(index=False))
+    if report.table is not None:
+        print(readable(report.table).to_string(index=False))
     log.info(
         "comparison of sweep %s written to %s and logged on its parent run",
         parent.info.run_id,

@@ -107,22 +107,21 @@ class SweepTracker(Callback):
         self.status = "FAILED"
         from mlflow.tracking import MlflowClient
 
-        from src.report import build_report, children, expected_jobs, log_report, missing_jobs
+        from src.report import build_report, log_report
 
         client = MlflowClient(self.store.tracking_uri)
         parent = client.get_run(self.parent_run_id)
         try:
-            runs = children(client, parent)
-            missing = missing_jobs(expected_jobs(client, parent), runs)
             folder = Path(self.output_dir) / self.parent_run_id
-            build_report(client, parent, folder)
+            report = build_report(client, parent, folder)
             log_report(client, self.parent_run_id, folder)
+            missing = report.missing
             expected = int(parent.data.tags["jobs_expected"])
             client.log_metric(self.parent_run_id, "jobs_finished", expected - len(missing))
             client.log_metric(self.parent_run_id, "jobs_not_finished", len(missing))
             if not missing:
                 self.status = "FINISHED"
-            elif any(run.info.status == "KILLED" for run in runs):
+            elif any(run.info.status == "KILLED" for run in report.runs):
                 self.status = "KILLED"
             summary = f"{expected - len(missing)} of {expected} jobs finished"
             log.info(
