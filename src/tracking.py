@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -143,7 +144,9 @@ def tracked_run(
     def on_sigterm(signum, frame):
         raise Terminated(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # Signal handlers belong to the main thread (a thread-based launcher runs jobs elsewhere).
+    handles_signals = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if handles_signals else None
     run = mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
     )
@@ -156,11 +159,13 @@ def tracked_run(
         raise
     finally:
         # A second signal while the run is being closed must not leave it RUNNING.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if handles_signals:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             mlflow.end_run(status=status)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if handles_signals:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, str]:
@@ -225,8 +230,8 @@ def log_reused_training(
     history: Mapping[str, list[float]], trained_by_run: str, model_uri: str
 ) -> None:
     """For a run that reuses a trained model: its training curve, and where the model came from."""
-    for epoch, values in enumerate(zip(*history.values(), strict=True), start=1):
-        log_epoch(epoch, dict(zip(history.keys(), values, strict=True)))
+    for key, values in history.items():
+        log_curve(key, values, first_step=1)
     mlflow.set_tags(
         {"model_reused": "true", "trained_by_run": trained_by_run, "model_uri": model_uri}
     )
