@@ -89,7 +89,7 @@ def evaluate(
 def gini(heatmaps: np.ndarray) -> np.ndarray:
     """Gini index of |relevance| per image (Quantus's ``Sparseness``, Chalasani et al. 2020):
     0 = spread evenly over the pixels, -> 1 = all on one pixel; channels are summed."""
-    maps = heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps
+    maps = metrics.sum_channels(heatmaps)
     if np.all(maps == maps.flat[0]):  # Quantus refuses a batch of one value: even spread, 0
         return np.zeros(len(maps))
     sparseness = _quantus().Sparseness(abs=True, normalise=False, disable_warnings=True)

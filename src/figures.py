@@ -12,14 +12,40 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from src.metrics import sum_channels
+
 SIGNED_CMAP = "seismic"
 ABSOLUTE_CMAP = "gray"
 OUTLINE_COLOURS = {"signed": "dimgray", "absolute": "orange"}
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (imported on first use: it is slow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path) -> None:
+    """Write a figure to a PNG file and free its memory."""
+    figure.savefig(path, dpi=110)
+    _pyplot().close(figure)
+
+
+def _show_relevance(axis, normalised_map: np.ndarray, display: str) -> None:
+    """One map from :func:`normalise`: |relevance| in gray on [0, 1], else seismic on [-1, 1]."""
+    if display == "absolute":
+        axis.imshow(normalised_map, cmap=ABSOLUTE_CMAP, vmin=0, vmax=1)
+    else:
+        axis.imshow(normalised_map, cmap=SIGNED_CMAP, vmin=-1, vmax=1)
+
+
 def normalise(heatmaps: np.ndarray, display: str = "signed") -> np.ndarray:
     """``(N, H, W[, C])`` relevance -> ``(N, H, W)`` in [-1, 1] (signed) or [0, 1] (absolute)."""
-    maps = (heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps).astype(np.float64)
+    maps = sum_channels(heatmaps).astype(np.float64)
     maps = np.abs(maps) if display == "absolute" else maps
     scale = np.abs(maps).reshape(len(maps), -1).max(axis=1)
     scale[scale == 0] = 1.0  # an all-zero map stays zero instead of becoming NaN
@@ -36,10 +62,7 @@ def heatmap_figure(
     display: str = "signed",
 ):
     """Input images on top, heatmaps overlaid on them below, one column per image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     maps = normalise(heatmaps, display)
     count = len(images)
@@ -55,10 +78,7 @@ def heatmap_figure(
             fontsize=7,
             color="black" if correct else "crimson",
         )
-        if display == "absolute":
-            bottom.imshow(maps[column], cmap=ABSOLUTE_CMAP, vmin=0, vmax=1)
-        else:
-            bottom.imshow(maps[column], cmap=SIGNED_CMAP, vmin=-1, vmax=1)
+        _show_relevance(bottom, maps[column], display)
         # The input's outline over the heatmap, so relevance can be read against the shape.
         bottom.contour(image, levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6)
         for axis in (top, bottom):
@@ -73,10 +93,7 @@ def heatmap_figure(
 
 def training_figure(history: dict[str, list[float]]):
     """Loss and accuracy per epoch, train and validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8, 3))
     for split in ("train", "val"):
@@ -102,10 +119,7 @@ def comparison_grid(
 
     ``rows`` holds ``(analyzer, heatmaps, display)``; every row explains the same images.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     count = len(images)
     figure, axes = plt.subplots(
@@ -117,9 +131,8 @@ def comparison_grid(
     axes[0, 0].set_ylabel("input", fontsize=8)
     for row, (analyzer, heatmaps, display) in enumerate(rows, start=1):
         maps = normalise(heatmaps, display)
-        cmap, vmin = (ABSOLUTE_CMAP, 0) if display == "absolute" else (SIGNED_CMAP, -1)
         for column in range(count):
-            axes[row, column].imshow(maps[column], cmap=cmap, vmin=vmin, vmax=1)
+            _show_relevance(axes[row, column], maps[column], display)
         axes[row, 0].set_ylabel(analyzer, fontsize=8)
     for axis in axes.flat:
         axis.set_xticks([])
@@ -134,10 +147,7 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
     ``table`` has columns ``analyzer``, ``epochs`` and ``<metric>_mean`` / ``<metric>_std``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     columns = min(4, len(metrics))
     rows = -(-len(metrics) // columns)
@@ -164,10 +174,7 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
 def perturbation_figure(curve: np.ndarray, random_curve: np.ndarray, title: str):
     """Accuracy as the most relevant regions are perturbed, against a random order."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     from src.metrics import aopc
 
@@ -198,10 +205,7 @@ def randomisation_figure(
 ):
     """Left: Spearman correlation with the original heatmaps as layers are re-initialised
     from the top. Right: a few images' heatmaps at each step (columns), original first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows, columns = len(examples[0]), len(examples)
     figure = plt.figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
@@ -215,12 +219,11 @@ def randomisation_figure(
     curve_axis.axhline(0, color="gray", linewidth=0.5)
     curve_axis.set_xlabel("re-initialised down to")
     curve_axis.set_ylabel("Spearman with original |heatmap|")
-    cmap, vmin = (ABSOLUTE_CMAP, 0) if display == "absolute" else (SIGNED_CMAP, -1)
     for column, heatmaps in enumerate(examples):
         maps = normalise(heatmaps, display)
         for row in range(rows):
             axis = figure.add_subplot(grid[row, column + 3])
-            axis.imshow(maps[row], cmap=cmap, vmin=vmin, vmax=1)
+            _show_relevance(axis, maps[row], display)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
@@ -236,10 +239,7 @@ def quality_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 
     ``curves`` maps a metric name to ``{analyzer: (mean, std)}`` per step.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     panels = (

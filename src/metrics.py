@@ -9,9 +9,14 @@ import numpy as np
 from scipy.stats import spearmanr
 
 
+def sum_channels(heatmaps: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` -> ``(N, H, W)``; ``(N, H, W)`` as it is."""
+    return heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps
+
+
 def per_image(heatmaps: np.ndarray) -> np.ndarray:
     """``(N, H, W[, C])`` -> ``(N, H*W)`` float64, channels summed."""
-    maps = heatmaps.sum(axis=-1) if heatmaps.ndim == 4 else heatmaps
+    maps = sum_channels(heatmaps)
     return maps.reshape(len(maps), -1).astype(np.float64)
 
 

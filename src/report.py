@@ -203,9 +203,7 @@ class Report:
 
 def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
     """Write the comparison of the sweep whose parent run is ``parent`` into ``folder``."""
-    import matplotlib.pyplot as plt
-
-    from src.figures import comparison_grid, metrics_vs_epochs, quality_curves
+    from src.figures import comparison_grid, metrics_vs_epochs, quality_curves, save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)
@@ -238,8 +236,7 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
         class_names or [str(k) for k in range(10)],
         title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {first_seed} · {longest} epochs",
     )
-    figure.savefig(folder / "grid.png", dpi=110)
-    plt.close(figure)
+    save_figure(figure, folder / "grid.png")
     metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
     metrics += [
         c.removesuffix("_mean")
@@ -247,14 +244,12 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
         if c.startswith(EVALUATION_PREFIX) and c.endswith("_mean")
     ]
     figure = metrics_vs_epochs(table, metrics)
-    figure.savefig(folder / "metrics_vs_epochs.png", dpi=110)
-    plt.close(figure)
+    save_figure(figure, folder / "metrics_vs_epochs.png")
     at_longest = [job for job in jobs if job.epochs == longest]
     curves = {key: mean_curves(client, at_longest, key) for key in CURVES}
     if any(curves.values()):
         figure = quality_curves(curves, title=f"{longest} epochs, mean ± std over seeds")
-        figure.savefig(folder / "quality_curves.png", dpi=110)
-        plt.close(figure)
+        save_figure(figure, folder / "quality_curves.png")
     return Report(table, runs, missing)
 
 
