@@ -9,7 +9,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install train sweep report ui test test-slow lint clean
+.PHONY: help install train sweep report ui test test-slow bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -37,9 +37,12 @@ test: install ## The fast test suite (a few minutes on 2 cores)
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow
 
+bench: install ## Project vs bare Keras + iNNvestigate, side by side (~25 min; ARGS="--quick" for ~2)
+	$(PY) -m benchmarks.run $(ARGS)
+
 lint: install ## ruff check and format check
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 clean: ## Remove caches and Hydra's output folders (keeps .venv and the tracking store)
 	rm -rf outputs .pytest_cache .ruff_cache

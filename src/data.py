@@ -60,11 +60,8 @@ def load_dataset(
     test_size: int | None = None,
 ) -> Dataset:
     """Load a dataset by name; keep the first ``train_size`` / ``test_size`` images."""
-    if name == "digits":
-        arrays, source = _load_digits(), "scikit-learn load_digits (resized to 28x28)"
-    else:
-        arrays, source = _load_from_first_source(name, path, cache_dir)
-    train_images, train_labels, test_images, test_labels = _checked(arrays, source)
+    arrays, source = load_arrays(name, path, cache_dir)
+    train_images, train_labels, test_images, test_labels = arrays
     checksum = _checksum(arrays)
     return Dataset(
         train_images=_scaled(train_images[:train_size]),
@@ -77,6 +74,17 @@ def load_dataset(
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def load_arrays(
+    name: str, path: str | None = None, cache_dir: str | None = None
+) -> tuple[Arrays, str]:
+    """The checked pixel bytes (N, 28, 28) and labels of a dataset, and where they came from."""
+    if name == "digits":
+        arrays, source = _load_digits(), "scikit-learn load_digits (resized to 28x28)"
+    else:
+        arrays, source = _load_from_first_source(name, path, cache_dir)
+    return _checked(arrays, source), source
 
 
 def _load_from_first_source(
@@ -228,12 +236,15 @@ def _checked(arrays: Arrays, source: str) -> Arrays:
 
 
 def _scaled(images: np.ndarray) -> np.ndarray:
-    """Bytes 0..255 -> float32 in [0, 1], with a channel axis."""
-    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+    """Bytes 0..255 -> float32 in [0, 1], with a channel axis (divided in place: one float
+    copy of the images at a time, not two)."""
+    scaled = images.astype(np.float32)[..., np.newaxis]
+    scaled /= 255.0
+    return scaled
 
 
 def _checksum(arrays: Arrays) -> str:
     digest = hashlib.sha256()
     for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(np.ascontiguousarray(array).data)  # the array's buffer, not a copy
     return digest.hexdigest()

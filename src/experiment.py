@@ -7,6 +7,7 @@ import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -14,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from src import tracking
 from src.config import UserError, validate
 from src.data import Dataset, load_dataset
-from src.evaluate import Evaluation, evaluate
 from src.explain import Explainer, Explanation, create_analyzer, images_per_batch, select_images
 from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
 from src.model import build_cnn
@@ -22,6 +22,9 @@ from src.model_cache import ModelCache, fingerprint
 from src.sweep import PARENT_RUN_ENV, SWEEP_ID_ENV
 from src.tf_runtime import innvestigate, reset
 from src.training import EpochCallback, TrainingResult, compile_model, train
+
+if TYPE_CHECKING:
+    from src.evaluate import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ def build_model(cfg: DictConfig):
     return model
 
 
-def _analyzer(cfg: DictConfig, model, neuron_selection: str | None = None):
+def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None):
     return create_analyzer(
         innvestigate().model_wo_softmax(model),
         cfg.analyzer.method,
@@ -70,13 +73,13 @@ def _analyzer(cfg: DictConfig, model, neuron_selection: str | None = None):
     )
 
 
-def _batch(cfg: DictConfig, batch_size: int) -> int:
+def analysis_batch(cfg: DictConfig, batch_size: int) -> int:
     return images_per_batch(batch_size, OmegaConf.to_container(cfg.analyzer.params, resolve=True))
 
 
 def check_analyzer(cfg: DictConfig, model) -> None:
     """Create the analyzer once on the untrained model, so bad params fail before training."""
-    _analyzer(cfg, model)
+    analyzer_for(cfg, model)
 
 
 def train_model(
@@ -101,9 +104,9 @@ def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
     images, labels = data.test_images[indices], data.test_labels[indices]
     predictions = model.predict(images, batch_size=cfg.explain.batch_size, verbose=0).argmax(axis=1)
     by_label = cfg.analyzer.neuron_selection == "true_label"
-    explainer = Explainer(_analyzer(cfg, model), cfg.analyzer.neuron_selection)
+    explainer = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
     explanation = explainer.explain(
-        images, labels if by_label else predictions, _batch(cfg, cfg.explain.batch_size)
+        images, labels if by_label else predictions, analysis_batch(cfg, cfg.explain.batch_size)
     )
     return Explained(indices, predictions, explanation)
 
@@ -115,10 +118,12 @@ def evaluation_enabled(cfg: DictConfig) -> bool:
 
 def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
     """Explanation-quality scores on the first ``evaluate.n_images`` test images."""
+    from src.evaluate import evaluate  # with Quantus and scipy: imported only when scoring
+
     count = min(cfg.evaluate.n_images, len(data.test_images))
     # Selection by index: the randomised model must explain the classes the trained one did.
-    explainer = Explainer(_analyzer(cfg, model, "true_label"), "true_label")
-    batch_size = _batch(cfg, cfg.evaluate.batch_size)
+    explainer = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
+    batch_size = analysis_batch(cfg, cfg.evaluate.batch_size)
 
     def explain_classes(images: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return explainer.explain(images, classes, batch_size, "evaluating").heatmaps
@@ -184,6 +189,9 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
                 log.info("reusing the model trained by run %s", cached.trained_by_run)
             else:
                 training = train_model(cfg, data, model, on_epoch_end=tracking.log_epoch)
+                if training.time_to_first_step_s is not None and not parent_run_id:
+                    # Start-up as the user waits for it (a sweep's jobs share their process).
+                    tracking.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
                 model_uri = tracking.log_keras_model(model, data.test_images[:2])
                 cache.store(model_key, model, training, run_id, model_uri)
         explained = explain_model(cfg, data, model)

@@ -103,7 +103,7 @@ class Explainer:
         finally:
             bar.close()
         return Explanation(
-            heatmaps=np.concatenate(batches).astype(np.float32),
+            heatmaps=np.concatenate(batches).astype(np.float32, copy=False),
             explained_classes=classes,
             build_time_s=self.build_time_s,
             analysis_time_s=time.perf_counter() - started,

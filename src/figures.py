@@ -19,20 +19,17 @@ ABSOLUTE_CMAP = "gray"
 OUTLINE_COLOURS = {"signed": "dimgray", "absolute": "orange"}
 
 
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (imported on first use: it is slow)."""
-    import matplotlib
+def _figure(**kwargs):
+    """A matplotlib ``Figure`` from the object API: no pyplot (a third of a second to import,
+    and a global registry of open figures to close), drawn to files only (Agg)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def save_figure(figure, path) -> None:
-    """Write a figure to a PNG file and free its memory."""
+    """Write a figure to a PNG file."""
     figure.savefig(path, dpi=110)
-    _pyplot().close(figure)
 
 
 def _show_relevance(axis, normalised_map: np.ndarray, display: str) -> None:
@@ -62,11 +59,11 @@ def heatmap_figure(
     display: str = "signed",
 ):
     """Input images on top, heatmaps overlaid on them below, one column per image."""
-    plt = _pyplot()
 
     maps = normalise(heatmaps, display)
     count = len(images)
-    figure, axes = plt.subplots(2, count, figsize=(1.5 * count, 3.6), squeeze=False)
+    figure = _figure(figsize=(1.5 * count, 3.6))
+    axes = figure.subplots(2, count, squeeze=False)
     for column in range(count):
         image = images[column, ..., 0]
         true_name, predicted_name = class_names[labels[column]], class_names[predictions[column]]
@@ -93,9 +90,9 @@ def heatmap_figure(
 
 def training_figure(history: dict[str, list[float]]):
     """Loss and accuracy per epoch, train and validation."""
-    plt = _pyplot()
 
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(8, 3))
+    figure = _figure(figsize=(8, 3))
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
     for split in ("train", "val"):
         for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
             values = history.get(f"{split}_{metric}")
@@ -119,12 +116,9 @@ def comparison_grid(
 
     ``rows`` holds ``(analyzer, heatmaps, display)``; every row explains the same images.
     """
-    plt = _pyplot()
-
     count = len(images)
-    figure, axes = plt.subplots(
-        len(rows) + 1, count, figsize=(1.3 * count + 1, 1.4 * (len(rows) + 1) + 0.6), squeeze=False
-    )
+    figure = _figure(figsize=(1.3 * count + 1, 1.4 * (len(rows) + 1) + 0.6))
+    axes = figure.subplots(len(rows) + 1, count, squeeze=False)
     for column in range(count):
         axes[0, column].imshow(images[column, ..., 0], cmap="gray_r", vmin=0, vmax=1)
         axes[0, column].set_title(class_names[labels[column]], fontsize=7)
@@ -147,11 +141,11 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
     ``table`` has columns ``analyzer``, ``epochs`` and ``<metric>_mean`` / ``<metric>_std``.
     """
-    plt = _pyplot()
 
     columns = min(4, len(metrics))
     rows = -(-len(metrics) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    figure = _figure(figsize=(4.2 * columns, 3.4 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(metrics) :]:
         axis.set_visible(False)
     for axis, metric in zip(axes.flat[: len(metrics)], metrics, strict=True):
@@ -174,11 +168,11 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
 def perturbation_figure(curve: np.ndarray, random_curve: np.ndarray, title: str):
     """Accuracy as the most relevant regions are perturbed, against a random order."""
-    plt = _pyplot()
 
     from src.metrics import aopc
 
-    figure, axis = plt.subplots(figsize=(5, 3.4))
+    figure = _figure(figsize=(5, 3.4))
+    axis = figure.subplots()
     steps = np.arange(len(curve))
     axis.plot(steps, curve, marker="o", label=f"most relevant first (AOPC {aopc(curve):.3f})")
     axis.plot(
@@ -205,10 +199,9 @@ def randomisation_figure(
 ):
     """Left: Spearman correlation with the original heatmaps as layers are re-initialised
     from the top. Right: a few images' heatmaps at each step (columns), original first."""
-    plt = _pyplot()
 
     rows, columns = len(examples[0]), len(examples)
-    figure = plt.figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
+    figure = _figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
     grid = figure.add_gridspec(rows, columns + 3)
     curve_axis = figure.add_subplot(grid[:, :3])
     curve_axis.plot(range(1, len(correlations) + 1), correlations, marker="o")
@@ -239,9 +232,9 @@ def quality_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 
     ``curves`` maps a metric name to ``{analyzer: (mean, std)}`` per step.
     """
-    plt = _pyplot()
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure = _figure(figsize=(10, 3.8))
+    left, right = figure.subplots(1, 2)
     panels = (
         (left, "eval_perturbation_accuracy", "regions perturbed (most relevant first)", "accuracy"),
         (

@@ -6,7 +6,6 @@ Heatmaps are ``(N, H, W[, C])``; channels are summed before any per-image statis
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
 
 
 def sum_channels(heatmaps: np.ndarray) -> np.ndarray:
@@ -25,6 +24,9 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
     Returns N correlations; an image whose map is constant in either set gives NaN.
     """
+    # Imported here: scipy.stats takes 0.2 s to import, and runs without scores never need it.
+    from scipy.stats import spearmanr
+
     a, b = np.abs(per_image(first)), np.abs(per_image(second))
     correlations = np.full(len(a), np.nan)
     for index, (x, y) in enumerate(zip(a, b, strict=True)):

@@ -14,15 +14,17 @@ def build_cnn(
     conv_layers: Sequence[Mapping[str, Any]],
     dense_units: Sequence[int],
     activation: str = "relu",
+    batch_size: int | None = None,
 ) -> Any:
     """Conv blocks (each optionally max-pooled) -> flatten -> dense layers -> softmax.
 
     With the defaults of ``conf/model/cnn.yaml`` this is the seed report's network:
     (28, 28, 1) -> conv 32@3x3 -> pool 2 -> conv 64@3x3 -> pool 2 -> conv 64@3x3 -> 576
-    -> dense 64 -> dense 10 (softmax), 93,322 parameters.
+    -> dense 64 -> dense 10 (softmax), 93,322 parameters. ``batch_size`` fixes the batch
+    dimension (TensorFlow's FLOP profiler needs fully known shapes); None leaves it free.
     """
     layers = tensorflow().keras.layers
-    stack: list[Any] = [layers.Input(shape=tuple(input_shape), name="image")]
+    stack: list[Any] = [layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image")]
     for index, conv in enumerate(conv_layers, start=1):
         stack.append(
             layers.Conv2D(

@@ -258,11 +258,8 @@ def log_metrics(metrics: Mapping[str, float]) -> None:
 
 
 def log_figure(figure: Any, artifact_file: str) -> None:
-    """Log a matplotlib figure and free its memory."""
-    import matplotlib.pyplot as plt
-
+    """Log a matplotlib figure (see src/figures.py: no pyplot, nothing to close)."""
     mlflow.log_figure(figure, artifact_file)
-    plt.close(figure)
 
 
 def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:
@@ -290,6 +287,9 @@ def log_keras_model(model: Any, input_example: np.ndarray) -> str:
         signature=signature,
         input_example=input_example,
         pip_requirements=requirements,
+        # HDF5, not the SavedModel default: one file in ~0.05 s instead of ~0.6 s of tracing,
+        # and mlflow.tensorflow.load_model() reads it back the same way.
+        keras_model_kwargs={"save_format": "h5"},
     )
     mlflow.set_tags({"model_uri": info.model_uri, "model_reused": "false"})
     return info.model_uri

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +29,19 @@ class TrainingResult:
     train_time_s: float
     test_loss: float
     test_accuracy: float
+    # Seconds from the process's start to the end of the first training step (None off Linux).
+    time_to_first_step_s: float | None = None
+
+
+def seconds_since_process_start() -> float | None:
+    """Linux: the uptime now minus the uptime at which this process started; else None."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def compile_model(model, optimizer: str, learning_rate: float) -> None:
@@ -56,9 +71,12 @@ def train(
     keras = tensorflow().keras
     steps = int(np.ceil(len(train_images) / batch_size))
     bar = progress_bar(epochs * steps, "training", "batch")
+    first_step: list[float | None] = []
 
     class _Report(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
+            if not first_step:
+                first_step.append(seconds_since_process_start())
             bar.update(1)
             if logs and batch % 50 == 0:
                 bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}", refresh=False)
@@ -104,4 +122,5 @@ def train(
         train_time_s=train_time_s,
         test_loss=float(test_loss),
         test_accuracy=float(test_accuracy),
+        time_to_first_step_s=first_step[0] if first_step else None,
     )

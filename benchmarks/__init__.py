@@ -1,0 +1,1 @@
+"""The benchmark `make bench` runs: see benchmarks/run.py."""

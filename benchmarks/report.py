@@ -1,0 +1,233 @@
+"""The benchmark's verdicts, its Markdown table and its MLflow run."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+
+def checks(results: dict) -> dict[str, dict]:
+    """Each target: the measured value, the bound, and whether it is met."""
+    targets, found = results["targets"], {}
+
+    def check(name: str, value: float, bound: float, at_most: bool = True) -> None:
+        met = value <= bound if at_most else value >= bound
+        found[name] = {"value": value, "bound": bound, "at_most": at_most, "met": bool(met)}
+
+    ratios = results["single"]["ratios"]
+    check("single run wall, project/bare", ratios["wall_s"]["median"], targets["single_wall"])
+    check(
+        "single run peak RSS, project/bare", ratios["peak_rss_mb"]["median"], targets["single_rss"]
+    )
+    for name, entry in results["flops"]["throughput"].items():
+        check(
+            f"{name} images/s, project/bare",
+            entry["ratio_median"],
+            targets["throughput"],
+            at_most=False,
+        )
+    for launcher in ("basic", "joblib"):
+        sweep = results["sweep"][f"{launcher}_ratios"]
+        check(
+            f"{launcher} sweep, reuse/no reuse",
+            sweep["reuse_vs_no_reuse"],
+            targets["sweep_reuse_vs_no_reuse"],
+        )
+        check(
+            f"{launcher} sweep with reuse / one bare run",
+            sweep["reuse_vs_one_bare"],
+            targets["sweep_reuse_vs_bare"],
+        )
+    memory = results["memory"]
+    check(
+        f"peak RSS job {memory['jobs']} / job 1",
+        memory["last_vs_first_peak"],
+        targets["memory_growth"],
+    )
+    for name in ("help", "cfg_job"):
+        check(
+            f"--{name.replace('_', ' ')} seconds",
+            results["startup"][name]["median_s"],
+            targets["help_s"],
+        )
+        check(
+            f"--{name.replace('_', ' ')} imports TensorFlow (0 = no)",
+            float(results["startup"][name]["imports_tensorflow"]),
+            0.0,
+        )
+    return found
+
+
+QUICK_NOTE = " — a QUICK smoke run: tiny sizes, not a measurement"
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    sizes, machine = results["sizes"], results["machine"]
+    lines = [
+        "# Benchmark: project vs bare Keras + iNNvestigate",
+        "",
+        f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; data: "
+        f"{results['data']} ({sizes['train']} train / {sizes['test']} test images, "
+        f"{sizes['epochs']} epochs){QUICK_NOTE if results['quick'] else ''}.",
+        "",
+        "## Targets",
+        "",
+        "| check | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    for name, check in results["checks"].items():
+        sign = "≤" if check["at_most"] else "≥"
+        lines.append(
+            f"| {name} | {_f(check['value'], 3)} | {sign} {check['bound']} | "
+            f"{'yes' if check['met'] else '**no**'} |"
+        )
+
+    single = results["single"]
+    lines += [
+        "",
+        f"## 1. Single run ({len(single['reps'])} alternating repetitions; ratio = project/bare)",
+        "",
+        "| measure | project (median) | bare (median) | ratio median | ratio min–max |",
+        "|---|---|---|---|---|",
+    ]
+    for key, ratio in single["ratios"].items():
+        project = statistics.median(
+            rep["project"][key] for rep in single["reps"] if rep["project"][key] is not None
+        )
+        bare = statistics.median(rep["bare"][key] for rep in single["reps"])
+        lines.append(
+            f"| {key} | {_f(project)} | {_f(bare)} | {_f(ratio['median'], 3)} | "
+            f"{_f(ratio['min'], 3)}–{_f(ratio['max'], 3)} |"
+        )
+
+    throughput = results["flops"]["throughput"]
+    lines += [
+        "",
+        f"## 2. Analysis throughput ({results['flops']['n_images']} test images, images/s)",
+        "",
+        "| analyzer | images per call | project | bare | ratio median | ratio min–max |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in throughput.items():
+        lines.append(
+            f"| {name} | {entry['batch_images']} | {_f(entry['project_images_per_s'], 0)} | "
+            f"{_f(entry['bare_images_per_s'], 0)} | {_f(entry['ratio_median'], 3)} | "
+            f"{_f(entry['ratio_min'], 3)}–{_f(entry['ratio_max'], 3)} |"
+        )
+
+    sweep = results["sweep"]
+    lines += [
+        "",
+        "## 3. Sweep: 3 analyzers × 2 seeds (one run each)",
+        "",
+        "| launcher | reuse | wall s | jobs | models trained |",
+        "|---|---|---|---|---|",
+    ]
+    for launcher in ("basic", "joblib"):
+        for reuse in ("true", "false"):
+            entry = sweep[f"{launcher}_reuse_{reuse}"]
+            lines.append(
+                f"| {launcher} | {reuse} | {_f(entry['wall_s'], 1)} | {entry['jobs']} | "
+                f"{entry['trained']} |"
+            )
+    lines += ["", "| launcher | reuse/no reuse | reuse / 1 bare run | reuse / 6 bare runs |"]
+    lines.append("|---|---|---|---|")
+    for launcher in ("basic", "joblib"):
+        ratios = sweep[f"{launcher}_ratios"]
+        lines.append(
+            f"| {launcher} | {_f(ratios['reuse_vs_no_reuse'], 3)} | "
+            f"{_f(ratios['reuse_vs_one_bare'], 3)} | {_f(ratios['reuse_vs_six_bare'], 3)} |"
+        )
+
+    memory = results["memory"]
+    lines += [
+        "",
+        f"## 4. Memory across an in-process sweep ({memory['jobs']} jobs)",
+        "",
+        "| job | " + " | ".join(str(i + 1) for i in range(memory["jobs"])) + " |",
+        "|---" * (memory["jobs"] + 1) + "|",
+        "| peak RSS MB | " + " | ".join(_f(v, 0) for v in memory["peak_rss_mb"]) + " |",
+        "| RSS MB at the end | " + " | ".join(_f(v, 0) for v in memory["rss_mb"]) + " |",
+    ]
+
+    startup = results["startup"]
+    first_step = [
+        (rep["project"]["time_to_first_step_s"], rep["bare"]["time_to_first_step_s"])
+        for rep in single["reps"]
+    ]
+    lines += [
+        "",
+        "## 5. Start-up",
+        "",
+        "| command | median s | max s | imports TensorFlow | imports MLflow |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in startup.items():
+        lines.append(
+            f"| --{name.replace('_', ' ')} | {_f(entry['median_s'])} | {_f(entry['max_s'])} | "
+            f"{entry['imports_tensorflow']} | {entry['imports_mlflow']} |"
+        )
+    project_first = [p for p, _ in first_step if p is not None]
+    project_median = statistics.median(project_first) if project_first else None
+    bare_median = statistics.median(b for _, b in first_step)
+    lines.append(
+        f"| to the first training step | {_f(project_median)} (bare {_f(bare_median)}) | | | |"
+    )
+
+    gflops, flops = results["gflops"], results["flops"]["flops"]
+    lines += [
+        "",
+        "## 6. Distance to the machine's limit (GFLOP/s)",
+        "",
+        f"FLOPs per image from TensorFlow's profiler on the model's own graph: forward "
+        f"{flops['forward'] / 1e6:.2f} M, training step {flops['train_step'] / 1e6:.2f} M. "
+        f"Peak: the best of 5 float32 2048×2048 matmuls in TensorFlow on the same cores "
+        f"(**{_f(gflops['sgemm_peak'], 0)} GFLOP/s**).",
+        "",
+        "| work | MFLOP per image | GFLOP/s | % of matmul peak |",
+        "|---|---|---|---|",
+    ]
+    peak = gflops["sgemm_peak"]
+    for side in ("project", "bare"):
+        value = gflops[f"training_{side}"]
+        lines.append(
+            f"| training ({side}) | {flops['train_step'] / 1e6:.1f} | {_f(value, 0)} | "
+            f"{100 * value / peak:.0f}% |"
+        )
+    for name in throughput:
+        value = gflops[f"analysis_{name}"]
+        lines.append(
+            f"| analysis: {name} | {flops[f'analysis_{name}'] / 1e6:.1f} | {_f(value, 0)} | "
+            f"{100 * value / peak:.0f}% |"
+        )
+    lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def log_to_mlflow(results: dict, json_path: Path, md_path: Path, tracking_dir: str) -> str:
+    """One run in the store's ``benchmarks`` experiment: headline ratios as metrics, the
+    JSON and Markdown as artifacts."""
+    import mlflow
+
+    from src import tracking
+
+    store = tracking.resolve_store(tracking_dir)
+    experiment_id = tracking.prepare(store, "benchmarks")
+    mlflow.set_tracking_uri(store.tracking_uri)
+    name = f"bench · {results['data'][:40]}{' · quick' if results['quick'] else ''}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags({"quick": str(results["quick"]), "cpu": results["machine"]["cpu"]})
+        mlflow.log_params({"data": results["data"][:250], **results["sizes"]})
+        metrics = {}
+        for check_name, check in results["checks"].items():
+            key = "".join(c if c.isalnum() else "_" for c in check_name).strip("_")
+            metrics[key] = check["value"]
+        metrics["targets_missed"] = sum(not check["met"] for check in results["checks"].values())
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(json_path))
+        mlflow.log_artifact(str(md_path))
+    return run.info.run_id

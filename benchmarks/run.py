@@ -1,0 +1,378 @@
+"""``make bench``: the project against the script a user would otherwise write, side by side.
+
+    python -m benchmarks.run              # the full benchmark (about 25 min on 2 cores)
+    python -m benchmarks.run --quick      # tiny sizes, one repetition: a smoke test
+
+Sections (each a key of the JSON file and a table in the Markdown file):
+
+1. ``single``: ``python -m src.train`` (one analyzer, evaluation off) vs ``benchmarks/bare.py``
+   on the same data and config, alternating, ``--reps`` times: wall, training, analysis, RSS.
+2. ``throughput``: images/s of each analyzer, project ``Explainer`` vs bare ``analyze()``.
+3. ``sweep``: 3 analyzers x 2 seeds with model reuse vs without, default launcher and joblib
+   with 2 workers, against one bare run and 6 x one bare run.
+4. ``memory``: peak RSS after the first and the last job of an in-process sweep.
+5. ``startup``: ``--help`` and ``--cfg job`` (which must not import TensorFlow), and the time
+   from the command to the first training step.
+6. ``flops``: achieved GFLOP/s in training and analysis, from the model's FLOP count, next to
+   the cores' float32 matmul peak.
+
+Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
+RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
+``benchmarks`` experiment in the project's store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import report
+from src.paths import PROJECT_ROOT
+
+SWEEP_ANALYZERS = "deep_taylor,gradient,input_t_gradient"
+MEMORY_ANALYZERS = "deep_taylor,gradient,input_t_gradient,lrp_epsilon"
+TARGETS = {
+    "single_wall": 1.10,  # project / bare, at most
+    "single_rss": 1.20,
+    "throughput": 0.95,  # project / bare images per second, at least
+    "sweep_reuse_vs_no_reuse": 0.40,
+    "sweep_reuse_vs_bare": 2.5,
+    "memory_growth": 1.10,
+    "help_s": 1.5,
+}
+
+
+@dataclass(frozen=True)
+class Child:
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+def run_child(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Child:
+    """Run a command; its wall time, and its own peak RSS from the kernel (``wait4``)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=out, stderr=err, env={**os.environ, **(env or {})}
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall_s = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        child = Child(wall_s, usage.ru_maxrss / 1024, out.read(), err.read(), process.returncode)
+    if child.returncode != 0:
+        tail = "\n".join(child.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{tail}")
+    return child
+
+
+class Bench:
+    def __init__(self, work: Path, quick: bool, reps: int) -> None:
+        self.work, self.quick, self.reps = work, quick, reps
+        self.epochs = 1 if quick else 5
+        self.dataset, self.data, self.source = self._data()
+
+    def _data(self) -> tuple[str, Path, str]:
+        """Real Fashion-MNIST when its files are here, else scikit-learn's digits, written to
+        one npz that the project (``dataset.path``) and the bare script both read."""
+        from src.data import DataError, load_arrays
+
+        try:
+            if self.quick:
+                raise DataError("quick: digits")
+            arrays, source = load_arrays("fashion_mnist")
+            name = "fashion_mnist"
+        except DataError:
+            arrays, source = load_arrays("digits")
+            name = "mnist"  # the digits as an MNIST-layout npz: classes 0-9, the same config
+        train_images, train_labels, test_images, test_labels = arrays
+        if self.quick:
+            train_images, train_labels = train_images[:300], train_labels[:300]
+            test_images, test_labels = test_images[:100], test_labels[:100]
+        path = self.work / "data.npz"
+        np.savez(
+            path, x_train=train_images, y_train=train_labels, x_test=test_images, y_test=test_labels
+        )
+        return name, path, source
+
+    # --- the two commands compared -------------------------------------------------------
+
+    def project(self, store: str, *args: str, env: dict[str, str] | None = None) -> Child:
+        flags = [arg for arg in args if arg.startswith("-")]
+        overrides = [arg for arg in args if not arg.startswith("-")]
+        command = [sys.executable, "-m", "src.train", *flags]
+        command += [
+            f"dataset={self.dataset}",
+            f"dataset.path={self.data}",
+            f"train.epochs={self.epochs}",
+            "evaluate=off",
+            f"tracking.dir={self.work / store}",
+            f"paths.output_dir={self.work / 'outputs'}",
+            f"paths.report_dir={self.work / 'reports'}",
+            *overrides,
+        ]
+        return run_child(command, cwd=PROJECT_ROOT, env=env)
+
+    def bare(self, analyzers: str = "deep_taylor") -> tuple[Child, dict]:
+        command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bare.py")]
+        command += [f"--data={self.data}", f"--epochs={self.epochs}", f"--analyzers={analyzers}"]
+        child = run_child(command, cwd=self.work)
+        return child, json.loads(child.stdout.strip().splitlines()[-1])
+
+    def runs(self, store: str):
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{self.work / store / 'mlflow.db'}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(experiments, order_by=["attributes.start_time ASC"])
+        return [run for run in runs if "analyzer" in run.data.tags]  # jobs, not sweep parents
+
+    # --- sections ------------------------------------------------------------------------
+
+    def single(self) -> dict:
+        from src import tracking
+
+        # The store exists before the first timed run, as it does for a user's second run.
+        tracking.prepare(tracking.resolve_store(str(self.work / "single")), "xai-lab")
+        reps = []
+        for rep in range(self.reps):
+            measured = {}
+            order = ("project", "bare") if rep % 2 == 0 else ("bare", "project")
+            for side in order:
+                if side == "bare":
+                    child, out = self.bare()
+                    measured["bare"] = {
+                        "wall_s": child.wall_s,
+                        "peak_rss_mb": child.peak_rss_mb,
+                        "train_time_s": out["train_time_s"],
+                        "analysis_time_s": out["analysis_time_s"],
+                        "time_to_first_step_s": out["time_to_first_step_s"],
+                    }
+                else:
+                    child = self.project("single", "analyzer=deep_taylor", "train.reuse=false")
+                    metrics = self.runs("single")[-1].data.metrics
+                    measured["project"] = {
+                        "wall_s": child.wall_s,
+                        "peak_rss_mb": child.peak_rss_mb,
+                        "train_time_s": metrics["train_time_s"],
+                        # The bare script's first analyze() call builds the graph too.
+                        "analysis_time_s": metrics["analyzer_build_time_s"]
+                        + metrics["analysis_time_s"],
+                        "time_to_first_step_s": metrics.get("time_to_first_step_s"),
+                    }
+            reps.append(measured)
+        return {"reps": reps, "ratios": _ratios(reps)}
+
+    def throughput_and_flops(self) -> dict:
+        command = [sys.executable, "-m", "benchmarks.analysis", f"--data={self.data}"]
+        command += [f"--dataset={self.dataset}", f"--reps={max(3, self.reps)}"]
+        if self.quick:
+            command += ["--n-images=50", "--analyzers=deep_taylor,gradient,smoothgrad"]
+        child = run_child(command, cwd=PROJECT_ROOT)
+        return json.loads(child.stdout.strip().splitlines()[-1])
+
+    def sweep(self, bare_wall_s: float) -> dict:
+        sweeps = {}
+        for launcher in ("basic", "joblib"):
+            extra = (
+                ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+            )
+            for reuse in ("true", "false"):
+                store = f"sweep_{launcher}_{reuse}"
+                child = self.project(
+                    store,
+                    "-m",
+                    f"analyzer={SWEEP_ANALYZERS}",
+                    "seed=0,1",
+                    f"train.reuse={reuse}",
+                    *extra,
+                )
+                children = [run for run in self.runs(store) if "sweep_id" in run.data.tags]
+                sweeps[f"{launcher}_reuse_{reuse}"] = {
+                    "wall_s": child.wall_s,
+                    "jobs": len(children),
+                    "trained": sum(
+                        run.data.tags.get("model_reused") == "false" for run in children
+                    ),
+                }
+        for launcher in ("basic", "joblib"):
+            with_reuse = sweeps[f"{launcher}_reuse_true"]["wall_s"]
+            sweeps[f"{launcher}_ratios"] = {
+                "reuse_vs_no_reuse": with_reuse / sweeps[f"{launcher}_reuse_false"]["wall_s"],
+                "reuse_vs_one_bare": with_reuse / bare_wall_s,
+                "reuse_vs_six_bare": with_reuse / (6 * bare_wall_s),
+            }
+        return sweeps
+
+    def memory(self) -> dict:
+        seeds = "0,1" if self.quick else "0,1,2"
+        analyzers = "deep_taylor,gradient" if self.quick else MEMORY_ANALYZERS
+        self.project("memory", "-m", f"analyzer={analyzers}", f"seed={seeds}")
+        jobs = [run for run in self.runs("memory") if "sweep_id" in run.data.tags]
+        peak = [run.data.metrics["peak_rss_mb"] for run in jobs]
+        current = [run.data.metrics["rss_mb"] for run in jobs]
+        return {
+            "jobs": len(jobs),
+            "peak_rss_mb": peak,
+            "rss_mb": current,
+            "last_vs_first_peak": peak[-1] / peak[0],
+        }
+
+    def startup(self) -> dict:
+        result = {}
+        for name, flag in (("help", "--help"), ("cfg_job", "--cfg=job")):
+            times = []
+            for _ in range(3 if self.quick else 5):
+                times.append(
+                    run_child([sys.executable, "-m", "src.train", flag], PROJECT_ROOT).wall_s
+                )
+            imports = run_child(
+                [sys.executable, "-X", "importtime", "-m", "src.train", flag], PROJECT_ROOT
+            ).stderr
+            result[name] = {
+                "median_s": statistics.median(times),
+                "max_s": max(times),
+                "imports_tensorflow": "| tensorflow\n" in imports,
+                "imports_mlflow": "| mlflow\n" in imports,
+            }
+        return result
+
+
+def _ratios(reps: list[dict]) -> dict:
+    """project / bare per repetition, for each measure: median, min, max."""
+    ratios = {}
+    for key in reps[0]["project"]:
+        values = [
+            rep["project"][key] / rep["bare"][key]
+            for rep in reps
+            if rep["project"][key] is not None and rep["bare"][key]
+        ]
+        if values:
+            ratios[key] = {
+                "median": statistics.median(values),
+                "min": min(values),
+                "max": max(values),
+            }
+    return ratios
+
+
+def achieved_gflops(results: dict) -> dict:
+    """GFLOP/s from the FLOP counts and the measured times (training: forward + backward +
+    update on every training image per epoch, plus the validation forward passes)."""
+    flops, single = results["flops"]["flops"], results["single"]["reps"]
+    sizes = results["sizes"]
+    per_epoch = flops["train_step"] * sizes["train"] + flops["forward"] * sizes["test"]
+    train_s = statistics.median(rep["project"]["train_time_s"] for rep in single)
+    bare_train_s = statistics.median(rep["bare"]["train_time_s"] for rep in single)
+    out = {
+        "sgemm_peak": results["flops"]["sgemm_gflops"],
+        "training_project": per_epoch * sizes["epochs"] / train_s / 1e9,
+        "training_bare": per_epoch * sizes["epochs"] / bare_train_s / 1e9,
+    }
+    for name, entry in results["flops"]["throughput"].items():
+        out[f"analysis_{name}"] = flops[f"analysis_{name}"] * entry["project_images_per_s"] / 1e9
+    return out
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition")
+    parser.add_argument("--reps", type=int, default=None, help="single-run repetitions (3)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--tracking-dir",
+        default=str(PROJECT_ROOT / "mlruns"),
+        help="store that gets the 'benchmarks' experiment (the project's own by default)",
+    )
+    args = parser.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="xai-bench-") as folder:
+        bench = Bench(Path(folder), args.quick, reps)
+        print(f"benchmark data: {bench.source} ({bench.dataset} config)", file=sys.stderr)
+        from src.data import load_path
+
+        train_images, _, test_images, _ = load_path(bench.data)
+        results: dict = {
+            "machine": machine(),
+            "quick": args.quick,
+            "data": bench.source,
+            "sizes": {"train": len(train_images), "test": len(test_images), "epochs": bench.epochs},
+            "targets": TARGETS,
+        }
+        steps = (
+            ("startup", bench.startup),
+            ("single", bench.single),
+            ("flops", bench.throughput_and_flops),
+            ("sweep", lambda: bench.sweep(_median_bare_wall(results))),
+            ("memory", bench.memory),
+        )
+        for name, step in steps:
+            print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
+            section_started = time.perf_counter()
+            results[name] = step()
+            print(
+                f"benchmark: {name} done in {time.perf_counter() - section_started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    results["gflops"] = achieved_gflops(results)
+    results["checks"] = report.checks(results)
+    results["total_s"] = time.perf_counter() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
+    json_path.write_text(json.dumps(results, indent=1))
+    md_path.write_text(report.markdown(results))
+    run_id = report.log_to_mlflow(results, json_path, md_path, args.tracking_dir)
+    print(md_path.read_text())
+    failed = [name for name, check in results["checks"].items() if not check["met"]]
+    print(
+        f"benchmark: {len(results['checks']) - len(failed)}/{len(results['checks'])} targets met"
+        f"{' (missed: ' + ', '.join(failed) + ')' if failed else ''} · {md_path} · "
+        f"MLflow run {run_id} in experiment 'benchmarks'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _median_bare_wall(results: dict) -> float:
+    return statistics.median(rep["bare"]["wall_s"] for rep in results["single"]["reps"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
