@@ -52,8 +52,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--n-images", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--deterministic", action="store_true", help="op determinism, as the project runs"
+    )
     args = parser.parse_args()
     tf.keras.utils.set_random_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     with np.load(args.data) as npz:
         x_train = (npz["x_train"].astype("float32") / 255.0)[..., None]

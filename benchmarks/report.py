@@ -91,18 +91,27 @@ def markdown(results: dict) -> str:
         "",
         f"## 1. Single run ({len(single['reps'])} alternating repetitions; ratio = project/bare)",
         "",
-        "| measure | project (median) | bare (median) | ratio median | ratio min–max |",
-        "|---|---|---|---|---|",
+        "| measure | project | bare | ratio | ratio min–max | bare + determinism | ratio |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, ratio in single["ratios"].items():
-        project = statistics.median(
-            rep["project"][key] for rep in single["reps"] if rep["project"][key] is not None
-        )
-        bare = statistics.median(rep["bare"][key] for rep in single["reps"])
+
+        def median(side: str, key: str = key) -> float:
+            values = [rep[side][key] for rep in single["reps"] if rep[side][key] is not None]
+            return statistics.median(values)
+
+        deterministic = single["ratios_vs_deterministic"].get(key, {}).get("median")
         lines.append(
-            f"| {key} | {_f(project)} | {_f(bare)} | {_f(ratio['median'], 3)} | "
-            f"{_f(ratio['min'], 3)}–{_f(ratio['max'], 3)} |"
+            f"| {key} | {_f(median('project'))} | {_f(median('bare'))} | "
+            f"{_f(ratio['median'], 3)} | {_f(ratio['min'], 3)}–{_f(ratio['max'], 3)} | "
+            f"{_f(median('bare_deterministic'))} | {_f(deterministic, 3)} |"
         )
+    lines += [
+        "",
+        "Medians; ratio = project/bare per repetition. The project enables TensorFlow's op "
+        "determinism (same seed, same bits); the last two columns compare with the bare "
+        "script doing the same.",
+    ]
 
     throughput = results["flops"]["throughput"]
     lines += [

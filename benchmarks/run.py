@@ -129,9 +129,10 @@ class Bench:
         ]
         return run_child(command, cwd=PROJECT_ROOT, env=env)
 
-    def bare(self, analyzers: str = "deep_taylor") -> tuple[Child, dict]:
+    def bare(self, deterministic: bool = False) -> tuple[Child, dict]:
         command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bare.py")]
-        command += [f"--data={self.data}", f"--epochs={self.epochs}", f"--analyzers={analyzers}"]
+        command += [f"--data={self.data}", f"--epochs={self.epochs}", "--analyzers=deep_taylor"]
+        command += ["--deterministic"] if deterministic else []
         child = run_child(command, cwd=self.work)
         return child, json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -153,11 +154,13 @@ class Bench:
         reps = []
         for rep in range(self.reps):
             measured = {}
-            order = ("project", "bare") if rep % 2 == 0 else ("bare", "project")
-            for side in order:
-                if side == "bare":
-                    child, out = self.bare()
-                    measured["bare"] = {
+            # The project runs with op determinism (same seed, same bits); "bare_deterministic"
+            # is the bare script with it too, to tell its cost from the project's own.
+            sides = ("project", "bare", "bare_deterministic")
+            for side in sides if rep % 2 == 0 else sides[::-1]:
+                if side.startswith("bare"):
+                    child, out = self.bare(deterministic=side == "bare_deterministic")
+                    measured[side] = {
                         "wall_s": child.wall_s,
                         "peak_rss_mb": child.peak_rss_mb,
                         "train_time_s": out["train_time_s"],
@@ -177,7 +180,11 @@ class Bench:
                         "time_to_first_step_s": metrics.get("time_to_first_step_s"),
                     }
             reps.append(measured)
-        return {"reps": reps, "ratios": _ratios(reps)}
+        return {
+            "reps": reps,
+            "ratios": _ratios(reps),
+            "ratios_vs_deterministic": _ratios(reps, "bare_deterministic"),
+        }
 
     def throughput_and_flops(self) -> dict:
         command = [sys.executable, "-m", "benchmarks.analysis", f"--data={self.data}"]
@@ -254,14 +261,14 @@ class Bench:
         return result
 
 
-def _ratios(reps: list[dict]) -> dict:
-    """project / bare per repetition, for each measure: median, min, max."""
+def _ratios(reps: list[dict], baseline: str = "bare") -> dict:
+    """project / baseline per repetition, for each measure: median, min, max."""
     ratios = {}
     for key in reps[0]["project"]:
         values = [
-            rep["project"][key] / rep["bare"][key]
+            rep["project"][key] / rep[baseline][key]
             for rep in reps
-            if rep["project"][key] is not None and rep["bare"][key]
+            if rep["project"][key] is not None and rep[baseline][key]
         ]
         if values:
             ratios[key] = {
@@ -320,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (1 if args.quick else 3)
 
     started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
     with tempfile.TemporaryDirectory(prefix="xai-bench-") as folder:
         bench = Bench(Path(folder), args.quick, reps)
         print(f"benchmark data: {bench.source} ({bench.dataset} config)", file=sys.stderr)
@@ -344,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             section_started = time.perf_counter()
             results[name] = step()
+            json_path.write_text(json.dumps(results, indent=1))  # kept if a later step fails
             print(
                 f"benchmark: {name} done in {time.perf_counter() - section_started:.0f} s",
                 file=sys.stderr,
@@ -353,9 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     results["checks"] = report.checks(results)
     results["total_s"] = time.perf_counter() - started
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
-    json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=1))
     md_path.write_text(report.markdown(results))
     run_id = report.log_to_mlflow(results, json_path, md_path, args.tracking_dir)

@@ -55,6 +55,10 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
     metrics = run.data.metrics
     assert metrics["test_accuracy"] == metrics["val_accuracy"] > 0.5  # the synthetic bars are easy
     assert metrics["train_time_s"] > 0 and metrics["analysis_images_per_s"] > 0
+    # Seconds from the command's start to its first training step: more than the imports take,
+    # less than the whole run plus its start-up.
+    run_s = (run.info.end_time - run.info.start_time) / 1000
+    assert 1 < metrics["time_to_first_step_s"] < run_s + 30
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "figures")}

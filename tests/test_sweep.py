@@ -99,6 +99,8 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
     # Four jobs, two distinct models (one per seed): two trainings, two reuses.
     trainers = {kid.info.run_id: kid for kid in kids if kid.data.tags["model_reused"] == "false"}
     assert len(trainers) == len({kid.data.tags["model_fingerprint"] for kid in kids}) == 2
+    # Start-up is a single run's measure: a sweep's jobs share their process.
+    assert not any("time_to_first_step_s" in kid.data.metrics for kid in kids)
     client = client_for(tmp_path)
     for kid in kids:
         trainer = trainers[kid.data.tags.get("trained_by_run", kid.info.run_id)]

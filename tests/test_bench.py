@@ -1,0 +1,124 @@
+"""``make bench``: its verdict logic on made-up numbers, and the whole benchmark at tiny sizes
+(slow), so that it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmarks import report
+from benchmarks.run import TARGETS, _ratios
+from src.paths import PROJECT_ROOT
+
+
+def test_ratios_are_project_over_bare_per_repetition():
+    reps = [
+        {"project": {"wall_s": 33.0, "t": None}, "bare": {"wall_s": 30.0, "t": 1.0}},
+        {"project": {"wall_s": 36.0, "t": None}, "bare": {"wall_s": 30.0, "t": 1.0}},
+        {"project": {"wall_s": 30.0, "t": None}, "bare": {"wall_s": 30.0, "t": 1.0}},
+    ]
+    ratios = _ratios(reps)
+    assert ratios["wall_s"] == pytest.approx({"median": 1.1, "min": 1.0, "max": 1.2})
+    assert "t" not in ratios  # nothing measured on the project's side: no ratio
+
+
+def made_up_results(**changes) -> dict:
+    results = {
+        "targets": TARGETS,
+        "single": {"ratios": {"wall_s": {"median": 1.05}, "peak_rss_mb": {"median": 1.1}}},
+        "flops": {"throughput": {"gradient": {"ratio_median": 0.99}}},
+        "sweep": {
+            f"{launcher}_ratios": {"reuse_vs_no_reuse": 0.38, "reuse_vs_one_bare": 2.2}
+            for launcher in ("basic", "joblib")
+        },
+        "memory": {"jobs": 12, "last_vs_first_peak": 1.02},
+        "startup": {
+            name: {"median_s": 0.5, "imports_tensorflow": False} for name in ("help", "cfg_job")
+        },
+    }
+    results.update(changes)
+    return results
+
+
+def test_every_target_is_checked_and_met_by_numbers_within_it():
+    checks = report.checks(made_up_results())
+    assert len(checks) == 2 + 1 + 4 + 1 + 4
+    assert all(check["met"] for check in checks.values())
+
+
+def test_a_number_beyond_its_target_is_reported_missed():
+    slow = made_up_results(flops={"throughput": {"gradient": {"ratio_median": 0.9}}})
+    heavy = made_up_results(
+        startup={
+            name: {"median_s": 0.5, "imports_tensorflow": True} for name in ("help", "cfg_job")
+        }
+    )
+    assert [name for name, c in report.checks(slow).items() if not c["met"]] == [
+        "gradient images/s, project/bare"
+    ]
+    missed = [name for name, c in report.checks(heavy).items() if not c["met"]]
+    assert missed == ["--help imports TensorFlow (0 = no)", "--cfg job imports TensorFlow (0 = no)"]
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            f"--out={tmp_path / 'results'}",
+            f"--tracking-dir={tmp_path / 'store'}",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (json_file,) = (tmp_path / "results").glob("*-quick.json")
+    results = json.loads(json_file.read_text())
+
+    single = results["single"]["reps"][0]
+    for side in ("project", "bare"):
+        assert single[side]["wall_s"] > single[side]["train_time_s"] > 0
+        assert single[side]["peak_rss_mb"] > 100  # TensorFlow alone takes more
+        assert single[side]["time_to_first_step_s"] > 0
+    assert set(results["flops"]["throughput"]) == {"deep_taylor", "gradient", "smoothgrad"}
+    flops = results["flops"]["flops"]
+    # The profiler's counts: a training step costs more than a forward pass, SmoothGrad its 64
+    # noisy gradients.
+    assert flops["train_step"] > 2 * flops["forward"] > 0
+    assert flops["analysis_smoothgrad"] == 64 * flops["analysis_gradient"]
+    assert 0 < results["gflops"]["training_project"] < results["gflops"]["sgemm_peak"]
+
+    sweep = results["sweep"]
+    for launcher in ("basic", "joblib"):
+        assert sweep[f"{launcher}_reuse_true"] | {"wall_s": 0} == {
+            "wall_s": 0,
+            "jobs": 6,
+            "trained": 2,
+        }
+        assert sweep[f"{launcher}_reuse_false"]["trained"] == 6
+    assert results["memory"]["jobs"] == 4 and len(results["memory"]["peak_rss_mb"]) == 4
+    assert not results["startup"]["help"]["imports_tensorflow"]
+    assert not results["startup"]["cfg_job"]["imports_tensorflow"]
+
+    markdown = json_file.with_suffix(".md").read_text()
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+        assert heading in markdown
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["targets_missed"] == sum(
+        not check["met"] for check in results["checks"].values()
+    )
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        json_file.name,
+        json_file.with_suffix(".md").name,
+    }
