@@ -176,3 +176,18 @@ def test_npz_missing_arrays(tmp_path):
     np.savez(path, x_train=np.zeros((1, 28, 28), np.uint8))
     with pytest.raises(DataError, match="lacks the arrays y_train, x_test, y_test"):
         load_dataset("mnist", path=str(path))
+
+
+def test_jobs_in_one_process_share_one_read_only_copy_of_their_data(compose_config, idx_folder):
+    from src.experiment import load_data
+
+    folder = idx_folder(gz=True)
+    first = load_data(compose_config("dataset=mnist", f"dataset.path={folder}"))
+    again = load_data(compose_config("dataset=mnist", f"dataset.path={folder}", "seed=5"))
+    assert again is first  # a sweep's next job: no second read, checksum or scaling
+    with pytest.raises(ValueError, match="read-only"):
+        first.test_images[0, 0, 0, 0] = 1.0  # one job cannot change what the next one sees
+    smaller = load_data(
+        compose_config("dataset=mnist", f"dataset.path={folder}", "dataset.test_size=20")
+    )
+    assert smaller is not first and len(smaller.test_images) == 20
