@@ -59,7 +59,6 @@ def heatmap_figure(
     display: str = "signed",
 ):
     """Input images on top, heatmaps overlaid on them below, one column per image."""
-
     maps = normalise(heatmaps, display)
     count = len(images)
     figure = _figure(figsize=(1.5 * count, 3.6))
@@ -90,7 +89,6 @@ def heatmap_figure(
 
 def training_figure(history: dict[str, list[float]]):
     """Loss and accuracy per epoch, train and validation."""
-
     figure = _figure(figsize=(8, 3))
     loss_axis, accuracy_axis = figure.subplots(1, 2)
     for split in ("train", "val"):
@@ -141,7 +139,6 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
     ``table`` has columns ``analyzer``, ``epochs`` and ``<metric>_mean`` / ``<metric>_std``.
     """
-
     columns = min(4, len(metrics))
     rows = -(-len(metrics) // columns)
     figure = _figure(figsize=(4.2 * columns, 3.4 * rows))
@@ -168,7 +165,6 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
 def perturbation_figure(curve: np.ndarray, random_curve: np.ndarray, title: str):
     """Accuracy as the most relevant regions are perturbed, against a random order."""
-
     from src.metrics import aopc
 
     figure = _figure(figsize=(5, 3.4))
@@ -199,7 +195,6 @@ def randomisation_figure(
 ):
     """Left: Spearman correlation with the original heatmaps as layers are re-initialised
     from the top. Right: a few images' heatmaps at each step (columns), original first."""
-
     rows, columns = len(examples[0]), len(examples)
     figure = _figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
     grid = figure.add_gridspec(rows, columns + 3)
@@ -232,7 +227,6 @@ def quality_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
 
     ``curves`` maps a metric name to ``{analyzer: (mean, std)}`` per step.
     """
-
     figure = _figure(figsize=(10, 3.8))
     left, right = figure.subplots(1, 2)
     panels = (
