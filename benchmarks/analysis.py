@@ -23,6 +23,7 @@ from src.explain import Explainer
 from src.model import build_cnn
 from src.paths import CONFIG_DIR, register_resolvers
 from src.tf_runtime import innvestigate, reset, tensorflow
+from src.training import compile_model
 
 # The seed report's three analyzers and three more expensive ones (the issue's list).
 ANALYZERS = (
@@ -120,8 +121,6 @@ def flop_counts(cfg, cfg_for, analyzers) -> dict:
     each image into ``augment_by_n`` / ``steps`` samples inside the graph, which a fixed batch
     size cannot express: they count as that many gradients.
     """
-    from src.training import compile_model
-
     inn = innvestigate()
 
     def per_image(extend) -> tuple[int, int]:

@@ -86,9 +86,9 @@ class Bench:
     def __init__(self, work: Path, quick: bool, reps: int) -> None:
         self.work, self.quick, self.reps = work, quick, reps
         self.epochs = 1 if quick else 5
-        self.dataset, self.data, self.source = self._data()
+        self.dataset, self.data, self.source, self.sizes = self._data()
 
-    def _data(self) -> tuple[str, Path, str]:
+    def _data(self) -> tuple[str, Path, str, dict[str, int]]:
         """Real Fashion-MNIST when its files are here, else scikit-learn's digits, written to
         one npz that the project (``dataset.path``) and the bare script both read."""
         from src.data import DataError, load_arrays
@@ -109,7 +109,8 @@ class Bench:
         np.savez(
             path, x_train=train_images, y_train=train_labels, x_test=test_images, y_test=test_labels
         )
-        return name, path, source
+        sizes = {"train": len(train_images), "test": len(test_images), "epochs": self.epochs}
+        return name, path, source, sizes
 
     # --- the two commands compared -------------------------------------------------------
 
@@ -333,14 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="xai-bench-") as folder:
         bench = Bench(Path(folder), args.quick, reps)
         print(f"benchmark data: {bench.source} ({bench.dataset} config)", file=sys.stderr)
-        from src.data import load_path
-
-        train_images, _, test_images, _ = load_path(bench.data)
         results: dict = {
             "machine": machine(),
             "quick": args.quick,
             "data": bench.source,
-            "sizes": {"train": len(train_images), "test": len(test_images), "epochs": bench.epochs},
+            "sizes": bench.sizes,
             "targets": TARGETS,
         }
         steps = (
