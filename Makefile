@@ -3,13 +3,21 @@ SHELL := /bin/bash
 PYTHON_FOR_VENV ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STORE := $(CURDIR)/mlruns
+STORE ?= $(CURDIR)/mlruns
+# The UI and the server listen on loopback only unless HOST says otherwise.
+HOST ?= 127.0.0.1
 PORT ?= 5000
+# The server's run database and where it keeps artifacts: the project's store by default.
+BACKEND ?= sqlite:///$(STORE)/mlflow.db
+ARTIFACTS ?= $(STORE)/artifacts
 ARGS ?=
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# MLflow would otherwise send usage data from the UI and the client to its makers.
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install train sweep report ui test test-slow bench lint clean
+.PHONY: help install install-system-tests train sweep report ui server test test-slow bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -22,14 +30,28 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv at the project root and install the project with its dev tools
 
+$(VENV)/.installed-system-tests: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[dev,browser,postgres]"
+	touch $@
+
+install-system-tests: $(VENV)/.installed-system-tests ## What the browser and PostgreSQL tests need: Playwright, psycopg2, and Debian's chromium, chromium-driver, postgresql (root or sudo)
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver postgresql; \
+	fi
+
 train: install ## One run (the default config); pass overrides with ARGS="dataset=digits train.epochs=1"
 	$(PY) -m src.train $(ARGS)
 
 sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epochs (extra overrides in ARGS)
 	$(PY) -m src.train -m analyzer=deep_taylor,gradient,input_t_gradient seed=0,1,2 train.epochs=1,3,5 $(ARGS)
 
-ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=...) against the project's store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host 127.0.0.1 --port $(PORT)
+ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., STORE=...) against the project's store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT)
+
+server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEND=postgresql://..., ARTIFACTS=..., HOST=...)
+	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
+		--host $(HOST) --port $(PORT)
 
 test: install ## The fast test suite (a few minutes on 2 cores)
 	$(PY) -m pytest -q

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+from src.paths import PROJECT_ROOT
 
 
 def default_overrides(tmp_path: Path) -> list[str]:
@@ -96,3 +104,63 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def require(available: bool, what: str) -> None:
+    """Skip a test whose system package is missing, unless told that it must run (.ci/run sets
+    XAI_LAB_REQUIRE_SYSTEM_TESTS=1 after installing them): then a missing package fails it."""
+    if available:
+        return
+    message = f"{what} is not installed (make install-system-tests)"
+    if os.environ.get("XAI_LAB_REQUIRE_SYSTEM_TESTS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def make_service(target: str, port: int, **variables: str) -> Iterator[str]:
+    """``make <target> PORT=<port> VAR=value ...`` (``ui`` or ``server``) in the background, as a
+    person starts it; yields its URL once it answers, then stops it and its workers."""
+    command = ["make", "--no-print-directory", target, f"PORT={port}"]
+    command += [f"{name}={value}" for name, value in variables.items()]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not _answers(f"{url}/health"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read()[-3000:]
+                    raise AssertionError(f"`{' '.join(command)}` did not come up:\n{output}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a TCP socket listens on at ``port``, from /proc/net/tcp."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:  # 0A = LISTEN
+            addresses.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]))
+    return addresses
