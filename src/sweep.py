@@ -50,6 +50,13 @@ def expand_sweep(overrides: list[str]) -> list[str]:
     return [" ".join(sorted(job)) for batch in batches for job in batch]
 
 
+def sweep_name_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that say what a sweep compares: where it writes (``tracking.*``,
+    ``paths.*``, ``hydra.*``) would only crowd the parent run's name in the UI."""
+    where = ("tracking.", "paths.", "hydra.", "+hydra.")
+    return [override for override in overrides if not override.startswith(where)]
+
+
 class SweepTracker(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
@@ -74,7 +81,7 @@ class SweepTracker(Callback):
         client = MlflowClient(self.store.tracking_uri)
         parent = client.create_run(
             experiment_id,
-            run_name=f"sweep · {' '.join(overrides)}"[:250],
+            run_name=f"sweep · {' '.join(sweep_name_overrides(overrides))}"[:250],
             tags={
                 "sweep_role": "parent",
                 "sweep_id": sweep_id,

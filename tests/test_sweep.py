@@ -12,7 +12,7 @@ import pytest
 from support import all_runs, client_for, interrupt_during_training, run_module, train_cli
 
 from src.report import analyzer_label
-from src.sweep import expand_sweep
+from src.sweep import expand_sweep, sweep_name_overrides
 from src.train import threads_per_job
 
 SMALL = ["dataset=digits", "dataset.train_size=300", "dataset.test_size=100", "train.epochs=1"]
@@ -26,6 +26,12 @@ def test_expand_sweep_lists_every_combination_as_hydra_launches_it():
         "analyzer=deep_taylor seed=0 train.epochs=3",
         "analyzer=deep_taylor seed=1 train.epochs=3",
     ]
+
+
+def test_the_parent_is_named_by_what_the_sweep_compares_not_where_it_writes():
+    overrides = ["tracking.dir=/x", "analyzer=a,b", "paths.output_dir=/y", "seed=0,1"]
+    overrides += ["hydra.launcher.n_jobs=2", "tracking.experiment_name=e", "train.epochs=2"]
+    assert sweep_name_overrides(overrides) == ["analyzer=a,b", "seed=0,1", "train.epochs=2"]
 
 
 def test_parallel_jobs_share_the_cores(monkeypatch):
