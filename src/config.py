@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +26,46 @@ class UserError(Exception):
 def group_options(group: str) -> list[str]:
     """The options of a config group: the YAML files in ``conf/<group>/``."""
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def describe_groups(choices: Mapping[str, Any]) -> str:
+    """The config groups for ``--help``: each option with the opening comment of its file.
+
+    Hydra's help template lists a group's options on one line, without saying what they are;
+    each file's first comment line says it, so it is read from there. ``choices`` are the
+    options the composed config uses (Hydra's ``hydra.runtime.choices``), marked with ``*``.
+    """
+    groups = sorted(
+        path.name for path in CONFIG_DIR.iterdir() if path.is_dir() and path.name != "hydra"
+    )
+    width = max(len(name) for group in groups for name in group_options(group))
+    columns = max(60, shutil.get_terminal_size().columns - 1)
+    lines = []
+    for group in groups:
+        lines.append(f"{group}=")
+        for name in group_options(group):
+            mark = "*" if choices.get(group) == name else " "
+            prefix = f"  {mark} {name:<{width}}  "
+            lines.append(
+                textwrap.fill(
+                    config_summary(CONFIG_DIR / group / f"{name}.yaml"),
+                    width=columns,
+                    initial_indent=prefix,
+                    subsequent_indent=" " * len(prefix),
+                )
+            )
+    return "\n".join(lines)
+
+
+def config_summary(path: Path) -> str:
+    """The first line of a config file's opening comment (Hydra's ``# @package`` skipped)."""
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and not text.startswith("@"):
+            return text
+    return ""
 
 
 def check_group_overrides(overrides: Iterable[str]) -> None:

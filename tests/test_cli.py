@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 from support import all_runs, client_for, free_port, interrupt_during_training, train_cli
+
+from src.config import config_summary
+from src.paths import CONFIG_DIR
 
 
 def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_folder):
@@ -192,3 +196,32 @@ def test_help_and_config_printing_do_not_import_tensorflow_or_mlflow(flag):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "analyzer:" in result.stdout or "analyzer" in result.stdout
+
+
+def test_help_lists_every_group_option_with_what_it_is_and_marks_the_choice():
+    chosen = {"analyzer": "gradient", "dataset": "mnist", "model": "cnn", "train": "default"}
+    chosen |= {"explain": "default", "evaluate": "default", "tracking": "default"}
+    chosen |= {"paths": "default"}
+    result = subprocess.run(
+        [sys.executable, "-m", "src.train", "analyzer=gradient", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},  # one line per option
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    for group in [path for path in CONFIG_DIR.iterdir() if path.is_dir() and path.name != "hydra"]:
+        assert f"{group.name}=" in lines
+        for option in group.glob("*.yaml"):
+            summary = config_summary(option)
+            assert summary, f"{option} does not start with a comment saying what it is"
+            mark = "*" if chosen.get(group.name) == option.stem else " "
+            assert any(
+                line.split() == [*mark.split(), option.stem, *summary.split()] for line in lines
+            ), f"no line for {group.name}={option.stem}"
+
+
+def test_every_config_file_opens_with_a_comment_saying_what_it_is():
+    for path in CONFIG_DIR.rglob("*.yaml"):
+        assert config_summary(path), path
