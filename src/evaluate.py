@@ -28,7 +28,8 @@ from src.tf_runtime import innvestigate, tensorflow
 
 log = logging.getLogger(__name__)
 
-Explain = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (images, classes) -> heatmaps
+# (images, classes, what the progress bar says) -> heatmaps
+Explain = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
 
 
 @dataclass
@@ -61,15 +62,15 @@ def evaluate(
 ) -> Evaluation:
     """Score the analyzer's heatmaps of ``images`` (``cfg`` is the ``evaluate`` config).
 
-    ``explain(images, classes)`` gives the heatmaps of the given output neurons of ``model``:
-    the true labels if ``by_label``, else the predicted classes; the randomised model is
-    explained for the same classes.
+    ``explain(images, classes, description)`` gives the heatmaps of the given output neurons
+    of ``model``: the true labels if ``by_label``, else the predicted classes; the randomised
+    model is explained for the same classes.
     """
     logits = (
         innvestigate().model_wo_softmax(model).predict(images, batch_size=cfg.batch_size, verbose=0)
     )
     classes = labels if by_label else logits.argmax(axis=1)
-    heatmaps = explain(images, classes)
+    heatmaps = explain(images, classes, "scoring")
     result = Evaluation()
 
     if cfg.complexity.enabled:
@@ -193,7 +194,7 @@ def _randomisation(
     examples = [heatmaps[: cfg.randomisation.n_examples]]
     seeds = np.random.default_rng(seed).integers(2**31, size=len(layers))
     try:
-        for layer, layer_seed in zip(layers, seeds, strict=True):
+        for step, (layer, layer_seed) in enumerate(zip(layers, seeds, strict=True), start=1):
             fresh = [
                 _reseeded(layer.kernel_initializer, layer_seed)(
                     layer.kernel.shape, layer.kernel.dtype
@@ -201,7 +202,7 @@ def _randomisation(
                 _reseeded(layer.bias_initializer, layer_seed)(layer.bias.shape, layer.bias.dtype),
             ]
             layer.set_weights(session.run(fresh))
-            randomised = explain_index(images, classes)
+            randomised = explain_index(images, classes, f"randomised {step}/{len(layers)}")
             correlations.append(float(np.nanmean(metrics.rank_correlation(heatmaps, randomised))))
             examples.append(randomised[: cfg.randomisation.n_examples])
     finally:

@@ -141,8 +141,8 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
     explainer = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
     batch_size = analysis_batch(cfg, cfg.evaluate.batch_size)
 
-    def explain_classes(images: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return explainer.explain(images, classes, batch_size, "evaluating").heatmaps
+    def explain_classes(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
+        return explainer.explain(images, classes, batch_size, description).heatmaps
 
     return evaluate(
         cfg.evaluate,

@@ -3,21 +3,52 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
+
+# When stderr is a file or a pipe, a bar is redrawn at most this often (and once at the end).
+LOG_INTERVAL_S = 30.0
+
+
+class _LogLineBar(tqdm):
+    """A tqdm bar for a log file: each redraw is a whole timestamped line, in ASCII.
+
+    tqdm redraws in place with carriage returns, which a log file keeps as one long line of
+    overwritten bars; ``display`` is the hook tqdm's own contrib bars override to send a bar
+    elsewhere.
+    """
+
+    _logged_n = -1  # the count the last line showed
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if msg == "":  # tqdm clearing its bar: a log has nothing to clear
+            return False
+        # While closing, tqdm itself ends the last line.
+        end = "" if self.disable else "\n"
+        self.fp.write(f"[{time.strftime('%H:%M:%S')}] {msg or self.__str__()}{end}")
+        self.fp.flush()
+        self._logged_n = self.n
+        return True
+
+    def close(self) -> None:
+        if self.n == self._logged_n:
+            self.leave = False  # the last line already says it all: no repeat
+        super().close()
 
 
 def progress_bar(total: int, description: str, unit: str) -> Any:
-    """A tqdm bar on stderr; redrawn at most every 30 s when stderr is not a terminal."""
-    interactive = sys.stderr.isatty()
-    return tqdm(
+    """A tqdm bar on stderr: live in a terminal; otherwise a line every 30 s and at the end."""
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    return _LogLineBar(
         total=total,
         desc=description,
         unit=unit,
         file=sys.stderr,
-        dynamic_ncols=interactive,
-        ncols=None if interactive else 100,
-        mininterval=0.2 if interactive else 30.0,
+        ncols=100,
+        ascii=True,
+        mininterval=LOG_INTERVAL_S,
         leave=True,
     )

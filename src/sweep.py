@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import signal
 import tempfile
@@ -24,7 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
 PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
+SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
 
 
@@ -98,11 +102,34 @@ class SweepTracker(Callback):
             client.log_artifact(self.parent_run_id, str(path))
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[SWEEP_ID_ENV] = sweep_id
+        os.environ[SWEEP_JOBS_ENV] = str(len(jobs))
         _trackers.append(self)
         atexit.register(self.finish)
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _raise_terminated)
         log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """After each job of a sweep, one line: how many of its jobs are done, in any worker.
+
+        The jobs run in this process or in workers (joblib, submitit) that share the sweep's
+        folder, so they count in a file there, under a lock.
+        """
+        total = os.environ.get(SWEEP_JOBS_ENV)
+        if total is None:  # a single run
+            return
+        # A job stopped by bad input returns NaN instead of raising (src/train.py).
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
+        ok = isinstance(value, float) and not math.isnan(value)
+        folder = Path(config.hydra.sweep.dir)
+        with FileLock(folder / ".jobs_done.lock"):
+            with (folder / "jobs_done.txt").open("a") as record:
+                record.write(f"{config.hydra.job.num} {'ok' if ok else 'failed'}\n")
+            done = (folder / "jobs_done.txt").read_text().split()[1::2]
+        failed = done.count("failed")
+        log.info(
+            "sweep: %d/%s jobs done%s", len(done), total, f", {failed} failed" if failed else ""
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.finish()

@@ -89,7 +89,7 @@ def test_each_part_can_be_switched_off(trained):
         model,
         data.test_images[:20],
         data.test_labels[:20],
-        lambda images, classes: images - 0.5,
+        lambda images, classes, _: images - 0.5,
         by_label=False,
         method="lrp.z",
         seed=0,

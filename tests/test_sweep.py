@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -89,6 +90,9 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
     ]
     result = train_cli(tmp_path, *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Progress, in whichever process ran the job: one line per job done.
+    done = re.findall(r"sweep: (\d+)/4 jobs done", result.stderr)
+    assert sorted(done) == ["1", "2", "3", "4"], result.stderr[-3000:]
 
     (parent,), children = sweep_runs(tmp_path)
     kids = children[parent.info.run_id]
@@ -200,6 +204,7 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
     result = train_cli(tmp_path, *sweep)
     assert result.returncode != 0
     assert "rejects analyzer.params" in result.stderr
+    assert "sweep: 3/3 jobs done, 1 failed" in result.stderr
 
     (parent,), children = sweep_runs(tmp_path)
     assert parent.info.status == "FAILED"
