@@ -221,7 +221,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         training.test_accuracy,
         run_id,
         cfg.tracking.experiment_name,
-        store.ui_command,
+        store.run_link(experiment_id, run_id),
     )
     return training.test_accuracy
 

@@ -47,11 +47,15 @@ class Store:
     tracking_uri: str
     artifact_root: str | None  # where new experiments keep artifacts; None = the server decides
 
-    @property
-    def ui_command(self) -> str:
-        if self.tracking_uri.startswith(("http://", "https://")):
-            return f"open {self.tracking_uri}"
-        return f"mlflow ui --backend-store-uri {self.tracking_uri} --host 127.0.0.1 --port 5000"
+    def run_link(self, experiment_id: str, run_id: str) -> str:
+        """Where a person sees the run: the command that starts the UI, then the run's page."""
+        # The UI opens on MLflow 3's GenAI view; this parameter shows the model-training one.
+        page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+        if self.artifact_root is None:  # a tracking server
+            return f"{self.tracking_uri.rstrip('/')}/{page}"
+        folder = Path(self.tracking_uri.removeprefix("sqlite:///")).parent
+        start = "make ui" if folder == PROJECT_ROOT / "mlruns" else f"make ui STORE={folder}"
+        return f"{start}, then http://127.0.0.1:5000/{page}"
 
 
 class Terminated(BaseException):

@@ -37,7 +37,9 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
     assert (
         run.info.run_id in summary
         and "test accuracy" in summary
-        and "mlflow ui --backend-store-uri" in summary
+        and f"make ui STORE={tmp_path / 'store'}, then http://127.0.0.1:5000/#/experiments/"
+        f"{run.info.experiment_id}/runs/{run.info.run_id}"
+        in summary
     )
 
     # The store is where the config put it, not in the working directory.

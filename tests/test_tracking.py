@@ -12,21 +12,27 @@ from support import free_port
 
 from src import tracking
 from src.config import UserError
+from src.paths import PROJECT_ROOT
 
 
 def test_local_store_is_sqlite_with_artifacts_beside_it(tmp_path):
     store = tracking.resolve_store(str(tmp_path / "store"))
     assert store.tracking_uri == f"sqlite:///{tmp_path}/store/mlflow.db"
     assert store.artifact_root == (tmp_path / "store" / "artifacts").as_uri()
-    assert (
-        "mlflow ui --backend-store-uri sqlite:///" in store.ui_command
-        and "127.0.0.1" in store.ui_command
+    assert store.run_link("3", "abc") == (
+        f"make ui STORE={tmp_path / 'store'}, then "
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     )
+    project_store = tracking.resolve_store(str(PROJECT_ROOT / "mlruns"))
+    assert project_store.run_link("3", "abc").startswith("make ui, then http://127.0.0.1:5000/")
 
 
 def test_a_uri_replaces_the_local_store(tmp_path):
     store = tracking.resolve_store(str(tmp_path), uri="http://127.0.0.1:5001")
     assert (store.tracking_uri, store.artifact_root) == ("http://127.0.0.1:5001", None)
+    assert store.run_link("3", "abc") == (
+        "http://127.0.0.1:5001/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
 
 
 def test_prepare_creates_the_experiment_once_with_artifacts_in_the_store(tmp_path):
