@@ -20,7 +20,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 .PHONY: help install install-system-tests train sweep report ui server test test-slow bench lint clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_FOR_VENV) -m venv $(VENV)
@@ -47,11 +47,11 @@ sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epoc
 	$(PY) -m src.train -m analyzer=deep_taylor,gradient,input_t_gradient seed=0,1,2 train.epochs=1,3,5 $(ARGS)
 
 ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., STORE=...) against the project's store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) $(ARGS)
 
 server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEND=postgresql://..., ARTIFACTS=..., HOST=...)
 	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
-		--host $(HOST) --port $(PORT)
+		--host $(HOST) --port $(PORT) $(ARGS)
 
 test: install ## The fast test suite (a few minutes on 2 cores)
 	$(PY) -m pytest -q
