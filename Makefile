@@ -49,7 +49,7 @@ sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epoc
 ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., STORE=...) against the project's store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) $(ARGS)
 
-server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEND=postgresql://..., ARTIFACTS=..., HOST=...)
+server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEND=postgresql+psycopg2://..., ARTIFACTS=..., HOST=...)
 	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
 		--host $(HOST) --port $(PORT) $(ARGS)
 

@@ -19,7 +19,7 @@ from src.data import Dataset, load_dataset
 from src.explain import Explainer, Explanation, create_analyzer, images_per_batch, select_images
 from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
 from src.model import build_cnn
-from src.model_cache import ModelCache, fingerprint
+from src.model_cache import ModelCache, entry_key, fingerprint
 from src.sweep import PARENT_RUN_ENV, SWEEP_ID_ENV
 from src.tf_runtime import innvestigate, reset
 from src.training import EpochCallback, TrainingResult, compile_model, train
@@ -192,11 +192,12 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         )
 
     cache = ModelCache(cfg.train.cache_dir)
+    cache_key = entry_key(model_key, store.tracking_uri)
     with tracking.tracked_run(experiment_id, run_name(cfg), tags, parent_run_id) as run_id:
         tracking.log_config(resolved)
         # While one job trains this model, the others that need it wait here, then reuse it.
-        with cache.claim(model_key):
-            cached = cache.load(model_key) if cfg.train.reuse else None
+        with cache.claim(cache_key):
+            cached = cache.load(cache_key) if cfg.train.reuse else None
             if cached is not None and _load_weights(model, cached.weights):
                 training = cached.training
                 tracking.log_reused_training(
@@ -209,7 +210,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
                     # Start-up as the user waits for it (a sweep's jobs share their process).
                     tracking.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
                 model_uri = tracking.log_keras_model(model, data.test_images[:2])
-                cache.store(model_key, model, training, run_id, model_uri)
+                cache.store(cache_key, model, training, run_id, model_uri)
         explained = explain_model(cfg, data, model)
         log_outcome(cfg, data, training, explained)
         if evaluation_enabled(cfg):

@@ -1,7 +1,7 @@
 """Train once, explain many times: trained weights cached by what determines them.
 
 A trained model is determined by the data, the model and training configs, the seed and the
-TensorFlow version, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>/``
+TensorFlow version, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>-<store>/``
 (``weights.h5`` and ``meta.json``), written to a temporary folder and renamed into place, so a
 reader never sees half an entry. A file lock per fingerprint (``filelock``, which works across
 processes) makes a second job that needs the same model wait for the first to train it.
@@ -51,6 +51,17 @@ def fingerprint(
         "tensorflow": metadata.version("tensorflow"),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def entry_key(model_fingerprint: str, tracking_uri: str) -> str:
+    """The cache entry of a model for one tracking store.
+
+    An entry links to the run that trained the model and to its logged copy, which only that
+    store holds; a run in another store (a server instead of the local SQLite file, say)
+    trains and logs its own copy rather than pointing at runs its store does not have.
+    """
+    store = hashlib.sha256(tracking_uri.encode()).hexdigest()[:8]
+    return f"{model_fingerprint}-{store}"
 
 
 @dataclass(frozen=True)

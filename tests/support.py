@@ -121,7 +121,8 @@ def require(available: bool, what: str) -> None:
 def make_service(target: str, port: int, **variables: str) -> Iterator[str]:
     """``make <target> PORT=<port> VAR=value ...`` (``ui`` or ``server``) in the background, as a
     person starts it; yields its URL once it answers, then stops it and its workers."""
-    command = ["make", "--no-print-directory", target, f"PORT={port}"]
+    # -o: the project is installed already; never reinstall it inside a test.
+    command = ["make", "--no-print-directory", "-o", ".venv/.installed", target, f"PORT={port}"]
     command += [f"{name}={value}" for name, value in variables.items()]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile(mode="w+") as log:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.model_cache import ModelCache, fingerprint
+from src.model_cache import ModelCache, entry_key, fingerprint
 from src.training import TrainingResult
 
 DATASET = {
@@ -45,6 +45,14 @@ def test_fingerprint_depends_on_what_decides_the_weights_only():
     assert key != fingerprint({**DATASET, "train_size": 301}, "sha", MODEL, TRAIN, seed=0)
     assert key != fingerprint(DATASET, "sha", {**MODEL, "dense_units": [32]}, TRAIN, seed=0)
     assert key != fingerprint(DATASET, "sha", MODEL, {**TRAIN, "epochs": 2}, seed=0)
+
+
+def test_each_tracking_store_has_its_own_entry_of_a_model():
+    # An entry names the run that trained the model, which only its own store has.
+    local, server = "sqlite:////p/mlruns/mlflow.db", "http://127.0.0.1:5000"
+    assert entry_key("abc", local) == entry_key("abc", local)
+    assert entry_key("abc", local) != entry_key("abc", server)
+    assert entry_key("abc", local).startswith("abc-")
 
 
 def test_store_then_load_round_trips(tmp_path):
