@@ -3,7 +3,7 @@
 A trained model is determined by the data, the model and training configs, the seed and the
 TensorFlow version, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>-<store>/``
 (``weights.h5`` and ``meta.json``), written to a temporary folder and renamed into place, so a
-reader never sees half an entry. A file lock per fingerprint (``filelock``, which works across
+reader never sees half an entry. A file lock per entry (``filelock``, which works across
 processes) makes a second job that needs the same model wait for the first to train it.
 """
 
