@@ -4,7 +4,6 @@ headless Chromium (Debian's, through Playwright). Screenshots of each step are t
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -17,6 +16,11 @@ from mlflow.entities import Run
 from support import client_for, free_port, make_service, require, train_cli
 
 from src.paths import PROJECT_ROOT
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the browser fixture then skips (or fails, where it must run)
+    expect = sync_playwright = None
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
@@ -67,8 +71,7 @@ def ui(sweep: tuple[Path, Run]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     require(CHROMIUM is not None, "Chromium (Debian's chromium)")
-    require(importlib.util.find_spec("playwright") is not None, "Playwright (the `browser` extra)")
-    from playwright.sync_api import sync_playwright
+    require(sync_playwright is not None, "Playwright (the `browser` extra)")
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -88,8 +91,6 @@ def page(browser, ui: str) -> Iterator:
 
 def open_experiment(page) -> None:
     """What a person does: open the UI, pick the model-training view, open the experiment."""
-    from playwright.sync_api import expect
-
     page.goto("/")
     # MLflow 3 opens on its GenAI view, with an assistant panel: closed, to see the runs.
     page.get_by_role("button", name="Close", exact=True).click()
@@ -117,8 +118,6 @@ def artifact_png_size(sweep: tuple[Path, Run], run_id: str, path: str) -> tuple[
 
 def open_image(page, folder: str, name: str) -> tuple[int, int]:
     """In a run's Artifacts tab: open ``folder``, click ``name``; the preview's natural size."""
-    from playwright.sync_api import expect
-
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text(folder, exact=True).click()
     page.get_by_text(name, exact=True).click()
@@ -131,8 +130,6 @@ def open_image(page, folder: str, name: str) -> tuple[int, int]:
 
 
 def test_the_experiment_lists_the_sweep_parent_with_its_children(page):
-    from playwright.sync_api import expect
-
     open_experiment(page)
     for child in CHILDREN:
         expect(page.get_by_role("link", name=child, exact=True)).to_have_count(0)
@@ -143,8 +140,6 @@ def test_the_experiment_lists_the_sweep_parent_with_its_children(page):
 
 
 def test_a_child_run_shows_its_params_accuracy_per_epoch_and_heatmaps(page, sweep):
-    from playwright.sync_api import expect
-
     open_experiment(page)
     expand_parent(page)
     page.get_by_role("link", name=CHILDREN[0], exact=True).click()
@@ -172,8 +167,6 @@ def test_a_child_run_shows_its_params_accuracy_per_epoch_and_heatmaps(page, swee
 
 
 def test_the_parent_run_holds_the_comparison_grid(page, sweep):
-    from playwright.sync_api import expect
-
     _, parent = sweep
     open_experiment(page)
     page.get_by_role("row").filter(has_text=PARENT).get_by_role("link").first.click()
