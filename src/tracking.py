@@ -47,13 +47,20 @@ class Store:
     tracking_uri: str
     artifact_root: str | None  # where new experiments keep artifacts; None = the server decides
 
+    @property
+    def database(self) -> Path | None:
+        """The local store's SQLite file; None for a tracking server."""
+        if self.artifact_root is None:
+            return None
+        return Path(self.tracking_uri.removeprefix("sqlite:///"))
+
     def run_link(self, experiment_id: str, run_id: str) -> str:
         """Where a person sees the run: the command that starts the UI, then the run's page."""
         # The UI opens on MLflow 3's GenAI view; this parameter shows the model-training one.
         page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-        if self.artifact_root is None:  # a tracking server
+        if self.database is None:  # a tracking server
             return f"{self.tracking_uri.rstrip('/')}/{page}"
-        folder = Path(self.tracking_uri.removeprefix("sqlite:///")).parent
+        folder = self.database.parent
         start = "make ui" if folder == PROJECT_ROOT / "mlruns" else f"make ui STORE={folder}"
         return f"{start}, then http://127.0.0.1:5000/{page}"
 
@@ -78,8 +85,8 @@ def prepare(store: Store, experiment_name: str) -> str:
 
     Called before any data is loaded or model trained, so an unusable store fails at once.
     """
-    if store.artifact_root is not None:
-        folder = Path(store.tracking_uri.removeprefix("sqlite:///")).parent
+    if store.database is not None:
+        folder = store.database.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -119,9 +126,9 @@ def _reason(error: Exception) -> str:
 
 
 def _store_lock(store: Store) -> contextlib.AbstractContextManager:
-    if store.artifact_root is None:
+    if store.database is None:
         return contextlib.nullcontext()
-    return FileLock(Path(store.tracking_uri.removeprefix("sqlite:///")).with_suffix(".init.lock"))
+    return FileLock(store.database.with_suffix(".init.lock"))
 
 
 @contextlib.contextmanager
