@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-system-tests train sweep report ui server test test-slow bench lint clean
+.PHONY: help install install-system-tests train sweep report repair ui server test test-slow bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ train: install ## One run (the default config); pass overrides with ARGS="datase
 
 sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epochs (extra overrides in ARGS)
 	$(PY) -m src.train -m analyzer=deep_taylor,gradient,input_t_gradient seed=0,1,2 train.epochs=1,3,5 $(ARGS)
+
+repair: install ## Mark KILLED the runs left RUNNING by a process that is gone (SIGKILL, a crash); ARGS="dry_run=true" only lists them
+	$(PY) -m src.repair tracking.dir=$(STORE) $(ARGS)
 
 ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., STORE=...) against the project's store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) $(ARGS)

@@ -72,6 +72,7 @@ class SweepTracker(Callback):
         from mlflow.tracking import MlflowClient
 
         from src import tracking
+        from src.repair import process_tags, repair
 
         try:
             self.store = tracking.resolve_store(config.tracking.dir, config.tracking.uri)
@@ -83,6 +84,9 @@ class SweepTracker(Callback):
         jobs = expand_sweep(overrides)
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         client = MlflowClient(self.store.tracking_uri)
+        # Runs an earlier sweep left RUNNING when its process was killed (SIGKILL cannot be
+        # caught) are marked KILLED before this sweep starts, so no comparison waits on them.
+        repair(client)
         parent = client.create_run(
             experiment_id,
             run_name=f"sweep · {' '.join(sweep_name_overrides(overrides))}"[:250],
@@ -91,6 +95,7 @@ class SweepTracker(Callback):
                 "sweep_id": sweep_id,
                 "sweep_dir": str(config.hydra.sweep.dir),
                 "jobs_expected": str(len(jobs)),
+                **process_tags(),
             },
         )
         self.parent_run_id = parent.info.run_id
@@ -141,11 +146,15 @@ class SweepTracker(Callback):
         self.status = "FAILED"
         from mlflow.tracking import MlflowClient
 
+        from src.repair import repair
         from src.report import build_report, log_report
 
         client = MlflowClient(self.store.tracking_uri)
         parent = client.get_run(self.parent_run_id)
         try:
+            # A job whose worker was killed (joblib kills every worker when one dies) cannot
+            # end its own run.
+            repair(client, f"tags.mlflow.parentRunId = '{self.parent_run_id}'")
             folder = Path(self.output_dir) / self.parent_run_id
             report = build_report(client, parent, folder)
             log_report(client, self.parent_run_id, folder)

@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from src.config import UserError, flatten
 from src.paths import PROJECT_ROOT
+from src.repair import process_tags
 
 # No progress bars for the few small artifacts a report downloads.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -159,7 +160,10 @@ def tracked_run(
     handles_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if handles_signals else None
     run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags={**tags, **process_tags()},
+        parent_run_id=parent_run_id,
     )
     status = "FAILED"
     try:

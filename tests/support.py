@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,9 +75,26 @@ def metrics_logged(db: Path) -> int:
         return 0
 
 
-def interrupt_during_training(tmp_path: Path, signum: int, *args: str) -> tuple[int, str]:
-    """Start ``python -m src.train <args>`` (a long training on the digits), send ``signum``
-    once the first epoch is logged; returns the exit code and stderr."""
+def sweep_runs(tmp_path: Path) -> tuple[list[Run], dict[str, list[Run]]]:
+    """The sweeps' parent runs, and each parent's children by its run id."""
+    runs = all_runs(tmp_path)
+    parents = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
+    children = {
+        parent.info.run_id: [
+            r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        ]
+        for parent in parents
+    }
+    return parents, children
+
+
+def signal_when(
+    tmp_path: Path, signum: int, *args: str, ready: Callable[[], bool] | None = None
+) -> tuple[int, str]:
+    """Start ``python -m src.train <args>`` and send ``signum`` once ``ready()`` (by default:
+    once the first epoch's metrics are in the store); returns the exit code and stderr."""
+    db = tmp_path / "store" / "mlflow.db"
+    ready = ready or (lambda: metrics_logged(db) > 0)
     flags = [arg for arg in args if arg.startswith("-")]
     overrides = [arg for arg in args if not arg.startswith("-")]
     process = subprocess.Popen(
@@ -89,8 +106,8 @@ def interrupt_during_training(tmp_path: Path, signum: int, *args: str) -> tuple[
     )
     try:
         deadline = time.monotonic() + 180
-        while metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
-            assert process.poll() is None and time.monotonic() < deadline, "training never started"
+        while not ready():
+            assert process.poll() is None and time.monotonic() < deadline, "never got ready"
             time.sleep(0.5)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)

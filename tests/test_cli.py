@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from support import all_runs, client_for, free_port, interrupt_during_training, train_cli
+from support import all_runs, client_for, free_port, signal_when, train_cli
 
 from src.config import config_summary
 from src.paths import CONFIG_DIR
@@ -170,9 +170,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
-    returncode, stderr = interrupt_during_training(
-        tmp_path, signum, "dataset=digits", "train.epochs=500"
-    )
+    returncode, stderr = signal_when(tmp_path, signum, "dataset=digits", "train.epochs=500")
     assert returncode == 130, stderr[-3000:]
     assert "interrupted: the run was marked KILLED" in stderr
     (run,) = all_runs(tmp_path)

@@ -10,7 +10,14 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from support import all_runs, client_for, interrupt_during_training, run_module, train_cli
+from support import (
+    all_runs,
+    client_for,
+    run_module,
+    signal_when,
+    sweep_runs,
+    train_cli,
+)
 
 from src.report import analyzer_label
 from src.sweep import expand_sweep, sweep_name_overrides
@@ -64,18 +71,6 @@ def test_labels_tell_apart_settings_the_sweep_varied_besides_seed_and_epochs():
         analyzer_label(faster.data.params, [gradient, faster])
         == "gradient (train.learning_rate=0.01)"
     )
-
-
-def sweep_runs(tmp_path: Path):
-    runs = all_runs(tmp_path)
-    parents = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
-    children = {
-        parent.info.run_id: [
-            r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-        ]
-        for parent in parents
-    }
-    return parents, children
 
 
 @pytest.mark.slow
@@ -230,7 +225,7 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
 
 @pytest.mark.slow
 def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
-    returncode, stderr = interrupt_during_training(
+    returncode, stderr = signal_when(
         tmp_path, signal.SIGINT, "-m", "dataset=digits", "train.epochs=500", "seed=0,1"
     )
     assert returncode != 0
