@@ -4,9 +4,11 @@ PYTHON_FOR_VENV ?= $(shell command -v python3.11 || command -v python3.10 || com
 VENV := .venv
 PY := $(VENV)/bin/python
 STORE ?= $(CURDIR)/mlruns
-# The UI and the server listen on loopback only unless HOST says otherwise.
-HOST ?= 127.0.0.1
-PORT ?= 5000
+# The UI and the server listen on loopback only unless HOST says otherwise on make's command
+# line (`make ui HOST=0.0.0.0`): `:=`, so a HOST or PORT in the environment (tcsh exports its
+# host name as HOST) does not open them to the network by accident.
+HOST := 127.0.0.1
+PORT := 5000
 # The server's run database and where it keeps artifacts: the project's store by default.
 BACKEND ?= sqlite:///$(STORE)/mlflow.db
 ARTIFACTS ?= $(STORE)/artifacts

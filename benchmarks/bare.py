@@ -60,7 +60,7 @@ def main() -> None:
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    with np.load(args.data) as npz:
+    with np.load(args.data, allow_pickle=False) as npz:
         x_train = (npz["x_train"].astype("float32") / 255.0)[..., None]
         x_test = (npz["x_test"].astype("float32") / 255.0)[..., None]
         y_train, y_test = npz["y_train"], npz["y_test"]

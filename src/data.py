@@ -8,6 +8,7 @@ folder of the four IDX files, gzipped or not.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 from collections.abc import Callable
@@ -41,6 +42,15 @@ class DataError(UserError):
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """One file a dataset was read from."""
+
+    path: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Images are float32 ``(N, 28, 28, 1)`` in [0, 1]; labels int64 ``(N,)`` in 0..9."""
 
@@ -50,6 +60,7 @@ class Dataset:
     test_labels: np.ndarray
     source: str
     checksum: str  # sha256 over the raw arrays as loaded, before any subsetting
+    files: tuple[DataFile, ...] = ()  # the files the arrays were read from, with their sha256
 
 
 def load_dataset(
@@ -63,6 +74,7 @@ def load_dataset(
     arrays, source = load_arrays(name, path, cache_dir)
     train_images, train_labels, test_images, test_labels = arrays
     checksum = _checksum(arrays)
+    files = tuple(file_digest(file) for file in files_read(name, source))
     return Dataset(
         train_images=_scaled(train_images[:train_size]),
         train_labels=train_labels[:train_size].astype(np.int64),
@@ -70,6 +82,7 @@ def load_dataset(
         test_labels=test_labels[:test_size].astype(np.int64),
         source=source,
         checksum=checksum,
+        files=files,
     )
 
 
@@ -85,6 +98,44 @@ def load_arrays(
     else:
         arrays, source = _load_from_first_source(name, path, cache_dir)
     return _checked(arrays, source), source
+
+
+def files_read(name: str, source: str) -> list[Path]:
+    """The files behind the arrays that :func:`load_arrays` gave with this ``source``."""
+    if name == "digits":
+        import sklearn.datasets
+
+        # Where load_digits reads it: scikit-learn's package data, beside its datasets module.
+        return [Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"]
+    if source.startswith("downloaded by "):
+        # Keras keeps what it downloads in ~/.keras/datasets (/tmp/.keras if that is read-only).
+        homes = (Path("~/.keras").expanduser(), Path("/tmp/.keras"))
+        entries = [home / "datasets" / KERAS_CACHE_ENTRIES[name] for home in homes]
+        location = next((entry for entry in entries if entry.exists()), None)
+        if location is None:
+            return []
+    else:
+        location = Path(source)
+    if location.is_dir():
+        return [_idx_file(location, stem) for stem in IDX_FILES.values()]
+    return [location]
+
+
+def file_digest(path: Path) -> DataFile:
+    """A file's sha256 and size; computed once per process for each version of the file."""
+    path = path.absolute()
+    stat = path.stat()
+    return DataFile(str(path), _sha256(str(path), stat.st_size, stat.st_mtime_ns), stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Keyed by size and modification time too: a file changed in place is hashed again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _load_from_first_source(

@@ -195,6 +195,9 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     cache_key = entry_key(model_key, store.tracking_uri)
     with tracking.tracked_run(experiment_id, run_name(cfg), tags, parent_run_id) as run_id:
         tracking.log_config(resolved)
+        # What reproducing the run needs besides the config: the data files and the environment.
+        tracking.log_data_files(data.files)
+        tracking.log_environment()
         # While one job trains this model, the others that need it wait here, then reuse it.
         with cache.claim(cache_key):
             cached = cache.load(cache_key) if cfg.train.reuse else None

@@ -102,7 +102,7 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
             path = client.download_artifacts(
                 run.info.run_id, "heatmaps.npz", f"{folder}/{run.info.run_id}"
             )
-            with np.load(path) as npz:
+            with np.load(path, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
             params = run.data.params
             jobs.append(

@@ -9,10 +9,13 @@ run (src/sweep.py) and the report (src/report.py) also use MLflow's client, on o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import platform
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -94,8 +97,15 @@ def prepare(store: Store, experiment_name: str) -> str:
             raise UserError(
                 f"cannot create the tracking store folder {folder}: {error.strerror}"
             ) from error
-        if not os.access(folder, os.W_OK):
-            raise UserError(f"the tracking store folder {folder} is not writable (tracking.dir)")
+        # A store that exists already: its database and artifacts must take the new run too.
+        parts = (
+            (folder, "folder"),
+            (store.database, "database"),
+            (folder / "artifacts", "artifacts folder"),
+        )
+        for path, what in parts:
+            if path.exists() and not os.access(path, os.W_OK):
+                raise UserError(f"the tracking store {what} {path} is not writable (tracking.dir)")
     mlflow.set_tracking_uri(store.tracking_uri)
     # One quick try instead of MLflow's minutes of retries: a wrong URI should fail now. For a
     # local store, a file lock makes concurrent first uses safe: MLflow's creation of the
@@ -200,7 +210,39 @@ def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, s
             tags[f"version.{package}"] = metadata.version(package)
         except metadata.PackageNotFoundError:
             tags[f"version.{package}"] = "not installed"
+    tags["version.python"] = platform.python_version()
     return tags
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> str:
+    """Python, the platform and every installed distribution as ``name==version``, sorted; the
+    header lines are comments, so the rest reads as a pip requirements file."""
+    distributions = {
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+    }
+    header = [
+        f"# python {platform.python_version()} ({platform.python_implementation()}): "
+        + " ".join(sys.version.split()),
+        f"# platform {platform.platform()} ({platform.machine()})",
+    ]
+    return "\n".join([*header, *sorted(distributions, key=str.lower)]) + "\n"
+
+
+def log_environment() -> None:
+    """The whole environment of the run, as ``environment.txt``."""
+    mlflow.log_text(environment(), "environment.txt")
+
+
+def log_data_files(files: Sequence[Any]) -> None:
+    """The data files a run read (``path``, ``sha256``, ``bytes`` each), as ``data_files.json``:
+    ``{path: {"sha256": ..., "bytes": ...}}``."""
+    mlflow.log_dict(
+        {file.path: {"sha256": file.sha256, "bytes": file.bytes} for file in files},
+        "data_files.json",
+    )
 
 
 def _git_state() -> tuple[str, str]:

@@ -51,6 +51,17 @@ def train_cli(tmp_path: Path, *overrides: str, timeout: float = 900) -> subproce
     return run_module(tmp_path, "src.train", *overrides, timeout=timeout)
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    """The command's stderr ends in exactly one ``error:`` line, which says ``message``, and
+    shows no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert message in errors[0], result.stderr[-3000:]
+    assert errors[0] == lines[-1]
+    assert "Traceback" not in result.stderr
+
+
 def client_for(tmp_path: Path) -> MlflowClient:
     return MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
 

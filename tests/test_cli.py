@@ -11,7 +11,14 @@ import textwrap
 
 import numpy as np
 import pytest
-from support import all_runs, client_for, free_port, signal_when, train_cli
+from support import (
+    all_runs,
+    assert_one_line_error,
+    client_for,
+    free_port,
+    signal_when,
+    train_cli,
+)
 
 from src.config import config_summary
 from src.paths import CONFIG_DIR
@@ -156,15 +163,6 @@ def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
     result = train_cli(tmp_path, "dataset=digits", f"tracking.uri={uri}", timeout=120)
     assert result.returncode == 2
     assert_one_line_error(result, f"cannot use the tracking store {uri}")
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line]
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert message in errors[0]
-    assert errors[0] == lines[-1]
-    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
