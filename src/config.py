@@ -23,6 +23,11 @@ class UserError(Exception):
     """A problem with what the user asked for; printed as one line, without a traceback."""
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when the process gets SIGTERM, so runs can end KILLED; like
+    KeyboardInterrupt, not an Exception, so no ``except Exception`` swallows it."""
+
+
 def group_options(group: str) -> list[str]:
     """The options of a config group: the YAML files in ``conf/<group>/``."""
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))

@@ -31,7 +31,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import UserError
+from src.config import Terminated, UserError
 
 log = logging.getLogger(__name__)
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
@@ -108,6 +108,18 @@ class SweepTracker(Callback):
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[SWEEP_ID_ENV] = sweep_id
         os.environ[SWEEP_JOBS_ENV] = str(len(jobs))
+        # Workers that an interrupt stops leave semaphores, which multiprocessing's resource
+        # tracker cleans up, with a warning printed after the sweep's last line. The tracker
+        # process takes its warning filters from this variable.
+        os.environ["PYTHONWARNINGS"] = ",".join(
+            filter(
+                None,
+                [
+                    os.environ.get("PYTHONWARNINGS"),
+                    "ignore::UserWarning:multiprocessing.resource_tracker",
+                ],
+            )
+        )
         _trackers.append(self)
         atexit.register(self.finish)
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -139,8 +151,10 @@ class SweepTracker(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self.finish()
 
-    def finish(self) -> str | None:
-        """Build and log the comparison, then end the parent run (once); returns its status."""
+    def finish(self, interrupted: bool = False) -> str | None:
+        """Build and log the comparison, then end the parent run (once); returns its status:
+        FINISHED if every job finished, else KILLED if ``interrupted`` or a job was, else
+        FAILED."""
         if self.status is not None or self.parent_run_id is None:
             return self.status
         self.status = "FAILED"
@@ -164,7 +178,7 @@ class SweepTracker(Callback):
             client.log_metric(self.parent_run_id, "jobs_not_finished", len(missing))
             if not missing:
                 self.status = "FINISHED"
-            elif any(run.info.status == "KILLED" for run in report.runs):
+            elif interrupted or any(run.info.status == "KILLED" for run in report.runs):
                 self.status = "KILLED"
             summary = f"{expected - len(missing)} of {expected} jobs finished"
             log.info(
@@ -177,12 +191,10 @@ class SweepTracker(Callback):
         return self.status
 
 
-def finish_sweeps() -> list[str]:
+def finish_sweeps(interrupted: bool = False) -> list[str]:
     """End every sweep this process started that is still open; the parents' statuses."""
-    return [tracker.finish() for tracker in _trackers]
+    return [tracker.finish(interrupted) for tracker in _trackers]
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
-    from src.tracking import Terminated
-
     raise Terminated(f"signal {signum}")

@@ -32,7 +32,7 @@ from filelock import FileLock
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from src.config import UserError, flatten
+from src.config import Terminated, UserError, flatten
 from src.paths import PROJECT_ROOT
 from src.repair import process_tags
 
@@ -67,10 +67,6 @@ class Store:
         folder = self.database.parent
         start = "make ui" if folder == PROJECT_ROOT / "mlruns" else f"make ui STORE={folder}"
         return f"{start}, then http://127.0.0.1:5000/{page}"
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when the process gets SIGTERM, so the run can end KILLED."""
 
 
 def resolve_store(dir: str, uri: str | None = None) -> Store:

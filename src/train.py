@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import UserError, check_group_overrides
+from src.config import Terminated, UserError, check_group_overrides
 from src.paths import register_resolvers
 from src.sweep import finish_sweeps
 
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 def hydra_main(cfg: DictConfig) -> float:
     # Imported here, not at the top: `--help` and `--cfg job` then never import TensorFlow.
     from src.experiment import run_experiment
-    from src.tracking import Terminated
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -63,11 +62,24 @@ def main() -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    interrupted = False
     try:
         hydra_main()
+    except (KeyboardInterrupt, Terminated):
+        interrupted = True  # in a sweep's process, while its jobs run in workers (joblib)
+    except SystemExit as exit:
+        interrupted = exit.code == 130  # a job run in this process was interrupted
+        if not interrupted:
+            raise
     finally:
         # A failed job or an interrupt makes Hydra skip on_multirun_end: end the parent here.
-        statuses = finish_sweeps()
+        statuses = finish_sweeps(interrupted)
+    if interrupted:
+        if statuses:
+            log.error(
+                "interrupted: the sweep's parent run and its unfinished jobs were marked KILLED"
+            )
+        raise SystemExit(130)
     if any(status != "FINISHED" for status in statuses):
         raise SystemExit(1)
 

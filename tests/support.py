@@ -12,7 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -99,32 +100,53 @@ def sweep_runs(tmp_path: Path) -> tuple[list[Run], dict[str, list[Run]]]:
     return parents, children
 
 
+@dataclass(frozen=True)
+class Stopped:
+    returncode: int
+    stderr: str
+    seconds: float  # from the signal to the process's exit
+
+
 def signal_when(
-    tmp_path: Path, signum: int, *args: str, ready: Callable[[], bool] | None = None
-) -> tuple[int, str]:
+    tmp_path: Path,
+    signum: int,
+    *args: str,
+    ready: Callable[[], bool] | None = None,
+    group: bool = False,
+    command: Sequence[str] = ("-m", "src.train"),
+) -> Stopped:
     """Start ``python -m src.train <args>`` and send ``signum`` once ``ready()`` (by default:
-    once the first epoch's metrics are in the store); returns the exit code and stderr."""
+    once the first epoch's metrics are in the store), to the whole process group if ``group``
+    (as Ctrl-C in a terminal does, reaching every worker too)."""
     db = tmp_path / "store" / "mlflow.db"
     ready = ready or (lambda: metrics_logged(db) > 0)
     flags = [arg for arg in args if arg.startswith("-")]
     overrides = [arg for arg in args if not arg.startswith("-")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "src.train", *flags, *default_overrides(tmp_path), *overrides],
+        [sys.executable, *command, *flags, *default_overrides(tmp_path), *overrides],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
         while not ready():
-            assert process.poll() is None and time.monotonic() < deadline, "never got ready"
-            time.sleep(0.5)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never got ready:\n{process.communicate()[1][-3000:]}")
+            time.sleep(0.2)
+        sent = time.monotonic()
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+        return Stopped(process.returncode, stderr, time.monotonic() - sent)
     finally:
-        process.kill()
-    return process.returncode, stderr
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,6 @@ from support import (
     assert_one_line_error,
     client_for,
     free_port,
-    signal_when,
     train_cli,
 )
 
@@ -163,16 +161,6 @@ def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
     result = train_cli(tmp_path, "dataset=digits", f"tracking.uri={uri}", timeout=120)
     assert result.returncode == 2
     assert_one_line_error(result, f"cannot use the tracking store {uri}")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
-    returncode, stderr = signal_when(tmp_path, signum, "dataset=digits", "train.epochs=500")
-    assert returncode == 130, stderr[-3000:]
-    assert "interrupted: the run was marked KILLED" in stderr
-    (run,) = all_runs(tmp_path)
-    assert run.info.status == "KILLED"
 
 
 @pytest.mark.parametrize("flag", ["--help", "--cfg=job"])

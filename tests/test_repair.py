@@ -81,10 +81,10 @@ def test_a_zombie_process_counts_as_gone(client):
 
 @pytest.mark.slow
 def test_repair_marks_a_run_whose_process_was_killed_with_sigkill(tmp_path):
-    returncode, _ = signal_when(
+    stopped = signal_when(
         tmp_path, signal.SIGKILL, "dataset=digits", "train.epochs=500", "evaluate=off"
     )
-    assert returncode == -signal.SIGKILL
+    assert stopped.returncode == -signal.SIGKILL
     (run,) = all_runs(tmp_path)
     assert run.info.status == "RUNNING"  # SIGKILL cannot be caught
 
@@ -102,8 +102,8 @@ def test_repair_marks_a_run_whose_process_was_killed_with_sigkill(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_marks_runs_a_killed_sweep_left_running_when_it_starts(tmp_path):
     sweep = ["-m", "dataset=digits", "dataset.train_size=300", "evaluate=off", "seed=0,1"]
-    returncode, _ = signal_when(tmp_path, signal.SIGKILL, *sweep, "train.epochs=500")
-    assert returncode == -signal.SIGKILL
+    stopped = signal_when(tmp_path, signal.SIGKILL, *sweep, "train.epochs=500")
+    assert stopped.returncode == -signal.SIGKILL
     (killed_parent,), children = sweep_runs(tmp_path)
     (killed_job,) = children[killed_parent.info.run_id]
     assert (killed_parent.info.status, killed_job.info.status) == ("RUNNING", "RUNNING")

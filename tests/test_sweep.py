@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +13,6 @@ from support import (
     all_runs,
     client_for,
     run_module,
-    signal_when,
     sweep_runs,
     train_cli,
 )
@@ -221,17 +219,6 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
         "1 job(s) did not finish"
         in (tmp_path / "reports" / parent.info.run_id / "table.html").read_text()
     )
-
-
-@pytest.mark.slow
-def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
-    returncode, stderr = signal_when(
-        tmp_path, signal.SIGINT, "-m", "dataset=digits", "train.epochs=500", "seed=0,1"
-    )
-    assert returncode != 0
-    (parent,), children = sweep_runs(tmp_path)
-    assert parent.info.status == "KILLED", stderr[-3000:]
-    assert [kid.info.status for kid in children[parent.info.run_id]] == ["KILLED"]
 
 
 @pytest.mark.slow

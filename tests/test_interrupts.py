@@ -1,0 +1,138 @@
+"""Ctrl-C (SIGINT) and SIGTERM in each phase of a run and of a sweep: the runs end KILLED, the
+process exits promptly with one clear line. The real CLI in a subprocess, the store read back.
+
+Signals in training come from outside once an epoch is logged. For analysis and logging, the
+process is started with one function wrapped so that, after its first call returns, the
+process sends itself the signal (a real signal, through the real handlers), in the middle of
+that phase: fault injection at a known point, instead of a race against a timer.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from support import Stopped, all_runs, client_for, default_overrides, signal_when, sweep_runs
+
+pytestmark = pytest.mark.slow
+SIGNALS = pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"]
+)
+SMALL = ["dataset=digits", "dataset.train_size=300", "evaluate=off"]
+# `python -c INJECT` runs src.train with one function wrapped; see the module docstring.
+INJECT = """
+import importlib, os, runpy
+from src import tf_runtime
+tf_runtime.innvestigate()  # as src.train would import it: graph mode first
+module_name, path = {target!r}.split(":")
+owner = importlib.import_module(module_name)
+*owners, name = path.split(".")
+for attribute in owners:
+    owner = getattr(owner, attribute)
+original = getattr(owner, name)
+def wrapped(*args, **kwargs):
+    result = original(*args, **kwargs)
+    os.kill(os.getpid(), {signum})
+    return result
+setattr(owner, name, wrapped)
+runpy.run_module("src.train", run_name="__main__", alter_sys=True)
+"""
+# Where each phase is interrupted: after the first batch of the analysis, after the first
+# figure is logged.
+PHASES = {
+    "analysis": "innvestigate.analyzer.network_base:AnalyzerNetworkBase.analyze",
+    "logging": "src.tracking:log_figure",
+}
+
+
+def interrupted_in(tmp_path, phase: str, signum: int, *args: str) -> Stopped:
+    """Run the CLI with the signal injected in ``phase`` (see the module docstring)."""
+    code = INJECT.format(target=PHASES[phase], signum=int(signum))
+    flags = [arg for arg in args if arg.startswith("-")]
+    overrides = [arg for arg in args if not arg.startswith("-")]
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code, *flags, *default_overrides(tmp_path), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return Stopped(result.returncode, result.stderr, time.monotonic() - started)
+
+
+def assert_stopped_cleanly(stopped: Stopped, message: str) -> None:
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1].endswith(message), stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+
+
+@SIGNALS
+def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
+    stopped = signal_when(tmp_path, signum, *SMALL, "train.epochs=500")
+    assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert stopped.seconds < 60  # a batch and the run's end, not the 500 epochs (~150 s)
+
+
+def artifacts(tmp_path, run_id: str) -> set[str]:
+    client = client_for(tmp_path)
+    paths = {a.path for a in client.list_artifacts(run_id)}
+    return paths | {a.path for a in client.list_artifacts(run_id, "figures")}
+
+
+@SIGNALS
+def test_a_signal_during_analysis_ends_the_run_killed(tmp_path, signum):
+    stopped = interrupted_in(
+        tmp_path, "analysis", signum, *SMALL, "train.epochs=1", "explain.batch_size=2"
+    )
+    assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert "val_accuracy" in run.data.metrics  # trained...
+    assert "analysis_time_s" not in run.data.metrics  # ...and stopped while explaining
+    assert "heatmaps.npz" not in artifacts(tmp_path, run.info.run_id)
+
+
+@SIGNALS
+def test_a_signal_while_logging_ends_the_run_killed(tmp_path, signum):
+    stopped = interrupted_in(tmp_path, "logging", signum, *SMALL, "train.epochs=1")
+    assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    logged = artifacts(tmp_path, run.info.run_id)
+    assert "figures/training.png" in logged  # the first figure, then the signal
+    assert "figures/heatmaps_deep_taylor.png" not in logged and "heatmaps.npz" not in logged
+
+
+def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
+    stopped = signal_when(tmp_path, signal.SIGINT, "-m", *SMALL, "train.epochs=500", "seed=0,1")
+    assert "interrupted: the run was marked KILLED" in stopped.stderr
+    assert_stopped_cleanly(
+        stopped, "interrupted: the sweep's parent run and its unfinished jobs were marked KILLED"
+    )
+    (parent,), children = sweep_runs(tmp_path)
+    assert parent.info.status == "KILLED", stopped.stderr[-3000:]
+    assert [kid.info.status for kid in children[parent.info.run_id]] == ["KILLED"]
+
+
+@pytest.mark.parametrize(
+    "signum, group",
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c to every process", "sigterm to the sweep's process"],
+)
+def test_an_interrupted_parallel_sweep_leaves_no_run_running(tmp_path, signum, group):
+    sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMALL, "seed=0,1,2"]
+    stopped = signal_when(tmp_path, signum, *sweep, "train.epochs=500", group=group)
+    assert_stopped_cleanly(
+        stopped, "interrupted: the sweep's parent run and its unfinished jobs were marked KILLED"
+    )
+    assert stopped.seconds < 60
+    (parent,), children = sweep_runs(tmp_path)
+    assert parent.info.status == "KILLED"
+    statuses = [kid.info.status for kid in children[parent.info.run_id]]
+    assert statuses and set(statuses) == {"KILLED"}, statuses
