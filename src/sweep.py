@@ -39,6 +39,8 @@ PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
 SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
+# Where multiprocessing's and joblib's resource trackers live (see on_multirun_start).
+RESOURCE_TRACKERS = ("multiprocessing", "joblib.externals.loky.backend")
 
 
 def expand_sweep(overrides: list[str]) -> list[str]:
@@ -108,17 +110,12 @@ class SweepTracker(Callback):
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[SWEEP_ID_ENV] = sweep_id
         os.environ[SWEEP_JOBS_ENV] = str(len(jobs))
-        # Workers that an interrupt stops leave semaphores, which multiprocessing's resource
-        # tracker cleans up, with a warning printed after the sweep's last line. The tracker
-        # process takes its warning filters from this variable.
+        # Workers that an interrupt or a crash stops leave semaphores, which the resource
+        # trackers (multiprocessing's, loky's) clean up, each with a warning printed after the
+        # sweep's last line. The trackers' processes take their warning filters from here.
+        quiet = [f"ignore::UserWarning:{module}.resource_tracker" for module in RESOURCE_TRACKERS]
         os.environ["PYTHONWARNINGS"] = ",".join(
-            filter(
-                None,
-                [
-                    os.environ.get("PYTHONWARNINGS"),
-                    "ignore::UserWarning:multiprocessing.resource_tracker",
-                ],
-            )
+            filter(None, [os.environ.get("PYTHONWARNINGS"), *quiet])
         )
         _trackers.append(self)
         atexit.register(self.finish)
