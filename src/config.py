@@ -16,6 +16,7 @@ DATASETS = ("mnist", "fashion_mnist", "digits")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
 NEURON_SELECTIONS = ("predicted", "true_label")
 DISPLAYS = ("signed", "absolute")
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 PERTURBATIONS = ("gaussian", "zeros", "mean", "invert")  # innvestigate.tools.perturbate's
 
 
@@ -104,6 +105,73 @@ def check_group_overrides(overrides: Iterable[str]) -> None:
                 raise UserError(f"unknown {group} '{value}'; choose one of: {', '.join(choices)}")
 
 
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs a sweep over ``overrides`` runs, each as its sorted list of overrides.
+
+    Uses the basic sweeper's own expansion (the joblib and submitit launchers use that sweeper
+    too), so the list matches what Hydra launches.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [sorted(job) for batch in batches for job in batch]
+
+
+def preflight(argv: list[str]) -> None:
+    """Check a command line of ``python -m src.train`` before anything runs: the overrides
+    parse, name existing options and keys, and every job's composed config resolves and
+    validates. Raises :class:`UserError` with one line; Hydra's own reports of the same
+    problems span several lines and come after a sweep has begun.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args = get_args_parser().parse_args(argv)
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return
+    if args.config_path or args.config_dir:
+        return  # another config tree: Hydra checks it
+    check_group_overrides(args.overrides)
+    try:
+        jobs = sweep_jobs(args.overrides)
+    except HydraException as error:
+        raise UserError(f"cannot read the overrides: {_one_line(error)}") from error
+    if len(jobs) > 1 and not args.multirun:
+        raise UserError(
+            f"{' '.join(args.overrides)} asks for {len(jobs)} runs: add -m to sweep over them, "
+            "or write a list as key=[a,b]"
+        )
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for job in jobs:
+            where = f" (in the sweep's job {' '.join(job)})" if len(jobs) > 1 else ""
+            try:
+                cfg = compose(args.config_name or "config", overrides=job)
+                OmegaConf.to_container(cfg, resolve=True)
+                validate(cfg)
+            except UserError as error:
+                raise UserError(f"{error}{where}") from error
+            except (HydraException, OmegaConfBaseException, ValueError) as error:
+                raise UserError(f"{_one_line(error)}{where}") from error
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's and OmegaConf's messages, which span lines and add their own advice, in one."""
+    if getattr(error, "full_key", None) and getattr(error, "msg", None):  # OmegaConf's
+        return f"{error.full_key}: {' '.join(error.msg.split())}"
+    cause = error.__cause__
+    if cause is not None and "not in struct" in str(cause):
+        key = str(error).split("'")[1] if "'" in str(error) else str(cause)
+        return f"unknown key {key}: the config has no such key (to add one, write +{key}=VALUE)"
+    text = " ".join(str(error).split())
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f": {' '.join(str(cause).split())}"
+    return text[:400]
+
+
 def _positive_int(cfg: DictConfig, key: str) -> None:
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -148,16 +216,21 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "evaluate.perturbation.steps")
     _one_of(cfg, "evaluate.perturbation.function", PERTURBATIONS)
     shape = cfg.evaluate.perturbation.region_shape
-    if len(shape) != 2:
+    if not OmegaConf.is_list(shape) or len(shape) != 2:
+        shown = list(shape) if OmegaConf.is_list(shape) else shape
         raise UserError(
-            f"evaluate.perturbation.region_shape must be [height, width], got {list(shape)}"
+            f"evaluate.perturbation.region_shape must be [height, width], got {shown!r}"
         )
     _positive_int(cfg, "evaluate.perturbation.region_shape.0")
     _positive_int(cfg, "evaluate.perturbation.region_shape.1")
     _positive_int(cfg, "evaluate.randomisation.n_examples")
     _optional_positive_int(cfg, "threads")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    name = cfg.tracking.experiment_name
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"tracking.experiment_name must be a non-empty name, got {name!r}")
+    seed = cfg.seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     for index in range(len(cfg.model.conv_layers)):
         _positive_int(cfg, f"model.conv_layers.{index}.filters")
         _positive_int(cfg, f"model.conv_layers.{index}.kernel_size")

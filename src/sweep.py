@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import Terminated, UserError
+from src.config import Terminated, UserError, sweep_jobs
 
 log = logging.getLogger(__name__)
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
@@ -44,16 +43,8 @@ RESOURCE_TRACKERS = ("multiprocessing", "joblib.externals.loky.backend")
 
 
 def expand_sweep(overrides: list[str]) -> list[str]:
-    """The jobs a sweep over ``overrides`` runs, each as its sorted overrides joined by spaces.
-
-    Uses the basic sweeper's own expansion (the joblib and submitit launchers use that sweeper
-    too), so the list matches what Hydra launches.
-    """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [" ".join(sorted(job)) for batch in batches for job in batch]
+    """The jobs a sweep over ``overrides`` runs, each as its sorted overrides joined by spaces."""
+    return [" ".join(job) for job in sweep_jobs(overrides)]
 
 
 def sweep_name_overrides(overrides: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import Terminated, UserError, check_group_overrides
+from src.config import Terminated, UserError, preflight
 from src.paths import register_resolvers
 from src.sweep import finish_sweeps
 
@@ -58,7 +58,7 @@ def threads_per_job(threads: int | None, parallel_jobs: int | None) -> int | Non
 def main() -> None:
     register_resolvers()
     try:
-        check_group_overrides(sys.argv[1:])
+        preflight(sys.argv[1:])
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

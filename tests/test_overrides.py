@@ -1,0 +1,160 @@
+"""Bad input on the command line, systematically: every override either runs or fails in one
+line before any run is created (src.config.preflight, then the run's own checks)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import all_runs, train_cli
+
+from src.config import UserError, group_options, preflight
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train.foo=1"], "unknown key train.foo: the config has no such key (to add one, write"),
+        (["seed=0,1"], "seed=0,1 asks for 2 runs: add -m to sweep over them"),
+        (["train.epochs=["], "cannot read the overrides: no viable alternative at input '['"),
+        (["paths.output_dir=${oops}"], "paths.output_dir: Interpolation key 'oops' not found"),
+        (
+            ["-m", "seed=0,1", "train.epochs=1,0"],
+            "train.epochs must be a positive integer, got 0 (in the sweep's job seed=0 train.e",
+        ),
+        (
+            ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=two"],
+            "Value 'two' of type 'str' could not be converted to Integer",
+        ),
+        (["--cfg", "job", "train.foo=1"], "unknown key train.foo"),
+        (["tracking.experiment_name="], "tracking.experiment_name must be a non-empty name"),
+        (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: deconvnet"),
+    ],
+)
+def test_preflight_names_the_problem_in_one_line(argv, message):
+    with pytest.raises(UserError) as error:
+        preflight(argv)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dataset=digits", "+train.foo=1"],
+        ["-m", "analyzer=gradient,deep_taylor", "seed=0,1", "hydra/launcher=joblib"],
+        ["--help", "train.foo=1"],  # help is Hydra's to show, whatever follows
+        ["experiment=seed_report"],
+        ["model.dense_units=[64,32]", "evaluate=off"],
+    ],
+)
+def test_preflight_lets_good_command_lines_through(argv):
+    preflight(argv)
+
+
+# What a person might type: each setting with right values, wrong types, out-of-range numbers,
+# unknown options and odd strings. Values that would make a run long (many epochs, images)
+# appear only where they are invalid anyway.
+SMALL_COUNT = st.integers(1, 3)
+BAD_NUMBER = st.one_of(
+    st.integers(-(2**40), 0),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["true", "null", "abc", "'7'", "[1,2]", "{a: 1}", "1e400", "0x10"]),
+)
+ODD_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=12
+)
+
+
+def quoted(text: str) -> str:
+    """A string as a quoted Hydra override value."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+ODD_STRING = st.one_of(ODD_TEXT.map(quoted), ODD_TEXT.filter(lambda t: "=" not in t))
+SETTINGS = {
+    "train.epochs": st.one_of(SMALL_COUNT.map(str), BAD_NUMBER),
+    "train.batch_size": st.one_of(st.integers(1, 2**31).map(str), BAD_NUMBER),
+    "train.learning_rate": st.one_of(
+        st.floats(1e-6, 10).map(repr), BAD_NUMBER, st.sampled_from(["1e-3", "1", "nan"])
+    ),
+    "train.optimizer": st.one_of(st.sampled_from(["adam", "sgd", "rmsprop"]), ODD_STRING),
+    "dataset.train_size": st.one_of(st.integers(1, 150).map(str), BAD_NUMBER),
+    "dataset.test_size": st.one_of(st.integers(1, 60).map(str), BAD_NUMBER),
+    "explain.n_images": st.one_of(st.integers(1, 12).map(str), BAD_NUMBER),
+    "explain.batch_size": st.one_of(st.integers(1, 10**9).map(str), BAD_NUMBER),
+    "evaluate.n_images": st.one_of(st.integers(1, 12).map(str), BAD_NUMBER),
+    "evaluate.perturbation.steps": st.one_of(st.integers(1, 4).map(str), BAD_NUMBER),
+    "evaluate.perturbation.region_shape": st.one_of(
+        st.lists(st.integers(-2, 40), min_size=0, max_size=3).map(
+            lambda values: "[" + ",".join(map(str, values)) + "]"
+        ),
+        BAD_NUMBER,
+    ),
+    "evaluate.randomisation.n_examples": st.one_of(SMALL_COUNT.map(str), BAD_NUMBER),
+    "seed": st.one_of(st.integers(-(2**40), 2**40).map(str), BAD_NUMBER),
+    "threads": st.one_of(st.integers(-2, 4).map(str), st.just("null"), BAD_NUMBER),
+    "analyzer": st.one_of(st.sampled_from(group_options("analyzer")), ODD_STRING),
+    "analyzer.neuron_selection": st.one_of(
+        st.sampled_from(["predicted", "true_label"]), ODD_STRING
+    ),
+    "dataset": st.one_of(st.sampled_from(["digits", "mnist"]), ODD_STRING),
+    "dataset.path": ODD_STRING,
+    "tracking.experiment_name": ODD_STRING,
+    "train.foo": SMALL_COUNT.map(str),
+    "+train.foo": SMALL_COUNT.map(str),
+}
+OVERRIDES = st.dictionaries(st.sampled_from(sorted(SETTINGS)), st.none(), max_size=4).flatmap(
+    lambda keys: st.tuples(
+        *(SETTINGS[key].map(lambda value, key=key: f"{key}={value}") for key in keys)
+    )
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(OVERRIDES)
+def test_preflight_either_passes_or_gives_one_line(overrides):
+    try:
+        preflight(["dataset=digits", *overrides])
+    except UserError as error:
+        assert str(error) and "\n" not in str(error)
+
+
+# A small run, which the generated overrides change (later overrides win).
+BASE = [
+    "dataset=digits",
+    "dataset.train_size=120",
+    "dataset.test_size=40",
+    "train.epochs=1",
+    "explain.n_images=4",
+    "evaluate.n_images=8",
+    "evaluate.perturbation.steps=3",
+    "evaluate.randomisation.n_examples=2",
+]
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=20,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(OVERRIDES)
+def test_every_command_line_runs_or_fails_in_one_line_before_any_run(overrides):
+    with tempfile.TemporaryDirectory() as folder:
+        tmp_path = Path(folder)
+        result = train_cli(tmp_path, *BASE, *overrides, timeout=600)
+        runs = all_runs(tmp_path)
+        if result.returncode == 0:
+            assert [run.info.status for run in runs] == ["FINISHED"], result.stderr[-3000:]
+            return
+        assert result.returncode == 2, result.stderr[-3000:]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert "error: " in lines[-1] and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert sum("error:" in line for line in lines) == 1, result.stderr[-3000:]
+        assert runs == [], result.stderr[-3000:]
