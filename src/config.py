@@ -16,6 +16,8 @@ DATASETS = ("mnist", "fashion_mnist", "digits")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
 NEURON_SELECTIONS = ("predicted", "true_label")
 DISPLAYS = ("signed", "absolute")
+IMAGE_SIZE = 28  # every dataset's images are 28x28 (src/data.py)
+ANALYZER_COUNTS = ("augment_by_n", "steps")  # SmoothGrad's samples, Integrated Gradients' steps
 MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 PERTURBATIONS = ("gaussian", "zeros", "mean", "invert")  # innvestigate.tools.perturbate's
 
@@ -223,6 +225,22 @@ def validate(cfg: DictConfig) -> None:
         )
     _positive_int(cfg, "evaluate.perturbation.region_shape.0")
     _positive_int(cfg, "evaluate.perturbation.region_shape.1")
+    height, width = shape
+    if height > IMAGE_SIZE or width > IMAGE_SIZE:
+        raise UserError(
+            f"evaluate.perturbation.region_shape {[height, width]} does not fit in the "
+            f"{IMAGE_SIZE}x{IMAGE_SIZE} images"
+        )
+    regions = -(-IMAGE_SIZE // height) * -(-IMAGE_SIZE // width)
+    if cfg.evaluate.perturbation.steps > regions:
+        raise UserError(
+            f"evaluate.perturbation.steps is {cfg.evaluate.perturbation.steps}, but the images "
+            f"have only {regions} regions of {height}x{width} to perturb"
+        )
+    # iNNvestigate takes any value for these and fails only while explaining, in the run.
+    for key in ANALYZER_COUNTS:
+        if key in cfg.analyzer.params:
+            _positive_int(cfg, f"analyzer.params.{key}")
     _positive_int(cfg, "evaluate.randomisation.n_examples")
     _optional_positive_int(cfg, "threads")
     name = cfg.tracking.experiment_name

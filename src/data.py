@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.config import UserError
+from src.config import IMAGE_SIZE, UserError
 
-IMAGE_SIZE = 28
 NUM_CLASSES = 10
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",

@@ -92,6 +92,22 @@ def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_pat
         ("evaluate.perturbation.region_shape=[7]", "region_shape must be [height, width], got [7]"),
         ("dataset=digits dataset.path=/data", "dataset.path is not used by dataset=digits"),
         ("model.conv_layers.0.filters=0", "model.conv_layers.0.filters must be a positive integer"),
+        (
+            "evaluate.perturbation.region_shape=[29,4]",
+            "evaluate.perturbation.region_shape [29, 4] does not fit in the 28x28 images",
+        ),
+        (
+            "evaluate.perturbation.steps=17",
+            "evaluate.perturbation.steps is 17, but the images have only 16 regions of 7x7",
+        ),
+        (
+            "analyzer=smoothgrad analyzer.params.augment_by_n=0",
+            "analyzer.params.augment_by_n must be a positive integer, got 0",
+        ),
+        (
+            "analyzer=integrated_gradients analyzer.params.steps=-1",
+            "analyzer.params.steps must be a positive integer, got -1",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_line(compose_config, override, message):

@@ -107,10 +107,26 @@ SETTINGS = {
     "train.foo": SMALL_COUNT.map(str),
     "+train.foo": SMALL_COUNT.map(str),
 }
-OVERRIDES = st.dictionaries(st.sampled_from(sorted(SETTINGS)), st.none(), max_size=4).flatmap(
-    lambda keys: st.tuples(
-        *(SETTINGS[key].map(lambda value, key=key: f"{key}={value}") for key in keys)
-    )
+# Settings that exist only for one analyzer come with it.
+ANALYZER_SETTINGS = {
+    "analyzer.params.augment_by_n": ("smoothgrad", st.one_of(SMALL_COUNT.map(str), BAD_NUMBER)),
+    "analyzer.params.noise_scale": ("smoothgrad", st.one_of(st.just("0.5"), BAD_NUMBER)),
+    "analyzer.params.steps": ("integrated_gradients", st.one_of(SMALL_COUNT.map(str), BAD_NUMBER)),
+    "analyzer.params.epsilon": ("lrp_epsilon", st.one_of(st.just("0.01"), BAD_NUMBER)),
+}
+
+
+def overrides_for(key: str) -> st.SearchStrategy[list[str]]:
+    if key in ANALYZER_SETTINGS:
+        analyzer, values = ANALYZER_SETTINGS[key]
+        return values.map(lambda value: [f"analyzer={analyzer}", f"{key}={value}"])
+    return SETTINGS[key].map(lambda value: [f"{key}={value}"])
+
+
+OVERRIDES = (
+    st.lists(st.sampled_from(sorted({*SETTINGS, *ANALYZER_SETTINGS})), max_size=4, unique=True)
+    .flatmap(lambda keys: st.tuples(*map(overrides_for, keys)))
+    .map(lambda groups: [override for group in groups for override in group])
 )
 
 
