@@ -156,7 +156,13 @@ class SweepTracker(Callback):
         try:
             # A job whose worker was killed (joblib kills every worker when one dies) cannot
             # end its own run.
-            repair(client, f"tags.mlflow.parentRunId = '{self.parent_run_id}'")
+            repaired = repair(client, f"tags.mlflow.parentRunId = '{self.parent_run_id}'")
+            if repaired.killed and not interrupted:
+                log.warning(
+                    "a worker process died (killed by the system: out of memory?); its job and "
+                    "any running beside it are KILLED. Run the same sweep again to finish them: "
+                    "the models already trained are reused"
+                )
             folder = Path(self.output_dir) / self.parent_run_id
             report = build_report(client, parent, folder)
             log_report(client, self.parent_run_id, folder)

@@ -44,6 +44,7 @@ def test_a_killed_worker_leaves_the_other_runs_intact_and_a_rerun_completes(tmp_
     assert stopped.returncode == 1, stopped.stderr[-3000:]
     assert "worker process managed by the executor was unexpectedly terminated" in stopped.stderr
     assert "SIGKILL" in stopped.stderr
+    assert "a worker process died (killed by the system: out of memory?)" in stopped.stderr
 
     (parent,), children = sweep_runs(tmp_path)
     kids = {kid.info.run_id: kid for kid in children[parent.info.run_id]}
