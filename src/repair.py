@@ -1,7 +1,7 @@
 """Runs left RUNNING by a process that is gone (SIGKILL, a crashed worker, a lost machine).
 
 A run records the process that made it (tags ``process.host``, ``process.pid``,
-``process.started``, see :func:`src.tracking.process_tags`). A RUNNING run whose process no
+``process.started``, see :func:`process_tags`). A RUNNING run whose process no
 longer exists on this host, or whose pid now belongs to a later process, can never end by
 itself: ``python -m src.repair`` (``make repair``) marks it KILLED. Runs made on another host,
 and runs without those tags (made by other tools), are left alone: their process cannot be
