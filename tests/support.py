@@ -31,15 +31,21 @@ def default_overrides(tmp_path: Path) -> list[str]:
     ]
 
 
+def command_line(tmp_path: Path, start: Sequence[str], args: Sequence[str]) -> list[str]:
+    """``python <start> <flags> <store overrides> <overrides>``: flags such as ``-m`` go first,
+    as Hydra's command line wants them, and the store and outputs go to ``tmp_path``."""
+    flags = [arg for arg in args if arg.startswith("-")]
+    overrides = [arg for arg in args if not arg.startswith("-")]
+    return [sys.executable, *start, *flags, *default_overrides(tmp_path), *overrides]
+
+
 def run_module(
     tmp_path: Path, module: str, *args: str, timeout: float = 900
 ) -> subprocess.CompletedProcess:
-    """``python -m <module> <flags> <store overrides> <overrides>`` from ``tmp_path`` (not the
-    project root); flags such as ``-m`` go first, as Hydra's command line wants them."""
-    flags = [arg for arg in args if arg.startswith("-")]
-    overrides = [arg for arg in args if not arg.startswith("-")]
+    """``python -m <module> <args>`` (see :func:`command_line`) from ``tmp_path``, not the
+    project root."""
     return subprocess.run(
-        [sys.executable, "-m", module, *flags, *default_overrides(tmp_path), *overrides],
+        command_line(tmp_path, ("-m", module), args),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -113,17 +119,14 @@ def signal_when(
     *args: str,
     ready: Callable[[], bool] | None = None,
     group: bool = False,
-    command: Sequence[str] = ("-m", "src.train"),
 ) -> Stopped:
     """Start ``python -m src.train <args>`` and send ``signum`` once ``ready()`` (by default:
     once the first epoch's metrics are in the store), to the whole process group if ``group``
     (as Ctrl-C in a terminal does, reaching every worker too)."""
     db = tmp_path / "store" / "mlflow.db"
     ready = ready or (lambda: metrics_logged(db) > 0)
-    flags = [arg for arg in args if arg.startswith("-")]
-    overrides = [arg for arg in args if not arg.startswith("-")]
     process = subprocess.Popen(
-        [sys.executable, *command, *flags, *default_overrides(tmp_path), *overrides],
+        command_line(tmp_path, ("-m", "src.train"), args),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from support import Stopped, all_runs, client_for, default_overrides, signal_when, sweep_runs
+from support import Stopped, all_runs, client_for, command_line, signal_when, sweep_runs
 
 pytestmark = pytest.mark.slow
 SIGNALS = pytest.mark.parametrize(
@@ -51,11 +50,9 @@ PHASES = {
 def interrupted_in(tmp_path, phase: str, signum: int, *args: str) -> Stopped:
     """Run the CLI with the signal injected in ``phase`` (see the module docstring)."""
     code = INJECT.format(target=PHASES[phase], signum=int(signum))
-    flags = [arg for arg in args if arg.startswith("-")]
-    overrides = [arg for arg in args if not arg.startswith("-")]
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-c", code, *flags, *default_overrides(tmp_path), *overrides],
+        command_line(tmp_path, ("-c", code), args),
         cwd=tmp_path,
         capture_output=True,
         text=True,
