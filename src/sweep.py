@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import signal
 import tempfile
 import uuid
 from datetime import datetime
@@ -30,7 +29,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import Terminated, UserError, sweep_jobs
+from src import signals
+from src.config import UserError, sweep_jobs
 
 log = logging.getLogger(__name__)
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
@@ -110,8 +110,7 @@ class SweepTracker(Callback):
         )
         _trackers.append(self)
         atexit.register(self.finish)
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _raise_terminated)
+        signals.install()  # for this process's life: Ctrl-C, SIGTERM end the sweep KILLED
         log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -181,14 +180,11 @@ class SweepTracker(Callback):
             for job in missing:
                 log.warning("did not finish: %s", job)
         finally:
-            client.set_terminated(self.parent_run_id, self.status)
+            with signals.held():
+                client.set_terminated(self.parent_run_id, self.status)
         return self.status
 
 
 def finish_sweeps(interrupted: bool = False) -> list[str]:
     """End every sweep this process started that is still open; the parents' statuses."""
     return [tracker.finish(interrupted) for tracker in _trackers]
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(f"signal {signum}")

@@ -13,11 +13,9 @@ import functools
 import logging
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from filelock import FileLock
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from src import signals
 from src.config import Terminated, UserError, flatten
 from src.paths import PROJECT_ROOT
 from src.repair import process_tags
@@ -158,35 +157,31 @@ def tracked_run(
 ) -> Iterator[str]:
     """An active MLflow run (a child of ``parent_run_id`` if given) that ends FINISHED, FAILED
     on an exception, or KILLED on Ctrl-C / SIGTERM; never left RUNNING. Yields the run id."""
-
-    def on_sigterm(signum, frame):
-        raise Terminated(f"signal {signum}")
-
-    # Signal handlers belong to the main thread (a thread-based launcher runs jobs elsewhere).
-    handles_signals = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if handles_signals else None
-    run = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=run_name,
-        tags={**tags, **process_tags()},
-        parent_run_id=parent_run_id,
-    )
+    previous = signals.install()
     status = "FAILED"
+    started = False
     try:
+        # Not cut halfway by a signal: a run created but not yet ours to end would stay RUNNING.
+        with signals.held():
+            run = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=run_name,
+                tags={**tags, **process_tags()},
+                parent_run_id=parent_run_id,
+            )
+            started = True
         yield run.info.run_id
         status = "FINISHED"
     except (KeyboardInterrupt, Terminated):
         status = "KILLED"
         raise
     finally:
-        # A second signal while the run is being closed must not leave it RUNNING.
-        if handles_signals:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            mlflow.end_run(status=status)
+            if started:
+                with signals.held():  # a second signal must not leave the run RUNNING
+                    mlflow.end_run(status=status)
         finally:
-            if handles_signals:
-                signal.signal(signal.SIGTERM, previous)
+            signals.restore(previous)
 
 
 def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, str]:

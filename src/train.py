@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from src import signals
 from src.config import Terminated, UserError, preflight
 from src.paths import register_resolvers
 from src.sweep import finish_sweeps
@@ -62,6 +63,7 @@ def main() -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    signals.install()  # for the process's life, so a signal never cuts a store write halfway
     interrupted = False
     try:
         hydra_main()
