@@ -34,22 +34,30 @@ for attribute in owners:
 original = getattr(owner, name)
 def wrapped(*args, **kwargs):
     result = original(*args, **kwargs)
-    os.kill(os.getpid(), {signum})
+    if {condition}:
+        os.kill(os.getpid(), {signum})
     return result
 setattr(owner, name, wrapped)
 runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 """
-# Where each phase is interrupted: after the first batch of the analysis, after the first
-# figure is logged.
+# Where each phase is interrupted, and on which calls of the function wrapped (an expression
+# of its ``args``): after the first batch of the analysis, after the first figure is logged,
+# and inside the store's first write of metrics (added to the session, not yet committed; the
+# function also runs, with no metrics, for each batch of params).
 PHASES = {
-    "analysis": "innvestigate.analyzer.network_base:AnalyzerNetworkBase.analyze",
-    "logging": "src.tracking:log_figure",
+    "analysis": ("innvestigate.analyzer.network_base:AnalyzerNetworkBase.analyze", "True"),
+    "logging": ("src.tracking:log_figure", "True"),
+    "store write": (
+        "mlflow.store.tracking.sqlalchemy_store:SqlAlchemyStore._update_latest_metrics_if_necessary",
+        "args[1]",
+    ),
 }
 
 
 def interrupted_in(tmp_path, phase: str, signum: int, *args: str) -> Stopped:
     """Run the CLI with the signal injected in ``phase`` (see the module docstring)."""
-    code = INJECT.format(target=PHASES[phase], signum=int(signum))
+    target, condition = PHASES[phase]
+    code = INJECT.format(target=target, condition=condition, signum=int(signum))
     started = time.monotonic()
     result = subprocess.run(
         command_line(tmp_path, ("-c", code), args),
@@ -104,6 +112,17 @@ def test_a_signal_while_logging_ends_the_run_killed(tmp_path, signum):
     logged = artifacts(tmp_path, run.info.run_id)
     assert "figures/training.png" in logged  # the first figure, then the signal
     assert "figures/heatmaps_deep_taylor.png" not in logged and "heatmaps.npz" not in logged
+
+
+@SIGNALS
+def test_a_signal_during_a_store_write_lets_the_write_finish(tmp_path, signum):
+    """Raised where it came, the signal would roll the write back (and could leave the database
+    locked for the write that marks the run KILLED); it waits for the write to return."""
+    stopped = interrupted_in(tmp_path, "store write", signum, *SMALL, "train.epochs=3")
+    assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert run.data.metrics  # the first metric write, which the signal came in, is stored
 
 
 def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
