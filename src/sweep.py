@@ -110,7 +110,6 @@ class SweepTracker(Callback):
         )
         _trackers.append(self)
         atexit.register(self.finish)
-        signals.install()  # for this process's life: Ctrl-C, SIGTERM end the sweep KILLED
         log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
