@@ -80,19 +80,22 @@ class SweepTracker(Callback):
         # Runs an earlier sweep left RUNNING when its process was killed (SIGKILL cannot be
         # caught) are marked KILLED before this sweep starts, so no comparison waits on them.
         repair(client)
-        parent = client.create_run(
-            experiment_id,
-            run_name=f"sweep · {' '.join(sweep_name_overrides(overrides))}"[:250],
-            tags={
-                "sweep_role": "parent",
-                "sweep_id": sweep_id,
-                "sweep_dir": str(config.hydra.sweep.dir),
-                "jobs_expected": str(len(jobs)),
-                **process_tags(),
-            },
-        )
-        self.parent_run_id = parent.info.run_id
-        self.output_dir = str(config.paths.report_dir)
+        # Not cut by a signal between creating the parent and registering it to be ended.
+        with signals.held():
+            parent = client.create_run(
+                experiment_id,
+                run_name=f"sweep · {' '.join(sweep_name_overrides(overrides))}"[:250],
+                tags={
+                    "sweep_role": "parent",
+                    "sweep_id": sweep_id,
+                    "sweep_dir": str(config.hydra.sweep.dir),
+                    "jobs_expected": str(len(jobs)),
+                    **process_tags(),
+                },
+            )
+            self.parent_run_id = parent.info.run_id
+            self.output_dir = str(config.paths.report_dir)
+            _trackers.append(self)
         client.log_param(self.parent_run_id, "sweep.overrides", " ".join(overrides)[:6000])
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "sweep_jobs.json"
@@ -108,7 +111,6 @@ class SweepTracker(Callback):
         os.environ["PYTHONWARNINGS"] = ",".join(
             filter(None, [os.environ.get("PYTHONWARNINGS"), *quiet])
         )
-        _trackers.append(self)
         atexit.register(self.finish)
         log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
 
