@@ -242,6 +242,7 @@ def validate(cfg: DictConfig) -> None:
         if key in cfg.analyzer.params:
             _positive_int(cfg, f"analyzer.params.{key}")
     _positive_int(cfg, "evaluate.randomisation.n_examples")
+    _positive_int(cfg, "evaluate.randomisation.emprt_bins")
     _optional_positive_int(cfg, "threads")
     name = cfg.tracking.experiment_name
     if not isinstance(name, str) or not name.strip():

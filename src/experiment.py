@@ -21,7 +21,7 @@ from src.figures import heatmap_figure, perturbation_figure, randomisation_figur
 from src.model import build_cnn
 from src.model_cache import ModelCache, entry_key, fingerprint
 from src.sweep import PARENT_RUN_ENV, SWEEP_ID_ENV
-from src.tf_runtime import innvestigate, reset
+from src.tf_runtime import innvestigate, intra_op_threads, reset
 from src.training import EpochCallback, TrainingResult, compile_model, train
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
 
 
 def evaluation_enabled(cfg: DictConfig) -> bool:
-    parts = ("perturbation", "randomisation", "complexity", "conservation")
+    parts = ("perturbation", "randomisation", "random_logit", "complexity", "conservation")
     return any(cfg.evaluate[part].enabled for part in parts)
 
 
@@ -176,11 +176,21 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     model_key = fingerprint(
-        resolved["dataset"], data.checksum, resolved["model"], resolved["train"], cfg.seed
+        resolved["dataset"],
+        data.checksum,
+        resolved["model"],
+        resolved["train"],
+        cfg.seed,
+        intra_op_threads(),
     )
     tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
     tags.update(
-        {"data_source": data.source, "data_sha256": data.checksum, "model_fingerprint": model_key}
+        {
+            "data_source": data.source,
+            "data_sha256": data.checksum,
+            "model_fingerprint": model_key,
+            "intra_op_threads": str(intra_op_threads()),
+        }
     )
     parent_run_id = os.environ.get(PARENT_RUN_ENV)
     if parent_run_id:
@@ -241,6 +251,10 @@ def _load_weights(model, weights) -> bool:
 
 def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
     tracking.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
+    # Per image, for the verdict's paired tests: image i is test image i.
+    tracking.log_arrays("scores.npz", **evaluation.per_image)
+    for line in evaluation.warnings:
+        log.warning("warning: %s", line)
     title = f"{run_name(cfg)} on {cfg.dataset.name}"
     if evaluation.perturbation_curve is not None:
         tracking.log_curve("eval_perturbation_accuracy", evaluation.perturbation_curve)
@@ -250,7 +264,8 @@ def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
             "figures/perturbation.png",
         )
     if evaluation.randomisation_curve is not None:
-        tracking.log_curve("eval_randomisation_curve", evaluation.randomisation_curve, first_step=1)
+        tracking.log_curve("eval_mprt_curve", evaluation.randomisation_curve, first_step=1)
+        tracking.log_curve("eval_mprt_blank_fraction", evaluation.blank_curve, first_step=1)
         tracking.log_figure(
             randomisation_figure(
                 evaluation.randomised_layers,

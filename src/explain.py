@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from src import tf_runtime
+from src import analyzers
 from src.config import UserError, validate_analyzer_method
 from src.progress import progress_bar
 
@@ -53,14 +53,12 @@ def images_per_batch(batch_size: int, params: Mapping[str, Any]) -> int:
 def create_analyzer(
     model_wo_softmax: Any, method: str, params: Mapping[str, Any], neuron_selection: str
 ) -> Any:
-    """``innvestigate.create_analyzer(method, model, **params)``; bad params -> UserError."""
-    innvestigate = tf_runtime.innvestigate()
-    validate_analyzer_method(method, innvestigate.analyzer.analyzers)
+    """The analyzer ``method`` (the project's own, else iNNvestigate's) with ``params``; bad
+    params -> UserError."""
+    validate_analyzer_method(method, analyzers.known_methods())
     mode = "index" if neuron_selection == "true_label" else "max_activation"
     try:
-        return innvestigate.create_analyzer(
-            method, model_wo_softmax, neuron_selection_mode=mode, **params
-        )
+        return analyzers.create(method, model_wo_softmax, neuron_selection_mode=mode, **params)
     except (TypeError, ValueError) as error:
         raise UserError(
             f"analyzer {method!r} rejects analyzer.params {dict(params)}: {error}"

@@ -233,14 +233,14 @@ def quality_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], 
         (left, "eval_perturbation_accuracy", "regions perturbed (most relevant first)", "accuracy"),
         (
             right,
-            "eval_randomisation_curve",
+            "eval_mprt_curve",
             "layers re-initialised (from the top)",
-            "Spearman with original",
+            "MPRT similarity (Spearman, blank = 0)",
         ),
     )
     for axis, key, xlabel, ylabel in panels:
         for analyzer, (mean, std) in curves.get(key, {}).items():
-            steps = np.arange(len(mean)) + (1 if key == "eval_randomisation_curve" else 0)
+            steps = np.arange(len(mean)) + (1 if key == "eval_mprt_curve" else 0)
             (line,) = axis.plot(steps, mean, marker="o", markersize=3, label=analyzer)
             axis.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
             axis.set_xticks(steps)

@@ -1,7 +1,7 @@
 """Train once, explain many times: trained weights cached by what determines them.
 
 A trained model is determined by the data, the model and training configs, the seed and the
-TensorFlow version, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>-<store>/``
+TensorFlow version and intra-op thread count, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>-<store>/``
 (``weights.h5`` and ``meta.json``), written to a temporary folder and renamed into place, so a
 reader never sees half an entry. A file lock per entry (``filelock``, which works across
 processes) makes a second job that needs the same model wait for the first to train it.
@@ -36,8 +36,10 @@ def fingerprint(
     model: Mapping[str, Any],
     train: Mapping[str, Any],
     seed: int,
+    threads: int,
 ) -> str:
-    """A short hash of everything that decides the trained weights and their training curve."""
+    """A short hash of everything that decides the trained weights and their training curve,
+    ``threads`` (TensorFlow's intra-op threads) included: they change the rounding."""
     spec = {
         "dataset": {
             "name": dataset["name"],
@@ -48,6 +50,7 @@ def fingerprint(
         "model": dict(model),
         "train": {key: value for key, value in train.items() if key not in ("reuse", "cache_dir")},
         "seed": seed,
+        "intra_op_threads": threads,
         "tensorflow": metadata.version("tensorflow"),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]

@@ -41,7 +41,7 @@ STABILITY = "stability_spearman"
 CURVES = (
     "eval_perturbation_accuracy",
     "eval_perturbation_accuracy_random",
-    "eval_randomisation_curve",
+    "eval_mprt_curve",
 )
 JOBS_ARTIFACT = "sweep_jobs.json"
 

@@ -40,11 +40,30 @@ def tensorflow() -> ModuleType:
     return _tf
 
 
-def set_threads(threads: int) -> None:
-    """Threads for TensorFlow's ops; call before the first run of the process."""
+def available_cores() -> int:
+    """The cores this process may run on (a SLURM allocation, taskset), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(intra_op: int, inter_op: int | None = None) -> None:
+    """Threads for TensorFlow's ops; call before the first run of the process.
+
+    ``intra_op`` (the threads one op is split over) changes the floating-point results: Eigen
+    and oneDNN block their loops by it, so the same seed trains other weights with 1 thread
+    than with 2. It is therefore always set explicitly and part of a model's fingerprint
+    (:func:`intra_op_threads`). ``inter_op`` (ops run side by side) only schedules.
+    """
     tf = tensorflow()
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op or intra_op)
+
+
+def intra_op_threads() -> int:
+    """The intra-op threads in force (TensorFlow's default, 0, is one per available core)."""
+    return tensorflow().config.threading.get_intra_op_parallelism_threads() or available_cores()
 
 
 def reset(seed: int) -> None:

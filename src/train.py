@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import hydra
@@ -26,11 +25,15 @@ def hydra_main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    threads = threads_per_job(cfg.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs"))
-    if threads is not None:
-        from src.tf_runtime import set_threads
+    from src.tf_runtime import available_cores, set_threads
 
-        set_threads(threads)
+    cores = available_cores()
+    # The same intra-op threads in every launcher (they decide the bits of the results);
+    # parallel jobs share out the cores through their inter-op threads only.
+    set_threads(
+        cfg.threads or cores,
+        threads_per_job(cores, OmegaConf.select(hydra_cfg, "launcher.n_jobs")),
+    )
     try:
         return run_experiment(cfg, job_overrides=list(hydra_cfg.overrides.task))
     except UserError as error:
@@ -45,13 +48,10 @@ def hydra_main(cfg: DictConfig) -> float:
         raise SystemExit(130) from None
 
 
-def threads_per_job(threads: int | None, parallel_jobs: int | None) -> int | None:
-    """``threads`` if set; else, for jobs run in parallel (joblib), the cores shared out."""
-    if threads is not None:
-        return threads
+def threads_per_job(cores: int, parallel_jobs: int | None) -> int | None:
+    """For jobs run in parallel (joblib), the cores shared out; None for one job at a time."""
     if parallel_jobs is None:
         return None
-    cores = os.cpu_count() or 1
     jobs = cores if parallel_jobs < 0 else parallel_jobs
     return max(1, cores // max(1, jobs))
 

@@ -40,13 +40,11 @@ def test_the_parent_is_named_by_what_the_sweep_compares_not_where_it_writes():
     assert sweep_name_overrides(overrides) == ["analyzer=a,b", "seed=0,1", "train.epochs=2"]
 
 
-def test_parallel_jobs_share_the_cores(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert threads_per_job(None, None) is None  # one job at a time: TensorFlow decides
-    assert threads_per_job(None, 2) == 4
-    assert threads_per_job(None, -1) == 1  # joblib's default: one job per core
-    assert threads_per_job(None, 16) == 1
-    assert threads_per_job(3, 2) == 3  # the user's setting wins
+def test_parallel_jobs_share_the_cores_through_their_inter_op_threads():
+    assert threads_per_job(8, None) is None  # one job at a time: TensorFlow decides
+    assert threads_per_job(8, 2) == 4
+    assert threads_per_job(8, -1) == 1  # joblib's default: one job per core
+    assert threads_per_job(8, 16) == 1
 
 
 def fake_run(**params: str) -> SimpleNamespace:
