@@ -23,7 +23,6 @@ random-logit similarity Quantus's ``ssim`` on maps normalised by Quantus's
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterator

@@ -1,10 +1,11 @@
 """Train once, explain many times: trained weights cached by what determines them.
 
-A trained model is determined by the data, the model and training configs, the seed and the
-TensorFlow version and intra-op thread count, not by the analyzer. Entries live in ``<cache_dir>/<fingerprint>-<store>/``
-(``weights.h5`` and ``meta.json``), written to a temporary folder and renamed into place, so a
-reader never sees half an entry. A file lock per entry (``filelock``, which works across
-processes) makes a second job that needs the same model wait for the first to train it.
+A trained model is determined by the data, the model and training configs, the seed, the
+TensorFlow version and its intra-op thread count, not by the analyzer. Entries live in
+``<cache_dir>/<fingerprint>-<store>/`` (``weights.h5`` and ``meta.json``), written to a
+temporary folder and renamed into place, so a reader never sees half an entry. A file lock per
+entry (``filelock``, which works across processes) makes a second job that needs the same
+model wait for the first to train it.
 """
 
 from __future__ import annotations
