@@ -226,18 +226,39 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
                 cache.store(cache_key, model, training, run_id, model_uri)
         explained = explain_model(cfg, data, model)
         log_outcome(cfg, data, training, explained)
+        headline = ""
         if evaluation_enabled(cfg):
-            log_evaluation(cfg, evaluate_model(cfg, data, model))
+            evaluation = evaluate_model(cfg, data, model)
+            log_evaluation(cfg, evaluation)
+            headline = headline_scores(evaluation.scores)
         tracking.log_metrics(memory_mb())
     log.info(
-        "%s: test accuracy %.4f · run %s · experiment %r · browse: %s",
+        "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
         run_name(cfg),
         training.test_accuracy,
+        headline,
         run_id,
         cfg.tracking.experiment_name,
         store.run_link(experiment_id, run_id),
     )
     return training.test_accuracy
+
+
+# The scores a run's summary line names: (score, label), in the verdict's order.
+HEADLINE_SCORES = (
+    ("aopc", "AOPC"),
+    ("mprt", "MPRT"),
+    ("emprt", "eMPRT"),
+    ("random_logit", "random logit"),
+    ("gini", "Gini"),
+)
+
+
+def headline_scores(scores: dict[str, float]) -> str:
+    """`` · AOPC 0.412 · MPRT 0.731 …`` for the scores the run computed."""
+    return "".join(
+        f" · {label} {scores[name]:.3f}" for name, label in HEADLINE_SCORES if name in scores
+    )
 
 
 def _load_weights(model, weights) -> bool:

@@ -10,6 +10,10 @@
 - ``metrics_vs_epochs.png``: those against epochs, one line per analyzer, seed spread shaded;
 - ``quality_curves.png``: per analyzer (longest training), the accuracy as the most relevant
   regions are perturbed, against the random order, and the randomisation test's curve;
+- ``verdict.md``: per criterion, each analyzer's mean and 95% interval over seeds, whether it
+  beats each baseline the sweep ran (a paired test over images), the best marked
+  (:mod:`src.verdict`); also logged on the parent as metrics ``<row>/<score>`` and
+  ``<row>/<score>_std``, and printed;
 - ``missing.txt``: the jobs of the sweep that did not finish, if any.
 """
 
@@ -19,6 +23,7 @@ import ast
 import json
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,14 @@ from omegaconf import DictConfig
 
 from src.compare import mean_std_text, seed_stability
 from src.paths import register_resolvers
+from src.verdict import (
+    RunScores,
+    Verdict,
+    build_verdict,
+    markdown,
+    parent_metrics,
+    terminal_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +69,7 @@ class Job:
     seed: int
     epochs: int
     arrays: dict[str, np.ndarray]  # heatmaps.npz
+    scores: dict[str, np.ndarray]  # scores.npz: each score per image (empty if not scored)
 
 
 def children(client: MlflowClient, parent: Run) -> list[Run]:
@@ -105,6 +119,13 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
             params = run.data.params
+            scores = {}
+            if any(key.startswith(EVALUATION_PREFIX) for key in run.data.metrics):
+                path = client.download_artifacts(
+                    run.info.run_id, "scores.npz", f"{folder}/{run.info.run_id}"
+                )
+                with np.load(path, allow_pickle=False) as npz:
+                    scores = {key: npz[key] for key in npz.files}
             jobs.append(
                 Job(
                     run=run,
@@ -113,6 +134,7 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
                     seed=int(params["seed"]),
                     epochs=int(params["train.epochs"]),
                     arrays=arrays,
+                    scores=scores,
                 )
             )
     return jobs
@@ -135,6 +157,7 @@ def analyzer_label(params: dict[str, str], runs: list[Run]) -> str:
         for key in keys
         if key not in NOT_A_SETTING
         and not key.startswith(NOT_A_SETTING_PREFIXES)
+        and not _follows_the_seed(key, runs)
         and len(
             {
                 run.data.params.get(key)
@@ -145,6 +168,13 @@ def analyzer_label(params: dict[str, str], runs: list[Run]) -> str:
     ]
     setting = ", ".join(f"{key}={params.get(key)}" for key in varied)
     return f"{name} ({setting})" if setting else name
+
+
+def _follows_the_seed(key: str, runs: list[Run]) -> bool:
+    """A param set to ``${seed}`` (a baseline's or SmoothGrad's noise seed) varies with the
+    seed: it is the seed, not a setting of its own."""
+    having = [run.data.params for run in runs if key in run.data.params]
+    return bool(having) and all(params[key] == params.get("seed") for params in having)
 
 
 def comparison_table(jobs: list[Job]) -> pd.DataFrame:
@@ -199,6 +229,7 @@ class Report:
     table: pd.DataFrame | None  # None if no job finished
     runs: list[Run]  # the sweep's child runs, finished or not
     missing: list[str]  # the jobs without a finished run, with their status
+    verdict: Verdict | None = None  # None if no finished job was scored
 
 
 def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
@@ -220,6 +251,10 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
     (folder / "table.html").write_text(
         f"<h3>{parent.info.run_name}</h3>{note}" + readable(table).to_html(index=False)
     )
+
+    verdict = sweep_verdict(jobs)
+    if verdict is not None:
+        (folder / "verdict.md").write_text(markdown(verdict, parent.info.run_name or ""))
 
     longest = max(job.epochs for job in jobs)
     first_seed = min(job.seed for job in jobs if job.epochs == longest)
@@ -250,7 +285,42 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
     if any(curves.values()):
         figure = quality_curves(curves, title=f"{longest} epochs, mean ± std over seeds")
         save_figure(figure, folder / "quality_curves.png")
-    return Report(table, runs, missing)
+    return Report(table, runs, missing, verdict)
+
+
+def sweep_verdict(jobs: list[Job]) -> Verdict | None:
+    scored = [
+        RunScores(
+            row=job.analyzer,
+            baseline=job.run.data.params.get("analyzer.method", "").startswith("baseline."),
+            seed=job.seed,
+            epochs=job.epochs,
+            means={
+                key.removeprefix(EVALUATION_PREFIX): value
+                for key, value in job.run.data.metrics.items()
+                if key.startswith(EVALUATION_PREFIX)
+            },
+            per_image=job.scores,
+        )
+        for job in jobs
+        if job.scores
+    ]
+    verdict = build_verdict(scored) if scored else None
+    return verdict if verdict is not None and verdict.criteria else None
+
+
+def log_verdict(client: MlflowClient, parent_run_id: str, verdict: Verdict) -> None:
+    """The verdict's means and stds as the parent's metrics, so MLflow charts compare rows."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, value, now, 0)
+        for key, value in parent_metrics(verdict).items()
+        if np.isfinite(value)
+    ]
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(parent_run_id, metrics=metrics[start : start + 1000])
 
 
 def mean_curves(
@@ -285,8 +355,10 @@ def missing_jobs(expected: list[str], runs: list[Run]) -> list[str]:
     ]
 
 
-def log_report(client: MlflowClient, parent_run_id: str, folder: Path) -> None:
+def log_report(client: MlflowClient, parent_run_id: str, folder: Path, report: Report) -> None:
     client.log_artifacts(parent_run_id, str(folder), "comparison")
+    if report.verdict is not None:
+        log_verdict(client, parent_run_id, report.verdict)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
@@ -307,12 +379,14 @@ def hydra_main(cfg: DictConfig) -> None:
             parent = latest_parent(client, cfg.tracking.experiment_name)
         folder = Path(cfg.output_dir) / parent.info.run_id
         report = build_report(client, parent, folder)
-        log_report(client, parent.info.run_id, folder)
+        log_report(client, parent.info.run_id, folder, report)
     except UserError as error:
         log.error("error: %s", error)
         raise SystemExit(2) from None
     if report.table is not None:
         print(readable(report.table).to_string(index=False))
+    if report.verdict is not None:
+        print(f"\n{terminal_table(report.verdict)}")
     log.info(
         "comparison of sweep %s written to %s and logged on its parent run",
         parent.info.run_id,

@@ -150,6 +150,7 @@ class SweepTracker(Callback):
 
         from src.repair import repair
         from src.report import build_report, log_report
+        from src.verdict import terminal_table
 
         client = MlflowClient(self.store.tracking_uri)
         parent = client.get_run(self.parent_run_id)
@@ -165,7 +166,7 @@ class SweepTracker(Callback):
                 )
             folder = Path(self.output_dir) / self.parent_run_id
             report = build_report(client, parent, folder)
-            log_report(client, self.parent_run_id, folder)
+            log_report(client, self.parent_run_id, folder, report)
             missing = report.missing
             expected = int(parent.data.tags["jobs_expected"])
             client.log_metric(self.parent_run_id, "jobs_finished", expected - len(missing))
@@ -174,12 +175,15 @@ class SweepTracker(Callback):
                 self.status = "FINISHED"
             elif interrupted or any(run.info.status == "KILLED" for run in report.runs):
                 self.status = "KILLED"
+            if report.verdict is not None:
+                log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
             summary = f"{expected - len(missing)} of {expected} jobs finished"
             log.info(
                 "sweep %s · parent run %s · comparison in %s", summary, self.parent_run_id, folder
             )
             for job in missing:
                 log.warning("did not finish: %s", job)
+
         finally:
             with signals.held():
                 client.set_terminated(self.parent_run_id, self.status)

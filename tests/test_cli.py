@@ -81,12 +81,18 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
     } <= artifacts
     # Explanation-quality scores on the test images (the synthetic set has 100).
     assert {"eval_aopc", "eval_aopc_random", "eval_aopc_gain", "eval_gini"} <= set(metrics)
-    assert {"eval_randomisation_spearman", "eval_randomisation_spearman_full"} <= set(metrics)
+    assert {"eval_mprt", "eval_mprt_full", "eval_emprt", "eval_random_logit"} <= set(metrics)
+    assert {"eval_blank_fraction", "eval_mprt_blank_fraction_full"} <= set(metrics)
     assert "eval_conservation_error" not in metrics  # only for relevance propagation
     steps = client.get_metric_history(run.info.run_id, "eval_perturbation_accuracy")
     assert [m.step for m in steps] == list(range(16))
-    curve = client.get_metric_history(run.info.run_id, "eval_randomisation_curve")
-    assert [m.step for m in curve] == [1, 2, 3, 4, 5]
+    for name in ("eval_mprt_curve", "eval_mprt_blank_fraction"):
+        curve = client.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in curve] == [1, 2, 3, 4, 5]
+    assert "scores.npz" in artifacts  # per image, for the verdict's paired tests
+    with np.load(client.download_artifacts(run.info.run_id, "scores.npz", str(tmp_path))) as npz:
+        assert {"aopc", "mprt", "random_logit", "gini"} <= set(npz.files)
+        assert all(len(npz[key]) == 100 for key in npz.files)
 
     arrays = np.load(client.download_artifacts(run.info.run_id, "heatmaps.npz", str(tmp_path)))
     assert arrays["heatmaps"].shape == arrays["images"].shape == (10, 28, 28, 1)

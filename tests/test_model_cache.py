@@ -40,7 +40,7 @@ def test_fingerprint_depends_on_what_decides_the_weights_only():
         {**DATASET, "class_names": ["zero"]}, "sha", MODEL, TRAIN, seed=0, threads=2
     )
     assert key == fingerprint(
-        DATASET, "sha", MODEL, {**TRAIN, "reuse": False, "cache_dir": "/x"}, seed=0
+        DATASET, "sha", MODEL, {**TRAIN, "reuse": False, "cache_dir": "/x"}, seed=0, threads=2
     )
     assert key != fingerprint(DATASET, "sha", MODEL, TRAIN, seed=1, threads=2)
     assert key != fingerprint(DATASET, "other data", MODEL, TRAIN, seed=0, threads=2)

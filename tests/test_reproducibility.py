@@ -96,7 +96,7 @@ def test_the_same_config_and_seed_in_two_processes_gives_identical_results(tmp_p
     compared = sorted(key for key in first.data.metrics if not MEASURED.search(key))
     assert compared == sorted(key for key in second.data.metrics if not MEASURED.search(key))
     assert {"train_loss", "val_accuracy", "test_loss", "eval_aopc", "eval_gini"} <= set(compared)
-    assert {"eval_perturbation_accuracy", "eval_randomisation_curve"} <= set(compared)
+    assert {"eval_perturbation_accuracy", "eval_mprt_curve"} <= set(compared)
     assert {"eval_conservation_error"} <= set(compared)  # deep_taylor, the default analyzer
 
     def history(run, key: str) -> list[tuple[int, str]]:

@@ -67,6 +67,12 @@ def test_labels_tell_apart_settings_the_sweep_varied_besides_seed_and_epochs():
         analyzer_label(faster.data.params, [gradient, faster])
         == "gradient (train.learning_rate=0.01)"
     )
+    # A param that is the seed (analyzer.params.seed: ${seed}) is no setting of its own.
+    noise = [
+        fake_run(**{"analyzer.name": "noise", "seed": seed, "analyzer.params.seed": seed})
+        for seed in ("0", "1")
+    ]
+    assert {analyzer_label(run.data.params, noise) for run in noise} == {"noise"}
 
 
 @pytest.mark.slow
@@ -142,7 +148,7 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         assert row.analysis_time_s_mean == pytest.approx(
             np.mean([m["analysis_time_s"] for m in logged])
         )
-        for score in ("eval_aopc", "eval_gini", "eval_randomisation_spearman"):
+        for score in ("eval_aopc", "eval_gini", "eval_mprt"):
             mean = np.mean([m[score] for m in logged])
             assert getattr(row, f"{score}_mean") == pytest.approx(mean)
         assert -1 <= row.stability_spearman_mean <= 1

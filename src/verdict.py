@@ -1,0 +1,312 @@
+"""The verdict of a sweep: per criterion, each analyzer's score over seeds, whether it beats each
+baseline the sweep ran, and the best one marked.
+
+- **Mean and 95% interval over seeds**: the runs' ``eval_<score>`` (each a mean over the scored
+  images), Student's t interval ``mean ± t(0.975, n-1) · sd / sqrt(n)`` (none with one seed).
+- **Beats a baseline**: a paired test over images: for every seed, image i of the analyzer's
+  run is paired with image i of the baseline's run of the same seed and training length (the
+  same test image, the same trained model); the one-sided Wilcoxon signed-rank test (scipy)
+  over all pairs, in the score's better direction, at p < 0.05 without correction for the
+  several comparisons. Pairs where either score is undefined (eMPRT of a blank map) are left
+  out, and counted in ``verdict.md``.
+- **Best**: the analyzer (not a baseline) with the best mean per criterion and training length.
+
+Pure pandas/scipy on values read from the store: no TensorFlow, no MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str  # what it judges
+    score: str  # the run's metric is eval_<score>; scores.npz holds it per image
+    higher_is_better: bool
+    short: str  # column heading in the terminal
+
+
+# The verdict's criteria, in the order they are shown.
+CRITERIA = (
+    Criterion("faithfulness (MoRF AOPC)", "aopc", True, "AOPC"),
+    Criterion("randomisation (MPRT, mean over layers)", "mprt", False, "MPRT"),
+    Criterion("randomisation (eMPRT)", "emprt", True, "eMPRT"),
+    Criterion("random logit (SSIM)", "random_logit", False, "rlogit"),
+    Criterion("complexity (Gini)", "gini", True, "Gini"),
+)
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """What the verdict needs of one finished run."""
+
+    row: str  # the analyzer's label (name plus any other setting the sweep varied)
+    baseline: bool
+    seed: int
+    epochs: int
+    means: Mapping[str, float]  # score -> the run's eval_<score>
+    per_image: Mapping[str, np.ndarray]  # score -> one value per scored image
+
+
+@dataclass
+class Cell:
+    mean: float
+    std: float  # over seeds
+    half_width: float  # of the 95% t interval; nan with one seed
+    n_seeds: int
+    beats: dict[str, bool] = field(default_factory=dict)  # baseline row -> significantly better
+    p_values: dict[str, float] = field(default_factory=dict)
+    pairs_dropped: dict[str, int] = field(default_factory=dict)  # undefined pairs left out
+    best: bool = False
+
+
+@dataclass
+class Verdict:
+    rows: list[tuple[str, int]]  # (label, epochs), analyzers first, then baselines
+    baselines: list[str]
+    criteria: list[Criterion]
+    cells: dict[tuple[str, int, str], Cell]  # (label, epochs, score) -> cell
+    several_epochs: bool
+
+    def name(self, label: str, epochs: int) -> str:
+        return f"{label} {epochs}ep" if self.several_epochs else label
+
+
+def interval_half_width(values: Sequence[float]) -> float:
+    """Half the width of the 95% Student t interval of the mean; nan for fewer than 2 values."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float("nan")
+    return float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def paired_test(
+    better: np.ndarray, baseline: np.ndarray, higher_is_better: bool
+) -> tuple[float, int]:
+    """One-sided Wilcoxon signed-rank p-value that ``better`` beats ``baseline`` pair by pair,
+    and how many pairs were left out as undefined (nan in either). No difference at all: 1."""
+    from scipy.stats import wilcoxon
+
+    better, baseline = np.asarray(better, float), np.asarray(baseline, float)
+    defined = ~(np.isnan(better) | np.isnan(baseline))
+    difference = (better - baseline)[defined]
+    if not higher_is_better:
+        difference = -difference
+    if not np.any(difference != 0):
+        return 1.0, int((~defined).sum())
+    return float(wilcoxon(difference, alternative="greater").pvalue), int((~defined).sum())
+
+
+def build_verdict(runs: Sequence[RunScores], criteria: Sequence[Criterion] = CRITERIA) -> Verdict:
+    groups: dict[tuple[str, int], list[RunScores]] = {}
+    for run in runs:
+        groups.setdefault((run.row, run.epochs), []).append(run)
+    is_baseline = {run.row: run.baseline for run in runs}
+    criteria = [c for c in criteria if any(c.score in run.means for run in runs)]
+    rows = sorted(groups, key=lambda key: (is_baseline[key[0]], key[1], key[0]))
+    baselines = sorted({row for row, _ in rows if is_baseline[row]})
+    cells: dict[tuple[str, int, str], Cell] = {}
+    for (label, epochs), group in groups.items():
+        for criterion in criteria:
+            values = [run.means[criterion.score] for run in group if criterion.score in run.means]
+            if not values:
+                continue
+            cell = Cell(
+                mean=float(np.mean(values)),
+                std=float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+                half_width=interval_half_width(values),
+                n_seeds=len(values),
+            )
+            cells[label, epochs, criterion.score] = cell
+            for baseline in baselines:
+                if baseline == label or (baseline, epochs) not in groups:
+                    continue
+                ours, theirs = _paired(group, groups[baseline, epochs], criterion.score)
+                if len(ours):
+                    p, dropped = paired_test(ours, theirs, criterion.higher_is_better)
+                    cell.p_values[baseline] = p
+                    cell.beats[baseline] = p < ALPHA
+                    cell.pairs_dropped[baseline] = dropped
+    for criterion in criteria:
+        for epochs in {epochs for _, epochs in rows}:
+            candidates = [
+                cells[label, e, criterion.score]
+                for label, e in rows
+                if e == epochs and not is_baseline[label] and (label, e, criterion.score) in cells
+            ]
+            if candidates:
+                pick = max if criterion.higher_is_better else min
+                best = pick(cell.mean for cell in candidates)
+                for cell in candidates:
+                    cell.best = cell.mean == best
+    return Verdict(
+        rows=rows,
+        baselines=baselines,
+        criteria=list(criteria),
+        cells=cells,
+        several_epochs=len({epochs for _, epochs in rows}) > 1,
+    )
+
+
+def _paired(
+    ours: Sequence[RunScores], theirs: Sequence[RunScores], score: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image scores of the runs of both rows that share a seed, image by image."""
+    by_seed = {run.seed: run for run in theirs}
+    first, second = [], []
+    for run in ours:
+        other = by_seed.get(run.seed)
+        if other is None or score not in run.per_image or score not in other.per_image:
+            continue
+        count = min(len(run.per_image[score]), len(other.per_image[score]))
+        first.append(run.per_image[score][:count])
+        second.append(other.per_image[score][:count])
+    if not first:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(first), np.concatenate(second)
+
+
+def letters(baselines: Sequence[str]) -> dict[str, str]:
+    """One letter per baseline for the terminal: its first letter not taken yet."""
+    taken: dict[str, str] = {}
+    for baseline in baselines:
+        candidates = [c for c in baseline.lower() if c.isalpha() and c not in taken.values()]
+        taken[baseline] = candidates[0] if candidates else "?"
+    return taken
+
+
+def _cell_text(cell: Cell | None, marks: Mapping[str, str]) -> str:
+    if cell is None:
+        return "–"
+    text = f"{cell.mean:.3f}"
+    if not math.isnan(cell.half_width):
+        text += f"±{cell.half_width:.3f}"
+    beaten = "".join(
+        (letter if cell.beats[baseline] else ".")
+        for baseline, letter in marks.items()
+        if baseline in cell.beats
+    )
+    return f"{text}{'*' if cell.best else ' '}{beaten}"
+
+
+def terminal_table(verdict: Verdict, width: int = 100) -> str:
+    """The verdict as a plain-text table of at most ``width`` columns, with a legend."""
+    marks = letters(verdict.baselines)
+    names = [verdict.name(label, epochs) for label, epochs in verdict.rows]
+    texts = [
+        [_cell_text(verdict.cells.get((label, epochs, c.score)), marks) for c in verdict.criteria]
+        for label, epochs in verdict.rows
+    ]
+    headings = [f"{c.short} {'↑' if c.higher_is_better else '↓'}" for c in verdict.criteria]
+    widths = [max([len(h)] + [len(row[i]) for row in texts]) for i, h in enumerate(headings)]
+    budget = width - sum(w + 1 for w in widths)
+    name_width = max(8, min(max(len(name) for name in [*names, "analyzer"]), budget))
+
+    def line(first: str, cells: Sequence[str]) -> str:
+        first = first if len(first) <= name_width else first[: name_width - 1] + "…"
+        return " ".join(
+            [f"{first:<{name_width}}", *(f"{t:>{w}}" for t, w in zip(cells, widths, strict=True))]
+        )
+
+    lines = [line("analyzer", headings)]
+    for (label, _), name, row in zip(verdict.rows, names, texts, strict=True):
+        if label in verdict.baselines and not any(set(text) == {"-"} for text in lines):
+            lines.append("-" * len(lines[0]))
+        lines.append(line(name, row))
+    lines.extend(legend(verdict, marks, width))
+    return "\n".join(lines)
+
+
+def legend(verdict: Verdict, marks: Mapping[str, str], width: int = 100) -> list[str]:
+    """The legend's items, packed into lines of at most ``width``; no item is split."""
+    items = ["mean±95% t interval over seeds", "* best analyzer", "↑/↓ better"]
+    if marks:
+        items += [f"{letter} = beats {baseline}" for baseline, letter in marks.items()]
+        items.append(f". = does not (paired Wilcoxon over images × seeds, p < {ALPHA})")
+    lines = [""]
+    for item in items:
+        joined = f"{lines[-1]}; {item}" if lines[-1] else item
+        if len(joined) <= width or not lines[-1]:
+            lines[-1] = joined
+        else:
+            lines.append(item)
+    return lines
+
+
+def markdown(verdict: Verdict, title: str) -> str:
+    """``verdict.md``: the table with p-values, the protocol, and what a number means."""
+    lines = [f"# Verdict: {title}", ""]
+    header = [
+        "analyzer",
+        *(
+            f"{c.short} ({'higher' if c.higher_is_better else 'lower'} is better)"
+            for c in verdict.criteria
+        ),
+    ]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, epochs in verdict.rows:
+        cells = []
+        for criterion in verdict.criteria:
+            cell = verdict.cells.get((label, epochs, criterion.score))
+            if cell is None:
+                cells.append("–")
+                continue
+            text = f"{cell.mean:.3f}"
+            if not math.isnan(cell.half_width):
+                text += f" ± {cell.half_width:.3f}"
+            if cell.best:
+                text = f"**{text}**"
+            tests = [
+                f"{'beats' if cell.beats[b] else 'not'} {b} (p={cell.p_values[b]:.2g}"
+                + (
+                    f", {cell.pairs_dropped[b]} undefined pairs left out"
+                    if cell.pairs_dropped[b]
+                    else ""
+                )
+                + ")"
+                for b in verdict.baselines
+                if b in cell.beats
+            ]
+            cells.append("<br>".join([text, *tests]))
+        name = verdict.name(label, epochs)
+        if label in verdict.baselines:
+            name += " (baseline)"
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    lines += ["", *(f"- {c.short}: {c.name}" for c in verdict.criteria), ""]
+    lines.append(
+        "Mean over seeds ± the half-width of the 95% Student t interval (n seeds); bold: the "
+        "best analyzer per criterion. 'beats B': a one-sided Wilcoxon signed-rank test over "
+        "the per-image scores paired by test image and seed, in the criterion's better "
+        f"direction, p < {ALPHA}, not corrected for the number of comparisons. Baselines "
+        "explain nothing about the model: `input` and `edge` ignore it, so a randomisation "
+        "test calls them unchanged (MPRT 1, eMPRT 0); a fresh `noise` map changes completely "
+        "(MPRT ≈ 0) although it explains nothing. A score is evidence only where it beats "
+        "the baselines."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def metric_name(text: str) -> str:
+    """MLflow metric names allow letters, digits, and ``_ - . / :`` and spaces."""
+    return re.sub(r"[^A-Za-z0-9_\-./: ]", "_", text)
+
+
+def parent_metrics(verdict: Verdict) -> dict[str, float]:
+    """``<row>/<score>`` (the mean over seeds) and ``<row>/<score>_std``, for MLflow's charts."""
+    metrics = {}
+    for (label, epochs, score), cell in verdict.cells.items():
+        row = metric_name(verdict.name(label, epochs))
+        metrics[f"{row}/{score}"] = cell.mean
+        if not math.isnan(cell.std):
+            metrics[f"{row}/{score}_std"] = cell.std
+    return metrics

@@ -1,0 +1,146 @@
+"""The verdict on hand-made scores: intervals, paired tests against baselines, the best, the
+terminal table's width and the parent's metric names."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from src.verdict import (
+    Criterion,
+    RunScores,
+    build_verdict,
+    interval_half_width,
+    markdown,
+    metric_name,
+    paired_test,
+    parent_metrics,
+    terminal_table,
+)
+
+AOPC = Criterion("faithfulness", "aopc", True, "AOPC")
+MPRT = Criterion("randomisation", "mprt", False, "MPRT")
+
+
+def run(row, seed, aopc, mprt, baseline=False, epochs=5):
+    aopc, mprt = np.asarray(aopc, float), np.asarray(mprt, float)
+    return RunScores(
+        row=row,
+        baseline=baseline,
+        seed=seed,
+        epochs=epochs,
+        means={"aopc": float(np.nanmean(aopc)), "mprt": float(np.nanmean(mprt))},
+        per_image={"aopc": aopc, "mprt": mprt},
+    )
+
+
+def test_interval_by_hand():
+    # values 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653 -> 4.302653 / sqrt(3) = 2.484138
+    assert interval_half_width([1.0, 2.0, 3.0]) == pytest.approx(4.302653 / math.sqrt(3), 1e-6)
+    assert math.isnan(interval_half_width([1.0]))
+
+
+def test_paired_test_by_hand():
+    # Differences 1, 2, 3, 4, 5, 6 all positive: the signed-rank statistic is the maximum, 21,
+    # whose exact one-sided p is 1 / 2**6 = 0.015625.
+    better = np.arange(1.0, 7.0)
+    p, dropped = paired_test(better, np.zeros(6), higher_is_better=True)
+    assert p == pytest.approx(1 / 64) and dropped == 0
+    # The same pairs where lower is better: the analyzer is worse everywhere, p = 1 - 0 = 1.
+    assert paired_test(better, np.zeros(6), higher_is_better=False)[0] == pytest.approx(1.0)
+    # Undefined pairs are left out and counted; no difference at all is p = 1.
+    p, dropped = paired_test(np.array([1.0, np.nan, 2.0]), np.array([0.0, 0.0, np.nan]), True)
+    assert dropped == 2
+    assert paired_test(np.ones(4), np.ones(4), True) == (1.0, 0)
+
+
+def test_verdict_means_intervals_beats_and_best():
+    images = 8
+    runs = [
+        # good: AOPC 0.6.. / 0.8.. over two seeds, every image above the baseline's 0.1 by a
+        # different amount (no ties: scipy's exact test)
+        run("good", 0, 0.6 + 0.01 * np.arange(images), np.full(images, 0.2)),
+        run("good", 1, 0.8 + 0.01 * np.arange(images), np.full(images, 0.4)),
+        # meh: no better than the baseline on AOPC, lower (better) MPRT than good
+        run("meh", 0, np.full(images, 0.1), np.full(images, 0.1)),
+        run("meh", 1, np.full(images, 0.1), np.full(images, 0.1)),
+        run("noise", 0, np.full(images, 0.1), np.full(images, 0.5), baseline=True),
+        run("noise", 1, np.full(images, 0.1), np.full(images, 0.5), baseline=True),
+    ]
+    verdict = build_verdict(runs, [AOPC, MPRT])
+    assert verdict.rows == [("good", 5), ("meh", 5), ("noise", 5)]  # baselines last
+    assert verdict.baselines == ["noise"]
+    good = verdict.cells["good", 5, "aopc"]
+    # per-seed means 0.635 and 0.835: mean 0.735, sd sqrt(0.02)
+    assert good.mean == pytest.approx(0.735) and good.std == pytest.approx(math.sqrt(0.02))
+    assert good.half_width == pytest.approx(12.706205 * 0.1, 1e-6)  # t(0.975, 1) sd / sqrt(2)
+    assert good.n_seeds == 2 and good.best
+    # 16 pairs (8 images x 2 seeds), all better: p = 1 / 2**16, one-sided exact.
+    assert good.beats == {"noise": True}
+    assert good.p_values["noise"] == pytest.approx(2.0**-16)
+    assert verdict.cells["meh", 5, "aopc"].beats == {"noise": False}  # equal everywhere
+    # MPRT: lower is better; meh (0.1) is best, both beat noise's 0.5.
+    assert verdict.cells["meh", 5, "mprt"].best and not verdict.cells["good", 5, "mprt"].best
+    assert verdict.cells["good", 5, "mprt"].beats == {"noise": True}
+    # A baseline is never "best", and is not tested against itself.
+    assert not verdict.cells["noise", 5, "aopc"].best
+    assert verdict.cells["noise", 5, "aopc"].beats == {}
+
+
+def test_pairs_are_made_per_seed_and_image():
+    # Per seed, the analyzer beats the baseline only if image i is compared with image i of
+    # the same seed: seed 0's maps are good on image 0, seed 1's on image 1, and so is the
+    # baseline's; paired properly, every difference is 0.
+    runs = [
+        run("a", 0, [1.0, 0.0], [0.0, 0.0]),
+        run("a", 1, [0.0, 1.0], [0.0, 0.0]),
+        run("b", 0, [1.0, 0.0], [0.0, 0.0], baseline=True),
+        run("b", 1, [0.0, 1.0], [0.0, 0.0], baseline=True),
+    ]
+    cell = build_verdict(runs, [AOPC]).cells["a", 5, "aopc"]
+    assert cell.p_values["b"] == 1.0 and not cell.beats["b"]
+
+
+def test_several_training_lengths_are_rows_of_their_own_and_best_is_per_length():
+    runs = [run("a", 0, [0.5], [0.5], epochs=1), run("a", 0, [0.9], [0.5], epochs=3)]
+    runs += [run("b", 0, [0.7], [0.5], epochs=1), run("b", 0, [0.8], [0.5], epochs=3)]
+    verdict = build_verdict(runs, [AOPC])
+    assert verdict.name("a", 3) == "a 3ep"
+    assert verdict.cells["b", 1, "aopc"].best and verdict.cells["a", 3, "aopc"].best
+    assert not verdict.cells["a", 1, "aopc"].best
+
+
+def test_terminal_table_fits_100_columns_and_marks_what_it_says():
+    long = "lrp_epsilon (analyzer.params.epsilon=0.01, train.learning_rate=0.001)"
+    runs = []
+    for seed in (0, 1, 2):
+        runs += [run(long, seed, np.full(5, 0.5 + seed / 10), np.full(5, 0.3))]
+        runs += [run("gradient", seed, np.full(5, 0.4), np.full(5, 0.2))]
+        for baseline in ("noise", "input", "edge"):
+            runs += [run(baseline, seed, np.full(5, 0.1), np.full(5, 0.9), baseline=True)]
+    table = terminal_table(build_verdict(runs, [AOPC, MPRT]))
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[0].split()[:3] == ["analyzer", "AOPC", "↑"]
+    gradient = next(line for line in lines if line.startswith("gradient"))
+    assert "0.400±0.000 ein" in gradient  # beats all three baselines on AOPC, not the best
+    assert "0.200±0.000*ein" in gradient  # the best MPRT, and beats all three
+    assert any(set(line) == {"-"} for line in lines)  # baselines below a rule
+    assert "e = beats edge" in table and "n = beats noise" in table
+
+
+def test_markdown_and_parent_metrics():
+    runs = [run("lrp (eps=0.1)", s, [0.5, 0.6], [0.2, 0.3]) for s in (0, 1)]
+    runs += [run("noise", s, [0.1, 0.1], [0.0, 0.0], baseline=True) for s in (0, 1)]
+    verdict = build_verdict(runs, [AOPC, MPRT])
+    text = markdown(verdict, "sweep · analyzer=lrp,noise")
+    assert "| noise (baseline) |" in text
+    # 2 images x 2 seeds: the smallest one-sided p is 1/16 > 0.05, so not significant.
+    assert "**0.550 ± 0.000**<br>not noise (p=0.062)" in text
+    metrics = parent_metrics(verdict)
+    assert metrics["lrp _eps_0.1_/aopc"] == pytest.approx(0.55)
+    assert metrics["lrp _eps_0.1_/aopc_std"] == pytest.approx(0.0)
+    assert "noise/mprt" in metrics
+    assert metric_name("a (b=1), c·d") == "a _b_1__ c_d"
