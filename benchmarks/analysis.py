@@ -60,6 +60,9 @@ def throughput(data: Dataset, cfg_for, model, n_images: int, reps: int, analyzer
         batch = analysis_batch(cfg, cfg.evaluate.batch_size)
         project = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
         method, params = cfg.analyzer.method, dict(cfg.analyzer.params)
+        # The bare script runs iNNvestigate's own SmoothGrad, which takes no seed (and ignores
+        # noise_scale): the same work per image as the project's adapter.
+        params.pop("seed", None)
         bare = inn.create_analyzer(method, inn.model_wo_softmax(model), **params)
         bare.create_analyzer_model()
 
