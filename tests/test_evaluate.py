@@ -305,3 +305,60 @@ def test_alpha_beta_blowup_is_measured_and_warned_about(trained):
         )
         assert evaluation.scores["relevance_blowup_share"] == pytest.approx(over / 20)
         assert bool(evaluation.warnings) == warned
+
+
+def test_emprt_agrees_with_quantus_given_the_same_randomised_network(trained, monkeypatch):
+    """Quantus's EfficientMPRT (skip_layers=True: only the fully randomised network counts),
+    handed a copy of the model that the project randomises, against the project's eMPRT."""
+    from src.evaluate import _quantus
+    from src.metrics import emprt
+
+    quantus = _quantus()
+    cfg, data, model = trained
+    images, labels = data.test_images[:16], data.test_labels[:16]
+    keras = tensorflow().keras
+    # Quantus explains "the original" only after its generator's first step, so the
+    # randomised network must be a copy (as Quantus's own wrapper makes one).
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    explainers = {
+        id(network): Explainer(
+            create_analyzer(innvestigate().model_wo_softmax(network), "gradient", {}, "true_label"),
+            "true_label",
+        )
+        for network in (model, copy)
+    }
+
+    def explain(network, images, classes):
+        return explainers[id(network)].explain(images, np.asarray(classes), 16).heatmaps
+
+    original = explain(model, images, labels)
+    for _ in cascade(copy, 9):
+        fully_randomised = explain(copy, images, labels)  # after the last step: every layer new
+    ours = emprt(original, fully_randomised)
+
+    def randomised(self, order="bottom_up", seed=42):
+        for name in cascade(copy, 9):
+            yield name, copy
+
+    wrapper = quantus.helpers.model.tf_model.TensorFlowModel
+    monkeypatch.setattr(wrapper, "get_random_layer_generator", randomised)
+    # Quantus 0.6's EfficientMPRT predicts on its channels-first copy of the images, which a
+    # channels-last Keras model refuses; the predictions only feed its optional extra scores.
+    monkeypatch.setattr(
+        wrapper, "predict", lambda self, x, **_: self.model.predict(np.moveaxis(x, 1, -1))
+    )
+
+    def explain_func(model, inputs, targets, **_):
+        nhwc = np.moveaxis(inputs, 1, -1) if inputs.shape[1] == 1 else inputs
+        return explain(model, nhwc, targets)
+
+    theirs = quantus.EfficientMPRT(complexity_func_kwargs={"n_bins": 100}, disable_warnings=True)(
+        model=model,
+        x_batch=images,
+        y_batch=labels,
+        a_batch=original,
+        explain_func=explain_func,
+        channel_first=False,
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)

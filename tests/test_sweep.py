@@ -127,6 +127,7 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         "quality_curves.png",
         "table.csv",
         "table.html",
+        "verdict.md",
     }
     expected.add("missing.txt")
     assert artifacts == {f"comparison/{name}" for name in expected}
@@ -134,6 +135,7 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         client.download_artifacts(parent.info.run_id, "comparison/table.csv", str(tmp_path))
     )
     assert sorted(table["analyzer"]) == ["gradient", "input_t_gradient"]
+    parent_metrics = client.get_run(parent.info.run_id).data.metrics
     for row in table.itertuples():
         logged = [
             kid.data.metrics for kid in kids if kid.data.params["analyzer.name"] == row.analyzer
@@ -152,7 +154,20 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
             mean = np.mean([m[score] for m in logged])
             assert getattr(row, f"{score}_mean") == pytest.approx(mean)
         assert -1 <= row.stability_spearman_mean <= 1
+        # The verdict's metrics on the parent: the mean and std over seeds, per analyzer.
+        for score in ("aopc", "mprt", "emprt", "random_logit", "gini"):
+            values = [m[f"eval_{score}"] for m in logged]
+            assert parent_metrics[f"{row.analyzer}/{score}"] == pytest.approx(np.mean(values))
+            assert parent_metrics[f"{row.analyzer}/{score}_std"] == pytest.approx(
+                np.std(values, ddof=1)
+            )
     assert (tmp_path / "reports" / parent.info.run_id / "grid.png").is_file()
+    # The verdict is printed before the sweep's last line, and written on the parent.
+    verdict = result.stderr[result.stderr.index("verdict (") :]
+    assert re.search(r"^analyzer +AOPC ↑ +MPRT ↓ +eMPRT ↑ +rlogit ↓ +Gini ↑$", verdict, re.M)
+    assert re.search(r"^gradient +\d\.\d{3}±\d\.\d{3}", verdict, re.M)
+    assert "sweep 4 of 4 jobs finished" in verdict.splitlines()[-1]
+    assert "| gradient |" in (tmp_path / "reports" / parent.info.run_id / "verdict.md").read_text()
 
     # `python -m src.report` rebuilds the same table from the store alone.
     rebuilt = run_module(
@@ -162,6 +177,7 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         f"paths.report_dir={tmp_path / 'again'}",
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert re.search(r"^input_t_gradient +\d\.\d{3}±", rebuilt.stdout, re.M)  # the verdict
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "again" / parent.info.run_id / "table.csv"), table
     )
