@@ -294,6 +294,7 @@ def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
                 evaluation.randomisation_examples,
                 title,
                 cfg.analyzer.display,
+                evaluation.blank_curve,
             ),
             "figures/randomisation.png",
         )

@@ -192,21 +192,27 @@ def randomisation_figure(
     examples: Sequence[np.ndarray],
     title: str,
     display: str = "signed",
+    blank_shares: np.ndarray | None = None,
 ):
-    """Left: Spearman correlation with the original heatmaps as layers are re-initialised
-    from the top. Right: a few images' heatmaps at each step (columns), original first."""
+    """Left: MPRT's similarity with the original heatmaps as layers are re-initialised from
+    the top, and the share of maps gone blank (counted as changed). Right: a few images'
+    heatmaps at each step (columns), original first."""
     rows, columns = len(examples[0]), len(examples)
     figure = _figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
     grid = figure.add_gridspec(rows, columns + 3)
     curve_axis = figure.add_subplot(grid[:, :3])
-    curve_axis.plot(range(1, len(correlations) + 1), correlations, marker="o")
+    steps = range(1, len(correlations) + 1)
+    curve_axis.plot(steps, correlations, marker="o", label="similarity (Spearman, blank = 0)")
+    if blank_shares is not None:
+        curve_axis.plot(steps, blank_shares, marker="x", linestyle="--", label="share blank")
+        curve_axis.legend(fontsize=7, loc="lower left")
     curve_axis.set_xticks(
         range(1, len(layers) + 1), [f"…{name}" for name in layers], rotation=45, fontsize=7
     )
     curve_axis.set_ylim(-0.2, 1.05)
     curve_axis.axhline(0, color="gray", linewidth=0.5)
     curve_axis.set_xlabel("re-initialised down to")
-    curve_axis.set_ylabel("Spearman with original |heatmap|")
+    curve_axis.set_ylabel("MPRT: similarity with original |heatmap|")
     for column, heatmaps in enumerate(examples):
         maps = normalise(heatmaps, display)
         for row in range(rows):
