@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 ALPHA = 0.05
+TIE = 1e-12  # per-image score differences smaller than this are ties
+# Above this share of maps gone blank under randomisation, the verdict says so: MPRT counts a
+# blank map as completely changed, which is what makes such an analyzer look best there.
+BLANK_NOTE = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Verdict:
     criteria: list[Criterion]
     cells: dict[tuple[str, int, str], Cell]  # (label, epochs, score) -> cell
     several_epochs: bool
+    notes: list[str] = field(default_factory=list)  # lines printed under the table
 
     def name(self, label: str, epochs: int) -> str:
         return f"{label} {epochs}ep" if self.several_epochs else label
@@ -100,6 +106,8 @@ def paired_test(
     better, baseline = np.asarray(better, float), np.asarray(baseline, float)
     defined = ~(np.isnan(better) | np.isnan(baseline))
     difference = (better - baseline)[defined]
+    # Rounding is no difference (scipy's Spearman of a map with itself is 1 - 1e-16 at times).
+    difference[np.abs(difference) < TIE] = 0.0
     if not higher_is_better:
         difference = -difference
     if not np.any(difference != 0):
@@ -149,13 +157,25 @@ def build_verdict(runs: Sequence[RunScores], criteria: Sequence[Criterion] = CRI
                 best = pick(cell.mean for cell in candidates)
                 for cell in candidates:
                     cell.best = cell.mean == best
-    return Verdict(
+    verdict = Verdict(
         rows=rows,
         baselines=baselines,
         criteria=list(criteria),
         cells=cells,
         several_epochs=len({epochs for _, epochs in rows}) > 1,
     )
+    for label, epochs in rows:
+        shares = [
+            run.means["mprt_blank_fraction_full"]
+            for run in groups[label, epochs]
+            if "mprt_blank_fraction_full" in run.means
+        ]
+        if shares and np.mean(shares) > BLANK_NOTE:
+            verdict.notes.append(
+                f"{verdict.name(label, epochs)}: {np.mean(shares):.0%} of its maps are blank once "
+                "every layer is randomised; MPRT counts them as completely changed"
+            )
+    return verdict
 
 
 def _paired(
@@ -224,6 +244,8 @@ def terminal_table(verdict: Verdict, width: int = 100) -> str:
             lines.append("-" * len(lines[0]))
         lines.append(line(name, row))
     lines.extend(legend(verdict, marks, width))
+    for note in verdict.notes:
+        lines.extend(textwrap.wrap(f"note: {note}", width=width, subsequent_indent="  "))
     return "\n".join(lines)
 
 
@@ -283,6 +305,7 @@ def markdown(verdict: Verdict, title: str) -> str:
             name += " (baseline)"
         lines.append("| " + " | ".join([name, *cells]) + " |")
     lines += ["", *(f"- {c.short}: {c.name}" for c in verdict.criteria), ""]
+    lines += [*(f"Note: {note}." for note in verdict.notes), ""] if verdict.notes else []
     lines.append(
         "Mean over seeds ± the half-width of the 95% Student t interval (n seeds); bold: the "
         "best analyzer per criterion. 'beats B': a one-sided Wilcoxon signed-rank test over "

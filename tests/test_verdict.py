@@ -144,3 +144,22 @@ def test_markdown_and_parent_metrics():
     assert metrics["lrp _eps_0.1_/aopc_std"] == pytest.approx(0.0)
     assert "noise/mprt" in metrics
     assert metric_name("a (b=1), c·d") == "a _b_1__ c_d"
+
+
+def test_rounding_is_no_difference_and_blank_maps_get_a_note():
+    # Two baselines that never change (MPRT 1, up to rounding): not different.
+    assert paired_test(np.ones(5), np.ones(5) - 1e-16, higher_is_better=False)[0] == 1.0
+    blanking = run("deep_taylor", 0, [0.5], [0.0])
+    blanking.means["mprt_blank_fraction_full"] = 0.5
+    kept = run("gradient", 0, [0.5], [0.5])
+    kept.means["mprt_blank_fraction_full"] = 0.05
+    verdict = build_verdict([blanking, kept], [AOPC, MPRT])
+    assert verdict.notes == [
+        "deep_taylor: 50% of its maps are blank once every layer is randomised; "
+        "MPRT counts them as completely changed"
+    ]
+    table = terminal_table(verdict, width=60).splitlines()
+    first = next(i for i, line in enumerate(table) if line.startswith("note: "))
+    assert table[first].startswith("note: deep_taylor: 50%")
+    assert len(table) - first > 1 and all(line.startswith("  ") for line in table[first + 1 :])
+    assert max(len(line) for line in table) <= 60
