@@ -15,12 +15,11 @@ import time
 
 import numpy as np
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
 
 from src.data import Dataset, load_dataset
 from src.experiment import analysis_batch, analyzer_for, build_model, train_model
 from src.explain import Explainer
-from src.model import build_cnn
 from src.paths import CONFIG_DIR, register_resolvers
 from src.tf_runtime import innvestigate, reset, tensorflow
 from src.training import compile_model
@@ -111,9 +110,9 @@ def _fixed_batch(cfg, batch: int):
     """The config's model in a fresh graph with a fixed batch size: the profiler counts only
     ops whose shapes are fully known."""
     reset(0)
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    spec.pop("name")
-    return build_cnn(**spec, batch_size=batch)
+    return instantiate(
+        cfg.model, input_shape=(28, 28, 1), num_classes=10, batch_size=batch, _convert_="all"
+    )
 
 
 def flop_counts(cfg, cfg_for, analyzers) -> dict:
@@ -191,7 +190,7 @@ def main() -> None:
     # First, on fresh graphs: after the trained model's analyzers, iNNvestigate's gradient
     # layers no longer build at a fixed batch size in this process.
     flops = flop_counts(cfg, configs.get, analyzers)
-    model = build_model(cfg)
+    model = build_model(cfg, data.input_shape, data.num_classes)
     train_model(cfg, data, model)
     result = {
         "n_images": min(args.n_images, len(data.test_images)),

@@ -10,25 +10,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.data import IMAGE_SIZE
+from src.errors import Terminated, UserError
 from src.paths import CONFIG_DIR
+
+__all__ = ["Terminated", "UserError"]  # re-exported: the command line's errors
 
 DATASETS = ("mnist", "fashion_mnist", "digits")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
 NEURON_SELECTIONS = ("predicted", "true_label")
 DISPLAYS = ("signed", "absolute")
-IMAGE_SIZE = 28  # every dataset's images are 28x28 (src/data.py)
 ANALYZER_COUNTS = ("augment_by_n", "steps")  # SmoothGrad's samples, Integrated Gradients' steps
 MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 PERTURBATIONS = ("gaussian", "zeros", "mean", "invert")  # innvestigate.tools.perturbate's
-
-
-class UserError(Exception):
-    """A problem with what the user asked for; printed as one line, without a traceback."""
-
-
-class Terminated(BaseException):
-    """Raised in the main thread when the process gets SIGTERM, so runs can end KILLED; like
-    KeyboardInterrupt, not an Exception, so no ``except Exception`` swallows it."""
 
 
 def group_options(group: str) -> list[str]:
@@ -250,12 +244,23 @@ def validate(cfg: DictConfig) -> None:
     seed = cfg.seed
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    for index in range(len(cfg.model.conv_layers)):
+    validate_model(cfg)
+
+
+def validate_model(cfg: DictConfig) -> None:
+    """The model config's keys reach its builder (:func:`src.model.check_model_config`), and
+    the built-in builders' sizes are positive."""
+    from src.model import check_model_config
+
+    check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    for index in range(len(cfg.model.get("conv_layers") or [])):
         _positive_int(cfg, f"model.conv_layers.{index}.filters")
         _positive_int(cfg, f"model.conv_layers.{index}.kernel_size")
         _optional_positive_int(cfg, f"model.conv_layers.{index}.pool")
-    for index in range(len(cfg.model.dense_units)):
-        _positive_int(cfg, f"model.dense_units.{index}")
+        _optional_positive_int(cfg, f"model.conv_layers.{index}.stride")
+    for key in ("dense_units", "hidden_units"):
+        for index in range(len(cfg.model.get(key) or [])):
+            _positive_int(cfg, f"model.{key}.{index}")
 
 
 def validate_analyzer_method(method: str, known: Iterable[str]) -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.config import IMAGE_SIZE, UserError
+from src.errors import UserError
 
+IMAGE_SIZE = 28  # the built-in datasets' images are 28x28
 NUM_CLASSES = 10
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -60,6 +61,12 @@ class Dataset:
     source: str
     checksum: str  # sha256 over the raw arrays as loaded, before any subsetting
     files: tuple[DataFile, ...] = ()  # the files the arrays were read from, with their sha256
+    num_classes: int = NUM_CLASSES  # the model's outputs; labels are 0..num_classes - 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One image's shape, (height, width, channels): what a model takes."""
+        return tuple(int(n) for n in self.train_images.shape[1:])
 
 
 def load_dataset(

@@ -6,19 +6,31 @@ import functools
 import logging
 import os
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src import tracking
-from src.config import UserError, validate
+from src.config import group_options, validate
 from src.data import Dataset, load_dataset
-from src.explain import Explainer, Explanation, create_analyzer, images_per_batch, select_images
+from src.errors import UserError
+from src.explain import (
+    Explainer,
+    Explanation,
+    NotExplainable,
+    create_analyzer,
+    images_per_batch,
+    select_images,
+)
+from src.paths import CONFIG_DIR
 from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
-from src.model import build_cnn
+from src.model import check_model_config
 from src.model_cache import ModelCache, entry_key, fingerprint
 from src.sweep import PARENT_RUN_ENV, SWEEP_ID_ENV
 from src.tf_runtime import innvestigate, intra_op_threads, reset
@@ -66,15 +78,19 @@ def _load_data(
     return data
 
 
-def build_model(cfg: DictConfig):
-    """A fresh graph, seeded, with the compiled model; bad architectures fail as UserError."""
+def build_model(cfg: DictConfig, input_shape: Sequence[int], num_classes: int):
+    """A fresh graph, seeded, with the model of ``cfg.model`` (Hydra's ``instantiate`` of its
+    ``_target_``) for the data's input shape and class count, compiled; bad architectures fail
+    as UserError."""
     reset(cfg.seed)
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    spec.pop("name")
+    check_model_config(OmegaConf.to_container(cfg.model, resolve=True))
     try:
-        model = build_cnn(**spec)
-    except ValueError as error:
-        reason = " ".join(str(error).split())[:300]
+        model = instantiate(
+            cfg.model, input_shape=tuple(input_shape), num_classes=int(num_classes), _convert_="all"
+        )
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        reason = " ".join(str(cause).split())[:300]
         raise UserError(f"the model config does not give a valid network: {reason}") from error
     compile_model(model, cfg.train.optimizer, cfg.train.learning_rate)
     return model
@@ -94,8 +110,33 @@ def analysis_batch(cfg: DictConfig, batch_size: int) -> int:
 
 
 def check_analyzer(cfg: DictConfig, model) -> None:
-    """Create the analyzer once on the untrained model, so bad params fail before training."""
-    analyzer_for(cfg, model)
+    """Create the analyzer once on the untrained model, so bad params fail before training,
+    and a model the analyzer cannot explain fails naming the analyzers that can."""
+    try:
+        analyzer_for(cfg, model)
+    except NotExplainable as error:
+        able = [name for name in group_options("analyzer") if _can_explain(name, cfg, model)]
+        raise UserError(
+            f"analyzer={cfg.analyzer.name}: {error}; the analyzers that can explain it: "
+            f"{', '.join(able) or 'none'}"
+        ) from error
+
+
+def _can_explain(option: str, cfg: DictConfig, model) -> bool:
+    """Whether the analyzer config ``conf/analyzer/<option>.yaml`` accepts ``model``."""
+    analyzer = OmegaConf.create(
+        {"seed": cfg.seed, "analyzer": OmegaConf.load(CONFIG_DIR / "analyzer" / f"{option}.yaml")}
+    ).analyzer
+    try:
+        create_analyzer(
+            innvestigate().model_wo_softmax(model),
+            analyzer.method,
+            OmegaConf.to_container(analyzer.params, resolve=True),
+            analyzer.neuron_selection,
+        )
+    except Exception:  # noqa: BLE001 - iNNvestigate refuses models with several exception types
+        return False
+    return True
 
 
 def train_model(
@@ -171,7 +212,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         len(data.train_images),
         len(data.test_images),
     )
-    model = build_model(cfg)
+    model = build_model(cfg, data.input_shape, data.num_classes)
     check_analyzer(cfg, model)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)

@@ -10,8 +10,13 @@ from typing import Any
 import numpy as np
 
 from src import analyzers
-from src.config import UserError, validate_analyzer_method
+from src.config import validate_analyzer_method
+from src.errors import UserError
 from src.progress import progress_bar
+
+
+class NotExplainable(UserError):
+    """iNNvestigate refuses the model for this analyzer (e.g. Deep Taylor on tanh units)."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,14 @@ def create_analyzer(
     """The analyzer ``method`` (the project's own, else iNNvestigate's) with ``params``; bad
     params -> UserError."""
     validate_analyzer_method(method, analyzers.known_methods())
+    from innvestigate.analyzer.base import NotAnalyzeableModelException
+
     mode = "index" if neuron_selection == "true_label" else "max_activation"
     try:
         return analyzers.create(method, model_wo_softmax, neuron_selection_mode=mode, **params)
+    except (NotAnalyzeableModelException, NotImplementedError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported layers"
+        raise NotExplainable(f"{method} cannot explain this model: {reason}") from error
     except (TypeError, ValueError) as error:
         raise UserError(
             f"analyzer {method!r} rejects analyzer.params {dict(params)}: {error}"

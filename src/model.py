@@ -1,11 +1,21 @@
-"""The CNN, built from the `model` config: a different architecture is a config change."""
+"""Model builders, named by ``_target_`` in ``conf/model/*.yaml`` and built with Hydra's
+``instantiate``: a different architecture is a config change, a user's own builder a
+``model._target_=package.module.function`` away.
+
+A builder takes ``input_shape`` and ``num_classes`` (given by the pipeline, from the data)
+plus the config's keys, and returns an uncompiled Keras model ending in a softmax.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from src.errors import UserError
 from src.tf_runtime import tensorflow
+
+# What one entry of ``conv_layers`` may say; anything else is refused, never ignored.
+CONV_KEYS = {"filters", "kernel_size", "pool", "stride", "padding"}
 
 
 def build_cnn(
@@ -18,17 +28,29 @@ def build_cnn(
 ) -> Any:
     """Conv blocks (each optionally max-pooled) -> flatten -> dense layers -> softmax.
 
-    With the defaults of ``conf/model/cnn.yaml`` this is the seed report's network:
-    (28, 28, 1) -> conv 32@3x3 -> pool 2 -> conv 64@3x3 -> pool 2 -> conv 64@3x3 -> 576
-    -> dense 64 -> dense 10 (softmax), 93,322 parameters. ``batch_size`` fixes the batch
+    Each conv block is ``{filters, kernel_size, pool (null = none), stride (1), padding
+    ("valid")}``. With the defaults of ``conf/model/cnn.yaml`` this is the seed report's
+    network: (28, 28, 1) -> conv 32@3x3 -> pool 2 -> conv 64@3x3 -> pool 2 -> conv 64@3x3 ->
+    576 -> dense 64 -> dense 10 (softmax), 93,322 parameters. ``batch_size`` fixes the batch
     dimension (TensorFlow's FLOP profiler needs fully known shapes); None leaves it free.
     """
     layers = tensorflow().keras.layers
     stack: list[Any] = [layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image")]
     for index, conv in enumerate(conv_layers, start=1):
+        unknown = sorted(set(conv) - CONV_KEYS)
+        if unknown:
+            raise ValueError(
+                f"conv_layers[{index - 1}] has no key {', '.join(unknown)}; a conv block takes "
+                f"{', '.join(sorted(CONV_KEYS))}"
+            )
         stack.append(
             layers.Conv2D(
-                conv["filters"], conv["kernel_size"], activation=activation, name=f"conv{index}"
+                conv["filters"],
+                conv["kernel_size"],
+                strides=conv.get("stride") or 1,
+                padding=conv.get("padding") or "valid",
+                activation=activation,
+                name=f"conv{index}",
             )
         )
         if conv.get("pool"):
@@ -38,3 +60,87 @@ def build_cnn(
         stack.append(layers.Dense(units, activation=activation, name=f"dense{index}"))
     stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
     return tensorflow().keras.Sequential(stack, name="cnn")
+
+
+def build_mlp(
+    input_shape: Sequence[int],
+    num_classes: int,
+    hidden_units: Sequence[int] = (128, 64),
+    activation: str = "relu",
+    batch_size: int | None = None,
+) -> Any:
+    """Flatten -> dense layers -> softmax: the image as a vector, no notion of neighbours."""
+    layers = tensorflow().keras.layers
+    stack: list[Any] = [
+        layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image"),
+        layers.Flatten(name="flatten"),
+    ]
+    for index, units in enumerate(hidden_units, start=1):
+        stack.append(layers.Dense(units, activation=activation, name=f"dense{index}"))
+    stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
+    return tensorflow().keras.Sequential(stack, name="mlp")
+
+
+def build_lenet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    activation: str = "relu",
+    batch_size: int | None = None,
+) -> Any:
+    """LeNet-5 in its modern form (LeCun et al. 1998; as in Quantus's and Hedström et al.'s
+    LeNet): conv 6@5x5 -> max-pool 2 -> conv 16@5x5 -> max-pool 2 -> dense 120 -> dense 84
+    -> softmax. ReLU and max-pooling instead of the original's tanh and subsampling, so every
+    iNNvestigate analyzer can explain it."""
+    layers = tensorflow().keras.layers
+    stack = [
+        layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image"),
+        layers.Conv2D(6, 5, activation=activation, name="conv1"),
+        layers.MaxPooling2D(2, name="pool1"),
+        layers.Conv2D(16, 5, activation=activation, name="conv2"),
+        layers.MaxPooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(120, activation=activation, name="dense1"),
+        layers.Dense(84, activation=activation, name="dense2"),
+        layers.Dense(num_classes, activation="softmax", name="output"),
+    ]
+    return tensorflow().keras.Sequential(stack, name="lenet")
+
+
+# Given by the pipeline from the data, never by the model config.
+FROM_THE_DATA = ("input_shape", "num_classes")
+
+
+def check_model_config(model: Mapping[str, Any]) -> None:
+    """Every key of a model config must be an argument of its ``_target_`` builder: refuse in
+    one line, before anything runs, a key the builder would not take (Hydra's ``instantiate``
+    would fail only once the job runs) or one that comes from the data."""
+    import inspect
+
+    from hydra.utils import get_method
+
+    target = model.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise UserError("model._target_ must name a builder function, e.g. src.model.build_cnn")
+    try:
+        builder = get_method(target)
+    except Exception as error:  # noqa: BLE001 - Hydra wraps import errors of every kind
+        reason = " ".join(str(error).split())[:200]
+        raise UserError(f"model._target_ {target!r} cannot be imported: {reason}") from error
+    parameters = inspect.signature(builder).parameters
+    given = [key for key in model if key != "_target_"]
+    for key in given:
+        if key in FROM_THE_DATA:
+            raise UserError(f"model.{key} comes from the data; remove it from the model config")
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    missing = [key for key in FROM_THE_DATA if key not in parameters]
+    if missing:
+        raise UserError(
+            f"model._target_ {target} must take {' and '.join(missing)} (given from the data)"
+        )
+    accepted = [name for name in parameters if name not in (*FROM_THE_DATA, "batch_size")]
+    for key in given:
+        if key not in parameters:
+            raise UserError(
+                f"unknown key model.{key}: {target} takes {', '.join(accepted) or 'no arguments'}"
+            )

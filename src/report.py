@@ -93,7 +93,7 @@ def latest_parent(client: MlflowClient, experiment_name: str) -> Run:
         )
     )
     if not runs:
-        from src.config import UserError
+        from src.errors import UserError
 
         raise UserError(f"no sweep found in experiment {experiment_name!r}; run one with -m first")
     return runs[0]
@@ -363,7 +363,7 @@ def log_report(client: MlflowClient, parent_run_id: str, folder: Path, report: R
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def hydra_main(cfg: DictConfig) -> None:
-    from src.config import UserError
+    from src.errors import UserError
     from src.tracking import prepare, resolve_store
 
     try:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from src.config import Terminated
+from src.errors import Terminated
 
 # The modules of the tracking store's database layer (MLflow's SQLAlchemy store, Alembic's
 # migrations, SQLAlchemy and the sqlite3 driver). The REST store is not here: an HTTP request

@@ -30,7 +30,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.config import UserError, sweep_jobs
+from src.config import sweep_jobs
+from src.errors import UserError
 
 log = logging.getLogger(__name__)
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).

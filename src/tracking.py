@@ -31,7 +31,8 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from src import signals
-from src.config import Terminated, UserError, flatten
+from src.config import flatten
+from src.errors import Terminated, UserError
 from src.paths import PROJECT_ROOT
 from src.repair import process_tags
 

@@ -13,7 +13,8 @@ def run_once(compose_config, seed: int):
         f"seed={seed}",
         "analyzer=input_t_gradient",
     )
-    data, model = load_data(cfg), build_model(cfg)
+    data = load_data(cfg)
+    model = build_model(cfg, data.input_shape, data.num_classes)
     history = train_model(cfg, data, model).history
     return history, explain_model(cfg, data, model).explanation.heatmaps, model.get_weights()
 

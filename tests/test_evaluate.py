@@ -30,7 +30,7 @@ def trained():
     """The seed CNN after 3 epochs on the digits (about 0.85 test accuracy), with its config."""
     cfg = config()
     data = load_dataset("digits")
-    model = build_model(cfg)
+    model = build_model(cfg, data.input_shape, data.num_classes)
     train_model(cfg, data, model)
     return cfg, data, model
 

@@ -31,7 +31,7 @@ def trained(tmp_path_factory):
             overrides=["dataset=digits", "dataset.train_size=300", "train.epochs=1"],
         )
     data = load_dataset("digits", train_size=300)
-    model = build_model(cfg)
+    model = build_model(cfg, data.input_shape, data.num_classes)
     train_model(cfg, data, model)
     indices = explain_model(cfg, data, model).indices
     return model, data.test_images[indices], data.test_labels[indices]
