@@ -28,10 +28,10 @@ from src.explain import (
     images_per_batch,
     select_images,
 )
-from src.paths import CONFIG_DIR
 from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
 from src.model import check_model_config
 from src.model_cache import ModelCache, entry_key, fingerprint
+from src.paths import CONFIG_DIR
 from src.sweep import PARENT_RUN_ENV, SWEEP_ID_ENV
 from src.tf_runtime import innvestigate, intra_op_threads, reset
 from src.training import EpochCallback, TrainingResult, compile_model, train
