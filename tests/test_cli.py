@@ -126,7 +126,21 @@ BAD_INPUTS = {
         ["dataset=cifar10"],
         "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist",
     ),
-    "unknown model": (["model=vgg"], "unknown model 'vgg'; choose one of: cnn"),
+    "unknown model": (["model=vgg"], "unknown model 'vgg'; choose one of: cnn, lenet, mlp"),
+    "unknown model key": (
+        ["+model.width=3"],
+        "unknown key model.width: src.model.build_cnn takes conv_layers, dense_units, activation",
+    ),
+    "unknown conv block key": (
+        ["model.conv_layers=[{filters:16,kernel_size:5,pool:2,dilation:2}]"],
+        "conv_layers[0] has no key dilation; a conv block takes filters, kernel_size, padding, "
+        "pool, stride",
+    ),
+    "a model the analyzer cannot explain": (
+        ["model=lenet", "model.activation=tanh", "analyzer=deep_taylor"],
+        "analyzer=deep_taylor: deep_taylor cannot explain this model: This DeepTaylor "
+        "implementation only supports ReLU activations.; the analyzers that can explain it: ",
+    ),
     "zero epochs": (["train.epochs=0"], "train.epochs must be a positive integer, got 0"),
     "negative epochs": (["train.epochs=-2"], "train.epochs must be a positive integer, got -2"),
     "zero batch size": (
