@@ -17,10 +17,11 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from src.cli import register_resolvers
 from src.data import Dataset, load_dataset
 from src.experiment import analysis_batch, analyzer_for, build_model, train_model
 from src.explain import Explainer
-from src.paths import CONFIG_DIR, register_resolvers
+from src.paths import CONFIG_DIR
 from src.tf_runtime import innvestigate, reset, tensorflow
 from src.training import compile_model
 

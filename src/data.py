@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,11 @@ from src.errors import UserError
 
 IMAGE_SIZE = 28  # the built-in datasets' images are 28x28
 NUM_CLASSES = 10
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
+FASHION_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -61,12 +67,54 @@ class Dataset:
     source: str
     checksum: str  # sha256 over the raw arrays as loaded, before any subsetting
     files: tuple[DataFile, ...] = ()  # the files the arrays were read from, with their sha256
-    num_classes: int = NUM_CLASSES  # the model's outputs; labels are 0..num_classes - 1
+    class_names: tuple[str, ...] = DIGIT_NAMES  # one per class; labels are 0..len - 1
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """One image's shape, (height, width, channels): what a model takes."""
         return tuple(int(n) for n in self.train_images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a loader returns: the four arrays as read (images ``(N, H, W)`` or ``(N, H, W, C)``
+    of pixel bytes 0..255, integer labels), where they came from, and what the data says about
+    itself. :func:`prepare` checks, scales and subsets it."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+    files: tuple[Path, ...] = ()
+    class_names: tuple[str, ...] | None = None  # None: the config's, else "0", "1", ...
+    image_size: tuple[int, int] | None = None  # what the format requires (MNIST: 28x28)
+
+
+# The loaders whose images are always 28x28 (their size is known before they load).
+BUILT_IN_28X28 = ("src.data.load_mnist", "src.data.load_fashion_mnist", "src.data.load_digits")
+# The pipeline reads these keys of a dataset config itself; the others are its loader's.
+READ_BY_PIPELINE = ("name", "train_size", "test_size", "class_names")
+
+
+def load_configured(spec: Mapping[str, Any]) -> Dataset:
+    """The dataset a ``dataset`` config describes: its ``_target_`` loader called with its
+    arguments (Hydra's ``instantiate``), then checked, scaled and cut to its sizes."""
+    from src.builders import build, check_arguments
+
+    check_arguments("dataset", spec, read_by_pipeline=READ_BY_PIPELINE)
+    arguments = {key: value for key, value in spec.items() if key not in READ_BY_PIPELINE}
+    loaded = build("dataset", arguments, "a dataset")
+    if not isinstance(loaded, Loaded):
+        raise UserError(
+            f"dataset._target_ {spec['_target_']} returned {type(loaded).__name__}, "
+            "not a src.data.Loaded"
+        )
+    return prepare(loaded, spec.get("train_size"), spec.get("test_size"), spec.get("class_names"))
 
 
 def load_dataset(
@@ -76,34 +124,91 @@ def load_dataset(
     train_size: int | None = None,
     test_size: int | None = None,
 ) -> Dataset:
-    """Load a dataset by name; keep the first ``train_size`` / ``test_size`` images."""
-    arrays, source = load_arrays(name, path, cache_dir)
-    train_images, train_labels, test_images, test_labels = arrays
-    checksum = _checksum(arrays)
-    files = tuple(file_digest(file) for file in files_read(name, source))
+    """A built-in dataset by name (mnist, fashion_mnist, digits); keep the first
+    ``train_size`` / ``test_size`` images."""
+    loaded = load_digits() if name == "digits" else _load_keras_format(name, path, cache_dir)
+    return prepare(loaded, train_size, test_size)
+
+
+def load_mnist(path: str | None = None, cache_dir: str | None = None) -> Loaded:
+    """MNIST: ``path`` (an ``mnist.npz`` or a folder of the four IDX files), else Keras's cache
+    ``cache_dir``, else a download through Keras."""
+    return _load_keras_format("mnist", path, cache_dir)
+
+
+def load_fashion_mnist(path: str | None = None, cache_dir: str | None = None) -> Loaded:
+    """Fashion-MNIST: ``path``, else Keras's cache, else Debian's ``dataset-fashion-mnist``,
+    else a download through Keras."""
+    return _load_keras_format("fashion_mnist", path, cache_dir)
+
+
+def load_digits() -> Loaded:
+    """scikit-learn's bundled 8x8 digits, resized to 28x28; the first 80% train."""
+    import sklearn.datasets
+
+    files = (Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz",)
+    return Loaded(
+        *_load_digits(),
+        source="scikit-learn load_digits (resized to 28x28)",
+        files=files,
+        class_names=DIGIT_NAMES,
+        image_size=(IMAGE_SIZE, IMAGE_SIZE),
+    )
+
+
+def load_npz(path: str) -> Loaded:
+    """Any image data in Keras's ``.npz`` layout: ``x_train``, ``y_train``, ``x_test``,
+    ``y_test`` (images ``(N, H, W)`` or ``(N, H, W, C)`` of bytes 0..255, integer labels
+    0..K-1), and optionally ``class_names``."""
+    location = Path(path).expanduser()
+    if not location.is_file():
+        raise DataError(f"dataset.path {str(location)!r} is not a file")
+    arrays, names = _read_npz(location, optional=("class_names",))
+    names = [str(name) for name in names["class_names"]] if "class_names" in names else None
+    return Loaded(*arrays, source=str(location), files=(location,), class_names=names)
+
+
+def _load_keras_format(name: str, path: str | None, cache_dir: str | None) -> Loaded:
+    arrays, source = _load_from_first_source(name, path, cache_dir)
+    return Loaded(
+        *arrays,
+        source=source,
+        files=tuple(files_read(name, source)),
+        class_names=FASHION_NAMES if name == "fashion_mnist" else DIGIT_NAMES,
+        image_size=(IMAGE_SIZE, IMAGE_SIZE),
+    )
+
+
+def prepare(
+    loaded: Loaded,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Dataset:
+    """Check what a loader read, scale it to float32 in [0, 1] with a channel axis, and keep
+    the first ``train_size`` / ``test_size`` images. ``class_names`` (the config's) win over
+    the data's; without either, classes are named by their numbers."""
+    arrays = (loaded.train_images, loaded.train_labels, loaded.test_images, loaded.test_labels)
+    names = class_names or loaded.class_names
+    train_images, train_labels, test_images, test_labels = _checked(
+        arrays, loaded.source, loaded.image_size, names
+    )
+    if names is None:
+        count = int(max(train_labels.max(), test_labels.max())) + 1
+        names = [str(label) for label in range(count)]
     return Dataset(
         train_images=_scaled(train_images[:train_size]),
         train_labels=train_labels[:train_size].astype(np.int64),
         test_images=_scaled(test_images[:test_size]),
         test_labels=test_labels[:test_size].astype(np.int64),
-        source=source,
-        checksum=checksum,
-        files=files,
+        source=loaded.source,
+        checksum=_checksum(arrays),
+        files=tuple(file_digest(Path(file)) for file in loaded.files),
+        class_names=tuple(str(name) for name in names),
     )
 
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def load_arrays(
-    name: str, path: str | None = None, cache_dir: str | None = None
-) -> tuple[Arrays, str]:
-    """The checked pixel bytes (N, 28, 28) and labels of a dataset, and where they came from."""
-    if name == "digits":
-        arrays, source = _load_digits(), "scikit-learn load_digits (resized to 28x28)"
-    else:
-        arrays, source = _load_from_first_source(name, path, cache_dir)
-    return _checked(arrays, source), source
 
 
 def files_read(name: str, source: str) -> list[Path]:
@@ -187,21 +292,26 @@ def load_path(location: Path) -> Arrays:
     if location.is_dir():
         return tuple(read_idx(_idx_file(location, stem)) for stem in IDX_FILES.values())  # type: ignore[return-value]
     if location.suffix == ".npz":
-        try:
-            with np.load(location, allow_pickle=False) as npz:
-                missing = [
-                    key for key in ("x_train", "y_train", "x_test", "y_test") if key not in npz
-                ]
-                if missing:
-                    raise DataError(f"{location} lacks the arrays {', '.join(missing)}")
-                return npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]
-        except DataError:
-            raise
-        except Exception as error:  # noqa: BLE001 - zip/pickle/IO errors all mean corrupt
-            raise DataError(f"{location} is not a readable .npz file ({error})") from error
+        return _read_npz(location)[0]
     raise DataError(
         f"dataset.path {str(location)!r} is neither an .npz file nor a folder of IDX files"
     )
+
+
+def _read_npz(location: Path, optional: Sequence[str] = ()) -> tuple[Arrays, dict[str, np.ndarray]]:
+    """The four arrays of an ``.npz`` in Keras's layout (pickles refused), and the
+    ``optional`` ones it has."""
+    try:
+        with np.load(location, allow_pickle=False) as npz:
+            missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in npz]
+            if missing:
+                raise DataError(f"{location} lacks the arrays {', '.join(missing)}")
+            arrays = (npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"])
+            return arrays, {key: npz[key] for key in optional if key in npz}
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - zip/pickle/IO errors all mean corrupt
+        raise DataError(f"{location} is not a readable .npz file ({error})") from error
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
@@ -259,43 +369,69 @@ def _load_digits() -> Arrays:
     return images[:split], digits.target[:split], images[split:], digits.target[split:]
 
 
-def _checked(arrays: Arrays, source: str) -> Arrays:
-    train_images, train_labels, test_images, test_labels = arrays
-    splits = ((train_images, train_labels, "training"), (test_images, test_labels, "test"))
+def _checked(
+    arrays: Arrays,
+    source: str,
+    image_size: tuple[int, int] | None,
+    class_names: Sequence[str] | None,
+) -> Arrays:
+    """The arrays, images as ``(N, H, W, C)``, if they are what the pipeline needs: pixel
+    bytes, the same image shape in both splits (``image_size`` if the format fixes it),
+    integer labels 0..K-1 (K = the number of class names, if there are any), one per image."""
+    checked = []
+    expected = "(N, H, W) or (N, H, W, C)"
+    if image_size is not None:
+        expected = f"(N, {image_size[0]}, {image_size[1]})"
+    splits = ((arrays[0], arrays[1], "training"), (arrays[2], arrays[3], "test"))
     for images, labels, split in splits:
-        if images.ndim == 4 and images.shape[-1] == 1:
-            images = images[..., 0]
-        if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise DataError(
-                f"{source}: {split} images have shape {images.shape}, expected (N, 28, 28)"
-            )
+        images, labels = np.asarray(images), np.asarray(labels)
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        if images.ndim != 4 or (image_size is not None and images.shape[1:] != (*image_size, 1)):
+            shown = images.shape if images.ndim != 4 or images.shape[-1] != 1 else images.shape[:3]
+            raise DataError(f"{source}: {split} images have shape {shown}, expected {expected}")
         if labels.ndim != 1 or len(labels) != len(images):
             raise DataError(
                 f"{source}: {len(images)} {split} images but labels of shape {labels.shape}"
             )
-        if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise DataError(
-                f"{source}: {split} labels range {labels.min()}..{labels.max()}, expected 0..9"
-            )
         if len(images) == 0:
             raise DataError(f"{source}: no {split} images")
+        if not np.issubdtype(labels.dtype, np.integer):
+            if not np.issubdtype(labels.dtype, np.floating):
+                raise DataError(
+                    f"{source}: {split} labels must be integers, got {labels.dtype} values"
+                )
+            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                raise DataError(
+                    f"{source}: {split} labels must be integers, got values such as "
+                    f"{labels[~np.isfinite(labels) | (labels != np.round(labels))][0]!r}"
+                )
+            labels = labels.astype(np.int64)
+        count = len(class_names) if class_names else None
+        top = count - 1 if count else None
+        if labels.min() < 0 or (top is not None and labels.max() > top):
+            wanted = f"0..{top}" if top is not None else "0 or more"
+            raise DataError(
+                f"{source}: {split} labels range {labels.min()}..{labels.max()}, expected {wanted}"
+            )
         if not np.issubdtype(images.dtype, np.integer) or images.min() < 0 or images.max() > 255:
             raise DataError(
                 f"{source}: {split} images must be pixel bytes 0..255, got {images.dtype} "
                 f"values {images.min()}..{images.max()}"
             )
-    return (
-        train_images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
-        train_labels,
-        test_images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE),
-        test_labels,
-    )
+        checked += [images, labels]
+    if checked[0].shape[1:] != checked[2].shape[1:]:
+        raise DataError(
+            f"{source}: training images are {checked[0].shape[1:]} but test images "
+            f"{checked[2].shape[1:]}; both splits need one shape"
+        )
+    return tuple(checked)  # type: ignore[return-value]
 
 
 def _scaled(images: np.ndarray) -> np.ndarray:
-    """Bytes 0..255 -> float32 in [0, 1], with a channel axis (divided in place: one float
-    copy of the images at a time, not two)."""
-    scaled = images.astype(np.float32)[..., np.newaxis]
+    """Bytes 0..255 -> float32 in [0, 1] (divided in place: one float copy of the images at a
+    time, not two)."""
+    scaled = images.astype(np.float32)
     scaled /= 255.0
     return scaled
 

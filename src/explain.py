@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from src import analyzers
-from src.config import validate_analyzer_method
 from src.errors import UserError
 from src.progress import progress_bar
+
+
+def validate_analyzer_method(method: str, known: Iterable[str]) -> None:
+    """Reject an iNNvestigate analyzer name that the installed iNNvestigate does not have."""
+    known = sorted(known)
+    if method not in known:
+        raise UserError(
+            f"iNNvestigate has no analyzer {method!r} (analyzer.method); choose one of: "
+            + ", ".join(known)
+        )
 
 
 class NotExplainable(UserError):

@@ -40,6 +40,15 @@ def _show_relevance(axis, normalised_map: np.ndarray, display: str) -> None:
         axis.imshow(normalised_map, cmap=SIGNED_CMAP, vmin=-1, vmax=1)
 
 
+def _show_input(axis, image: np.ndarray) -> None:
+    """An ``(H, W, C)`` image in [0, 1]: grey images dark on light (as MNIST is drawn), RGB in
+    colour, other channel counts as their mean in grey."""
+    if image.shape[-1] == 3:
+        axis.imshow(np.clip(image, 0, 1))
+    else:
+        axis.imshow(image.mean(axis=-1), cmap="gray_r", vmin=0, vmax=1)
+
+
 def normalise(heatmaps: np.ndarray, display: str = "signed") -> np.ndarray:
     """``(N, H, W[, C])`` relevance -> ``(N, H, W)`` in [-1, 1] (signed) or [0, 1] (absolute)."""
     maps = sum_channels(heatmaps).astype(np.float64)
@@ -64,11 +73,11 @@ def heatmap_figure(
     figure = _figure(figsize=(1.5 * count, 3.6))
     axes = figure.subplots(2, count, squeeze=False)
     for column in range(count):
-        image = images[column, ..., 0]
+        image = images[column]
         true_name, predicted_name = class_names[labels[column]], class_names[predictions[column]]
         correct = labels[column] == predictions[column]
         top, bottom = axes[0, column], axes[1, column]
-        top.imshow(image, cmap="gray_r", vmin=0, vmax=1)
+        _show_input(top, image)
         top.set_title(
             f"true {true_name}\npred {predicted_name}",
             fontsize=7,
@@ -76,7 +85,9 @@ def heatmap_figure(
         )
         _show_relevance(bottom, maps[column], display)
         # The input's outline over the heatmap, so relevance can be read against the shape.
-        bottom.contour(image, levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6)
+        bottom.contour(
+            image.mean(axis=-1), levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6
+        )
         for axis in (top, bottom):
             axis.set_xticks([])
             axis.set_yticks([])
@@ -118,7 +129,7 @@ def comparison_grid(
     figure = _figure(figsize=(1.3 * count + 1, 1.4 * (len(rows) + 1) + 0.6))
     axes = figure.subplots(len(rows) + 1, count, squeeze=False)
     for column in range(count):
-        axes[0, column].imshow(images[column, ..., 0], cmap="gray_r", vmin=0, vmax=1)
+        _show_input(axes[0, column], images[column])
         axes[0, column].set_title(class_names[labels[column]], fontsize=7)
     axes[0, 0].set_ylabel("input", fontsize=8)
     for row, (analyzer, heatmaps, display) in enumerate(rows, start=1):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from src.errors import UserError
+from src.builders import check_arguments
 from src.tf_runtime import tensorflow
 
 # What one entry of ``conv_layers`` may say; anything else is refused, never ignored.
@@ -111,36 +111,6 @@ FROM_THE_DATA = ("input_shape", "num_classes")
 
 
 def check_model_config(model: Mapping[str, Any]) -> None:
-    """Every key of a model config must be an argument of its ``_target_`` builder: refuse in
-    one line, before anything runs, a key the builder would not take (Hydra's ``instantiate``
-    would fail only once the job runs) or one that comes from the data."""
-    import inspect
-
-    from hydra.utils import get_method
-
-    target = model.get("_target_")
-    if not isinstance(target, str) or not target:
-        raise UserError("model._target_ must name a builder function, e.g. src.model.build_cnn")
-    try:
-        builder = get_method(target)
-    except Exception as error:  # noqa: BLE001 - Hydra wraps import errors of every kind
-        reason = " ".join(str(error).split())[:200]
-        raise UserError(f"model._target_ {target!r} cannot be imported: {reason}") from error
-    parameters = inspect.signature(builder).parameters
-    given = [key for key in model if key != "_target_"]
-    for key in given:
-        if key in FROM_THE_DATA:
-            raise UserError(f"model.{key} comes from the data; remove it from the model config")
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    missing = [key for key in FROM_THE_DATA if key not in parameters]
-    if missing:
-        raise UserError(
-            f"model._target_ {target} must take {' and '.join(missing)} (given from the data)"
-        )
-    accepted = [name for name in parameters if name not in (*FROM_THE_DATA, "batch_size")]
-    for key in given:
-        if key not in parameters:
-            raise UserError(
-                f"unknown key model.{key}: {target} takes {', '.join(accepted) or 'no arguments'}"
-            )
+    """Every key of a model config must be an argument of its ``_target_`` builder, and the
+    builder must take the input shape and class count (see :mod:`src.builders`)."""
+    check_arguments("model", model, given=FROM_THE_DATA)

@@ -1,7 +1,7 @@
 """Runs left RUNNING by a process that is gone (SIGKILL, a crashed worker, a lost machine).
 
 A run records the process that made it (tags ``process.host``, ``process.pid``,
-``process.started``, see :func:`process_tags`). A RUNNING run whose process no
+``process.started``, see :func:`src.tracking.process_tags`). A RUNNING run whose process no
 longer exists on this host, or whose pid now belongs to a later process, can never end by
 itself: ``python -m src.repair`` (``make repair``) marks it KILLED. Runs made on another host,
 and runs without those tags (made by other tools), are left alone: their process cannot be
@@ -23,10 +23,10 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from src.paths import register_resolvers
+from src.cli import register_resolvers
+from src.tracking import HOST, PID, STARTED, resolve_store
 
 log = logging.getLogger(__name__)
-HOST, PID, STARTED = "process.host", "process.pid", "process.started"
 
 
 @dataclass
@@ -41,12 +41,6 @@ class Repair:
             f"{len(self.alive)} still running; {len(self.unchecked)} not checkable here "
             "(another host, or no process tags)"
         )
-
-
-def process_tags() -> dict[str, str]:
-    """The tags by which a run records the process that makes it."""
-    process = psutil.Process()
-    return {HOST: socket.gethostname(), PID: str(process.pid), STARTED: repr(process.create_time())}
 
 
 def process_gone(tags: dict[str, str]) -> bool | None:
@@ -115,7 +109,6 @@ def repair(client: MlflowClient, filter_string: str = "", dry_run: bool = False)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="repair")
 def hydra_main(cfg: DictConfig) -> None:
-    from src.tracking import resolve_store
 
     store = resolve_store(cfg.tracking.dir, cfg.tracking.uri)
     if store.database is not None and not store.database.exists():

@@ -34,8 +34,8 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from src.cli import register_resolvers
 from src.compare import mean_std_text, seed_stability
-from src.paths import register_resolvers
 from src.verdict import (
     RunScores,
     Verdict,
@@ -263,12 +263,14 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
         key=lambda job: job.analyzer,
     )
     reference = shown[0].arrays
-    class_names = ast.literal_eval(shown[0].run.data.params.get("dataset.class_names", "None"))
+    class_names = [str(name) for name in reference.get("class_names", [])] or ast.literal_eval(
+        shown[0].run.data.params.get("dataset.class_names", "None")
+    )
     figure = comparison_grid(
         reference["images"],
         reference["labels"],
         [(job.analyzer, job.arrays["heatmaps"], job.display) for job in shown],
-        class_names or [str(k) for k in range(10)],
+        class_names or [str(k) for k in range(int(reference["labels"].max()) + 1)],
         title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {first_seed} · {longest} epochs",
     )
     save_figure(figure, folder / "grid.png")

@@ -30,13 +30,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.config import sweep_jobs
+from src.cli import sweep_jobs
 from src.errors import UserError
 
 log = logging.getLogger(__name__)
-# How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
-PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
-SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
 SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
 # Where multiprocessing's and joblib's resource trackers live (see on_multirun_start).
@@ -66,7 +63,7 @@ class SweepTracker(Callback):
         from mlflow.tracking import MlflowClient
 
         from src import tracking
-        from src.repair import process_tags, repair
+        from src.repair import repair
 
         try:
             self.store = tracking.resolve_store(config.tracking.dir, config.tracking.uri)
@@ -91,7 +88,7 @@ class SweepTracker(Callback):
                     "sweep_id": sweep_id,
                     "sweep_dir": str(config.hydra.sweep.dir),
                     "jobs_expected": str(len(jobs)),
-                    **process_tags(),
+                    **tracking.process_tags(),
                 },
             )
             self.parent_run_id = parent.info.run_id
@@ -102,8 +99,8 @@ class SweepTracker(Callback):
             path = Path(folder) / "sweep_jobs.json"
             path.write_text(json.dumps(jobs, indent=1))
             client.log_artifact(self.parent_run_id, str(path))
-        os.environ[PARENT_RUN_ENV] = self.parent_run_id
-        os.environ[SWEEP_ID_ENV] = sweep_id
+        os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
+        os.environ[tracking.SWEEP_ID_ENV] = sweep_id
         os.environ[SWEEP_JOBS_ENV] = str(len(jobs))
         # Workers that an interrupt or a crash stops leave semaphores, which the resource
         # trackers (multiprocessing's, loky's) clean up, each with a warning printed after the

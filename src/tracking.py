@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +26,15 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import psutil
 import yaml
 from filelock import FileLock
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from src import signals
-from src.config import flatten
 from src.errors import Terminated, UserError
 from src.paths import PROJECT_ROOT
-from src.repair import process_tags
 
 # No progress bars for the few small artifacts a report downloads.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -43,6 +43,11 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 # MLflow caps a param value at 6,000 characters; a longer one is cut, with a marker.
 MAX_PARAM_LENGTH = 6000
+# How a run records the process that makes it (src.repair reads them).
+HOST, PID, STARTED = "process.host", "process.pid", "process.started"
+# How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
+PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
+SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
 PACKAGES = ("tensorflow", "innvestigate", "mlflow", "hydra-core", "numpy")
 
 
@@ -309,6 +314,24 @@ def log_metrics(metrics: Mapping[str, float]) -> None:
 def log_figure(figure: Any, artifact_file: str) -> None:
     """Log a matplotlib figure (see src/figures.py: no pyplot, nothing to close)."""
     mlflow.log_figure(figure, artifact_file)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": [1, 2]}`` (lists stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def process_tags() -> dict[str, str]:
+    """The tags by which a run records the process that makes it."""
+    process = psutil.Process()
+    return {HOST: socket.gethostname(), PID: str(process.pid), STARTED: repr(process.create_time())}
 
 
 def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:

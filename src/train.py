@@ -11,8 +11,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.config import Terminated, UserError, preflight
-from src.paths import register_resolvers
+from src.cli import preflight, register_resolvers
+from src.errors import Terminated, UserError
 from src.sweep import finish_sweeps
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from src.cli import register_resolvers
 from src.data import IDX_FILES, write_idx
-from src.paths import CONFIG_DIR, register_resolvers
+from src.paths import CONFIG_DIR
 
 register_resolvers()
 

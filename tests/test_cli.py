@@ -18,7 +18,7 @@ from support import (
     train_cli,
 )
 
-from src.config import config_summary
+from src.cli import config_summary
 from src.paths import CONFIG_DIR
 
 

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from src.config import (
-    UserError,
-    check_group_overrides,
-    flatten,
-    group_options,
-    validate,
-    validate_analyzer_method,
-)
+from src.cli import check_group_overrides
+from src.config import validate
+from src.errors import UserError
+from src.explain import validate_analyzer_method
+from src.paths import group_options
+from src.tracking import flatten
 
 GROUPS = (
     "dataset",

@@ -191,3 +191,97 @@ def test_jobs_in_one_process_share_one_read_only_copy_of_their_data(compose_conf
         compose_config("dataset=mnist", f"dataset.path={folder}", "dataset.test_size=20")
     )
     assert smaller is not first and len(smaller.test_images) == 20
+
+
+def colour_npz(path, train=120, test=40, classes=5, size=32, names=True):
+    """RGB images: class k is a bright square in colour channel k % 3 at a place of its own."""
+    rng = np.random.default_rng(0)
+
+    def split(count):
+        labels = np.arange(count) % classes
+        images = rng.integers(0, 60, size=(count, size, size, 3), dtype=np.uint8)
+        for image, label in zip(images, labels, strict=True):
+            row = 4 + 5 * label
+            image[row : row + 4, 6:26, label % 3] = 250
+        return images, labels.astype(np.int64)
+
+    (x_train, y_train), (x_test, y_test) = split(train), split(test)
+    extra = {"class_names": np.array([f"class {k}" for k in range(classes)])} if names else {}
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, **extra)
+    return path
+
+
+def test_an_npz_of_any_shape_and_class_count_loads_with_its_class_names(tmp_path):
+    from src.data import load_npz, prepare
+
+    dataset = prepare(load_npz(str(colour_npz(tmp_path / "rgb.npz"))))
+    assert dataset.input_shape == (32, 32, 3) and dataset.num_classes == 5
+    assert dataset.class_names == tuple(f"class {k}" for k in range(5))
+    assert dataset.train_images.dtype == np.float32 and dataset.train_images.max() <= 1.0
+    # Without class names in the file: the numbers, as many as the labels need.
+    plain = prepare(load_npz(str(colour_npz(tmp_path / "plain.npz", names=False))))
+    assert plain.class_names == ("0", "1", "2", "3", "4")
+    # The config's names win, and must cover the labels.
+    named = prepare(load_npz(str(tmp_path / "plain.npz")), class_names=list("abcde"))
+    assert named.class_names == tuple("abcde")
+    with pytest.raises(DataError, match=r"training labels range 0..4, expected 0..2"):
+        prepare(load_npz(str(tmp_path / "plain.npz")), class_names=list("abc"))
+
+
+BAD_LABELS = {
+    "nan": (np.array([0.0, np.nan] * 60), "labels must be integers, got values such as nan"),
+    "fractions": (np.arange(120) % 10 + 0.5, "labels must be integers, got values such as 0.5"),
+    "strings": (np.array(["cat", "dog"] * 60), "labels must be integers, got <U3 values"),
+    "negative": (np.arange(120) % 5 - 1, "labels range -1..3, expected 0 or more"),
+}
+
+
+@pytest.mark.parametrize("labels, message", BAD_LABELS.values(), ids=BAD_LABELS.keys())
+def test_labels_that_are_not_class_numbers_are_refused_in_one_line(tmp_path, labels, message):
+    from src.data import load_npz, prepare
+
+    path = colour_npz(tmp_path / "rgb.npz", names=False)
+    arrays = dict(np.load(path))
+    arrays["y_train"] = labels
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        prepare(load_npz(str(path)))
+
+
+def test_train_and_test_images_of_different_shapes_are_refused(tmp_path):
+    from src.data import load_npz, prepare
+
+    path = colour_npz(tmp_path / "rgb.npz")
+    arrays = dict(np.load(path))
+    arrays["x_test"] = arrays["x_test"][:, :28, :28]
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=r"training images are \(32, 32, 3\) but test images"):
+        prepare(load_npz(str(path)))
+
+
+def test_a_users_own_loader_outside_src_works_by_target(tmp_path, monkeypatch):
+    from src.data import load_configured
+
+    package = tmp_path / "mydata"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "loaders.py").write_text(
+        "import numpy as np\n"
+        "from src.data import Loaded\n\n"
+        "def stripes(count=30, size=12):\n"
+        "    labels = np.arange(count) % 3\n"
+        "    images = np.zeros((count, size, size), np.uint8)\n"
+        "    for image, label in zip(images, labels):\n"
+        "        image[:, label::3] = 255\n"
+        "    return Loaded(images, labels, images[:9], labels[:9], source='stripes',\n"
+        "                  class_names=('a', 'b', 'c'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"_target_": "mydata.loaders.stripes", "name": "stripes", "size": 10}
+    dataset = load_configured({**spec, "train_size": 20, "test_size": None, "class_names": None})
+    assert dataset.input_shape == (10, 10, 1) and len(dataset.train_images) == 20
+    assert dataset.class_names == ("a", "b", "c") and dataset.source == "stripes"
+    from src.errors import UserError
+
+    with pytest.raises(UserError, match="unknown key dataset.colour: mydata.loaders.stripes takes"):
+        load_configured({**spec, "colour": 1})

@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.config import UserError, group_options
 from src.data import load_dataset
+from src.errors import UserError
 from src.experiment import build_model, check_analyzer, explain_model, train_model
 from src.explain import Explainer, create_analyzer, select_images
+from src.paths import group_options
 from src.tf_runtime import innvestigate, tensorflow
 
 

@@ -1,5 +1,5 @@
 """Bad input on the command line, systematically: every override either runs or fails in one
-line before any run is created (src.config.preflight, then the run's own checks)."""
+line before any run is created (src.cli.preflight, then the run's own checks)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import all_runs, train_cli
 
-from src.config import UserError, group_options, preflight
+from src.cli import preflight
+from src.errors import UserError
+from src.paths import group_options
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import all_runs, client_for, run_module, signal_when, sweep_runs, train_cli
 
-from src.repair import HOST, PID, STARTED, process_tags, repair
+from src.repair import repair
+from src.tracking import HOST, PID, STARTED, process_tags
 
 
 def ended_process() -> dict[str, str]:

@@ -18,7 +18,6 @@ import yaml
 from support import all_runs, client_for, train_cli
 
 from src import tracking
-from src.config import flatten
 from src.data import IDX_FILES, load_dataset, write_idx
 from src.paths import PROJECT_ROOT
 
@@ -150,7 +149,7 @@ def test_the_same_config_and_seed_in_two_processes_gives_identical_results(tmp_p
         tags, params = run.data.tags, run.data.params
         # The resolved config, whole and as params.
         config = yaml.safe_load((record / "config.yaml").read_text())
-        assert {key: str(value) for key, value in flatten(config).items()} == params
+        assert {key: str(value) for key, value in tracking.flatten(config).items()} == params
         assert params == first.data.params
         # The code: commit and whether the tree had uncommitted changes.
         assert tags["git_commit"] == git_head()

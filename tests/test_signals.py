@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from src import signals, tracking
-from src.config import Terminated
+from src.errors import Terminated
 
 STORE_CALL = """
 def store_call(progress, signums):

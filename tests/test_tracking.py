@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from support import free_port
 
 from src import tracking
-from src.config import UserError
+from src.errors import UserError
 from src.paths import PROJECT_ROOT
 
 

@@ -1,0 +1,163 @@
+"""The command line around Hydra: the check of a whole command line before anything runs
+(:func:`preflight`), ``--help``'s list of config options, and the resolvers the configs use."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from src.config import validate
+from src.errors import UserError
+from src.paths import CONFIG_DIR, PROJECT_ROOT, group_options
+
+
+def register_resolvers() -> None:
+    """Make ``${project_root:}`` and ``${describe_groups:...}`` (for ``--help``) available to
+    the configs (idempotent)."""
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("describe_groups"):
+        OmegaConf.register_new_resolver("describe_groups", describe_groups)
+
+
+def describe_groups(choices: Mapping[str, Any]) -> str:
+    """The config groups for ``--help``: each option with the opening comment of its file.
+
+    Hydra's help template lists a group's options on one line, without saying what they are;
+    each file's first comment line says it, so it is read from there. ``choices`` are the
+    options the composed config uses (Hydra's ``hydra.runtime.choices``), marked with ``*``.
+    """
+    groups = sorted(
+        path.name for path in CONFIG_DIR.iterdir() if path.is_dir() and path.name != "hydra"
+    )
+    width = max(len(name) for group in groups for name in group_options(group))
+    columns = max(60, shutil.get_terminal_size().columns - 1)
+    lines = []
+    for group in groups:
+        lines.append(f"{group}=")
+        for name in group_options(group):
+            mark = "*" if choices.get(group) == name else " "
+            prefix = f"  {mark} {name:<{width}}  "
+            lines.append(
+                textwrap.fill(
+                    config_summary(CONFIG_DIR / group / f"{name}.yaml"),
+                    width=columns,
+                    initial_indent=prefix,
+                    subsequent_indent=" " * len(prefix),
+                )
+            )
+    return "\n".join(lines)
+
+
+def config_summary(path: Path) -> str:
+    """The first line of a config file's opening comment (Hydra's ``# @package`` skipped)."""
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and not text.startswith("@"):
+            return text
+    return ""
+
+
+def check_group_overrides(overrides: Iterable[str]) -> None:
+    """Reject ``group=option`` overrides naming an option that does not exist.
+
+    Hydra reports these itself, over many lines with its search path; this gives the one-line
+    error with the valid choices. Overrides are parsed with Hydra's own parser so sweeps
+    (``analyzer=a,b``) and other syntax are understood the same way Hydra will.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    candidates = [arg for arg in overrides if "=" in arg and not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # noqa: BLE001 - malformed overrides are Hydra's to report
+        return
+    for override in parsed:
+        group = override.key_or_group.lstrip("+~")
+        if "." in group or "/" in group or not (CONFIG_DIR / group).is_dir():
+            continue
+        if override.is_delete():
+            continue
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
+        choices = group_options(group)
+        for value in values:
+            if value not in choices and value != "null":
+                raise UserError(f"unknown {group} '{value}'; choose one of: {', '.join(choices)}")
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs a sweep over ``overrides`` runs, each as its sorted list of overrides.
+
+    Uses the basic sweeper's own expansion (the joblib and submitit launchers use that sweeper
+    too), so the list matches what Hydra launches.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [sorted(job) for batch in batches for job in batch]
+
+
+def preflight(argv: list[str]) -> None:
+    """Check a command line of ``python -m src.train`` before anything runs: the overrides
+    parse, name existing options and keys, and every job's composed config resolves and
+    validates. Raises :class:`UserError` with one line; Hydra's own reports of the same
+    problems span several lines and come after a sweep has begun.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args = get_args_parser().parse_args(argv)
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return
+    if args.config_path or args.config_dir:
+        return  # another config tree: Hydra checks it
+    check_group_overrides(args.overrides)
+    try:
+        jobs = sweep_jobs(args.overrides)
+    except HydraException as error:
+        raise UserError(f"cannot read the overrides: {_one_line(error)}") from error
+    if len(jobs) > 1 and not args.multirun:
+        raise UserError(
+            f"{' '.join(args.overrides)} asks for {len(jobs)} runs: add -m to sweep over them, "
+            "or write a list as key=[a,b]"
+        )
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for job in jobs:
+            where = f" (in the sweep's job {' '.join(job)})" if len(jobs) > 1 else ""
+            try:
+                cfg = compose(args.config_name or "config", overrides=job)
+                OmegaConf.to_container(cfg, resolve=True)
+                validate(cfg)
+            except UserError as error:
+                raise UserError(f"{error}{where}") from error
+            except (HydraException, OmegaConfBaseException, ValueError) as error:
+                raise UserError(f"{_one_line(error)}{where}") from error
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's and OmegaConf's messages, which span lines and add their own advice, in one."""
+    if getattr(error, "full_key", None) and getattr(error, "msg", None):  # OmegaConf's
+        return f"{error.full_key}: {' '.join(error.msg.split())}"
+    cause = error.__cause__
+    if cause is not None and "not in struct" in str(cause):
+        key = str(error).split("'")[1] if "'" in str(error) else str(cause)
+        return f"unknown key {key}: the config has no such key (to add one, write +{key}=VALUE)"
+    text = " ".join(str(error).split())
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f": {' '.join(str(cause).split())}"
+    return text[:400]
