@@ -10,7 +10,7 @@ import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -29,11 +29,11 @@ from src.explain import (
     select_images,
 )
 from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
-from src.model import check_model_config
+from src.model import Pretrained, check_model_config
 from src.model_cache import ModelCache, entry_key, fingerprint
 from src.paths import CONFIG_DIR, group_options
 from src.tf_runtime import innvestigate, intra_op_threads, reset
-from src.training import EpochCallback, TrainingResult, compile_model, train
+from src.training import EpochCallback, TrainingResult, compile_model, test_only, train
 
 if TYPE_CHECKING:
     from src.evaluate import Evaluation
@@ -49,6 +49,13 @@ class Explained:
 
 
 def run_name(cfg: DictConfig) -> str:
+    """``gradient · seed 1 · 3 ep``; for a model trained elsewhere, where it is from instead
+    of the training length: ``gradient · seed 1 · model.keras``, ``… · run 1a2b3c4d``."""
+    target = cfg.model.get("_target_")
+    if target == "src.model.load_keras_file":
+        return f"{cfg.analyzer.name} · seed {cfg.seed} · {Path(str(cfg.model.path)).name}"
+    if target == "src.model.load_run_model":
+        return f"{cfg.analyzer.name} · seed {cfg.seed} · run {str(cfg.model.run_id)[:8]}"
     return f"{cfg.analyzer.name} · seed {cfg.seed} · {cfg.train.epochs} ep"
 
 
@@ -68,21 +75,31 @@ def _load_data(spec: str) -> Dataset:
 
 
 def build_model(cfg: DictConfig, input_shape: Sequence[int], num_classes: int):
+    """The compiled model of ``cfg.model`` in a fresh seeded graph (see :func:`build_network`)."""
+    return build_network(cfg, input_shape, num_classes)[0]
+
+
+def build_network(
+    cfg: DictConfig, input_shape: Sequence[int], num_classes: int
+) -> tuple[Any, Pretrained | None]:
     """A fresh graph, seeded, with the model of ``cfg.model`` (Hydra's ``instantiate`` of its
-    ``_target_``) for the data's input shape and class count, compiled; bad architectures fail
-    as UserError."""
+    ``_target_``) for the data's input shape and class count, compiled; and, for a model
+    trained elsewhere (``model=keras_file``, ``model=run``), where it came from. Bad
+    architectures fail as UserError."""
     reset(cfg.seed)
     spec = OmegaConf.to_container(cfg.model, resolve=True)
     check_model_config(spec)
-    model = build(
+    built = build(
         "model",
         spec,
         "a valid network",
         input_shape=tuple(input_shape),
         num_classes=int(num_classes),
     )
+    pretrained = built if isinstance(built, Pretrained) else None
+    model = built.model if pretrained else built
     compile_model(model, cfg.train.optimizer, cfg.train.learning_rate)
-    return model
+    return model, pretrained
 
 
 def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None):
@@ -202,19 +219,24 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         len(data.test_images),
     )
     validate_for_images(cfg, data.input_shape)
-    model = build_model(cfg, data.input_shape, data.num_classes)
+    model, pretrained = build_network(cfg, data.input_shape, data.num_classes)
     check_analyzer(cfg, model)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    model_key = fingerprint(
-        resolved["dataset"],
-        data.checksum,
-        resolved["model"],
-        resolved["train"],
-        cfg.seed,
-        intra_op_threads(),
-    )
+    if pretrained:
+        model_key = pretrained.fingerprint  # the weights are the file's (or the run's)
+    else:
+        model_key = fingerprint(
+            resolved["dataset"],
+            data.checksum,
+            resolved["model"],
+            resolved["train"],
+            cfg.seed,
+            intra_op_threads(),
+        )
     tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
+    if pretrained:
+        tags["model_source"] = pretrained.source
     tags.update(
         {
             "data_source": data.source,
@@ -232,29 +254,18 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             }
         )
 
-    cache = ModelCache(cfg.train.cache_dir)
     cache_key = entry_key(model_key, store.tracking_uri)
     with tracking.tracked_run(experiment_id, run_name(cfg), tags, parent_run_id) as run_id:
         tracking.log_config(resolved)
         # What reproducing the run needs besides the config: the data files and the environment.
         tracking.log_data_files(data.files)
         tracking.log_environment()
-        # While one job trains this model, the others that need it wait here, then reuse it.
-        with cache.claim(cache_key):
-            cached = cache.load(cache_key) if cfg.train.reuse else None
-            if cached is not None and _load_weights(model, cached.weights):
-                training = cached.training
-                tracking.log_reused_training(
-                    training.history, cached.trained_by_run, cached.model_uri
-                )
-                log.info("reusing the model trained by run %s", cached.trained_by_run)
-            else:
-                training = train_model(cfg, data, model, on_epoch_end=tracking.log_epoch)
-                if training.time_to_first_step_s is not None and not parent_run_id:
-                    # Start-up as the user waits for it (a sweep's jobs share their process).
-                    tracking.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
-                model_uri = tracking.log_keras_model(model, data.test_images[:2])
-                cache.store(cache_key, model, training, run_id, model_uri)
+        if pretrained:
+            training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
+            tracking.set_tags({"model_reused": "false", "model_trained_here": "false"})
+            log.info("explaining the model of %s (no training)", pretrained.source)
+        else:
+            training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
         explained = explain_model(cfg, data, model)
         log_outcome(cfg, data, training, explained)
         headline = ""
@@ -273,6 +284,30 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         store.run_link(experiment_id, run_id),
     )
     return training.test_accuracy
+
+
+def trained_or_reused(
+    cfg: DictConfig, data: Dataset, model, cache_key: str, run_id: str, parent_run_id: str | None
+) -> TrainingResult:
+    """Train the model in the open run, or load its weights from the model cache if an
+    earlier run trained the same one. While one job trains a model, the others that need it
+    wait here, then reuse it."""
+    cache = ModelCache(cfg.train.cache_dir)
+    with cache.claim(cache_key):
+        cached = cache.load(cache_key) if cfg.train.reuse else None
+        if cached is not None and _load_weights(model, cached.weights):
+            tracking.log_reused_training(
+                cached.training.history, cached.trained_by_run, cached.model_uri
+            )
+            log.info("reusing the model trained by run %s", cached.trained_by_run)
+            return cached.training
+        training = train_model(cfg, data, model, on_epoch_end=tracking.log_epoch)
+        if training.time_to_first_step_s is not None and not parent_run_id:
+            # Start-up as the user waits for it (a sweep's jobs share their process).
+            tracking.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
+        model_uri = tracking.log_keras_model(model, data.test_images[:2])
+        cache.store(cache_key, model, training, run_id, model_uri)
+        return training
 
 
 # The scores a run's summary line names: (score, label), in the verdict's order.
@@ -356,7 +391,8 @@ def log_outcome(
             "analysis_images_per_s": explanation.images_per_second,
         }
     )
-    tracking.log_figure(training_figure(training.history), "figures/training.png")
+    if training.history:  # none for a model trained elsewhere
+        tracking.log_figure(training_figure(training.history), "figures/training.png")
     tracking.log_figure(
         heatmap_figure(
             images,

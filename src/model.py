@@ -8,10 +8,18 @@ plus the config's keys, and returns an uncompiled Keras model ending in a softma
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from src.builders import check_arguments
+from src.errors import UserError
 from src.tf_runtime import tensorflow
 
 # What one entry of ``conv_layers`` may say; anything else is refused, never ignored.
@@ -114,3 +122,105 @@ def check_model_config(model: Mapping[str, Any]) -> None:
     """Every key of a model config must be an argument of its ``_target_`` builder, and the
     builder must take the input shape and class count (see :mod:`src.builders`)."""
     check_arguments("model", model, given=FROM_THE_DATA)
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A trained model from elsewhere: the pipeline explains it without training."""
+
+    model: Any
+    fingerprint: str  # what identifies its weights: the file's SHA-256, or the run's fingerprint
+    source: str  # where it came from, for the run's tags
+
+
+def load_keras_file(input_shape: Sequence[int], num_classes: int, path: str) -> Pretrained:
+    """A trained Keras model from ``path``: an ``.h5`` or ``.keras`` file, or a SavedModel
+    folder. Loaded without its optimizer; Keras's safe mode refuses ``Lambda`` layers in a
+    ``.keras`` file (they could run code). Load only files you trust."""
+    location = Path(path).expanduser()
+    if not location.exists():
+        raise UserError(f"model.path {str(location)!r} does not exist")
+    with tempfile.TemporaryDirectory() as folder:
+        readable = _as_hdf5(location, Path(folder)) if location.suffix == ".keras" else location
+        try:
+            model = tensorflow().keras.models.load_model(str(readable), compile=False)
+        except Exception as error:  # noqa: BLE001 - h5py, zip and Keras raise many kinds
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise UserError(
+                f"model.path {str(location)!r} is not a Keras model ({reason})"
+            ) from error
+    _check_fits(model, input_shape, num_classes, str(location))
+    return Pretrained(model, _sha256_of(location), str(location))
+
+
+def _as_hdf5(location: Path, folder: Path) -> Path:
+    """A ``.keras`` file re-saved as HDF5 by Keras itself, in a subprocess in eager mode.
+
+    Keras 2.14 restores a ``.keras`` file's weights with ``variable.assign``, which in the
+    graph mode iNNvestigate needs only builds an op that never runs: the model would keep its
+    initial weights (measured: a 92%-accurate model loads at 10%). Its HDF5 loader has no
+    such problem, so the file is converted where eager mode works.
+    """
+    target = folder / "model.h5"
+    code = (
+        "import sys, tensorflow as tf; "
+        "tf.keras.models.load_model(sys.argv[1], compile=False).save(sys.argv[2])"
+    )
+    converted = subprocess.run(
+        [sys.executable, "-c", code, str(location), str(target)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if converted.returncode != 0:
+        lines = [line for line in converted.stderr.splitlines() if line.strip()]
+        reason = lines[-1][:200] if lines else f"exit code {converted.returncode}"
+        raise UserError(f"model.path {str(location)!r} is not a Keras model ({reason})")
+    return target
+
+
+def load_run_model(input_shape: Sequence[int], num_classes: int, run_id: str) -> Pretrained:
+    """The model a run of this tracking store logged (its tag ``model_uri``), by run id."""
+    import mlflow
+    import mlflow.tensorflow
+
+    client = mlflow.tracking.MlflowClient()
+    try:
+        run = client.get_run(str(run_id))
+    except Exception as error:  # noqa: BLE001 - MLflow's "not found" comes in several kinds
+        raise UserError(
+            f"model.run_id {run_id!r} is not a run of the store {mlflow.get_tracking_uri()}"
+        ) from error
+    uri = run.data.tags.get("model_uri")
+    if not uri:
+        raise UserError(f"run {run_id} logged no model (it has no model_uri tag)")
+    model = mlflow.tensorflow.load_model(uri)
+    _check_fits(model, input_shape, num_classes, f"run {run_id}")
+    return Pretrained(model, run.data.tags.get("model_fingerprint", uri), f"runs:/{run_id}")
+
+
+def _check_fits(model: Any, input_shape: Sequence[int], num_classes: int, source: str) -> None:
+    takes = tuple(model.input_shape[1:])
+    if takes != tuple(input_shape):
+        raise UserError(
+            f"the model of {source} takes images of shape {takes}, the data's are "
+            f"{tuple(input_shape)}"
+        )
+    if model.output_shape[-1] != num_classes:
+        raise UserError(
+            f"the model of {source} has {model.output_shape[-1]} outputs, the data "
+            f"{num_classes} classes"
+        )
+
+
+def _sha256_of(location: Path) -> str:
+    """A file's SHA-256; a folder's over its files' relative paths and contents, sorted."""
+    digest = hashlib.sha256()
+    files = (
+        sorted(p for p in location.rglob("*") if p.is_file()) if location.is_dir() else [location]
+    )
+    for file in files:
+        if location.is_dir():
+            digest.update(str(file.relative_to(location)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()

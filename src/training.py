@@ -124,3 +124,15 @@ def train(
         test_accuracy=float(test_accuracy),
         time_to_first_step_s=first_step[0] if first_step else None,
     )
+
+
+def test_only(
+    model, test_images: np.ndarray, test_labels: np.ndarray, batch_size: int
+) -> TrainingResult:
+    """The test loss and accuracy of a model trained elsewhere: no history, no training time."""
+    test_loss, test_accuracy = model.evaluate(
+        test_images, test_labels, batch_size=batch_size, verbose=0
+    )
+    return TrainingResult(
+        history={}, train_time_s=0.0, test_loss=float(test_loss), test_accuracy=float(test_accuracy)
+    )

@@ -136,6 +136,20 @@ BAD_INPUTS = {
         "conv_layers[0] has no key dilation; a conv block takes filters, kernel_size, padding, "
         "pool, stride",
     ),
+    "a model file that does not exist": (
+        ["model=keras_file", "model.path=/nonexistent/model.keras"],
+        "model.path '/nonexistent/model.keras' does not exist",
+    ),
+    "a model file that is not a Keras model": (
+        ["model=keras_file", f"model.path={__file__}"],
+        "is not a Keras model",
+    ),
+    "a run id not in the store": (
+        ["model=run", "model.run_id=0123456789abcdef"],
+        "model.run_id '0123456789abcdef' is not a run of the store",
+    ),
+    "a model file without its path": (["model=keras_file"], "model.path"),
+    "an npz dataset without its path": (["dataset=npz"], "dataset.path"),
     "a model the analyzer cannot explain": (
         ["model=lenet", "model.activation=tanh", "analyzer=deep_taylor"],
         "analyzer=deep_taylor: deep_taylor cannot explain this model: This DeepTaylor "
