@@ -141,7 +141,7 @@ def preflight(argv: list[str]) -> None:
             where = f" (in the sweep's job {' '.join(job)})" if len(jobs) > 1 else ""
             try:
                 cfg = compose(args.config_name or "config", overrides=job)
-                OmegaConf.to_container(cfg, resolve=True)
+                OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
                 validate(cfg)
             except UserError as error:
                 raise UserError(f"{error}{where}") from error
