@@ -168,6 +168,122 @@ def load_npz(path: str) -> Loaded:
     return Loaded(*arrays, source=str(location), files=(location,), class_names=names)
 
 
+CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR10_BATCHES = "cifar-10-batches-py"  # the folder Keras downloads and keeps in its cache
+
+
+def load_cifar10(path: str | None = None, cache_dir: str | None = "~/.keras/datasets") -> Loaded:
+    """CIFAR-10 (32x32 colour, 10 classes), looked for as MNIST is: ``path`` (an ``.npz`` in
+    Keras's layout, or a ``cifar-10-batches-py`` folder), else Keras's cache ``cache_dir``,
+    else a download through Keras. The batches folder is the CIFAR distribution's Python
+    pickles, read with Keras's own ``load_batch``: only use files from the CIFAR site."""
+    tried = []
+    candidates = [Path(path).expanduser()] if path is not None else []
+    if path is None and cache_dir is not None:
+        candidates.append(Path(cache_dir).expanduser() / CIFAR10_BATCHES)
+    for candidate in candidates:
+        if candidate.suffix == ".npz" and candidate.is_file():
+            arrays, _ = _read_npz(candidate)
+            files: tuple[Path, ...] = (candidate,)
+        elif candidate.is_dir():
+            arrays, files = _read_cifar_batches(candidate)
+        else:
+            if path is not None:
+                raise DataError(f"dataset.path {str(candidate)!r} does not exist")
+            tried.append(str(candidate))
+            continue
+        return Loaded(*arrays, source=str(candidate), files=files, class_names=CIFAR10_NAMES)
+    try:
+        from src.tf_runtime import tensorflow
+
+        (x_train, y_train), (x_test, y_test) = tensorflow().keras.datasets.cifar10.load_data()
+    except Exception as error:  # noqa: BLE001 - any failure means "not downloadable here"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        tried.append(f"download through Keras ({reason[:200]})")
+        raise DataError(
+            f"no cifar10 data found; tried {'; '.join(tried)}. To fix: pass dataset.path="
+            "an .npz in Keras's layout or the cifar-10-batches-py folder"
+        ) from error
+    arrays = (x_train, y_train.reshape(-1), x_test, y_test.reshape(-1))
+    return Loaded(
+        *arrays, source="downloaded by tf.keras.datasets.cifar10", class_names=CIFAR10_NAMES
+    )
+
+
+def _read_cifar_batches(folder: Path) -> tuple[Arrays, tuple[Path, ...]]:
+    """``data_batch_1`` .. ``data_batch_5`` and ``test_batch`` of the CIFAR-10 Python
+    distribution (any number of images each), as ``(N, 32, 32, 3)`` bytes and labels."""
+    from keras.src.datasets.cifar import load_batch
+
+    train = sorted(folder.glob("data_batch_*"))
+    test = folder / "test_batch"
+    if not train or not test.is_file():
+        raise DataError(f"{folder} lacks the CIFAR-10 batches data_batch_1.. and test_batch")
+    try:
+        parts = [load_batch(str(file)) for file in [*train, test]]
+    except Exception as error:  # noqa: BLE001 - pickle and shape errors mean a corrupt batch
+        raise DataError(f"{folder}: a CIFAR-10 batch cannot be read ({error})") from error
+    images = [data.transpose(0, 2, 3, 1) for data, _ in parts]  # (N, 3, 32, 32) -> NHWC
+    labels = [np.asarray(label, dtype=np.int64).reshape(-1) for _, label in parts]
+    arrays = (np.concatenate(images[:-1]), np.concatenate(labels[:-1]), images[-1], labels[-1])
+    return arrays, (*train, test)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def load_image_folder(path: str, image_size: Sequence[int] = (32, 32), mode: str = "RGB") -> Loaded:
+    """Images in ``path/train/<class>/`` and ``path/test/<class>/`` (PNG or JPEG, one
+    sub-folder per class, class names = folder names in sorted order), each resized to
+    ``image_size`` (height, width) with Pillow and converted to ``mode`` (``RGB`` or ``L``,
+    grey)."""
+    from PIL import Image
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"dataset.path {str(root)!r} is not a folder")
+    if mode not in ("RGB", "L"):
+        raise DataError(f"dataset.mode must be RGB or L (grey), got {mode!r}")
+    height, width = (int(n) for n in image_size)
+    splits = {}
+    for split in ("train", "test"):
+        folder = root / split
+        if not folder.is_dir():
+            raise DataError(f"{root} has no {split}/ folder (one sub-folder per class inside)")
+        splits[split] = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    classes = splits["train"]
+    if not classes:
+        raise DataError(f"{root / 'train'} has no class folders")
+    missing = [name for name in classes if name not in splits["test"]]
+    if missing:
+        raise DataError(f"{root / 'test'} lacks the class folders {', '.join(missing)}")
+    extra = [name for name in splits["test"] if name not in classes]
+    if extra:
+        raise DataError(f"{root / 'test'} has class folders not in train/: {', '.join(extra)}")
+    arrays, files = [], []
+    for split in ("train", "test"):
+        images, labels = [], []
+        for label, name in enumerate(classes):
+            for file in sorted((root / split / name).iterdir()):
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    with Image.open(file) as image:
+                        image = image.convert(mode).resize((width, height), Image.BILINEAR)
+                        images.append(np.asarray(image, dtype=np.uint8))
+                except OSError as error:
+                    raise DataError(f"{file} is not a readable image ({error})") from error
+                labels.append(label)
+                files.append(file)
+        if not images:
+            raise DataError(f"{root / split} holds no PNG or JPEG images")
+        arrays += [np.stack(images), np.array(labels, dtype=np.int64)]
+    return Loaded(*arrays, source=str(root), files=tuple(files), class_names=tuple(classes))
+
+
 def _load_keras_format(name: str, path: str | None, cache_dir: str | None) -> Loaded:
     arrays, source = _load_from_first_source(name, path, cache_dir)
     return Loaded(

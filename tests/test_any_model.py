@@ -121,3 +121,25 @@ def test_a_model_of_an_earlier_run_scores_exactly_as_when_it_was_trained(tmp_pat
         assert first.data.metrics[key] == second.data.metrics[key], key
     # The training run's test loss is its last validation, summed in fit's own order.
     assert first.data.metrics["test_loss"] == pytest.approx(second.data.metrics["test_loss"])
+
+
+@pytest.mark.slow
+def test_an_image_folder_trains_an_mlp_and_is_explained(tmp_path):
+    from test_data import image_folder
+
+    root = image_folder(tmp_path / "pets", per_class=(12, 4), size=(24, 24))
+    result = train_cli(
+        tmp_path,
+        "dataset=image_folder",
+        f"dataset.path={root}",
+        "dataset.image_size=[24,24]",
+        "model=mlp",
+        "train.epochs=3",
+        "analyzer=gradient",
+        "evaluate.perturbation.region_shape=[6,6]",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "FINISHED" and run.data.tags["dataset"] == "image_folder"
+    assert run.data.metrics["test_accuracy"] == 1.0  # three solid colours
+    assert set(SCORES) <= set(run.data.metrics)

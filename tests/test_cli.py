@@ -126,7 +126,10 @@ BAD_INPUTS = {
         ["dataset=cifar10"],
         "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist",
     ),
-    "unknown model": (["model=vgg"], "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, run"),
+    "unknown model": (
+        ["model=vgg"],
+        "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, run",
+    ),
     "unknown model key": (
         ["+model.width=3"],
         "unknown key model.width: src.model.build_cnn takes conv_layers, dense_units, activation",

@@ -285,3 +285,100 @@ def test_a_users_own_loader_outside_src_works_by_target(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match="unknown key dataset.colour: mydata.loaders.stripes takes"):
         load_configured({**spec, "colour": 1})
+
+
+def image_folder(root, classes=("cat", "dog", "eel"), per_class=(4, 2), size=(20, 24)):
+    """PNG and JPEG files of solid colours, one colour per class, in train/ and test/."""
+    from PIL import Image
+
+    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250)]
+    for split, count in zip(("train", "test"), per_class, strict=True):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                suffix = ".png" if index % 2 == 0 else ".jpg"
+                Image.new("RGB", size, colours[label]).save(folder / f"{index}{suffix}")
+            (folder / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_an_image_folder_loads_resized_with_folder_names_as_classes(tmp_path):
+    from src.data import load_image_folder, prepare
+
+    root = image_folder(tmp_path / "pets")
+    dataset = prepare(load_image_folder(str(root), image_size=[16, 12]))
+    assert dataset.input_shape == (16, 12, 3)
+    assert dataset.class_names == ("cat", "dog", "eel")
+    assert len(dataset.train_images) == 12 and len(dataset.test_images) == 6
+    np.testing.assert_array_equal(dataset.train_labels, [0] * 4 + [1] * 4 + [2] * 4)
+    # Solid red stays red through the PNG and the JPEG (lossy: within a few levels).
+    assert np.allclose(dataset.train_images[0].mean(axis=(0, 1)), [250 / 255, 0, 0], atol=0.02)
+    assert np.allclose(dataset.train_images[1].mean(axis=(0, 1)), [250 / 255, 0, 0], atol=0.03)
+    grey = prepare(load_image_folder(str(root), image_size=[8, 8], mode="L"))
+    assert grey.input_shape == (8, 8, 1)
+
+
+def test_image_folder_problems_are_named(tmp_path):
+    import shutil
+
+    from src.data import load_image_folder
+
+    root = image_folder(tmp_path / "pets")
+    shutil.rmtree(root / "test" / "dog")
+    with pytest.raises(
+        DataError, match="test' lacks the class folders dog|lacks the class folders dog"
+    ):
+        load_image_folder(str(root))
+    empty = tmp_path / "empty"
+    (empty / "train" / "a").mkdir(parents=True)
+    (empty / "test" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no PNG or JPEG images"):
+        load_image_folder(str(empty))
+    with pytest.raises(DataError, match="has no train/ folder"):
+        load_image_folder(str(tmp_path))
+
+
+def cifar_batches(folder, per_batch=6, batches=2):
+    """A small CIFAR-10 Python distribution, written as the real one is (pickled dicts with
+    byte keys, rows of 3072 bytes, channel-first)."""
+    import pickle
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, batches + 1)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = [int(k) for k in rng.integers(0, 10, size=per_batch)]
+        with open(folder / name, "wb") as stream:
+            pickle.dump({b"data": data, b"labels": labels}, stream)
+    return folder
+
+
+def test_cifar10_from_the_keras_cache_then_an_explicit_path(tmp_path, monkeypatch):
+    from src.data import CIFAR10_NAMES, load_cifar10, prepare
+
+    cache = tmp_path / "keras"
+    batches = cifar_batches(cache / "cifar-10-batches-py")
+    dataset = prepare(load_cifar10(cache_dir=str(cache)))
+    assert dataset.source == str(batches)
+    assert dataset.input_shape == (32, 32, 3) and dataset.class_names == CIFAR10_NAMES
+    assert len(dataset.train_images) == 12 and len(dataset.test_images) == 6
+    # Channel-first rows become (32, 32, 3): the first row's first bytes are red's first row.
+    import pickle
+
+    with open(batches / "data_batch_1", "rb") as stream:
+        row = pickle.load(stream)[b"data"][0]
+    np.testing.assert_array_equal(dataset.train_images[0, 0, :, 0] * 255, row[:32].astype(float))
+    # An explicit path wins over the cache; a missing one is named.
+    other = cifar_batches(tmp_path / "mine", per_batch=3, batches=1)
+    assert len(prepare(load_cifar10(path=str(other), cache_dir=str(cache))).train_images) == 3
+    with pytest.raises(DataError, match="dataset.path .* does not exist"):
+        load_cifar10(path=str(tmp_path / "nowhere"))
+    # Neither: the download is tried last (no network here: it fails, and says what was tried).
+    monkeypatch.setattr(
+        "src.tf_runtime.tensorflow", lambda: (_ for _ in ()).throw(OSError("offline"))
+    )
+    with pytest.raises(
+        DataError, match="no cifar10 data found; tried .*empty.*download through Keras"
+    ):
+        load_cifar10(cache_dir=str(tmp_path / "empty"))
