@@ -23,8 +23,11 @@ GROUPS = (
 
 
 def test_the_groups_the_issue_asks_for_exist():
-    assert set(group_options("dataset")) == {"mnist", "fashion_mnist", "digits"}
-    assert "cnn" in group_options("model")
+    assert set(group_options("dataset")) == {
+        *("mnist", "fashion_mnist", "digits"),
+        *("npz", "image_folder", "cifar10"),
+    }
+    assert set(group_options("model")) == {"cnn", "lenet", "mlp", "keras_file", "run"}
     seed_analyzers = {"deep_taylor", "gradient", "input_t_gradient"}
     others = {"deep_taylor_bounded", "lrp_z", "lrp_epsilon", "lrp_alpha_2_beta_1"}
     others |= {"lrp_sequential_preset_a", "smoothgrad", "integrated_gradients"}
@@ -80,7 +83,7 @@ def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_pat
         ("train.batch_size=0", "train.batch_size must be a positive integer, got 0"),
         ("train.learning_rate=-1", "train.learning_rate must be a positive number"),
         ("train.optimizer=adamw2", "unknown train.optimizer 'adamw2'; choose one of: adam, sgd"),
-        ("dataset.name=cifar", "unknown dataset.name 'cifar'; choose one of: mnist, fashion_mnist"),
+        ("dataset.name=", "dataset.name must be a non-empty name"),
         ("dataset.train_size=0", "dataset.train_size must be a positive integer"),
         ("analyzer.neuron_selection=max", "choose one of: predicted, true_label"),
         ("seed=-1", "seed must be an integer from 0 to 4294967295, got -1"),
@@ -88,7 +91,15 @@ def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_pat
         ("evaluate.n_images=0", "evaluate.n_images must be a positive integer, got 0"),
         ("evaluate.perturbation.function=blur", "choose one of: gaussian, zeros, mean, invert"),
         ("evaluate.perturbation.region_shape=[7]", "region_shape must be [height, width], got [7]"),
-        ("dataset=digits dataset.path=/data", "dataset.path is not used by dataset=digits"),
+        (
+            "dataset=digits +dataset.path=/data",
+            "unknown key dataset.path: src.data.load_digits takes no arguments",
+        ),
+        (
+            "+dataset.colour=1",
+            "unknown key dataset.colour: src.data.load_mnist takes path, cache_dir",
+        ),
+        ("model=mlp model.hidden_units=[0]", "model.hidden_units.0 must be a positive integer"),
         ("model.conv_layers.0.filters=0", "model.conv_layers.0.filters must be a positive integer"),
         (
             "evaluate.perturbation.region_shape=[29,4]",
@@ -120,10 +131,11 @@ def test_bad_values_fail_with_one_line(compose_config, override, message):
     [
         (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: deconvnet, deep_taylor"),
         (
-            ["dataset=cifar10"],
-            "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist",
+            ["dataset=imagenet"],
+            "unknown dataset 'imagenet'; choose one of: cifar10, digits, fashion_mnist, "
+            "image_folder, mnist, npz",
         ),
-        (["model=resnet"], "unknown model 'resnet'; choose one of: cnn"),
+        (["model=resnet"], "unknown model 'resnet'; choose one of: cnn, keras_file, lenet, mlp"),
         (["-m", "analyzer=gradient,nope"], "unknown analyzer 'nope'"),
     ],
 )
