@@ -123,8 +123,9 @@ BAD_INPUTS = {
         "unknown analyzer 'deep_tailor'; choose one of: deconvnet",
     ),
     "unknown dataset": (
-        ["dataset=cifar10"],
-        "unknown dataset 'cifar10'; choose one of: digits, fashion_mnist, mnist",
+        ["dataset=imagenet"],
+        "unknown dataset 'imagenet'; choose one of: cifar10, digits, fashion_mnist, "
+        "image_folder, mnist, npz",
     ),
     "unknown model": (
         ["model=vgg"],

@@ -31,8 +31,15 @@ UNSAFE = {
     "eval",
     "exec",
 }
-# Whole models (Keras's, MLflow's flavors', ...) load code and pickles along with weights.
-MODEL_LOADERS = ("load_model",)
+# Whole models (Keras's, MLflow's flavors', ...) load code and pickles along with weights;
+# Keras's CIFAR ``load_batch`` unpickles.
+MODEL_LOADERS = ("load_model", "load_batch")
+# The loads the project makes on purpose, of what the user names: (file, function) -> why.
+INTENDED = {
+    ("src/model.py", "load_keras_file"): "model=keras_file: the model file the user names",
+    ("src/model.py", "load_run_model"): "model=run: the model a run of the user's store logged",
+    ("src/data.py", "_read_cifar_batches"): "dataset=cifar10: CIFAR's own Python batches",
+}
 
 
 def make_dry_run(target: str, *variables: str, **environment: str) -> list[str]:
@@ -165,12 +172,30 @@ def test_the_scan_finds_each_kind_of_unsafe_load_and_passes_safe_ones():
     ]
 
 
+def enclosing_function(source: str, line: int) -> str | None:
+    """The name of the innermost function whose body holds ``line``."""
+    functions = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.lineno <= line <= (node.end_lineno or node.lineno)
+    ]
+    return max(functions, key=lambda node: node.lineno).name if functions else None
+
+
 def test_no_code_of_the_project_loads_pickles_or_models_or_evaluates_text():
+    """...but where the user names what to load, and only there (INTENDED)."""
     files = sorted(path for folder in SCANNED for path in (PROJECT_ROOT / folder).rglob("*.py"))
     assert any(path.name == "data.py" for path in files)
-    found = [
-        f"{path.relative_to(PROJECT_ROOT)}:{line}: {name}"
-        for path in files
-        for line, name in unsafe_calls(Path(path).read_text())
-    ]
+    found, intended = [], set()
+    for path in files:
+        source = Path(path).read_text()
+        relative = str(path.relative_to(PROJECT_ROOT))
+        for line, name in unsafe_calls(source):
+            place = (relative, enclosing_function(source, line))
+            if place in INTENDED:
+                intended.add(place)
+            else:
+                found.append(f"{relative}:{line}: {name}")
     assert found == []
+    assert intended == set(INTENDED)  # each exception is still needed
