@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import shutil
 import textwrap
 from collections.abc import Iterable, Mapping
@@ -99,15 +101,44 @@ def check_group_overrides(overrides: Iterable[str]) -> None:
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     """The jobs a sweep over ``overrides`` runs, each as its sorted list of overrides.
 
-    Uses the basic sweeper's own expansion (the joblib and submitit launchers use that sweeper
-    too), so the list matches what Hydra launches.
+    The basic sweeper's expansion (the joblib and submitit launchers use that sweeper too),
+    written with Hydra's public override parser: every value of each swept key, the product
+    over keys, a later override of a key replacing an earlier one. A test checks it against
+    Hydra's own ``BasicSweeper.split_arguments``.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [sorted(job) for batch in batches for job in batch]
+    choices: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise HydraException(f"{key}: the basic sweeper sweeps lists and ranges only")
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [sorted(job) for job in itertools.product(*choices.values())]
+
+
+def command_line_parser() -> argparse.ArgumentParser:
+    """Hydra's command-line flags (``hydra.main``'s, as of Hydra 1.3), so the overrides and
+    the flags that stop a run (``--help``, ``--cfg`` ...) are told apart before Hydra runs;
+    Hydra's own parser is internal."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("overrides", nargs="*")
+    for flag in ("--help", "--hydra-help", "--version", "--resolve", "--run", "--multirun"):
+        short = {"--help": ["-h"], "--run": ["-r"], "--multirun": ["-m"]}.get(flag, [])
+        parser.add_argument(flag, *short, action="store_true")
+    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+    parser.add_argument("--package", "-p")
+    parser.add_argument("--shell-completion", "-sc", action="store_true")
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("--config-name", "-cn")
+    parser.add_argument("--config-dir", "-cd")
+    parser.add_argument("--experimental-rerun")
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    return parser
 
 
 def preflight(argv: list[str]) -> None:
@@ -117,12 +148,11 @@ def preflight(argv: list[str]) -> None:
     problems span several lines and come after a sweep has begun.
     """
     from hydra import compose, initialize_config_dir
-    from hydra._internal.utils import get_args_parser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    args = get_args_parser().parse_args(argv)
-    if args.help or args.hydra_help or args.info or args.shell_completion:
+    args, _ = command_line_parser().parse_known_args(argv)  # the rest: Hydra's to judge
+    if args.help or args.hydra_help or args.version or args.info or args.shell_completion:
         return
     if args.config_path or args.config_dir:
         return  # another config tree: Hydra checks it

@@ -64,10 +64,9 @@ def build_cnn(
         if conv.get("pool"):
             stack.append(layers.MaxPooling2D(conv["pool"], name=f"pool{index}"))
     stack.append(layers.Flatten(name="flatten"))
-    for index, units in enumerate(dense_units, start=1):
-        stack.append(layers.Dense(units, activation=activation, name=f"dense{index}"))
-    stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
-    return tensorflow().keras.Sequential(stack, name="cnn")
+    return tensorflow().keras.Sequential(
+        stack + _dense_head(dense_units, num_classes, activation), name="cnn"
+    )
 
 
 def build_mlp(
@@ -83,10 +82,19 @@ def build_mlp(
         layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image"),
         layers.Flatten(name="flatten"),
     ]
-    for index, units in enumerate(hidden_units, start=1):
-        stack.append(layers.Dense(units, activation=activation, name=f"dense{index}"))
-    stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
-    return tensorflow().keras.Sequential(stack, name="mlp")
+    return tensorflow().keras.Sequential(
+        stack + _dense_head(hidden_units, num_classes, activation), name="mlp"
+    )
+
+
+def _dense_head(units: Sequence[int], num_classes: int, activation: str) -> list[Any]:
+    """Dense layers ``dense1``, ``dense2``, ... of ``units``, then the softmax ``output``."""
+    layers = tensorflow().keras.layers
+    hidden = [
+        layers.Dense(count, activation=activation, name=f"dense{index}")
+        for index, count in enumerate(units, start=1)
+    ]
+    return [*hidden, layers.Dense(num_classes, activation="softmax", name="output")]
 
 
 def build_lenet(

@@ -35,6 +35,14 @@ def trained():
     return cfg, data, model
 
 
+def gradient_explainer(model) -> Explainer:
+    """iNNvestigate's gradient, explaining the classes it is given."""
+    return Explainer(
+        create_analyzer(innvestigate().model_wo_softmax(model), "gradient", {}, "true_label"),
+        "true_label",
+    )
+
+
 def scores_of(trained, analyzer: str):
     _, data, model = trained
     return evaluate_model(config(f"analyzer={analyzer}"), data, model)
@@ -72,10 +80,7 @@ def test_randomisation_decorrelates_noise_and_restores_the_trained_weights(train
 
 def test_an_unrandomised_model_correlates_perfectly_with_itself(trained):
     cfg, data, model = trained
-    explainer = Explainer(
-        create_analyzer(innvestigate().model_wo_softmax(model), "gradient", {}, "true_label"),
-        "true_label",
-    )
+    explainer = gradient_explainer(model)
     images, labels = data.test_images[:50], data.test_labels[:50]
     first = explainer.explain(images, labels, 16).heatmaps
     second = explainer.explain(images, labels, 16).heatmaps
@@ -176,10 +181,7 @@ def test_mprt_agrees_with_quantus_on_its_own_terms(trained, monkeypatch):
     quantus = _quantus()
     cfg, data, model = trained
     images, labels = data.test_images[:24], data.test_labels[:24]
-    explainer = Explainer(
-        create_analyzer(innvestigate().model_wo_softmax(model), "gradient", {}, "true_label"),
-        "true_label",
-    )
+    explainer = gradient_explainer(model)
 
     def explain(images, classes, _=""):
         return explainer.explain(images, classes, 24).heatmaps
@@ -222,10 +224,7 @@ def test_random_logit_agrees_with_quantus_given_the_same_other_classes(trained):
     quantus = _quantus()
     cfg, data, model = trained
     images, labels = data.test_images[:16], data.test_labels[:16]
-    explainer = Explainer(
-        create_analyzer(innvestigate().model_wo_softmax(model), "gradient", {}, "true_label"),
-        "true_label",
-    )
+    explainer = gradient_explainer(model)
     asked = []
 
     def explain_func(model, inputs, targets, **_):

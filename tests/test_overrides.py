@@ -176,3 +176,55 @@ def test_every_command_line_runs_or_fails_in_one_line_before_any_run(overrides):
         assert "error: " in lines[-1] and "Traceback" not in result.stderr, result.stderr[-3000:]
         assert sum("error:" in line for line in lines) == 1, result.stderr[-3000:]
         assert runs == [], result.stderr[-3000:]
+
+
+SWEEPS = [
+    ["analyzer=gradient,deep_taylor", "seed=0,1", "train.epochs=3"],
+    ["seed=range(0,3)", "+model.width=4", "analyzer=noise"],
+    ["seed=0,1", "seed=5"],  # a later override of a key replaces the earlier
+    ["dataset=digits", "train.epochs=1,2,3", "~evaluate.perturbation"],
+    [],
+]
+
+
+@pytest.mark.parametrize("overrides", SWEEPS)
+def test_the_sweeps_jobs_are_hydras_basic_sweeper_expansion(overrides):
+    """src.cli.sweep_jobs uses Hydra's public parser only; its reference is Hydra's internal
+    BasicSweeper, which the default, joblib and submitit launchers sweep with."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from src.cli import sweep_jobs
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    expected = [
+        sorted(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch
+    ]
+    assert sweep_jobs(overrides) == expected
+
+
+ARGVS = [
+    ["-m", "analyzer=a,b", "seed=0"],
+    ["--multirun", "--config-name", "other", "x=1"],
+    ["--help"],
+    ["--hydra-help"],
+    ["--cfg", "job", "--resolve", "-p", "train"],
+    ["-i", "config"],
+    ["--info"],
+    ["-cd", "/tmp/conf", "-cn", "c", "a=1", "b=2"],
+    ["--shell-completion", "install=bash"],
+]
+
+
+@pytest.mark.parametrize("argv", ARGVS)
+def test_the_command_line_is_read_as_hydra_reads_it(argv):
+    from hydra._internal.utils import get_args_parser
+
+    from src.cli import command_line_parser
+
+    theirs = vars(get_args_parser().parse_args(argv))
+    ours, rest = command_line_parser().parse_known_args(argv)
+    assert rest == []
+    # --version is an action that prints and exits in Hydra's parser; here a flag.
+    ours = {key: value for key, value in vars(ours).items() if key != "version"}
+    assert {key: theirs[key] for key in ours} == ours
