@@ -91,17 +91,19 @@ class Bench:
     def _data(self) -> tuple[str, Path, str, dict[str, int]]:
         """Real Fashion-MNIST when its files are here, else scikit-learn's digits, written to
         one npz that the project (``dataset.path``) and the bare script both read."""
-        from src.data import DataError, load_arrays
+        from src.data import DataError, load_digits, load_fashion_mnist
 
         try:
             if self.quick:
                 raise DataError("quick: digits")
-            arrays, source = load_arrays("fashion_mnist")
+            loaded = load_fashion_mnist(cache_dir=None)
             name = "fashion_mnist"
         except DataError:
-            arrays, source = load_arrays("digits")
+            loaded = load_digits()
             name = "mnist"  # the digits as an MNIST-layout npz: classes 0-9, the same config
-        train_images, train_labels, test_images, test_labels = arrays
+        source = loaded.source
+        train_images, train_labels = loaded.train_images, loaded.train_labels
+        test_images, test_labels = loaded.test_images, loaded.test_labels
         if self.quick:
             train_images, train_labels = train_images[:300], train_labels[:300]
             test_images, test_labels = test_images[:100], test_labels[:100]
