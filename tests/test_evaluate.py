@@ -250,6 +250,8 @@ def test_random_logit_agrees_with_quantus_given_the_same_other_classes(trained):
     off = explainer.explain(images, others, 16).heatmaps
     np.testing.assert_allclose(random_logit_similarity(original, off), theirs, atol=1e-6)
     assert np.all(random_logit_similarity(original, original) == 1.0)
+    # Each map is divided by its own max |value|: a map and its triple are the same map.
+    np.testing.assert_allclose(random_logit_similarity(original, 3 * original), 1.0, atol=1e-9)
     assert random_logit_similarity(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)))[0] == 1.0
 
 
