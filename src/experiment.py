@@ -236,7 +236,13 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         )
     tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
     if pretrained:
-        tags["model_source"] = pretrained.source
+        tags.update(
+            {
+                "model_source": pretrained.source,
+                "model_trained_here": "false",
+                "model_reused": "false",
+            }
+        )
     tags.update(
         {
             "data_source": data.source,
@@ -262,7 +268,6 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         tracking.log_environment()
         if pretrained:
             training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
-            tracking.set_tags({"model_reused": "false", "model_trained_here": "false"})
             log.info("explaining the model of %s (no training)", pretrained.source)
         else:
             training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)

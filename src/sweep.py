@@ -181,7 +181,6 @@ class SweepTracker(Callback):
             )
             for job in missing:
                 log.warning("did not finish: %s", job)
-
         finally:
             with signals.held():
                 client.set_terminated(self.parent_run_id, self.status)

@@ -280,11 +280,6 @@ def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics), step=epoch)
 
 
-def set_tags(tags: Mapping[str, str]) -> None:
-    """Tags on the open run."""
-    mlflow.set_tags(dict(tags))
-
-
 def log_reused_training(
     history: Mapping[str, list[float]], trained_by_run: str, model_uri: str
 ) -> None:
