@@ -73,3 +73,19 @@ def npz_file(tmp_path: Path) -> Path:
         path, x_train=train_images, y_train=train_labels, x_test=test_images, y_test=test_labels
     )
     return path
+
+
+@pytest.fixture
+def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """Write ``<package>/<module>.py`` outside ``src/`` (a user's own code) and make it
+    importable: ``user_package("mylab.nets", source)``."""
+
+    def _write(dotted: str, source: str) -> None:
+        package, module = dotted.split(".")
+        folder = tmp_path / package
+        folder.mkdir(exist_ok=True)
+        (folder / "__init__.py").write_text("")
+        (folder / f"{module}.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+
+    return _write

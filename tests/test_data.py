@@ -259,13 +259,11 @@ def test_train_and_test_images_of_different_shapes_are_refused(tmp_path):
         prepare(load_npz(str(path)))
 
 
-def test_a_users_own_loader_outside_src_works_by_target(tmp_path, monkeypatch):
+def test_a_users_own_loader_outside_src_works_by_target(user_package):
     from src.data import load_configured
 
-    package = tmp_path / "mydata"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "loaders.py").write_text(
+    user_package(
+        "mydata.loaders",
         "import numpy as np\n"
         "from src.data import Loaded\n\n"
         "def stripes(count=30, size=12):\n"
@@ -274,9 +272,8 @@ def test_a_users_own_loader_outside_src_works_by_target(tmp_path, monkeypatch):
         "    for image, label in zip(images, labels):\n"
         "        image[:, label::3] = 255\n"
         "    return Loaded(images, labels, images[:9], labels[:9], source='stripes',\n"
-        "                  class_names=('a', 'b', 'c'))\n"
+        "                  class_names=('a', 'b', 'c'))\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
     spec = {"_target_": "mydata.loaders.stripes", "name": "stripes", "size": 10}
     dataset = load_configured({**spec, "train_size": 20, "test_size": None, "class_names": None})
     assert dataset.input_shape == (10, 10, 1) and len(dataset.train_images) == 20

@@ -43,6 +43,23 @@ def gradient_explainer(model) -> Explainer:
     )
 
 
+def channels_last(inputs: np.ndarray) -> np.ndarray:
+    """Quantus hands explain functions its channels-first copy of the (grey) images."""
+    return np.moveaxis(inputs, 1, -1) if inputs.shape[1] == 1 else inputs
+
+
+def quantus_inputs(model, images, labels, original, explain_func) -> dict:
+    """A Quantus metric's call arguments for channels-last images and their maps."""
+    return dict(
+        model=model,
+        x_batch=images,
+        y_batch=labels,
+        a_batch=original,
+        explain_func=explain_func,
+        channel_first=False,
+    )
+
+
 def scores_of(trained, analyzer: str):
     _, data, model = trained
     return evaluate_model(config(f"analyzer={analyzer}"), data, model)
@@ -198,17 +215,10 @@ def test_mprt_agrees_with_quantus_on_its_own_terms(trained, monkeypatch):
     )
 
     def explain_func(model, inputs, targets, **_):
-        return explain(np.moveaxis(inputs, 1, -1) if inputs.shape[1] == 1 else inputs, targets)
+        return explain(channels_last(inputs), targets)
 
     metric = quantus.MPRT(disable_warnings=True, abs=True, normalise=True)
-    scores = metric(
-        model=model,
-        x_batch=images,
-        y_batch=labels,
-        a_batch=original,
-        explain_func=explain_func,
-        channel_first=False,
-    )
+    scores = metric(**quantus_inputs(model, images, labels, original, explain_func))
     theirs = [np.array(values) for key, values in scores.items() if key != "original"]
     assert len(theirs) == len(ours) == 5
     for step_ours, step_theirs in zip(ours, theirs, strict=True):
@@ -229,7 +239,7 @@ def test_random_logit_agrees_with_quantus_given_the_same_other_classes(trained):
 
     def explain_func(model, inputs, targets, **_):
         asked.append(np.asarray(targets))
-        nhwc = np.moveaxis(inputs, 1, -1) if inputs.shape[1] == 1 else inputs
+        nhwc = channels_last(inputs)
         return explainer.explain(nhwc, np.asarray(targets), 16).heatmaps
 
     original = explainer.explain(images, labels, 16).heatmaps
@@ -237,14 +247,7 @@ def test_random_logit_agrees_with_quantus_given_the_same_other_classes(trained):
     # image's score would depend on the other images it is scored with.
     theirs = quantus.RandomLogit(
         num_classes=10, disable_warnings=True, normalise_func_kwargs={"normalise_axes": (1, 2, 3)}
-    )(
-        model=model,
-        x_batch=images,
-        y_batch=labels,
-        a_batch=original,
-        explain_func=explain_func,
-        channel_first=False,
-    )
+    )(**quantus_inputs(model, images, labels, original, explain_func))
     others = asked[-1]
     assert not np.any(others == labels)
     off = explainer.explain(images, others, 16).heatmaps
@@ -351,15 +354,10 @@ def test_emprt_agrees_with_quantus_given_the_same_randomised_network(trained, mo
     )
 
     def explain_func(model, inputs, targets, **_):
-        nhwc = np.moveaxis(inputs, 1, -1) if inputs.shape[1] == 1 else inputs
+        nhwc = channels_last(inputs)
         return explain(model, nhwc, targets)
 
     theirs = quantus.EfficientMPRT(complexity_func_kwargs={"n_bins": 100}, disable_warnings=True)(
-        model=model,
-        x_batch=images,
-        y_batch=labels,
-        a_batch=original,
-        explain_func=explain_func,
-        channel_first=False,
+        **quantus_inputs(model, images, labels, original, explain_func)
     )
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)

@@ -105,11 +105,9 @@ def test_every_key_reaches_the_builder_or_is_refused_in_one_line(compose_config)
         validate(compose_config("model._target_=nowhere.build"))
 
 
-def test_a_users_own_builder_outside_src_works_by_target(compose_config, tmp_path, monkeypatch):
-    package = tmp_path / "mylab"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "nets.py").write_text(
+def test_a_users_own_builder_outside_src_works_by_target(compose_config, user_package):
+    user_package(
+        "mylab.nets",
         "import tensorflow as tf\n\n"
         "def tiny(input_shape, num_classes, width=4):\n"
         "    return tf.keras.Sequential([\n"
@@ -117,9 +115,8 @@ def test_a_users_own_builder_outside_src_works_by_target(compose_config, tmp_pat
         "        tf.keras.layers.Flatten(),\n"
         "        tf.keras.layers.Dense(width, activation='relu'),\n"
         "        tf.keras.layers.Dense(num_classes, activation='softmax'),\n"
-        "    ])\n"
+        "    ])\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
     cfg = compose_config(
         "model=lenet", "model._target_=mylab.nets.tiny", "~model.activation", "+model.width=7"
     )
