@@ -8,9 +8,7 @@ from collections.abc import Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from src.data import BUILT_IN_28X28, IMAGE_SIZE, READ_BY_PIPELINE
-from src.errors import Terminated, UserError
-
-__all__ = ["Terminated", "UserError"]  # re-exported: the command line's errors
+from src.errors import UserError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
 NEURON_SELECTIONS = ("predicted", "true_label")

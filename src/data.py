@@ -21,7 +21,6 @@ import numpy as np
 from src.errors import UserError
 
 IMAGE_SIZE = 28  # the built-in datasets' images are 28x28
-NUM_CLASSES = 10
 DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

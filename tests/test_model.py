@@ -53,7 +53,7 @@ def test_architecture_is_a_config_change(compose_config):
 def test_an_impossible_architecture_is_a_user_error(compose_config):
     import pytest
 
-    from src.config import UserError
+    from src.errors import UserError
 
     with pytest.raises(UserError, match="the model config does not give a valid network"):
         build_model(
@@ -80,7 +80,8 @@ def test_lenet_and_mlp_by_name_with_parameter_counts_by_hand(compose_config):
 def test_every_key_reaches_the_builder_or_is_refused_in_one_line(compose_config):
     import pytest
 
-    from src.config import UserError, validate
+    from src.config import validate
+    from src.errors import UserError
 
     # A key the builder takes reaches it: stride 2 halves the map.
     strided = build_model(
@@ -130,7 +131,7 @@ def test_a_users_own_builder_outside_src_works_by_target(compose_config, user_pa
 def test_an_analyzer_that_cannot_explain_the_model_says_which_can(compose_config):
     import pytest
 
-    from src.config import UserError
+    from src.errors import UserError
     from src.experiment import check_analyzer
 
     cfg = compose_config("model=lenet", "model.activation=tanh", "analyzer=deep_taylor")
