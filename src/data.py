@@ -12,13 +12,16 @@ import functools
 import gzip
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    from src.shortcut import Shortcut
 
 IMAGE_SIZE = 28  # the built-in datasets' images are 28x28
 DIGIT_NAMES = tuple(str(digit) for digit in range(10))
@@ -67,6 +70,11 @@ class Dataset:
     checksum: str  # sha256 over the raw arrays as loaded, before any subsetting
     files: tuple[DataFile, ...] = ()  # the files the arrays were read from, with their sha256
     class_names: tuple[str, ...] = DIGIT_NAMES  # one per class; labels are 0..len - 1
+    # With a planted shortcut (dataset.shortcut): the marker, where it is in each test image,
+    # and the test images without it.
+    shortcut: Shortcut | None = None
+    test_masks: np.ndarray | None = None
+    clean_test_images: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -97,7 +105,7 @@ class Loaded:
 # The loaders whose images are always 28x28 (their size is known before they load).
 BUILT_IN_28X28 = ("src.data.load_mnist", "src.data.load_fashion_mnist", "src.data.load_digits")
 # The pipeline reads these keys of a dataset config itself; the others are its loader's.
-READ_BY_PIPELINE = ("name", "train_size", "test_size", "class_names")
+READ_BY_PIPELINE = ("name", "train_size", "test_size", "class_names", "shortcut")
 
 
 def load_configured(spec: Mapping[str, Any]) -> Dataset:
@@ -113,7 +121,28 @@ def load_configured(spec: Mapping[str, Any]) -> Dataset:
             f"dataset._target_ {spec['_target_']} returned {type(loaded).__name__}, "
             "not a src.data.Loaded"
         )
-    return prepare(loaded, spec.get("train_size"), spec.get("test_size"), spec.get("class_names"))
+    data = prepare(loaded, spec.get("train_size"), spec.get("test_size"), spec.get("class_names"))
+    if spec.get("shortcut") is None:
+        return data
+    return with_shortcut(data, spec["shortcut"])
+
+
+def with_shortcut(data: Dataset, spec: Mapping[str, Any]) -> Dataset:
+    """``data`` with the marker of ``dataset.shortcut`` planted (:mod:`src.shortcut`)."""
+    from src import shortcut
+
+    planted = shortcut.from_config(spec, data.input_shape, data.num_classes)
+    train, test, masks = shortcut.plant(
+        planted, data.train_images, data.train_labels, data.test_images, data.test_labels
+    )
+    return replace(
+        data,
+        train_images=train,
+        test_images=test,
+        shortcut=planted,
+        test_masks=masks,
+        clean_test_images=data.test_images,
+    )
 
 
 def load_dataset(

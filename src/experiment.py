@@ -32,6 +32,7 @@ from src.figures import heatmap_figure, perturbation_figure, randomisation_figur
 from src.model import Pretrained, check_model_config
 from src.model_cache import ModelCache, entry_key, fingerprint
 from src.paths import CONFIG_DIR, group_options
+from src.scoring import curves
 from src.tf_runtime import innvestigate, intra_op_threads, reset
 from src.training import EpochCallback, TrainingResult, compile_model, test_only, train
 
@@ -175,8 +176,7 @@ def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
 
 
 def evaluation_enabled(cfg: DictConfig) -> bool:
-    parts = ("perturbation", "randomisation", "random_logit", "complexity", "conservation")
-    return any(cfg.evaluate[part].enabled for part in parts)
+    return any(cfg.evaluate.scores.values())
 
 
 def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
@@ -200,7 +200,29 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
         by_label=cfg.analyzer.neuron_selection == "true_label",
         method=cfg.analyzer.method,
         seed=cfg.seed,
+        masks=None if data.test_masks is None else data.test_masks[:count],
     )
+
+
+def shortcut_reliance(cfg: DictConfig, data: Dataset, model) -> dict[str, float]:
+    """How much the model relies on the planted marker: its accuracy on the test images with
+    the marker of their class (as trained), without any marker, and with the marker of another
+    class; and how often it then answers the marker's class instead of the image's."""
+    shortcut, clean, labels = data.shortcut, data.clean_test_images, data.test_labels
+    other = shortcut.moved(labels)
+    moved, _ = shortcut.draw(clean, other)
+
+    def predicted(images: np.ndarray) -> np.ndarray:
+        return model.predict(images, batch_size=cfg.evaluate.batch_size, verbose=0).argmax(axis=1)
+
+    marked = float(np.mean(predicted(data.test_images) == labels))
+    on_moved = predicted(moved)
+    return {
+        "shortcut_accuracy_marked": marked,
+        "shortcut_accuracy_clean": float(np.mean(predicted(clean) == labels)),
+        "shortcut_accuracy_moved": float(np.mean(on_moved == labels)),
+        "shortcut_follows_marker": float(np.mean(on_moved == other)),
+    }
 
 
 def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> float:
@@ -218,7 +240,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         len(data.train_images),
         len(data.test_images),
     )
-    validate_for_images(cfg, data.input_shape)
+    validate_for_images(cfg, data.input_shape, data.num_classes, len(data.test_images))
     model, pretrained = build_network(cfg, data.input_shape, data.num_classes)
     check_analyzer(cfg, model)
 
@@ -274,10 +296,17 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         explained = explain_model(cfg, data, model)
         log_outcome(cfg, data, training, explained)
         headline = ""
+        if data.shortcut is not None:
+            reliance = shortcut_reliance(cfg, data, model)
+            tracking.log_metrics(reliance)
+            headline += (
+                f" · marker moved: accuracy {reliance['shortcut_accuracy_moved']:.3f}, "
+                f"{reliance['shortcut_follows_marker']:.0%} follow it"
+            )
         if evaluation_enabled(cfg):
             evaluation = evaluate_model(cfg, data, model)
             log_evaluation(cfg, evaluation)
-            headline = headline_scores(evaluation.scores)
+            headline = headline_scores(evaluation.scores) + headline
         tracking.log_metrics(memory_mb())
     log.info(
         "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
@@ -315,20 +344,16 @@ def trained_or_reused(
         return training
 
 
-# The scores a run's summary line names: (score, label), in the verdict's order.
-HEADLINE_SCORES = (
-    ("aopc", "AOPC"),
-    ("mprt", "MPRT"),
-    ("emprt", "eMPRT"),
-    ("random_logit", "random logit"),
-    ("gini", "Gini"),
-)
-
-
 def headline_scores(scores: dict[str, float]) -> str:
-    """`` · AOPC 0.412 · MPRT 0.731 …`` for the scores the run computed."""
+    """`` · AOPC 0.412 · MPRT 0.731 …``: the scores the registry marks as headline, of those
+    the run computed."""
+    from src.evaluate import SCORES
+
     return "".join(
-        f" · {label} {scores[name]:.3f}" for name, label in HEADLINE_SCORES if name in scores
+        f" · {metric.short} {scores[metric.name]:.3f}"
+        for score in SCORES.values()
+        for metric in score.metrics
+        if metric.headline and metric.name in scores
     )
 
 
@@ -342,22 +367,31 @@ def _load_weights(model, weights) -> bool:
 
 
 def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
+    from src.evaluate import SCORES
+
     tracking.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
+    tracking.log_metrics(
+        {f"score_time_{name}_s": seconds for name, seconds in evaluation.seconds.items()}
+    )
     # Per image, for the verdict's paired tests: image i is test image i.
     tracking.log_arrays("scores.npz", **evaluation.per_image)
     for line in evaluation.warnings:
         log.warning("warning: %s", line)
+    first_steps = {curve.name: curve.first_step for curve in curves(SCORES)}
+    for name, values in evaluation.curves.items():
+        tracking.log_curve(f"eval_{name}", values, first_step=first_steps.get(name, 0))
     title = f"{run_name(cfg)} on {cfg.dataset.name}"
     if evaluation.perturbation_curve is not None:
-        tracking.log_curve("eval_perturbation_accuracy", evaluation.perturbation_curve)
-        tracking.log_curve("eval_perturbation_accuracy_random", evaluation.random_curve)
         tracking.log_figure(
-            perturbation_figure(evaluation.perturbation_curve, evaluation.random_curve, title),
+            perturbation_figure(
+                evaluation.perturbation_curve,
+                evaluation.random_curve,
+                title,
+                evaluation.lerf_curve,
+            ),
             "figures/perturbation.png",
         )
     if evaluation.randomisation_curve is not None:
-        tracking.log_curve("eval_mprt_curve", evaluation.randomisation_curve, first_step=1)
-        tracking.log_curve("eval_mprt_blank_fraction", evaluation.blank_curve, first_step=1)
         tracking.log_figure(
             randomisation_figure(
                 evaluation.randomised_layers,
@@ -386,6 +420,9 @@ def log_outcome(
     explanation = explained.explanation
     images = data.test_images[explained.indices]
     labels = data.test_labels[explained.indices]
+    # Where the planted marker is (experiment=shortcut): outlined on the heatmaps, and kept.
+    masks = None if data.test_masks is None else data.test_masks[explained.indices]
+    extra = {} if masks is None else {"masks": masks}
     tracking.log_metrics(
         {
             "test_loss": training.test_loss,
@@ -407,6 +444,7 @@ def log_outcome(
             list(data.class_names),
             title=f"{run_name(cfg)} on {cfg.dataset.name}",
             display=cfg.analyzer.display,
+            masks=masks,
         ),
         f"figures/heatmaps_{cfg.analyzer.name}.png",
     )
@@ -419,4 +457,5 @@ def log_outcome(
         explained_classes=explanation.explained_classes,
         heatmaps=explanation.heatmaps,
         class_names=np.array(data.class_names),
+        **extra,
     )

@@ -17,6 +17,7 @@ from src.metrics import sum_channels
 SIGNED_CMAP = "seismic"
 ABSOLUTE_CMAP = "gray"
 OUTLINE_COLOURS = {"signed": "dimgray", "absolute": "orange"}
+MARKER_COLOUR = "limegreen"  # the planted marker's outline (experiment=shortcut)
 
 
 def _figure(**kwargs):
@@ -66,8 +67,10 @@ def heatmap_figure(
     class_names: Sequence[str],
     title: str,
     display: str = "signed",
+    masks: np.ndarray | None = None,
 ):
-    """Input images on top, heatmaps overlaid on them below, one column per image."""
+    """Input images on top, heatmaps overlaid on them below, one column per image; where
+    ``masks`` (N, H, W) are given (a planted marker), their outline on both."""
     maps = normalise(heatmaps, display)
     count = len(images)
     figure = _figure(figsize=(1.5 * count, 3.6))
@@ -88,6 +91,9 @@ def heatmap_figure(
         bottom.contour(
             image.mean(axis=-1), levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6
         )
+        if masks is not None:
+            for axis in (top, bottom):
+                outline_mask(axis, masks[column])
         for axis in (top, bottom):
             axis.set_xticks([])
             axis.set_yticks([])
@@ -96,6 +102,19 @@ def heatmap_figure(
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def outline_mask(axis, mask: np.ndarray) -> None:
+    """The outline of a ground-truth mask, drawn around its pixels' edges."""
+    if mask.any():
+        axis.contour(
+            np.pad(mask.astype(float), 1),
+            levels=[0.5],
+            colors=MARKER_COLOUR,
+            linewidths=1.0,
+            # Padded pixel j sits at j - 1: level 0.5 falls on the edges between pixels.
+            extent=(-1, mask.shape[1], -1, mask.shape[0]),
+        )
 
 
 def training_figure(history: dict[str, list[float]]):
@@ -120,10 +139,12 @@ def comparison_grid(
     rows: Sequence[tuple[str, np.ndarray, str]],
     class_names: Sequence[str],
     title: str,
+    masks: np.ndarray | None = None,
 ):
     """The input images as the first row, then one row of heatmaps per analyzer.
 
     ``rows`` holds ``(analyzer, heatmaps, display)``; every row explains the same images.
+    ``masks`` (a planted marker) are outlined on every image.
     """
     count = len(images)
     figure = _figure(figsize=(1.3 * count + 1, 1.4 * (len(rows) + 1) + 0.6))
@@ -137,6 +158,10 @@ def comparison_grid(
         for column in range(count):
             _show_relevance(axes[row, column], maps[column], display)
         axes[row, 0].set_ylabel(analyzer, fontsize=8)
+    if masks is not None:
+        for column in range(count):
+            for axis in axes[:, column]:
+                outline_mask(axis, masks[column])
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
@@ -174,8 +199,14 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
     return figure
 
 
-def perturbation_figure(curve: np.ndarray, random_curve: np.ndarray, title: str):
-    """Accuracy as the most relevant regions are perturbed, against a random order."""
+def perturbation_figure(
+    curve: np.ndarray,
+    random_curve: np.ndarray,
+    title: str,
+    lerf_curve: np.ndarray | None = None,
+):
+    """Accuracy as the most relevant regions are perturbed, as the least relevant are, and
+    with a random order."""
     from src.metrics import aopc
 
     figure = _figure(figsize=(5, 3.4))
@@ -189,6 +220,14 @@ def perturbation_figure(curve: np.ndarray, random_curve: np.ndarray, title: str)
         color="gray",
         label=f"random order (AOPC {aopc(random_curve):.3f})",
     )
+    if lerf_curve is not None:
+        axis.plot(
+            steps,
+            lerf_curve,
+            marker="o",
+            color="tab:green",
+            label=f"least relevant first (AOPC {aopc(lerf_curve):.3f})",
+        )
     axis.set_xlabel("regions perturbed")
     axis.set_ylabel("accuracy")
     axis.set_title(title, fontsize=9)
@@ -238,39 +277,44 @@ def randomisation_figure(
     return figure
 
 
-def quality_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], title: str):
-    """Left: accuracy as the most relevant regions are perturbed, per analyzer, and the random
-    order (gray). Right: Spearman with the original heatmaps as layers are re-initialised.
+def quality_curves(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    panels: Sequence[tuple[str, str, int]],
+    title: str,
+):
+    """One panel per per-step score (``panels``: metric, what the steps are, first step), one
+    line per analyzer with the seeds' spread shaded; the random order's mean, gray and dashed,
+    on the most-relevant-first panel.
 
     ``curves`` maps a metric name to ``{analyzer: (mean, std)}`` per step.
     """
-    figure = _figure(figsize=(10, 3.8))
-    left, right = figure.subplots(1, 2)
-    panels = (
-        (left, "eval_perturbation_accuracy", "regions perturbed (most relevant first)", "accuracy"),
-        (
-            right,
-            "eval_mprt_curve",
-            "layers re-initialised (from the top)",
-            "MPRT similarity (Spearman, blank = 0)",
-        ),
-    )
-    for axis, key, xlabel, ylabel in panels:
-        for analyzer, (mean, std) in curves.get(key, {}).items():
-            steps = np.arange(len(mean)) + (1 if key == "eval_mprt_curve" else 0)
+    panels = [panel for panel in panels if curves.get(panel[0])]
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = _figure(figsize=(4.6 * columns, 3.6 * rows + 0.4))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.flat[len(panels) :]:
+        axis.set_visible(False)
+    for axis, (key, what, first_step) in zip(axes.flat, panels, strict=False):
+        for analyzer, (mean, std) in curves[key].items():
+            steps = np.arange(len(mean)) + first_step
             (line,) = axis.plot(steps, mean, marker="o", markersize=3, label=analyzer)
             axis.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
             axis.set_xticks(steps)
-        axis.set_xlabel(xlabel)
-        axis.set_ylabel(ylabel)
-    random_orders = list(curves.get("eval_perturbation_accuracy_random", {}).values())
-    if random_orders:
-        baseline = np.mean([mean for mean, _ in random_orders], axis=0)
-        left.plot(
-            np.arange(len(baseline)), baseline, color="gray", linestyle="--", label="random order"
-        )
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
+        if key == "eval_perturbation_accuracy":
+            random_orders = list(curves.get("eval_perturbation_accuracy_random", {}).values())
+            if random_orders:
+                baseline = np.mean([mean for mean, _ in random_orders], axis=0)
+                axis.plot(
+                    np.arange(len(baseline)),
+                    baseline,
+                    color="gray",
+                    linestyle="--",
+                    label="random order",
+                )
+        axis.set_title(key.removeprefix("eval_").replace("_", " "), fontsize=9)
+        axis.set_xlabel(what, fontsize=8)
+        axis.legend(fontsize=6)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure

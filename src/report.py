@@ -36,6 +36,8 @@ from omegaconf import DictConfig
 
 from src.cli import register_resolvers
 from src.compare import mean_std_text, seed_stability
+from src.evaluate import SCORES
+from src.scoring import criteria, curves
 from src.verdict import (
     RunScores,
     Verdict,
@@ -47,15 +49,35 @@ from src.verdict import (
 
 log = logging.getLogger(__name__)
 
-METRICS = ("test_accuracy", "test_loss", "analysis_time_s", "analysis_images_per_s")
+METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "analysis_time_s",
+    "analysis_images_per_s",
+    # experiment=shortcut: how much the model relies on the planted marker
+    "shortcut_accuracy_clean",
+    "shortcut_accuracy_moved",
+    "shortcut_follows_marker",
+)
 EVALUATION_PREFIX = "eval_"  # explanation-quality scores, compared when runs log them
 STABILITY = "stability_spearman"
-# Per-step metrics of the runs drawn as one line per analyzer in quality_curves.png.
-CURVES = (
-    "eval_perturbation_accuracy",
-    "eval_perturbation_accuracy_random",
-    "eval_mprt_curve",
+# Per-step metrics of the runs, drawn as one line per analyzer in quality_curves.png.
+CURVES = tuple(f"{EVALUATION_PREFIX}{curve.name}" for curve in curves(SCORES))
+# Their panels: (metric, what a step is, first step); the random order joins MoRF's panel.
+PANELS = tuple(
+    (f"{EVALUATION_PREFIX}{curve.name}", curve.what, curve.first_step)
+    for curve in curves(SCORES)
+    if curve.name != "perturbation_accuracy_random"
 )
+
+
+def score_order(column: str) -> int:
+    """Columns in the registry's order of scores (unknown ones last)."""
+    names = [m.name for score in SCORES.values() for m in score.metrics]
+    name = column.removeprefix(EVALUATION_PREFIX)
+    return names.index(name) if name in names else len(names)
+
+
 JOBS_ARTIFACT = "sweep_jobs.json"
 
 
@@ -191,6 +213,13 @@ def comparison_table(jobs: list[Job]) -> pd.DataFrame:
         )
     frame = pd.DataFrame.from_records(records)
     metric_columns = [c for c in frame.columns if c not in ("analyzer", "epochs", "seed")]
+    metric_columns.sort(
+        key=lambda c: (
+            c.startswith(EVALUATION_PREFIX),
+            score_order(c),
+            METRICS.index(c) if c in METRICS else 0,
+        )
+    )
     grouped = frame.groupby(["analyzer", "epochs"], sort=True)
     table = grouped[metric_columns].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
@@ -272,20 +301,22 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
         [(job.analyzer, job.arrays["heatmaps"], job.display) for job in shown],
         class_names or [str(k) for k in range(int(reference["labels"].max()) + 1)],
         title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {first_seed} · {longest} epochs",
+        masks=reference.get("masks"),
     )
     save_figure(figure, folder / "grid.png")
     metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
+    judged = {f"{EVALUATION_PREFIX}{m.name}" for m in criteria(SCORES)}
     metrics += [
         c.removesuffix("_mean")
         for c in table.columns
-        if c.startswith(EVALUATION_PREFIX) and c.endswith("_mean")
+        if c.endswith("_mean") and c.removesuffix("_mean") in judged
     ]
     figure = metrics_vs_epochs(table, metrics)
     save_figure(figure, folder / "metrics_vs_epochs.png")
     at_longest = [job for job in jobs if job.epochs == longest]
-    curves = {key: mean_curves(client, at_longest, key) for key in CURVES}
-    if any(curves.values()):
-        figure = quality_curves(curves, title=f"{longest} epochs, mean ± std over seeds")
+    per_step = {key: mean_curves(client, at_longest, key) for key in CURVES}
+    if any(per_step.values()):
+        figure = quality_curves(per_step, PANELS, title=f"{longest} epochs, mean ± std over seeds")
         save_figure(figure, folder / "quality_curves.png")
     return Report(table, runs, missing, verdict)
 

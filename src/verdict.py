@@ -39,14 +39,16 @@ class Criterion:
     short: str  # column heading in the terminal
 
 
-# The verdict's criteria, in the order they are shown.
-CRITERIA = (
-    Criterion("faithfulness (MoRF AOPC)", "aopc", True, "AOPC"),
-    Criterion("randomisation (MPRT, mean over layers)", "mprt", False, "MPRT"),
-    Criterion("randomisation (eMPRT)", "emprt", True, "eMPRT"),
-    Criterion("random logit (SSIM)", "random_logit", False, "rlogit"),
-    Criterion("complexity (Gini)", "gini", True, "Gini"),
-)
+def registry_criteria() -> tuple[Criterion, ...]:
+    """The verdict's criteria, in the order they are shown: every metric of the score
+    registry (:mod:`src.evaluate`) that names a criterion."""
+    from src.evaluate import SCORES
+    from src.scoring import criteria
+
+    return tuple(
+        Criterion(m.criterion, m.name, m.better.startswith("higher"), m.short)
+        for m in criteria(SCORES)
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,10 @@ def paired_test(
     return float(wilcoxon(difference, alternative="greater").pvalue), int((~defined).sum())
 
 
-def build_verdict(runs: Sequence[RunScores], criteria: Sequence[Criterion] = CRITERIA) -> Verdict:
+def build_verdict(
+    runs: Sequence[RunScores], criteria: Sequence[Criterion] | None = None
+) -> Verdict:
+    criteria = registry_criteria() if criteria is None else criteria
     groups: dict[tuple[str, int], list[RunScores]] = {}
     for run in runs:
         groups.setdefault((run.row, run.epochs), []).append(run)
@@ -220,7 +225,8 @@ def _cell_text(cell: Cell | None, marks: Mapping[str, str]) -> str:
 
 
 def terminal_table(verdict: Verdict, width: int = 100) -> str:
-    """The verdict as a plain-text table of at most ``width`` columns, with a legend."""
+    """The verdict as plain-text tables of at most ``width`` columns, with a legend: as many
+    criteria side by side as fit, the next ones in another table below, rows repeated."""
     marks = letters(verdict.baselines)
     names = [verdict.name(label, epochs) for label, epochs in verdict.rows]
     texts = [
@@ -229,20 +235,31 @@ def terminal_table(verdict: Verdict, width: int = 100) -> str:
     ]
     headings = [f"{c.short} {'↑' if c.higher_is_better else '↓'}" for c in verdict.criteria]
     widths = [max([len(h)] + [len(row[i]) for row in texts]) for i, h in enumerate(headings)]
-    budget = width - sum(w + 1 for w in widths)
-    name_width = max(8, min(max(len(name) for name in [*names, "analyzer"]), budget))
+    widest = max(widths, default=0) + 1
+    name_width = max(8, min(max(len(name) for name in [*names, "analyzer"]), width - widest, 30))
+    blocks: list[list[int]] = [[]]
+    for index, column_width in enumerate(widths):
+        used = name_width + sum(widths[i] + 1 for i in blocks[-1])
+        if blocks[-1] and used + column_width + 1 > width:
+            blocks.append([])
+        blocks[-1].append(index)
 
-    def line(first: str, cells: Sequence[str]) -> str:
+    def line(first: str, cells: Sequence[str], columns: Sequence[int]) -> str:
         first = first if len(first) <= name_width else first[: name_width - 1] + "…"
-        return " ".join(
-            [f"{first:<{name_width}}", *(f"{t:>{w}}" for t, w in zip(cells, widths, strict=True))]
-        )
+        return " ".join([f"{first:<{name_width}}", *(f"{cells[i]:>{widths[i]}}" for i in columns)])
 
-    lines = [line("analyzer", headings)]
-    for (label, _), name, row in zip(verdict.rows, names, texts, strict=True):
-        if label in verdict.baselines and not any(set(text) == {"-"} for text in lines):
-            lines.append("-" * len(lines[0]))
-        lines.append(line(name, row))
+    lines: list[str] = []
+    for block in blocks:
+        if lines:
+            lines.append("")
+        header = line("analyzer", headings, block)
+        lines.append(header)
+        ruled = False
+        for (label, _), name, row in zip(verdict.rows, names, texts, strict=True):
+            if label in verdict.baselines and not ruled:
+                lines.append("-" * len(header))
+                ruled = True
+            lines.append(line(name, row, block))
     lines.extend(legend(verdict, marks, width))
     for note in verdict.notes:
         lines.extend(textwrap.wrap(f"note: {note}", width=width, subsequent_indent="  "))

@@ -11,6 +11,7 @@ from src.evaluate import cascade, evaluate, perturbation_correct, random_logit_s
 from src.experiment import build_model, evaluate_model, train_model
 from src.explain import Explainer, create_analyzer
 from src.metrics import aopc, conservation_error, randomisation_similarity, rank_correlation
+from src.scoring import Context
 from src.tf_runtime import innvestigate, tensorflow
 
 OVERRIDES = ["dataset=digits", "train.epochs=3", "evaluate.n_images=200"]
@@ -104,17 +105,17 @@ def test_an_unrandomised_model_correlates_perfectly_with_itself(trained):
     np.testing.assert_allclose(rank_correlation(first, second), 1.0)
 
 
-def test_each_part_can_be_switched_off(trained):
+def only(cfg, *names: str):
+    """The evaluate config with only the named scores switched on."""
+    return OmegaConf.merge(
+        cfg.evaluate, {"scores": {name: name in names for name in cfg.evaluate.scores}}
+    )
+
+
+def test_each_score_can_be_switched_off(trained):
     cfg, data, model = trained
     evaluation = evaluate(
-        OmegaConf.merge(
-            cfg.evaluate,
-            {
-                "perturbation": {"enabled": False},
-                "randomisation": {"enabled": False},
-                "random_logit": {"enabled": False},
-            },
-        ),
+        only(cfg, "complexity", "conservation", "blank_maps"),
         model,
         data.test_images[:20],
         data.test_labels[:20],
@@ -130,6 +131,7 @@ def test_each_part_can_be_switched_off(trained):
         "relevance_blowup_share",
     }
     assert evaluation.perturbation_curve is None and evaluation.randomisation_curve is None
+    assert set(evaluation.seconds) == {"complexity", "conservation", "blank_maps"}
 
 
 def test_lrp_z_conserves_the_logit_on_a_bias_free_network():
@@ -160,8 +162,10 @@ def test_perturbation_uses_innvestigates_perturbation_on_the_given_heatmaps(trai
     cfg, data, model = trained
     images, labels = data.test_images[:64], data.test_labels[:64]
     # Relevance = the image itself: perturbing the brightest regions first hurts most.
-    by_brightness = perturbation_correct(cfg.evaluate, model, images, labels, images, 0).mean(1)
-    by_darkness = perturbation_correct(cfg.evaluate, model, images, labels, 1 - images, 0).mean(1)
+    context = Context(cfg.evaluate, model, images, labels, labels, None, None, None, "", 0)
+    settings = cfg.evaluate.perturbation
+    by_brightness = perturbation_correct(context, settings, images).mean(1)
+    by_darkness = perturbation_correct(context, settings, 1 - images).mean(1)
     assert aopc(by_brightness) > aopc(by_darkness)
     assert by_brightness[0] == pytest.approx(model.evaluate(images, labels, verbose=0)[1])
 
@@ -277,13 +281,7 @@ def test_alpha_beta_blowup_is_measured_and_warned_about(trained):
     images, labels = data.test_images[:20], data.test_labels[:20]
     logits = innvestigate().model_wo_softmax(model).predict(images, verbose=0)
     explained = logits[np.arange(20), logits.argmax(axis=1)]
-    only_conservation = OmegaConf.merge(
-        cfg.evaluate,
-        {
-            part: {"enabled": False}
-            for part in ("perturbation", "randomisation", "random_logit", "complexity")
-        },
-    )
+    only_conservation = only(cfg, "conservation")
 
     def maps_summing_to(factors):
         def explain(images, classes, _):
@@ -361,3 +359,87 @@ def test_emprt_agrees_with_quantus_given_the_same_randomised_network(trained, mo
         **quantus_inputs(model, images, labels, original, explain_func)
     )
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+def test_the_new_faithfulness_scores_rank_a_real_explanation_above_noise(trained):
+    explained = scores_of(trained, "input_t_gradient").scores
+    noise = scores_of(trained, "noise").scores
+    for name in ("abpc", "faithfulness_correlation", "road"):
+        assert explained[name] > noise[name] + 0.05, name
+    # Least relevant first barely hurts a real explanation; most relevant first does.
+    assert explained["aopc_lerf"] < explained["aopc"] - 0.2
+    assert explained["abpc"] == pytest.approx(explained["aopc"] - explained["aopc_lerf"])
+    assert abs(noise["faithfulness_correlation"]) < 0.1
+
+
+def robustness_of(trained, explain, samples=3, count=10):
+    from src.scoring import Evaluation  # noqa: F401 - the result type
+
+    cfg, data, model = trained
+    settings = OmegaConf.merge(
+        only(cfg, "robustness"), {"robustness": {"n_images": count, "samples": samples}}
+    )
+    images, labels = data.test_images[:count], data.test_labels[:count]
+    return evaluate(settings, model, images, labels, explain, True, "gradient", 0), images
+
+
+def test_robustness_by_hand(trained):
+    from src.scoring import LIPSCHITZ_NOISE, SENSITIVITY_NOISE, generator
+
+    # A map that is the input itself moves exactly as much as the input: max_s |d_s| / |x|.
+    result, images = robustness_of(trained, lambda images, classes, _: images.copy())
+    flat = images.reshape(len(images), -1)
+    draws = generator(0, SENSITIVITY_NOISE)
+    ratios = []
+    for _ in range(3):
+        noisy = (flat + draws.uniform(-0.2, 0.2, size=flat.shape)).astype(np.float32)
+        ratios.append(np.linalg.norm(noisy - flat, axis=1) / np.linalg.norm(flat, axis=1))
+    np.testing.assert_allclose(result.per_image["max_sensitivity"], np.max(ratios, axis=0), 1e-5)
+    # Local Lipschitz of the same map, each normalised by its max: |x/m - x'/m'| / |x - x'|.
+    draws = generator(0, LIPSCHITZ_NOISE)
+    ratios = []
+    for _ in range(3):
+        noisy = (flat + draws.normal(0.0, 0.1, size=flat.shape)).astype(np.float32)
+        a = flat / np.abs(flat).max(axis=1, keepdims=True)
+        b = noisy / np.abs(noisy).max(axis=1, keepdims=True)
+        ratios.append(np.linalg.norm(a - b, axis=1) / np.linalg.norm(flat - noisy, axis=1))
+    np.testing.assert_allclose(result.per_image["local_lipschitz"], np.max(ratios, axis=0), 1e-5)
+
+    # A map that ignores its input does not move at all.
+    pattern = np.random.default_rng(8).random(images.shape[1:]).astype(np.float32)
+    still, _ = robustness_of(
+        trained, lambda images, classes, _: np.broadcast_to(pattern, images.shape).copy()
+    )
+    assert still.scores["max_sensitivity"] == 0.0 and still.scores["local_lipschitz"] == 0.0
+    # Pure noise, drawn afresh on every call, moves as much as it is large: ~sqrt(2) x itself.
+    fresh = np.random.default_rng(9)
+    noisy, _ = robustness_of(trained, lambda images, classes, _: fresh.normal(size=images.shape))
+    assert noisy.scores["max_sensitivity"] > 1.3
+    # Seeded: the same scores again.
+    again, _ = robustness_of(trained, lambda images, classes, _: images.copy())
+    assert again.scores == result.scores
+    # Blank maps (Quantus refuses a batch of them): undefined, none scored.
+    blank, _ = robustness_of(trained, lambda images, classes, _: np.zeros_like(images))
+    assert np.isnan(blank.per_image["max_sensitivity"]).all()
+    assert "max_sensitivity" not in blank.scores
+
+
+def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
+    cfg, data, model = trained
+    images, labels = data.test_images[:20], data.test_labels[:20]
+    masks = np.zeros(images.shape[:3], dtype=bool)
+    masks[:, 2:6, 3:7] = True
+
+    def scored(explain):
+        return evaluate(
+            only(cfg, "localisation"), model, images, labels, explain, True, "x", 0, masks
+        )
+
+    exact = scored(lambda images, classes, _: masks[..., None].astype(np.float32)).scores
+    assert exact["relevance_mass_accuracy"] == exact["relevance_rank_accuracy"] == 1.0
+    assert exact["pointing_game"] == 1.0
+    fresh = np.random.default_rng(1)
+    noise = scored(lambda images, classes, _: fresh.normal(size=images.shape)).scores
+    share = masks[0].mean()  # 16 of 784 pixels: noise scores about that
+    assert abs(noise["relevance_mass_accuracy"] - share) < 0.02
+    assert noise["relevance_rank_accuracy"] < 0.2 and noise["pointing_game"] < 0.3

@@ -182,3 +182,237 @@ def test_aopc_per_image_by_hand_and_its_mean_is_the_curves_aopc():
     per_image = aopc_per_image(correct)
     np.testing.assert_allclose(per_image, [0.0, 2 / 3, 1 / 3])
     assert per_image.mean() == pytest.approx(aopc(correct.mean(axis=1)))
+
+
+# --- More evidence: faithfulness from both ends, ROAD, localisation (hand-made arrays) ---
+
+
+def linear_logits(weights):
+    """A one-class 'model' whose logit is sum(weights * x), for any image shape."""
+    weights = np.asarray(weights, dtype=np.float64)
+
+    def predict(images):
+        flat = images.reshape(len(images), -1)
+        return (flat @ weights.ravel())[:, None]
+
+    return predict
+
+
+def test_faithfulness_correlation_by_hand():
+    from src.metrics import faithfulness_correlation
+
+    # One 2x2 image with values 1, 2, 3, 4 (its minimum, 1, is the baseline) and logit = sum:
+    # setting value i to 1 drops the logit by x_i - 1 = 0, 1, 2, 3.
+    image = np.array([[[[1.0], [2.0]], [[3.0], [4.0]]]])
+    subsets = [np.array([[i]]) for i in range(4)]  # four runs, one value each
+    predict = linear_logits([1, 1, 1, 1])
+    classes = np.array([0])
+
+    def score(relevance):
+        heatmap = np.array(relevance, dtype=np.float64).reshape(1, 2, 2, 1)
+        return faithfulness_correlation(predict, image, heatmap, classes, subsets)[0]
+
+    assert score([0, 1, 2, 3]) == pytest.approx(1.0)  # exactly the drops
+    assert score([0, 2, 4, 6]) == pytest.approx(1.0)  # any positive scale
+    assert score([3, 2, 1, 0]) == pytest.approx(-1.0)  # backwards
+    # Noise: deviations (.5, -.5, -.5, .5) against (-1.5, -.5, .5, 1.5): covariance 0.
+    assert score([1, 0, 0, 1]) == pytest.approx(0.0, abs=1e-12)
+    # (0, 0, 0, 1) against the drops: cov = 1.5 * .75 = 1.125... r = 0.75 / sqrt(.75 * 5) * ...
+    # by hand: x - mean = (-.25, -.25, -.25, .75), y - mean = (-1.5, -.5, .5, 1.5);
+    # sum xy = .375 + .125 - .125 + 1.125 = 1.5; sum xx = .75; sum yy = 5: r = 1.5 / sqrt(3.75)
+    assert score([0, 0, 0, 1]) == pytest.approx(1.5 / np.sqrt(3.75))
+    assert score([0, 0, 0, 0]) == 0.0  # a blank map: no evidence, not NaN
+
+
+def test_faithfulness_correlation_matches_quantus_given_the_same_subsets(monkeypatch):
+    """Quantus 0.6's FaithfulnessCorrelation draws its subsets with np.random.choice; handed
+    the same subsets, it gives the same correlations."""
+    from src.evaluate import _quantus
+    from src.metrics import faithfulness_correlation, random_subsets
+
+    quantus = _quantus()
+    rng = np.random.default_rng(3)
+    images = rng.random((6, 5, 5, 1))
+    heatmaps = rng.normal(size=images.shape)
+    weights = rng.normal(size=25)
+    classes = np.zeros(6, dtype=int)
+    subsets = list(random_subsets(np.random.default_rng(0), 7, 6, 25, 4))
+    ours = faithfulness_correlation(linear_logits(weights), images, heatmaps, classes, subsets)
+
+    draws = iter(row for subset in subsets for row in subset)
+    monkeypatch.setattr(np.random, "choice", lambda *args, **kwargs: next(draws))
+
+    class Model:  # Quantus's model interface: channel-first inputs, logits out
+        def shape_input(self, x, shape, channel_first, batched):
+            return x
+
+        def predict(self, x, **kwargs):
+            return linear_logits(weights)(np.moveaxis(x, 1, -1))
+
+    metric = quantus.FaithfulnessCorrelation(nr_runs=7, subset_size=4, disable_warnings=True)
+    theirs = metric.evaluate_batch(
+        model=Model(),
+        x_batch=np.moveaxis(images, -1, 1),
+        y_batch=classes,
+        a_batch=np.moveaxis(heatmaps, -1, 1),
+    )
+    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+
+
+def test_random_subsets_are_distinct_values_of_each_image():
+    from src.metrics import random_subsets
+
+    first = list(random_subsets(np.random.default_rng(1), 3, 5, 10, 4))
+    again = list(random_subsets(np.random.default_rng(1), 3, 5, 10, 4))
+    assert len(first) == 3
+    for subset, same in zip(first, again, strict=True):
+        np.testing.assert_array_equal(subset, same)  # seeded: the same draws
+        assert subset.shape == (5, 4)
+        assert all(len(set(row)) == 4 and row.max() < 10 for row in subset)
+    # Every value is drawn about equally often over many runs.
+    counts = np.bincount(
+        np.concatenate([s[0] for s in random_subsets(np.random.default_rng(2), 2000, 1, 10, 4)]),
+        minlength=10,
+    )
+    assert counts.min() > 0.9 * 800 and counts.max() < 1.1 * 800
+
+
+def test_road_removes_the_most_relevant_pixels_first():
+    from src.metrics import road_orders
+
+    heatmap = np.array([[[4.0, 1.0], [3.0, 2.0]]])  # pixel ranks: 0, 2, 3, 1
+    orders = list(road_orders(heatmap, [25, 50, 100]))
+    assert [order.tolist() for order in orders] == [[[0]], [[0, 2]], [[0, 2, 3, 1]]]
+
+
+def test_noisy_linear_imputation_by_hand():
+    from src.metrics import noisy_linear_imputation
+
+    no_noise = np.random.default_rng(0)
+    flat = np.full((1, 3, 3, 1), 0.5)
+    centre = np.array([[4]])
+    # A constant image stays constant.
+    np.testing.assert_allclose(noisy_linear_imputation(flat, centre, 0.0, no_noise), flat)
+    # A ramp x[r, c] = c: the weighted mean of the centre's neighbours is 1 (symmetric weights).
+    ramp = np.tile(np.arange(3.0), (3, 1))[None, :, :, None]
+    filled = noisy_linear_imputation(ramp, centre, 0.0, no_noise)
+    assert filled[0, 1, 1, 0] == pytest.approx(1.0)
+    # Two unknowns side by side on a 4-wide ramp solve jointly, and stay on the ramp.
+    ramp4 = np.tile(np.arange(4.0), (3, 1))[None, :, :, None]
+    both = noisy_linear_imputation(ramp4, np.array([[5, 6]]), 0.0, no_noise)
+    np.testing.assert_allclose(both, ramp4, atol=1e-12)
+    # A corner pixel has 3 neighbours: (1/6 * 2 + 1/12 * 4) / (1/6 + 1/6 + 1/12) = 0.8 + 0.2.
+    corner = np.array([[[[9.0], [2.0]], [[2.0], [4.0]]]])
+    imputed = noisy_linear_imputation(corner, np.array([[0]]), 0.0, no_noise)
+    assert imputed[0, 0, 0, 0] == pytest.approx((2 / 6 + 2 / 6 + 4 / 12) / (5 / 12))
+    # The noise is N(0, noise^2) from the generator given.
+    noisy = noisy_linear_imputation(flat, centre, 0.1, np.random.default_rng(5))
+    expected = 0.5 + 0.1 * np.random.default_rng(5).standard_normal((1, 1))[0, 0]
+    assert noisy[0, 1, 1, 0] == pytest.approx(expected)
+
+
+def test_noisy_linear_imputation_matches_quantus():
+    from src.evaluate import _quantus
+    from src.metrics import noisy_linear_imputation, road_orders
+
+    quantus = _quantus()
+    rng = np.random.default_rng(2)
+    images = rng.random((3, 9, 7, 1))
+    for percentage in (20, 60, 90):
+        removed = next(road_orders(rng.random(images.shape), [percentage]))
+        ours = noisy_linear_imputation(images, removed, 0.0, rng)
+        for image, pixels, mine in zip(images, removed, ours, strict=True):
+            theirs = quantus.functions.perturb_func.noisy_linear_imputation(
+                np.moveaxis(image, -1, 0), pixels, noise=0.0
+            )
+            np.testing.assert_allclose(mine, np.moveaxis(theirs, 0, -1), atol=1e-9)
+
+
+def test_rank_correlation_is_scipys_spearman():
+    from scipy.stats import spearmanr
+
+    from src.metrics import rank_correlation
+
+    rng = np.random.default_rng(4)
+    first = np.round(rng.normal(size=(20, 6, 6)), 1)  # rounded: ties, averaged as scipy does
+    second = first + rng.normal(size=first.shape)
+    first[3] = 0.0  # constant: undefined
+    ours = rank_correlation(first, second)
+    for index, (x, y) in enumerate(zip(first, second, strict=True)):
+        if index == 3:
+            assert np.isnan(ours[index])
+        else:
+            expected = spearmanr(np.abs(x).ravel(), np.abs(y).ravel()).statistic
+            assert ours[index] == pytest.approx(expected, abs=1e-12)
+
+
+def test_localisation_scores_by_hand():
+    from src.evaluate import localisation
+
+    mask = np.zeros((1, 3, 3), dtype=bool)
+    mask[0, 0, :2] = True  # two pixels
+    exact = localisation(mask.astype(float), mask)
+    for name in ("relevance_mass_accuracy", "relevance_rank_accuracy", "pointing_game"):
+        assert exact[name][0] == pytest.approx(1.0), name
+    noise = np.array([[[0.1, -0.9, 0.3], [0.8, 0.2, 0.5], [0.4, 0.6, 0.7]]])
+    scores = localisation(noise, mask)
+    # |relevance| inside (0.1 + 0.9) of all (4.5); top 2 are 0.9 (in) and 0.8 (out);
+    # the largest |relevance|, 0.9, is inside.
+    assert scores["relevance_mass_accuracy"][0] == pytest.approx(1.0 / 4.5)
+    assert scores["relevance_rank_accuracy"][0] == pytest.approx(0.5)
+    assert scores["pointing_game"][0] == 1.0
+    elsewhere = localisation(np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 1.0]]]), mask)
+    # Top 2: the 1 outside, then one of the eight tied zeros, two of which are inside: 2/8.
+    assert elsewhere["relevance_rank_accuracy"][0] == pytest.approx(0.25 / 2)
+    assert elsewhere["relevance_mass_accuracy"][0] == 0.0
+    assert elsewhere["pointing_game"][0] == 0.0
+    # Two equal maxima, one inside: half a hit (Quantus: a whole one, whichever came first).
+    split = localisation(np.array([[[0, 1.0, 0], [0, 0, 0], [0, 0, 1.0]]]), mask)
+    assert split["pointing_game"][0] == pytest.approx(0.5)
+    # A blank map points at nothing (Quantus's pointing game calls every pixel its maximum).
+    blank = localisation(np.zeros((1, 3, 3)), mask)
+    assert [blank[name][0] for name in sorted(blank)] == [0.0, 0.0, 0.0]
+
+
+def test_localisation_agrees_with_quantus_on_maps_without_ties():
+    from src.evaluate import _quantus, localisation
+
+    quantus = _quantus()
+    rng = np.random.default_rng(6)
+    maps = rng.normal(size=(8, 6, 6))  # continuous: no ties
+    masks = np.zeros((8, 6, 6), dtype=bool)
+    for index in range(8):
+        row, column = rng.integers(0, 4, size=2)
+        masks[index, row : row + 2, column : column + 2] = True
+    ours = localisation(maps, masks)
+    arguments = dict(
+        model=None,
+        x_batch=maps[:, None],
+        y_batch=np.zeros(8, int),
+        a_batch=maps[:, None],
+        s_batch=masks[:, None],
+        channel_first=True,
+    )
+    for name, metric in (
+        ("relevance_mass_accuracy", quantus.RelevanceMassAccuracy),
+        ("relevance_rank_accuracy", quantus.RelevanceRankAccuracy),
+        ("pointing_game", quantus.PointingGame),
+    ):
+        theirs = metric(abs=True, disable_warnings=True)(**arguments)
+        np.testing.assert_allclose(ours[name], theirs, atol=1e-12, err_msg=name)
+
+
+def test_discrete_entropy_bins_as_numpys_histogram():
+    from scipy.stats import entropy
+
+    from src.metrics import discrete_entropy
+
+    rng = np.random.default_rng(7)
+    maps = rng.normal(size=(30, 6, 6))
+    maps[1] = 0.0  # constant: numpy widens the range, one full bin: entropy 0
+    maps[2] = np.round(maps[2], 1)  # values on the bin edges
+    maps[3, :3] = maps[3].max()  # many at the top edge (the last bin is closed)
+    expected = [entropy(np.histogram(m.ravel(), bins=10)[0]) for m in maps]
+    np.testing.assert_allclose(discrete_entropy(maps, 10), expected, rtol=0, atol=1e-12)
+    # By hand: values 0, 0, 1, 1 in 2 bins: two equal halves, ln 2.
+    assert discrete_entropy(np.array([[[0.0, 0.0], [1.0, 1.0]]]), 2)[0] == pytest.approx(np.log(2))
