@@ -38,6 +38,12 @@ def checks(results: dict) -> dict[str, dict]:
             sweep["reuse_vs_one_bare"],
             targets["sweep_reuse_vs_bare"],
         )
+    for analyzer, entry in results["scoring"]["analyzers"].items():
+        check(
+            f"{analyzer} default scores / issue-13 scores, seconds",
+            entry["default"]["total_s"] / entry["before"]["total_s"],
+            targets["scoring_vs_before"],
+        )
     memory = results["memory"]
     check(
         f"peak RSS job {memory['jobs']} / job 1",
@@ -213,8 +219,39 @@ def markdown(results: dict) -> str:
             f"| analysis: {name} | {flops[f'analysis_{name}'] / 1e6:.1f} | {_f(value, 0)} | "
             f"{100 * value / peak:.0f}% |"
         )
+    lines += scoring_table(results["scoring"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
+
+
+def scoring_table(scoring: dict) -> list[str]:
+    """Section 7: seconds per score per analyzer, and the totals of the three sets."""
+    analyzers = scoring["analyzers"]
+    names: list[str] = []
+    for entry in analyzers.values():
+        names += [n for n in entry["full"]["per_score_s"] if n not in names]
+    lines = [
+        "",
+        f"## 7. Scoring: seconds per score per analyzer ({scoring['n_images']} images, one model)",
+        "",
+        '`before`: the scores of "Scores you can trust" (no LeRF, faithfulness correlation or '
+        "ROAD); `default`: `evaluate=default`; `full`: `evaluate=full` (robustness too). Per "
+        "score: the `full` run.",
+        "",
+        "| analyzer | " + " | ".join(names) + " | before s | default s | full s | default/before |",
+        "|---" * (len(names) + 5) + "|",
+    ]
+    for analyzer, entry in analyzers.items():
+        per_score = entry["full"]["per_score_s"]
+        totals = [entry[name]["total_s"] for name in ("before", "default", "full")]
+        lines.append(
+            f"| {analyzer} | "
+            + " | ".join(_f(per_score.get(n)) for n in names)
+            + " | "
+            + " | ".join(_f(t, 1) for t in totals)
+            + f" | {_f(totals[1] / totals[0])} |"
+        )
+    return lines
 
 
 def log_to_mlflow(results: dict, json_path: Path, md_path: Path, tracking_dir: str) -> str:

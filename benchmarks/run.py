@@ -15,6 +15,8 @@ Sections (each a key of the JSON file and a table in the Markdown file):
    from the command to the first training step.
 6. ``flops``: achieved GFLOP/s in training and analysis, from the model's FLOP count, next to
    the cores' float32 matmul peak.
+7. ``scoring``: seconds per score per analyzer (``benchmarks/scoring.py``), and the default
+   scores' total against the scores of "Scores you can trust" on the same model.
 
 Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
 RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
@@ -51,6 +53,7 @@ TARGETS = {
     "sweep_reuse_vs_bare": 2.5,
     "memory_growth": 1.10,
     "help_s": 1.5,
+    "scoring_vs_before": 2.0,  # default scores / the scores of "Scores you can trust", at most
 }
 
 
@@ -196,6 +199,14 @@ class Bench:
             command += ["--n-images=50", "--analyzers=deep_taylor,gradient,smoothgrad"]
         child = run_child(command, cwd=PROJECT_ROOT)
         return json.loads(child.stdout.strip().splitlines()[-1])
+
+    def scoring(self) -> dict:
+        command = [sys.executable, "-m", "benchmarks.scoring", f"--data={self.data}"]
+        if self.quick:
+            command += ["--n-images=50", "--analyzers=gradient,smoothgrad"]
+        child = run_child(command, cwd=PROJECT_ROOT)
+        out = json.loads(child.stdout.strip().splitlines()[-1])
+        return {"n_images": out.pop("n_images"), "analyzers": out}
 
     def sweep(self, bare_wall_s: float) -> dict:
         sweeps = {}
@@ -349,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             ("flops", bench.throughput_and_flops),
             ("sweep", lambda: bench.sweep(_median_bare_wall(results))),
             ("memory", bench.memory),
+            ("scoring", bench.scoring),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

@@ -98,6 +98,22 @@ def check_group_overrides(overrides: Iterable[str]) -> None:
                 raise UserError(f"unknown {group} '{value}'; choose one of: {', '.join(choices)}")
 
 
+def check_score_overrides(overrides: Iterable[str]) -> None:
+    """Reject ``evaluate.scores.NAME=...`` for a score that does not exist, naming the ones
+    that do (Hydra would only say the key is not in the config)."""
+    prefix = "evaluate.scores."
+    names = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if "=" in arg]
+    unknown = [name for name in names if name.startswith(prefix)]
+    if not unknown:
+        return
+    from src.evaluate import SCORES
+
+    for name in unknown:
+        score = name.removeprefix(prefix)
+        if score not in SCORES:
+            raise UserError(f"unknown score {name}; choose from: {', '.join(SCORES)}")
+
+
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     """The jobs a sweep over ``overrides`` runs, each as its sorted list of overrides.
 
@@ -157,6 +173,7 @@ def preflight(argv: list[str]) -> None:
     if args.config_path or args.config_dir:
         return  # another config tree: Hydra checks it
     check_group_overrides(args.overrides)
+    check_score_overrides(args.overrides)
     try:
         jobs = sweep_jobs(args.overrides)
     except HydraException as error:

@@ -118,6 +118,11 @@ def validate_scores(cfg: DictConfig) -> None:
     if "perturbation" in enabled:
         _positive_int(cfg, "evaluate.perturbation.steps")
         _one_of(cfg, "evaluate.perturbation.function", PERTURBATIONS)
+        if not isinstance(cfg.evaluate.perturbation.lerf, bool):
+            raise UserError(
+                "evaluate.perturbation.lerf must be true or false, got "
+                f"{cfg.evaluate.perturbation.lerf!r}"
+            )
         shape = cfg.evaluate.perturbation.region_shape
         if not OmegaConf.is_list(shape) or len(shape) != 2:
             shown = list(shape) if OmegaConf.is_list(shape) else shape
@@ -140,8 +145,16 @@ def validate_scores(cfg: DictConfig) -> None:
             raise UserError(
                 f"evaluate.road.percentages must be a list of percentages, got {percentages!r}"
             )
-        for index in range(len(percentages)):
-            _number(cfg, f"evaluate.road.percentages.{index}", 0, 100)
+        for value in percentages:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < 100
+            ):
+                raise UserError(
+                    "evaluate.road.percentages must be percentages above 0 and below 100 (some "
+                    f"pixels must stay to impute from), got {value!r}"
+                )
         _number(cfg, "evaluate.road.noise", 0)
     if "randomisation" in enabled:
         _positive_int(cfg, "evaluate.randomisation.n_examples")

@@ -140,8 +140,8 @@ class RegionPerturbation(Score):
         ),
         Metric(
             "aopc_lerf",
-            "the same regions in order of *increasing* relevance (LeRF): the least relevant "
-            "regions should not matter",
+            "the same regions in order of *increasing* relevance (LeRF, `lerf`: true): the "
+            "least relevant regions should not matter",
             "lower",
             "Samek et al. 2017",
             "faithfulness (LeRF AOPC)",
@@ -169,23 +169,25 @@ class RegionPerturbation(Score):
         images, labels, heatmaps = context.images, context.labels, context.heatmaps
         log.info("perturbation: %d steps on %d images", settings.steps, len(images))
         correct = perturbation_correct(context, settings, heatmaps)
-        # LeRF: iNNvestigate ranks regions by decreasing mean relevance; negated, increasing.
-        correct_lerf = perturbation_correct(context, settings, -heatmaps)
         # The baseline: the same perturbation, regions in an order that ignores the heatmap.
         order = generator(context.seed, RANDOM_ORDER).random(heatmaps.shape).astype(np.float32)
         correct_random = perturbation_correct(context, settings, order)
         del images, labels
         result.perturbation_curve = correct.mean(axis=1)
-        result.lerf_curve = correct_lerf.mean(axis=1)
         result.random_curve = correct_random.mean(axis=1)
         result.curves["perturbation_accuracy"] = result.perturbation_curve
-        result.curves["perturbation_accuracy_lerf"] = result.lerf_curve
         result.curves["perturbation_accuracy_random"] = result.random_curve
-        morf, lerf = metrics.aopc_per_image(correct), metrics.aopc_per_image(correct_lerf)
+        morf = metrics.aopc_per_image(correct)
         result.record("aopc", morf)
-        result.record("aopc_lerf", lerf)
-        result.record("abpc", morf - lerf)
         result.record("aopc_random", metrics.aopc_per_image(correct_random))
+        if settings.lerf:
+            # iNNvestigate ranks regions by decreasing mean relevance; negated, increasing.
+            correct_lerf = perturbation_correct(context, settings, -heatmaps)
+            result.lerf_curve = correct_lerf.mean(axis=1)
+            result.curves["perturbation_accuracy_lerf"] = result.lerf_curve
+            lerf = metrics.aopc_per_image(correct_lerf)
+            result.record("aopc_lerf", lerf)
+            result.record("abpc", morf - lerf)
         result.scores["aopc_gain"] = result.scores["aopc"] - result.scores["aopc_random"]
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -162,22 +163,23 @@ def register(cls: type[Score]) -> type[Score]:
     return cls
 
 
-def registered() -> dict[str, Score]:
-    """The scores registered so far, by name, in registration order."""
-    return dict(_REGISTRY)
+def registered() -> Mapping[str, Score]:
+    """The registry, by name in registration order: a live read-only view, so a score
+    registered later (a user's own module) is seen by every reader."""
+    return MappingProxyType(_REGISTRY)
 
 
-def criteria(registry: dict[str, Score]) -> list[Metric]:
+def criteria(registry: Mapping[str, Score]) -> list[Metric]:
     """The metrics the verdict judges, in the registry's order."""
     return [m for score in registry.values() for m in score.metrics if m.criterion]
 
 
-def curves(registry: dict[str, Score]) -> list[Curve]:
+def curves(registry: Mapping[str, Score]) -> list[Curve]:
     return [curve for score in registry.values() for curve in score.curves]
 
 
 def run_scores(
-    registry: dict[str, Score],
+    registry: Mapping[str, Score],
     enabled: Any,
     settings: Any,
     context: Context,
@@ -198,7 +200,7 @@ def run_scores(
     return result
 
 
-def markdown_table(registry: dict[str, Score]) -> str:
+def markdown_table(registry: Mapping[str, Score]) -> str:
     """The README's table of scores (``python -m src.evaluate``)."""
     lines = [
         "| score (`evaluate.scores.…`) | metric | what it measures | better | reference |",

@@ -173,6 +173,27 @@ BAD_INPUTS = {
         ["analyzer=lrp_epsilon", "analyzer.params.epsilon=-1"],
         "rejects analyzer.params",
     ),
+    "an unknown score": (
+        ["evaluate.scores.fidelity=true"],
+        "unknown score evaluate.scores.fidelity; choose from: perturbation, "
+        "faithfulness_correlation, road, randomisation",
+    ),
+    "a marker larger than the image": (
+        ["experiment=shortcut", "dataset.shortcut.size=40"],
+        "dataset.shortcut.size 40 is larger than the 28x28 images",
+    ),
+    "a marker share outside [0, 1]": (
+        ["experiment=shortcut", "dataset.shortcut.share=1.5"],
+        "dataset.shortcut.share must be a number from 0 to 1, got 1.5",
+    ),
+    "robustness on more images than exist": (
+        ["evaluate=full", "evaluate.robustness.n_images=500"],
+        "evaluate.robustness.n_images is 500, but the data has only 359 test images",
+    ),
+    "localisation without ground truth": (
+        ["evaluate.scores.localisation=true"],
+        "evaluate.scores.localisation needs ground-truth masks: run it with experiment=shortcut",
+    ),
 }
 
 

@@ -33,7 +33,7 @@ def test_the_groups_the_issue_asks_for_exist():
     others |= {"lrp_sequential_preset_a", "smoothgrad", "integrated_gradients"}
     others |= {"guided_backprop", "deconvnet", "random"}
     assert seed_analyzers | others <= set(group_options("analyzer"))
-    assert group_options("experiment") == ["seed_report"]
+    assert group_options("experiment") == ["seed_report", "shortcut"]
 
 
 @pytest.mark.parametrize(
@@ -90,6 +90,26 @@ def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_pat
         ("seed=4294967296", "seed must be an integer from 0 to 4294967295"),
         ("evaluate.n_images=0", "evaluate.n_images must be a positive integer, got 0"),
         ("evaluate.perturbation.function=blur", "choose one of: gaussian, zeros, mean, invert"),
+        ("+evaluate.scores.fidelity=true", "unknown score evaluate.scores.fidelity; choose from"),
+        ("evaluate.scores.road=yes", "evaluate.scores.road must be true or false, got 'yes'"),
+        ("evaluate.road.percentages=[10,100]", "above 0 and below 100"),
+        ("evaluate.faithfulness_correlation.runs=1", "runs must be an integer >= 2"),
+        ("evaluate=full evaluate.robustness.samples=0", "robustness.samples must be a positive"),
+        ("evaluate=full evaluate.robustness.radius=-1", "robustness.radius must be a positive"),
+        (
+            "evaluate=full evaluate.robustness.n_images=2000",
+            "evaluate.robustness.n_images is 2000, more than the 1000 scored images",
+        ),
+        ("experiment=shortcut dataset.shortcut.size=0", "dataset.shortcut.size must be a positive"),
+        ("experiment=shortcut dataset.shortcut.share=-0.1", "share must be a number from 0 to 1"),
+        (
+            "experiment=shortcut dataset.shortcut.size=9",
+            "10 markers of 9x9 pixels (one per class) do not fit apart along the border",
+        ),
+        (
+            "experiment=shortcut dataset.shortcut.positions=[[0,0]]",
+            "dataset.shortcut.positions has 1 positions; the data has 10 classes",
+        ),
         ("evaluate.perturbation.region_shape=[7]", "region_shape must be [height, width], got [7]"),
         (
             "dataset=digits +dataset.path=/data",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from src.data import load_dataset
 from src.evaluate import cascade, evaluate, perturbation_correct, random_logit_similarity
@@ -443,3 +443,42 @@ def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
     share = masks[0].mean()  # 16 of 784 pixels: noise scores about that
     assert abs(noise["relevance_mass_accuracy"] - share) < 0.02
     assert noise["relevance_rank_accuracy"] < 0.2 and noise["pointing_game"] < 0.3
+
+
+@pytest.fixture
+def a_new_score():
+    """A score added the way the README says: one registered class (and a config switch)."""
+    from src.scoring import _REGISTRY, Metric, Score, register
+
+    @register
+    class PositiveShare(Score):
+        name = "positive_share"
+        needs = frozenset({"heatmaps"})
+        default = False
+        metrics = (
+            Metric("positive_share", "share of positive relevance", "higher", "", "pos", "Pos"),
+        )
+
+        def compute(self, context, settings, result):
+            result.record("positive_share", (context.heatmaps > 0).mean(axis=(1, 2, 3)))
+
+    yield PositiveShare
+    del _REGISTRY["positive_share"]
+
+
+def test_a_new_score_is_one_registered_class(trained, a_new_score):
+    from src.evaluate import SCORES
+    from src.scoring import markdown_table
+    from src.verdict import registry_criteria
+
+    cfg, data, model = trained
+    switched = only(cfg)
+    with open_dict(switched):  # the config entry a new score adds to conf/evaluate/default.yaml
+        switched.scores.positive_share = True
+    images, labels = data.test_images[:10], data.test_labels[:10]
+    result = evaluate(switched, model, images, labels, lambda x, c, _: x - 0.5, True, "x", 0)
+    assert set(result.scores) == {"positive_share"}
+    assert result.per_image["positive_share"].shape == (10,)
+    assert "positive_share" in SCORES
+    assert registry_criteria()[-1].score == "positive_share"
+    assert "`eval_positive_share`" in markdown_table(SCORES)

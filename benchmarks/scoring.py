@@ -1,0 +1,59 @@
+"""In one process: seconds per score per analyzer, on one trained model.
+
+    python -m benchmarks.scoring --data data.npz --n-images 1000
+
+For each analyzer, in one process on the same model and images, one after another: the scores of
+``evaluate=default``, the scores "Scores you can trust" shipped (MoRF and random-order
+perturbation, MPRT/eMPRT, random logit, Gini, conservation: ``evaluate=default`` without
+LeRF, faithfulness correlation and ROAD) and ``evaluate=full`` (robustness too). Prints one
+JSON object. Run by ``benchmarks/run.py`` in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from benchmarks.analysis import ANALYZERS, config
+from src.data import load_dataset
+from src.experiment import build_model, evaluate_model, train_model
+
+# The set of scores "Scores you can trust" (issue 13) shipped: what the new ones are held to.
+BEFORE = (
+    "evaluate.perturbation.lerf=false",
+    "evaluate.scores.faithfulness_correlation=false",
+    "evaluate.scores.road=false",
+)
+SETS = {"before": BEFORE, "default": (), "full": ("evaluate=full",)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--n-images", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--analyzers", default=",".join(ANALYZERS))
+    args = parser.parse_args()
+
+    common = (f"evaluate.n_images={args.n_images}", f"train.epochs={args.epochs}")
+    cfg = config(args.data, *common)
+    data = load_dataset("mnist", path=args.data)
+    model = build_model(cfg, data.input_shape, data.num_classes)
+    train_model(cfg, data, model)
+    results = {}
+    for analyzer in args.analyzers.split(","):
+        results[analyzer] = {}
+        for name, overrides in SETS.items():
+            scored = config(args.data, *common, f"analyzer={analyzer}", *overrides)
+            started = time.perf_counter()
+            evaluation = evaluate_model(scored, data, model)
+            results[analyzer][name] = {
+                "total_s": time.perf_counter() - started,
+                "per_score_s": evaluation.seconds,
+            }
+    print(json.dumps({"n_images": min(args.n_images, len(data.test_images)), **results}))
+
+
+if __name__ == "__main__":
+    main()
