@@ -238,7 +238,7 @@ class FaithfulnessCorrelation(Score):
     metrics = (
         Metric(
             "faithfulness_correlation",
-            "**faithfulness**: per image, `runs` (100) random subsets of `subset_size` (224) "
+            "**faithfulness**: per image, `runs` (50) random subsets of `subset_size` (224) "
             "input values are set to the image's minimum; Pearson correlation between the "
             "relevance in each subset and the drop of the explained logit (a blank map: 0)",
             "higher",
