@@ -75,3 +75,48 @@ def test_the_reliance_test_moves_every_marker_to_another_class():
     moved = tiny().moved(labels)
     assert np.all(moved != labels) and set(moved) == {0, 1, 2}
     np.testing.assert_array_equal(moved, tiny().moved(labels))  # seeded
+
+
+@pytest.mark.slow
+def test_a_shortcut_sweep_scores_every_analyzer_against_the_marker(tmp_path):
+    """experiment=shortcut end to end on the digits: the marker in every training image, so
+    the model leans on it; every run logs the reliance and the localisation scores, keeps the
+    masks, outlines the marker; the sweep's verdict judges localisation against the baseline."""
+    from tests.support import client_for, sweep_runs, train_cli
+
+    result = train_cli(
+        tmp_path,
+        "-m",
+        "experiment=shortcut",
+        "dataset=digits",
+        "dataset.shortcut.share=1.0",
+        "train.epochs=4",
+        "evaluate.n_images=100",
+        "analyzer=input_t_gradient,edge",
+        "seed=0,1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parents, children = sweep_runs(tmp_path)
+    (parent,) = parents
+    runs = children[parent.info.run_id]
+    assert len(runs) == 4 and all(run.info.status == "FINISHED" for run in runs)
+    client = client_for(tmp_path)
+    assert client.get_experiment(parent.info.experiment_id).name == "xai-lab-shortcut"
+    for run in runs:
+        metrics = run.data.metrics
+        for name in ("relevance_mass_accuracy", "relevance_rank_accuracy", "pointing_game"):
+            assert 0.0 <= metrics[f"eval_{name}"] <= 1.0, name
+        # Every training image carried the marker: moving it costs accuracy.
+        assert metrics["shortcut_accuracy_moved"] < metrics["shortcut_accuracy_marked"] - 0.1
+        assert metrics["shortcut_follows_marker"] > 0.1
+        path = client.download_artifacts(run.info.run_id, "heatmaps.npz", str(tmp_path / "a"))
+        with np.load(path) as arrays:
+            masks = arrays["masks"]
+            assert masks.shape == arrays["images"].shape[:3]
+            assert (masks.sum(axis=(1, 2)) == 16).all()  # one 4x4 marker per image
+            assert np.all(arrays["images"][masks] == 1.0)
+        figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+        assert f"figures/heatmaps_{run.data.tags['analyzer']}.png" in figures
+    for heading in ("Mass ↑", "Rank ↑", "Point ↑", "ABPC ↑", "FCorr ↑", "ROAD ↑"):
+        assert heading in result.stdout + result.stderr, heading
+    assert "e = beats edge" in result.stdout + result.stderr

@@ -163,3 +163,34 @@ def test_rounding_is_no_difference_and_blank_maps_get_a_note():
     assert table[first].startswith("note: deep_taylor: 50%")
     assert len(table) - first > 1 and all(line.startswith("  ") for line in table[first + 1 :])
     assert max(len(line) for line in table) <= 60
+
+
+def test_many_criteria_are_split_into_tables_that_fit_and_keep_every_row():
+    criteria = [Criterion(f"criterion {i}", "aopc", True, f"Crit{i}") for i in range(12)]
+    runs = []
+    for seed in (0, 1, 2):
+        runs += [run("integrated_gradients", seed, np.full(5, 0.5 + seed / 10), np.full(5, 0.3))]
+        runs += [run("noise", seed, np.full(5, 0.1), np.full(5, 0.9), baseline=True)]
+    lines = terminal_table(build_verdict(runs, criteria)).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    headers = [line for line in lines if line.startswith("analyzer")]
+    assert len(headers) >= 2  # twelve columns of ~17 characters do not fit in one
+    shown = [heading for header in headers for heading in header.split() if heading[:4] == "Crit"]
+    assert shown == [f"Crit{i}" for i in range(12)]  # every criterion once, in order
+    assert sum(line.startswith("integrated_gradients") for line in lines) == len(headers)
+    assert sum(line.startswith("noise") for line in lines) == len(headers)
+
+
+def test_the_default_criteria_come_from_the_score_registry():
+    from src.verdict import registry_criteria
+
+    shown = [(c.score, c.short, c.higher_is_better) for c in registry_criteria()]
+    assert shown[:5] == [
+        ("aopc", "AOPC", True),
+        ("aopc_lerf", "LeRF", False),
+        ("abpc", "ABPC", True),
+        ("faithfulness_correlation", "FCorr", True),
+        ("road", "ROAD", True),
+    ]
+    assert ("relevance_rank_accuracy", "Rank", True) in shown
+    assert ("max_sensitivity", "MaxSens", False) in shown
