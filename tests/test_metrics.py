@@ -443,3 +443,47 @@ def test_every_score_is_registered_once_with_what_the_verdict_needs():
             assert m.better.split()[0] in ("higher", "lower", "—"), m.name
             if m.criterion:  # judged in the verdict: needs a direction and a column heading
                 assert m.better != "—" and m.short, m.name
+
+
+class TopLeftModel:
+    """Class 1 if the top-left pixel is bright, else class 0 (softmax-like outputs)."""
+
+    def predict(self, images, **_):
+        bright = images[:, 0, 0, 0] > 0.5
+        return np.stack([~bright, bright], axis=1).astype(np.float32)
+
+
+def test_road_score_by_hand():
+    from omegaconf import OmegaConf
+
+    from src.evaluate import Road
+    from src.scoring import Context, Evaluation
+
+    image = np.zeros((1, 3, 3, 1), dtype=np.float32)
+    image[0, 0, 0, 0] = 1.0  # the only thing the model looks at
+    settings = OmegaConf.create({"percentages": [20, 50], "noise": 0.0})
+
+    def road(heatmap):
+        context = Context(
+            cfg=OmegaConf.create({"batch_size": 8}),
+            model=TopLeftModel(),
+            images=image,
+            labels=np.array([1]),
+            classes=np.array([1]),
+            logits=None,
+            heatmaps=np.asarray(heatmap, dtype=np.float32).reshape(1, 3, 3, 1),
+            explain=None,
+            method="",
+            seed=0,
+        )
+        result = Evaluation()
+        Road().compute(context, settings, result)
+        return result.per_image["road"][0], result.curves["road_accuracy"]
+
+    # The map that is exactly the model's evidence: 20% (1 pixel) removes it, imputed from its
+    # dark neighbours; wrong from then on: 1 - mean(1, 0, 0) = 2/3.
+    score, curve = road(image)
+    assert score == pytest.approx(2 / 3) and curve.tolist() == [1.0, 0.0, 0.0]
+    # A map that ranks the evidence last: 50% (4 pixels) never reaches it: 0.
+    score, curve = road(np.arange(9.0))
+    assert score == 0.0 and curve.tolist() == [1.0, 1.0, 1.0]
