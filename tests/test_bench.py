@@ -39,6 +39,13 @@ def made_up_results(**changes) -> dict:
         "startup": {
             name: {"median_s": 0.5, "imports_tensorflow": False} for name in ("help", "cfg_job")
         },
+        "scoring": {
+            "n_images": 1000,
+            "analyzers": {
+                "gradient": {"before": {"total_s": 4.0}, "default": {"total_s": 7.9}},
+                "smoothgrad": {"before": {"total_s": 40.0}, "default": {"total_s": 45.0}},
+            },
+        },
     }
     results.update(changes)
     return results
@@ -46,7 +53,7 @@ def made_up_results(**changes) -> dict:
 
 def test_every_target_is_checked_and_met_by_numbers_within_it():
     checks = report.checks(made_up_results())
-    assert len(checks) == 2 + 1 + 4 + 1 + 4
+    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 4
     assert all(check["met"] for check in checks.values())
 
 
@@ -59,6 +66,11 @@ def test_a_number_beyond_its_target_is_reported_missed():
     )
     assert [name for name, c in report.checks(slow).items() if not c["met"]] == [
         "gradient images/s, project/bare"
+    ]
+    costly = made_up_results()
+    costly["scoring"]["analyzers"]["gradient"]["default"]["total_s"] = 8.1  # > 2 x 4.0
+    assert [name for name, c in report.checks(costly).items() if not c["met"]] == [
+        "gradient default scores / issue-13 scores, seconds"
     ]
     missed = [name for name, c in report.checks(heavy).items() if not c["met"]]
     assert missed == ["--help imports TensorFlow (0 = no)", "--cfg job imports TensorFlow (0 = no)"]
@@ -108,9 +120,15 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     assert results["memory"]["jobs"] == 4 and len(results["memory"]["peak_rss_mb"]) == 4
     assert not results["startup"]["help"]["imports_tensorflow"]
     assert not results["startup"]["cfg_job"]["imports_tensorflow"]
+    scoring = results["scoring"]["analyzers"]
+    assert set(scoring) == {"gradient", "smoothgrad"}
+    for entry in scoring.values():
+        assert set(entry["full"]["per_score_s"]) >= {"perturbation", "road", "robustness"}
+        assert "road" not in entry["before"]["per_score_s"]
+        assert entry["full"]["total_s"] > entry["before"]["total_s"] > 0
 
     markdown = json_file.with_suffix(".md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
         assert heading in markdown
     client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])

@@ -120,3 +120,22 @@ def test_a_shortcut_sweep_scores_every_analyzer_against_the_marker(tmp_path):
     for heading in ("Mass ↑", "Rank ↑", "Point ↑", "ABPC ↑", "FCorr ↑", "ROAD ↑"):
         assert heading in result.stdout + result.stderr, heading
     assert "e = beats edge" in result.stdout + result.stderr
+
+
+def test_a_dataset_config_with_a_shortcut_loads_marked_data_with_masks():
+    from src.data import load_configured
+
+    spec = {"_target_": "src.data.load_digits", "name": "digits"}
+    shortcut = {"size": 3, "share": 1.0, "value": 1.0, "positions": None, "seed": 0}
+    clean = load_configured(spec)
+    data = load_configured({**spec, "shortcut": shortcut})
+    assert clean.shortcut is None and clean.test_masks is None
+    assert data.test_masks.shape == data.test_images.shape[:3]
+    assert (data.test_masks.sum(axis=(1, 2)) == 9).all()
+    np.testing.assert_array_equal(data.clean_test_images, clean.test_images)
+    np.testing.assert_array_equal(data.test_images[data.test_masks], 1.0)
+    # Outside the marker every pixel is the clean one's; every training image is marked.
+    np.testing.assert_array_equal(
+        data.test_images[~data.test_masks], clean.test_images[~data.test_masks]
+    )
+    assert (data.train_images != clean.train_images).any(axis=(1, 2, 3)).mean() > 0.9
