@@ -38,10 +38,15 @@ def checks(results: dict) -> dict[str, dict]:
             sweep["reuse_vs_one_bare"],
             targets["sweep_reuse_vs_bare"],
         )
-    for analyzer, entry in results["scoring"]["analyzers"].items():
+    scoring = results["scoring"]
+    for analyzer, entry in scoring["analyzers"].items():
+        if scoring.get("baseline"):  # the issue-13 code's own scores, side by side
+            before = scoring["baseline"]["analyzers"][analyzer]["default"]["total_s"]
+        else:  # without git: the same set of scores by today's code
+            before = entry["before"]["total_s"]
         check(
             f"{analyzer} default scores / issue-13 scores, seconds",
-            entry["default"]["total_s"] / entry["before"]["total_s"],
+            entry["default"]["total_s"] / before,
             targets["scoring_vs_before"],
         )
     memory = results["memory"]
@@ -227,6 +232,7 @@ def markdown(results: dict) -> str:
 def scoring_table(scoring: dict) -> list[str]:
     """Section 7: seconds per score per analyzer, and the totals of the three sets."""
     analyzers = scoring["analyzers"]
+    baseline = (scoring.get("baseline") or {}).get("analyzers", {})
     names: list[str] = []
     for entry in analyzers.values():
         names += [n for n in entry["full"]["per_score_s"] if n not in names]
@@ -243,13 +249,14 @@ def scoring_table(scoring: dict) -> list[str]:
     ]
     for analyzer, entry in analyzers.items():
         per_score = entry["full"]["per_score_s"]
-        totals = [entry[name]["total_s"] for name in ("before", "default", "full")]
+        old = baseline.get(analyzer, {}).get("default", {}).get("total_s")
+        totals = [old, *(entry[name]["total_s"] for name in ("before", "default", "full"))]
         lines.append(
             f"| {analyzer} | "
             + " | ".join(_f(per_score.get(n)) for n in names)
             + " | "
             + " | ".join(_f(t, 1) for t in totals)
-            + f" | {_f(totals[1] / totals[0])} |"
+            + f" | {_f(totals[2] / old) if old else '–'} |"
         )
     return lines
 

@@ -44,6 +44,8 @@ from benchmarks import report
 from src.paths import PROJECT_ROOT
 
 SWEEP_ANALYZERS = "deep_taylor,gradient,input_t_gradient"
+# The commit of "Scores you can trust": its default scores' cost is what section 7 compares with.
+SCORING_BASELINE = "40a7ef539b66a4196beabaf0c3a963ed8de1befc"
 MEMORY_ANALYZERS = "deep_taylor,gradient,input_t_gradient,lrp_epsilon"
 TARGETS = {
     "single_wall": 1.10,  # project / bare, at most
@@ -201,12 +203,38 @@ class Bench:
         return json.loads(child.stdout.strip().splitlines()[-1])
 
     def scoring(self) -> dict:
+        """Seconds per score per analyzer; and, side by side, the same model's scores by the
+        code "Scores you can trust" shipped (``SCORING_BASELINE``, from git), whose cost the
+        new default scores are held to (at most 2x)."""
         command = [sys.executable, "-m", "benchmarks.scoring", f"--data={self.data}"]
         if self.quick:
             command += ["--n-images=50", "--analyzers=gradient,smoothgrad"]
         child = run_child(command, cwd=PROJECT_ROOT)
         out = json.loads(child.stdout.strip().splitlines()[-1])
-        return {"n_images": out.pop("n_images"), "analyzers": out}
+        result = {"n_images": out.pop("n_images"), "analyzers": out, "baseline": None}
+        checkout = self.work / "scoring-baseline"
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", SCORING_BASELINE, "src", "conf", "benchmarks"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+        )
+        if archive.returncode != 0:  # not a git checkout, or a shallow one without it
+            print(
+                f"benchmark: no scoring baseline ({SCORING_BASELINE} not in git)", file=sys.stderr
+            )
+            return result
+        checkout.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive.stdout, check=True)
+        baseline = run_child(
+            [sys.executable, str(PROJECT_ROOT / "benchmarks" / "scoring.py"), *command[3:]]
+            + ["--sets=default"],
+            cwd=checkout,
+            env={"PYTHONPATH": str(checkout)},
+        )
+        old = json.loads(baseline.stdout.strip().splitlines()[-1])
+        old.pop("n_images")
+        result["baseline"] = {"commit": SCORING_BASELINE, "analyzers": old}
+        return result
 
     def sweep(self, bare_wall_s: float) -> dict:
         sweeps = {}

@@ -250,7 +250,7 @@ def noisy_linear_imputation(
     n, k = removed.shape
     if k == 0:
         return images.copy()
-    if n > IMPUTATION_CHUNK:  # the band storage is n x band x k floats: bounded per chunk
+    if n > IMPUTATION_CHUNK:  # the band storage is band x n x k floats: bounded per chunk
         return np.concatenate(
             [
                 noisy_linear_imputation(
@@ -289,17 +289,13 @@ def noisy_linear_imputation(
         couplings.append(
             (images_of[~known][upper], equation[upper], variable[~known][upper], weight)
         )
+    # All images' systems as one block-diagonal banded matrix: one LAPACK call per chunk.
     band = max([int((v - e).max()) for _, e, v, _ in couplings if len(e)], default=0)
-    storage = np.zeros((n, band + 1, k))
-    storage[image_index, band, np.tile(np.arange(k), n)] = diagonal
+    storage = np.zeros((band + 1, n * k))
+    storage[band] = diagonal
     for image, equation, variable, weight in couplings:
-        storage[image, band + equation - variable, variable] = -weight
-    solution = np.concatenate(
-        [
-            solveh_banded(storage[index], right[index * k : (index + 1) * k], check_finite=False)
-            for index in range(n)
-        ]
-    ).reshape(n * k, -1)
+        storage[band + equation - variable, image * k + variable] = -weight
+    solution = solveh_banded(storage, right, check_finite=False).reshape(n * k, -1)
     solution = solution + noise * generator.standard_normal(solution.shape)
     filled = values.copy()
     filled[image_index, pixels] = solution
