@@ -64,7 +64,7 @@ test: install ## The fast test suite (a few minutes on 2 cores)
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow
 
-bench: install ## Project vs bare Keras + iNNvestigate, side by side (~25 min; ARGS="--quick" for ~2)
+bench: install ## Project vs bare Keras + iNNvestigate, side by side (~27 min; ARGS="--quick" for ~3)
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: install ## ruff check and format check

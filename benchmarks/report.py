@@ -240,12 +240,16 @@ def scoring_table(scoring: dict) -> list[str]:
         "",
         f"## 7. Scoring: seconds per score per analyzer ({scoring['n_images']} images, one model)",
         "",
-        '`before`: the scores of "Scores you can trust" (no LeRF, faithfulness correlation or '
-        "ROAD); `default`: `evaluate=default`; `full`: `evaluate=full` (robustness too). Per "
-        "score: the `full` run.",
+        '`issue 13 s`: the default scores of the code "Scores you can trust" shipped '
+        f"({(scoring.get('baseline') or {}).get('commit', 'not available')[:8]}), same model, "
+        "same images, run side by side; `before`: the same set of scores by today's code (no "
+        "LeRF, faithfulness correlation or ROAD); `default`: `evaluate=default`; `full`: "
+        "`evaluate=full` (robustness too). Per score: the `full` run.",
         "",
-        "| analyzer | " + " | ".join(names) + " | before s | default s | full s | default/before |",
-        "|---" * (len(names) + 5) + "|",
+        "| analyzer | "
+        + " | ".join(names)
+        + " | issue 13 s | before s | default s | full s | default/issue 13 |",
+        "|---" * (len(names) + 6) + "|",
     ]
     for analyzer, entry in analyzers.items():
         per_score = entry["full"]["per_score_s"]
