@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 # Share of images with |sum R| > 2 |logit| above which a run warns (alpha-beta rules).
 BLOWUP_WARNING = 0.05
-__all__ = ["SCORES", "Evaluation", "Explain", "evaluate", "generator"]
 
 
 def _quantus():
@@ -166,13 +165,12 @@ class RegionPerturbation(Score):
     )
 
     def compute(self, context: Context, settings: Any, result: Evaluation) -> None:
-        images, labels, heatmaps = context.images, context.labels, context.heatmaps
-        log.info("perturbation: %d steps on %d images", settings.steps, len(images))
+        heatmaps = context.heatmaps
+        log.info("perturbation: %d steps on %d images", settings.steps, len(heatmaps))
         correct = perturbation_correct(context, settings, heatmaps)
         # The baseline: the same perturbation, regions in an order that ignores the heatmap.
         order = generator(context.seed, RANDOM_ORDER).random(heatmaps.shape).astype(np.float32)
         correct_random = perturbation_correct(context, settings, order)
-        del images, labels
         result.perturbation_curve = correct.mean(axis=1)
         result.random_curve = correct_random.mean(axis=1)
         result.curves["perturbation_accuracy"] = result.perturbation_curve

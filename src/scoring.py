@@ -5,7 +5,7 @@ A score is a class registered by name (:func:`register`) that says what it needs
 its reference) and how it computes them from a :class:`Context`. ``evaluate.scores.<name>``
 switches it on or off, ``evaluate.<name>`` holds its settings; the run
 (:mod:`src.evaluate`), the verdict, the comparison table, the figures and the README's score
-table (``python -m src.scoring``) all read this registry.
+table (``python -m src.evaluate``) all read this registry.
 
 No TensorFlow here. The scores themselves are defined in :mod:`src.evaluate`, which registers
 them as it is imported and exports the full registry as ``src.evaluate.SCORES``; readers take
@@ -32,7 +32,7 @@ NEEDS = {
 }
 # Independent random streams of one run's scoring, each seeded by (seed, stream).
 PERTURBATION_NOISE, RANDOM_ORDER, LAYER_SEEDS, OFF_CLASSES = 1, 2, 3, 4
-SUBSETS, IMPUTATION_NOISE, ROBUSTNESS_IMAGES, SENSITIVITY_NOISE, LIPSCHITZ_NOISE = 5, 6, 7, 8, 9
+SUBSETS, IMPUTATION_NOISE, SENSITIVITY_NOISE, LIPSCHITZ_NOISE = 5, 6, 8, 9
 
 # (images, classes, what the progress bar says) -> heatmaps
 Explain = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
@@ -118,9 +118,9 @@ class Evaluation:
     randomisation_examples: list[np.ndarray] = field(default_factory=list)  # heatmaps per step
     warnings: list[str] = field(default_factory=list)  # lines the run prints and tags
 
-    def record(self, name: str, per_image: np.ndarray, nan_means: str = "skip") -> None:
-        """A score kept per image, and its mean over the images where it is defined as the
-        run's metric (undefined images, NaN, are counted by the score itself)."""
+    def record(self, name: str, per_image: np.ndarray) -> None:
+        """A score kept per image, and its mean over the images where it is defined (not
+        NaN) as the run's metric; the verdict counts the undefined ones it leaves out."""
         values = np.asarray(per_image, dtype=np.float64)
         self.per_image[name] = values
         defined = values[~np.isnan(values)]
@@ -135,7 +135,7 @@ class Score:
     needs: ClassVar[frozenset[str]]  # keys of NEEDS
     metrics: ClassVar[tuple[Metric, ...]]
     curves: ClassVar[tuple[Curve, ...]] = ()
-    default: ClassVar[bool] = True  # on in evaluate=default
+    default: ClassVar[bool] = True  # on in conf/evaluate/default.yaml (a test keeps them equal)
     # The analyzers it applies to, by the prefix of analyzer.method (all if empty).
     methods_key: ClassVar[str] = ""
 

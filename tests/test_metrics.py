@@ -487,3 +487,15 @@ def test_road_score_by_hand():
     # A map that ranks the evidence last: 50% (4 pixels) never reaches it: 0.
     score, curve = road(np.arange(9.0))
     assert score == 0.0 and curve.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_default_config_switches_each_score_as_the_registry_says():
+    from omegaconf import OmegaConf
+
+    from src.evaluate import SCORES
+    from src.paths import CONFIG_DIR
+
+    switches = OmegaConf.load(CONFIG_DIR / "evaluate" / "default.yaml").scores
+    assert dict(switches) == {name: score.default for name, score in SCORES.items()}
+    off = OmegaConf.load(CONFIG_DIR / "evaluate" / "off.yaml").scores
+    assert set(off) == set(SCORES) and not any(off.values())
