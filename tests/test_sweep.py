@@ -164,7 +164,14 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
     assert (tmp_path / "reports" / parent.info.run_id / "grid.png").is_file()
     # The verdict is printed before the sweep's last line, and written on the parent.
     verdict = result.stderr[result.stderr.index("verdict (") :]
-    assert re.search(r"^analyzer +AOPC ↑ +MPRT ↓ +eMPRT ↑ +rlogit ↓ +Gini ↑$", verdict, re.M)
+    # Every default criterion in the registry's order, as many side by side as fit in 100
+    # columns, the rest in tables below.
+    headers = re.findall(r"^analyzer +(.*)$", verdict, re.M)
+    headings = " ".join(headers).split()
+    criteria = ["AOPC", "LeRF", "ABPC", "FCorr", "ROAD", "MPRT", "eMPRT", "rlogit", "Gini"]
+    assert headings[::2] == criteria
+    rows = [line for line in verdict.splitlines() if line.startswith(("analyzer", "gradient"))]
+    assert len(rows) == 2 * len(headers) and max(len(line) for line in rows) <= 100
     assert re.search(r"^gradient +\d\.\d{3}±\d\.\d{3}", verdict, re.M)
     assert "sweep 4 of 4 jobs finished" in verdict.splitlines()[-1]
     assert "| gradient |" in (tmp_path / "reports" / parent.info.run_id / "verdict.md").read_text()
