@@ -171,18 +171,15 @@ class RegionPerturbation(Score):
         # The baseline: the same perturbation, regions in an order that ignores the heatmap.
         order = generator(context.seed, RANDOM_ORDER).random(heatmaps.shape).astype(np.float32)
         correct_random = perturbation_correct(context, settings, order)
-        result.perturbation_curve = correct.mean(axis=1)
-        result.random_curve = correct_random.mean(axis=1)
-        result.curves["perturbation_accuracy"] = result.perturbation_curve
-        result.curves["perturbation_accuracy_random"] = result.random_curve
+        result.curves["perturbation_accuracy"] = correct.mean(axis=1)
+        result.curves["perturbation_accuracy_random"] = correct_random.mean(axis=1)
         morf = metrics.aopc_per_image(correct)
         result.record("aopc", morf)
         result.record("aopc_random", metrics.aopc_per_image(correct_random))
         if settings.lerf:
             # iNNvestigate ranks regions by decreasing mean relevance; negated, increasing.
             correct_lerf = perturbation_correct(context, settings, -heatmaps)
-            result.lerf_curve = correct_lerf.mean(axis=1)
-            result.curves["perturbation_accuracy_lerf"] = result.lerf_curve
+            result.curves["perturbation_accuracy_lerf"] = correct_lerf.mean(axis=1)
             lerf = metrics.aopc_per_image(correct_lerf)
             result.record("aopc_lerf", lerf)
             result.record("abpc", morf - lerf)
@@ -411,10 +408,8 @@ class Randomisation(Score):
             examples.append(randomised[: settings.n_examples])
         per_step = np.array(similarities)  # (steps, N)
         result.randomised_layers = [layer.name for layer in layers]
-        result.randomisation_curve = per_step.mean(axis=1)
-        result.blank_curve = np.array(blanks)
-        result.curves["mprt_curve"] = result.randomisation_curve
-        result.curves["mprt_blank_fraction"] = result.blank_curve
+        result.curves["mprt_curve"] = per_step.mean(axis=1)
+        result.curves["mprt_blank_fraction"] = np.array(blanks)
         result.randomisation_examples = examples
         result.record("mprt", per_step.mean(axis=0))
         result.record("mprt_full", per_step[-1])

@@ -109,14 +109,32 @@ class Evaluation:
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # score -> one per image
     curves: dict[str, np.ndarray] = field(default_factory=dict)  # eval_<name> per step
     seconds: dict[str, float] = field(default_factory=dict)  # score -> its computing time
-    perturbation_curve: np.ndarray | None = None  # accuracy after 0..steps perturbation steps
-    lerf_curve: np.ndarray | None = None  # the same, least relevant regions first
-    random_curve: np.ndarray | None = None  # the same, regions in random order
     randomised_layers: list[str] = field(default_factory=list)  # top first
-    randomisation_curve: np.ndarray | None = None  # mean similarity per cascading step
-    blank_curve: np.ndarray | None = None  # share of blank maps per cascading step
     randomisation_examples: list[np.ndarray] = field(default_factory=list)  # heatmaps per step
     warnings: list[str] = field(default_factory=list)  # lines the run prints and tags
+
+    # The curves the figures draw, by what they are.
+    @property
+    def perturbation_curve(self) -> np.ndarray | None:
+        """Accuracy after 0..steps regions perturbed, most relevant first."""
+        return self.curves.get("perturbation_accuracy")
+
+    @property
+    def lerf_curve(self) -> np.ndarray | None:
+        return self.curves.get("perturbation_accuracy_lerf")
+
+    @property
+    def random_curve(self) -> np.ndarray | None:
+        return self.curves.get("perturbation_accuracy_random")
+
+    @property
+    def randomisation_curve(self) -> np.ndarray | None:
+        """MPRT's mean similarity after each cascading step."""
+        return self.curves.get("mprt_curve")
+
+    @property
+    def blank_curve(self) -> np.ndarray | None:
+        return self.curves.get("mprt_blank_fraction")
 
     def record(self, name: str, per_image: np.ndarray) -> None:
         """A score kept per image, and its mean over the images where it is defined (not
