@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from src.config import validate
+from src.config import check_score_name, validate
 from src.errors import UserError
 from src.paths import CONFIG_DIR, PROJECT_ROOT, group_options
 
@@ -102,16 +102,10 @@ def check_score_overrides(overrides: Iterable[str]) -> None:
     """Reject ``evaluate.scores.NAME=...`` for a score that does not exist, naming the ones
     that do (Hydra would only say the key is not in the config)."""
     prefix = "evaluate.scores."
-    names = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if "=" in arg]
-    unknown = [name for name in names if name.startswith(prefix)]
-    if not unknown:
-        return
-    from src.evaluate import SCORES
-
-    for name in unknown:
-        score = name.removeprefix(prefix)
-        if score not in SCORES:
-            raise UserError(f"unknown score {name}; choose from: {', '.join(SCORES)}")
+    keys = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if "=" in arg]
+    for key in keys:
+        if key.startswith(prefix):
+            check_score_name(key.removeprefix(prefix))
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:

@@ -95,6 +95,14 @@ def _number(cfg: DictConfig, key: str, low: float, high: float | None = None) ->
         raise UserError(f"{key} must be a number {bounds}, got {value!r}")
 
 
+def check_score_name(name: str) -> None:
+    """A registered score's name, or UserError naming the scores there are."""
+    from src.evaluate import SCORES
+
+    if name not in SCORES:
+        raise UserError(f"unknown score evaluate.scores.{name}; choose from: {', '.join(SCORES)}")
+
+
 def validate_scores(cfg: DictConfig) -> None:
     """``evaluate.scores`` names registered scores (true/false each), and the settings of the
     ones switched on are usable."""
@@ -102,10 +110,7 @@ def validate_scores(cfg: DictConfig) -> None:
 
     switches = cfg.evaluate.scores
     for name, on in switches.items():
-        if name not in SCORES:
-            raise UserError(
-                f"unknown score evaluate.scores.{name}; choose from: {', '.join(SCORES)}"
-            )
+        check_score_name(name)
         if not isinstance(on, bool):
             raise UserError(f"evaluate.scores.{name} must be true or false, got {on!r}")
     enabled = {name for name, on in switches.items() if on}
