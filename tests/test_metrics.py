@@ -499,3 +499,18 @@ def test_the_default_config_switches_each_score_as_the_registry_says():
     assert dict(switches) == {name: score.default for name, score in SCORES.items()}
     off = OmegaConf.load(CONFIG_DIR / "evaluate" / "off.yaml").scores
     assert set(off) == set(SCORES) and not any(off.values())
+
+
+def test_noisy_linear_imputation_fills_every_channel_of_a_colour_pixel():
+    """Quantus 0.6's ROAD indexes a colour image's values as if they were pixels; here a
+    removed pixel is imputed in each channel from that channel's neighbours."""
+    from src.metrics import noisy_linear_imputation
+
+    image = np.zeros((1, 3, 3, 3))
+    image[..., 0], image[..., 1], image[..., 2] = 0.2, 0.5, 0.9
+    image[0, 1, 1] = (1.0, 0.0, 0.0)  # the pixel to remove, different in every channel
+    filled = noisy_linear_imputation(image, np.array([[4]]), 0.0, np.random.default_rng(0))
+    np.testing.assert_allclose(filled[0, 1, 1], [0.2, 0.5, 0.9])
+    np.testing.assert_array_equal(
+        np.delete(filled.reshape(9, 3), 4, 0), np.delete(image.reshape(9, 3), 4, 0)
+    )
