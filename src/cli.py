@@ -131,6 +131,16 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     return [sorted(job) for job in itertools.product(*choices.values())]
 
 
+def swept_keys(overrides: list[str]) -> list[str]:
+    """The keys to which a sweep over ``overrides`` gives more than one value, in order."""
+    values: dict[str, set[str]] = {}
+    for job in sweep_jobs(overrides):
+        for override in job:
+            key, _, value = override.partition("=")
+            values.setdefault(key.lstrip("+~"), set()).add(value)
+    return [key for key, seen in values.items() if len(seen) > 1]
+
+
 def command_line_parser() -> argparse.ArgumentParser:
     """Hydra's command-line flags (``hydra.main``'s, as of Hydra 1.3), so the overrides and
     the flags that stop a run (``--help``, ``--cfg`` ...) are told apart before Hydra runs;

@@ -75,6 +75,12 @@ def validate(cfg: DictConfig) -> None:
     name = cfg.tracking.experiment_name
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"tracking.experiment_name must be a non-empty name, got {name!r}")
+    port = cfg.tracking.ui_port
+    if isinstance(port, str) and port.isdigit():  # from the environment (make's PORT)
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"tracking.ui_port must be a port number from 1 to 65535, got {port!r}")
+    _positive_int(cfg, "report.grid_images")
     seed = cfg.seed
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")

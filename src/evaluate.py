@@ -411,6 +411,7 @@ class Randomisation(Score):
         result.curves["mprt_curve"] = per_step.mean(axis=1)
         result.curves["mprt_blank_fraction"] = np.array(blanks)
         result.randomisation_examples = examples
+        result.randomisation_classes = context.classes[: settings.n_examples]
         result.record("mprt", per_step.mean(axis=0))
         result.record("mprt_full", per_step[-1])
         result.scores["mprt_blank_fraction_full"] = blanks[-1]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src import tracking
+from src import names, tracking
 from src.builders import build
 from src.config import validate, validate_for_images
 from src.data import Dataset, load_configured
@@ -28,7 +28,13 @@ from src.explain import (
     images_per_batch,
     select_images,
 )
-from src.figures import heatmap_figure, perturbation_figure, randomisation_figure, training_figure
+from src.figures import (
+    figure_array,
+    heatmap_figure,
+    perturbation_figure,
+    randomisation_figure,
+    training_figure,
+)
 from src.model import Pretrained, check_model_config
 from src.model_cache import ModelCache, entry_key, fingerprint
 from src.paths import CONFIG_DIR, group_options
@@ -49,15 +55,23 @@ class Explained:
     explanation: Explanation
 
 
-def run_name(cfg: DictConfig) -> str:
-    """``gradient · seed 1 · 3 ep``; for a model trained elsewhere, where it is from instead
-    of the training length: ``gradient · seed 1 · model.keras``, ``… · run 1a2b3c4d``."""
+def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
+    """``gradient · seed 1 · 3 ep``, with the settings the command line gave that set the run
+    apart (in a sweep, the swept ones: ``lrp_epsilon ε=0.01 · seed 0 · 5 ep``); for a model
+    trained elsewhere, where it is from instead of the training length: ``… · model.keras``,
+    ``… · run 1a2b3c4d``."""
+    swept = (
+        os.environ.get(tracking.SWEPT_KEYS_ENV) if os.environ.get(tracking.PARENT_RUN_ENV) else None
+    )
+    settings = names.settings_of(overrides, None if swept is None else json.loads(swept))
     target = cfg.model.get("_target_")
     if target == "src.model.load_keras_file":
-        return f"{cfg.analyzer.name} · seed {cfg.seed} · {Path(str(cfg.model.path)).name}"
-    if target == "src.model.load_run_model":
-        return f"{cfg.analyzer.name} · seed {cfg.seed} · run {str(cfg.model.run_id)[:8]}"
-    return f"{cfg.analyzer.name} · seed {cfg.seed} · {cfg.train.epochs} ep"
+        source = Path(str(cfg.model.path)).name
+    elif target == "src.model.load_run_model":
+        source = f"run {str(cfg.model.run_id)[:8]}"
+    else:
+        source = f"{cfg.train.epochs} ep"
+    return names.run_name(cfg.analyzer.name, settings, cfg.seed, source)
 
 
 def load_data(cfg: DictConfig) -> Dataset:
@@ -234,7 +248,12 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     """
     validate(cfg)
     store = tracking.resolve_store(cfg.tracking.dir, cfg.tracking.uri)
-    experiment_id = tracking.prepare(store, cfg.tracking.experiment_name)
+    parent_run_id = os.environ.get(tracking.PARENT_RUN_ENV)
+    # A sweep's jobs join their parent's experiment (one per dataset, or xai-lab for several).
+    experiment = (parent_run_id and os.environ.get(tracking.EXPERIMENT_ENV)) or str(
+        cfg.tracking.experiment_name
+    )
+    experiment_id = tracking.prepare(store, experiment)
     data = load_data(cfg)
     log.info(
         "data: %s (%d train / %d test images)",
@@ -275,7 +294,6 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             "intra_op_threads": str(intra_op_threads()),
         }
     )
-    parent_run_id = os.environ.get(tracking.PARENT_RUN_ENV)
     if parent_run_id:
         tags.update(
             {
@@ -285,10 +303,12 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         )
 
     cache_key = entry_key(model_key, store.tracking_uri)
-    with tracking.tracked_run(experiment_id, run_name(cfg), tags, parent_run_id) as run_id:
+    name = run_name(cfg, job_overrides or [])
+    with tracking.tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
         tracking.log_config(resolved)
         # What reproducing the run needs besides the config: the data files and the environment.
         tracking.log_data_files(data.files)
+        log_datasets(cfg, data)
         tracking.log_environment()
         if pretrained:
             training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
@@ -296,7 +316,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         else:
             training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
         explained = explain_model(cfg, data, model)
-        log_outcome(cfg, data, training, explained)
+        log_outcome(cfg, name, data, training, explained)
         headline = ""
         if data.shortcut is not None:
             reliance = shortcut_reliance(cfg, data, model, training.test_accuracy)
@@ -307,19 +327,31 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             )
         if evaluation_enabled(cfg):
             evaluation = evaluate_model(cfg, data, model)
-            log_evaluation(cfg, evaluation)
+            log_evaluation(cfg, name, data, evaluation)
             headline = headline_scores(evaluation.scores) + headline
         tracking.log_metrics(memory_mb())
     log.info(
         "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
-        run_name(cfg),
+        name,
         training.test_accuracy,
         headline,
         run_id,
-        cfg.tracking.experiment_name,
-        store.run_link(experiment_id, run_id),
+        experiment,
+        store.run_link(experiment_id, run_id, cfg.tracking.ui_host, cfg.tracking.ui_port),
     )
     return training.test_accuracy
+
+
+def log_datasets(cfg: DictConfig, data: Dataset) -> None:
+    """The training and test splits as MLflow dataset inputs: one name per dataset, the digest
+    of its files (the first 12 hex digits of ``data_sha256``)."""
+    for split, images, labels in (
+        ("training", data.train_images, data.train_labels),
+        ("test", data.test_images, data.test_labels),
+    ):
+        tracking.log_dataset(
+            cfg.dataset.name, data.checksum[:12], data.source, images, labels, context=split
+        )
 
 
 def trained_or_reused(
@@ -368,7 +400,7 @@ def _load_weights(model, weights) -> bool:
     return True
 
 
-def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
+def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evaluation) -> None:
     from src.evaluate import SCORES
 
     tracking.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
@@ -382,7 +414,7 @@ def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
     first_steps = {curve.name: curve.first_step for curve in curves(SCORES)}
     for name, values in evaluation.curves.items():
         tracking.log_curve(f"eval_{name}", values, first_step=first_steps.get(name, 0))
-    title = f"{run_name(cfg)} on {cfg.dataset.name}"
+    title = f"{name} on {cfg.dataset.name}"
     if evaluation.perturbation_curve is not None:
         tracking.log_figure(
             perturbation_figure(
@@ -402,6 +434,10 @@ def log_evaluation(cfg: DictConfig, evaluation: Evaluation) -> None:
                 title,
                 cfg.analyzer.display,
                 evaluation.blank_curve,
+                row_labels=[
+                    f"test image {index}\nexplains {data.class_names[int(explained)]}"
+                    for index, explained in enumerate(evaluation.randomisation_classes)
+                ],
             ),
             "figures/randomisation.png",
         )
@@ -417,7 +453,7 @@ def memory_mb() -> dict[str, float]:
 
 
 def log_outcome(
-    cfg: DictConfig, data: Dataset, training: TrainingResult, explained: Explained
+    cfg: DictConfig, name: str, data: Dataset, training: TrainingResult, explained: Explained
 ) -> None:
     explanation = explained.explanation
     images = data.test_images[explained.indices]
@@ -437,19 +473,22 @@ def log_outcome(
     )
     if training.history:  # none for a model trained elsewhere
         tracking.log_figure(training_figure(training.history), "figures/training.png")
-    tracking.log_figure(
-        heatmap_figure(
-            images,
-            explanation.heatmaps,
-            labels,
-            explained.predictions,
-            list(data.class_names),
-            title=f"{run_name(cfg)} on {cfg.dataset.name}",
-            display=cfg.analyzer.display,
-            masks=masks,
-        ),
-        f"figures/heatmaps_{cfg.analyzer.name}.png",
+    figure = heatmap_figure(
+        images,
+        explanation.heatmaps,
+        labels,
+        explained.predictions,
+        list(data.class_names),
+        title=f"{name} on {cfg.dataset.name}",
+        display=cfg.analyzer.display,
+        masks=masks,
+        explained=explanation.explained_classes,
     )
+    tracking.log_figure(figure, f"figures/heatmaps_{cfg.analyzer.name}.png")
+    # The same figure as an MLflow image at step = epochs trained, so the chart view puts the
+    # runs' heatmaps side by side (and slides over training lengths).
+    trained_epochs = cfg.train.epochs if training.history else 0
+    tracking.log_image("heatmaps", figure_array(figure), step=trained_epochs)
     tracking.log_arrays(
         "heatmaps.npz",
         indices=explained.indices,

@@ -1,22 +1,25 @@
 """Heatmap figures in iNNvestigate's convention.
 
 Signed relevance: sum over channels, divide each image's map by its max |value| (so it lies in
-[-1, 1]) and draw it with ``seismic``, white at zero. Unsigned maps (``display: absolute``):
-|relevance|, divided by its max, in gray. The normalisation is per image, so colours compare
-within an image, not across images.
+[-1, 1]) and draw it with ``seismic``, white at zero: red for the explained class, blue against
+it. Unsigned maps (``display: absolute``): |relevance|, divided by its max, on the same scale
+(white to red), so every heatmap reads against one colour bar and none is drawn white-on-black
+beside black-on-white inputs. The normalisation is per image, so colours compare within an
+image, not across images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from src.metrics import sum_channels
 
-SIGNED_CMAP = "seismic"
-ABSOLUTE_CMAP = "gray"
-OUTLINE_COLOURS = {"signed": "dimgray", "absolute": "orange"}
+RELEVANCE_CMAP = "seismic"
+OUTLINE_COLOURS = {"signed": "dimgray", "absolute": "dimgray"}
+SCALE_LABEL = "relevance ÷ max |relevance| of each map (|relevance| maps: 0 to 1)"
 MARKER_COLOUR = "limegreen"  # the planted marker's outline (experiment=shortcut)
 
 
@@ -28,17 +31,45 @@ def _figure(**kwargs):
     return Figure(**kwargs)
 
 
+DPI = 110
+
+
 def save_figure(figure, path) -> None:
-    """Write a figure to a PNG file."""
-    figure.savefig(path, dpi=110)
+    """Write a figure to a PNG file (or a file object)."""
+    figure.savefig(path, dpi=DPI, format="png")
 
 
-def _show_relevance(axis, normalised_map: np.ndarray, display: str) -> None:
-    """One map from :func:`normalise`: |relevance| in gray on [0, 1], else seismic on [-1, 1]."""
-    if display == "absolute":
-        axis.imshow(normalised_map, cmap=ABSOLUTE_CMAP, vmin=0, vmax=1)
-    else:
-        axis.imshow(normalised_map, cmap=SIGNED_CMAP, vmin=-1, vmax=1)
+def _show_relevance(axis, normalised_map: np.ndarray, display: str = "signed"):
+    """One map from :func:`normalise` on the shared scale: seismic on [-1, 1] (an absolute
+    map, in [0, 1], uses its white-to-red half). Returns the image, for a colour bar."""
+    return axis.imshow(normalised_map, cmap=RELEVANCE_CMAP, vmin=-1, vmax=1)
+
+
+def colour_bar(figure, image, axis, orientation: str = "horizontal") -> None:
+    """The shared relevance scale, labelled, in ``axis``."""
+    bar = figure.colorbar(image, cax=axis, orientation=orientation)
+    bar.set_ticks([-1, -0.5, 0, 0.5, 1])
+    bar.set_label(SCALE_LABEL, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
+def figure_png(figure) -> bytes:
+    """A figure as PNG bytes (for the HTML report)."""
+    import io
+
+    buffer = io.BytesIO()
+    save_figure(figure, buffer)
+    return buffer.getvalue()
+
+
+def figure_array(figure) -> np.ndarray:
+    """A figure as an ``(H, W, 3)`` uint8 image (for ``mlflow.log_image``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(DPI)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def _show_input(axis, image: np.ndarray) -> None:
@@ -59,6 +90,10 @@ def normalise(heatmaps: np.ndarray, display: str = "signed") -> np.ndarray:
     return maps / scale[:, None, None]
 
 
+HEATMAP_COLUMNS = 5  # images per line of a run's heatmap figure: legible at MLflow's preview width
+TEXT_SIZE = 9  # points; ~14 px in the PNG, ~10 px or more where MLflow previews it
+
+
 def heatmap_figure(
     images: np.ndarray,
     heatmaps: np.ndarray,
@@ -68,39 +103,60 @@ def heatmap_figure(
     title: str,
     display: str = "signed",
     masks: np.ndarray | None = None,
+    explained: np.ndarray | None = None,
 ):
-    """Input images on top, heatmaps overlaid on them below, one column per image; where
-    ``masks`` (N, H, W) are given (a planted marker), their outline on both."""
+    """Each image above its heatmap (the input's outline over it), five images to a line, the
+    shared colour scale below. Above each image its true and predicted class (the prediction
+    red when wrong); above each heatmap the class it explains (``explained``, the predicted
+    class if not given). Where ``masks`` (N, H, W) are given (a planted marker), their outline
+    on both."""
     maps = normalise(heatmaps, display)
+    explained = predictions if explained is None else explained
     count = len(images)
-    figure = _figure(figsize=(1.5 * count, 3.6))
-    axes = figure.subplots(2, count, squeeze=False)
-    for column in range(count):
-        image = images[column]
-        true_name, predicted_name = class_names[labels[column]], class_names[predictions[column]]
-        correct = labels[column] == predictions[column]
-        top, bottom = axes[0, column], axes[1, column]
+    columns = min(count, HEATMAP_COLUMNS)
+    lines = -(-count // columns)
+    figure = _figure(figsize=(1.6 * columns + 0.3, 3.55 * lines + 1.0), layout="constrained")
+    axes = figure.subplots(2 * lines, columns, squeeze=False)
+    drawn = None
+    for index in range(lines * columns):
+        top, bottom = (
+            axes[2 * (index // columns), index % columns],
+            axes[2 * (index // columns) + 1, index % columns],
+        )
+        for axis in (top, bottom):
+            axis.set_xticks([])
+            axis.set_yticks([])
+        if index >= count:
+            top.set_visible(False)
+            bottom.set_visible(False)
+            continue
+        image = images[index]
+        correct = labels[index] == predictions[index]
         _show_input(top, image)
-        top.set_title(
-            f"true {true_name}\npred {predicted_name}",
-            fontsize=7,
+        top.set_title(f"true {class_names[labels[index]]}", fontsize=TEXT_SIZE, pad=16)
+        top.text(
+            0.5,
+            1.02,
+            f"pred {class_names[predictions[index]]}",
+            transform=top.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=TEXT_SIZE,
             color="black" if correct else "crimson",
         )
-        _show_relevance(bottom, maps[column], display)
+        drawn = _show_relevance(bottom, maps[index], display)
+        bottom.set_title(f"explains {class_names[explained[index]]}", fontsize=TEXT_SIZE)
         # The input's outline over the heatmap, so relevance can be read against the shape.
         bottom.contour(
             image.mean(axis=-1), levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6
         )
         if masks is not None:
             for axis in (top, bottom):
-                outline_mask(axis, masks[column])
-        for axis in (top, bottom):
-            axis.set_xticks([])
-            axis.set_yticks([])
-    axes[0, 0].set_ylabel("input", fontsize=8)
-    axes[1, 0].set_ylabel("relevance", fontsize=8)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+                outline_mask(axis, masks[index])
+    bar = figure.colorbar(drawn, ax=axes, orientation="horizontal", fraction=0.04, pad=0.02)
+    bar.set_label(SCALE_LABEL, fontsize=TEXT_SIZE)
+    bar.ax.tick_params(labelsize=TEXT_SIZE - 1)
+    figure.suptitle(title, fontsize=TEXT_SIZE + 2)
     return figure
 
 
@@ -118,7 +174,9 @@ def outline_mask(axis, mask: np.ndarray) -> None:
 
 
 def training_figure(history: dict[str, list[float]]):
-    """Loss and accuracy per epoch, train and validation."""
+    """Loss and accuracy per epoch, train and validation; ticks at whole epochs."""
+    from matplotlib.ticker import MaxNLocator
+
     figure = _figure(figsize=(8, 3))
     loss_axis, accuracy_axis = figure.subplots(1, 2)
     for split in ("train", "val"):
@@ -128,74 +186,234 @@ def training_figure(history: dict[str, list[float]]):
                 axis.plot(range(1, len(values) + 1), values, marker="o", label=split)
                 axis.set_title(metric)
                 axis.set_xlabel("epoch")
+    for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.legend()
     figure.tight_layout()
     return figure
 
 
+@dataclass(frozen=True)
+class GridRow:
+    """One analyzer's row of :func:`comparison_grid`."""
+
+    label: str  # the analyzer and any setting that sets it apart
+    heatmaps: np.ndarray  # one per image of the grid
+    predictions: np.ndarray  # its model's classes for the images
+    explained: np.ndarray  # the class each heatmap explains
+    display: str = "signed"
+    scores: Sequence[str] = ()  # lines of text beside the row ("AOPC 0.412 ★")
+
+
+LABEL_WRAP = 16  # characters per line of a row's label
+GRID_TEXT = 8  # points
+
+
+def _explains_note(row: GridRow, labels: np.ndarray) -> str | None:
+    """What a row explains, if one phrase says it for every image; None: say it per image."""
+    if np.array_equal(row.explained, row.predictions):
+        return "explains the predicted class"
+    if np.array_equal(row.explained, labels):
+        return "explains the true class"
+    return None
+
+
 def comparison_grid(
     images: np.ndarray,
     labels: np.ndarray,
-    rows: Sequence[tuple[str, np.ndarray, str]],
+    predictions: np.ndarray,
+    rows: Sequence[GridRow],
     class_names: Sequence[str],
     title: str,
     masks: np.ndarray | None = None,
 ):
-    """The input images as the first row, then one row of heatmaps per analyzer.
+    """The input images as the first row (true and predicted class above each), then one row
+    of heatmaps per analyzer on one labelled colour scale: its label (wrapped, in a column of
+    its own so labels never overlap the images or each other), and its scores beside it.
 
-    ``rows`` holds ``(analyzer, heatmaps, display)``; every row explains the same images.
-    ``masks`` (a planted marker) are outlined on every image.
+    Every row explains the same images; ``predictions`` are the header's (the first row's
+    model). Where a row's model predicts otherwise, or its heatmaps explain a class no phrase
+    sums up, the cell says so below. ``masks`` (a planted marker) are outlined on every image.
     """
+    import textwrap
+
     count = len(images)
-    figure = _figure(figsize=(1.3 * count + 1, 1.4 * (len(rows) + 1) + 0.6))
-    axes = figure.subplots(len(rows) + 1, count, squeeze=False)
-    for column in range(count):
-        _show_input(axes[0, column], images[column])
-        axes[0, column].set_title(class_names[labels[column]], fontsize=7)
-    axes[0, 0].set_ylabel("input", fontsize=8)
-    for row, (analyzer, heatmaps, display) in enumerate(rows, start=1):
-        maps = normalise(heatmaps, display)
-        for column in range(count):
-            _show_relevance(axes[row, column], maps[column], display)
-        axes[row, 0].set_ylabel(analyzer, fontsize=8)
-    if masks is not None:
-        for column in range(count):
-            for axis in axes[:, column]:
-                outline_mask(axis, masks[column])
-    for axis in axes.flat:
+    score_lines = max([len(row.scores) for row in rows] + [0])
+    score_chars = max([len(line) for row in rows for line in row.scores] + [0])
+    label_width = 1.7
+    score_width = 0.15 + 0.6 * (GRID_TEXT - 1) / 72 * score_chars if score_chars else 0.05
+    row_height = max(1.15, 0.16 * score_lines + 0.25)
+    heights = [1.45, *([row_height] * len(rows)), 0.3]
+    widths = [label_width, *([1.05] * count), score_width]
+    figure = _figure(figsize=(sum(widths) + 0.3, sum(heights) + 1.35))
+    grid = figure.add_gridspec(
+        len(heights),
+        len(widths),
+        height_ratios=heights,
+        width_ratios=widths,
+        left=0.1 / sum(widths),
+        right=1 - 0.1 / sum(widths),
+        top=1 - 0.75 / (sum(heights) + 1.35),
+        bottom=0.6 / (sum(heights) + 1.35),
+        wspace=0.08,
+        hspace=0.5,
+    )
+
+    def text_axis(row: int, column: int):
+        axis = figure.add_subplot(grid[row, column])
+        axis.set_axis_off()
+        return axis
+
+    def image_axis(row: int, column: int):
+        axis = figure.add_subplot(grid[row, column])
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+        if masks is not None:
+            outline_mask(axis, masks[column - 1])
+        return axis
+
+    text_axis(0, 0).text(1.0, 0.5, "input", ha="right", va="center", fontsize=GRID_TEXT)
+    for column in range(count):
+        axis = image_axis(0, column + 1)
+        _show_input(axis, images[column])
+        wrong = labels[column] != predictions[column]
+        axis.set_title(
+            f"true {_short(class_names[labels[column]])}", fontsize=GRID_TEXT - 1, pad=12
+        )
+        axis.text(
+            0.5,
+            1.02,
+            f"pred {_short(class_names[predictions[column]])}",
+            transform=axis.transAxes,
+            ha="center",
+            va="bottom",
+            fontsize=GRID_TEXT - 1,
+            color="crimson" if wrong else "black",
+        )
+    drawn = None
+    for number, row in enumerate(rows, start=1):
+        note = _explains_note(row, labels)
+        lines = textwrap.wrap(row.label, LABEL_WRAP, break_on_hyphens=False) or [""]
+        lines = lines[:4] if len(lines) <= 4 else [*lines[:3], lines[3][: LABEL_WRAP - 1] + "…"]
+        label = text_axis(number, 0)
+        label.text(1.0, 0.98, "\n".join(lines), ha="right", va="top", fontsize=GRID_TEXT)
+        if note:
+            label.text(
+                1.0,
+                0.0,
+                note.replace("explains ", "explains\n"),
+                ha="right",
+                va="bottom",
+                fontsize=GRID_TEXT - 2,
+                color="dimgray",
+            )
+        maps = normalise(row.heatmaps, row.display)
+        for column in range(count):
+            axis = image_axis(number, column + 1)
+            drawn = _show_relevance(axis, maps[column], row.display)
+            caption = []
+            if row.predictions[column] != predictions[column]:
+                caption.append(f"pred {_short(class_names[row.predictions[column]])}")
+            if note is None:
+                caption.append(f"expl. {_short(class_names[row.explained[column]])}")
+            if caption:
+                axis.set_xlabel("\n".join(caption), fontsize=GRID_TEXT - 2, color="crimson")
+        if row.scores:
+            text_axis(number, count + 1).text(
+                0.05,
+                0.5,
+                "\n".join(row.scores),
+                ha="left",
+                va="center",
+                fontsize=GRID_TEXT - 1,
+                family="monospace",
+            )
+    if drawn is not None:
+        bar_axis = figure.add_subplot(grid[-1, 1 + count // 4 : 1 + count - count // 4])
+        colour_bar(figure, drawn, bar_axis)
+    figure.suptitle(title, fontsize=GRID_TEXT + 2)
     return figure
 
 
+def _short(name: str, limit: int = 12) -> str:
+    """A class name that fits under a grid cell."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def metrics_vs_epochs(table, metrics: Sequence[str]):
-    """One panel per metric: mean over seeds against epochs, one line per analyzer, ±std shaded.
+    """One panel per metric, mean over seeds ± std, per analyzer: against epochs, one line per
+    analyzer, each nudged sideways so equal values do not hide one another; with one training
+    length, one bar per analyzer instead of single dots.
 
     ``table`` has columns ``analyzer``, ``epochs`` and ``<metric>_mean`` / ``<metric>_std``.
     """
+    analyzers = list(dict.fromkeys(table["analyzer"]))
+    epochs = sorted(table["epochs"].unique())
     columns = min(4, len(metrics))
     rows = -(-len(metrics) // columns)
-    figure = _figure(figsize=(4.2 * columns, 3.4 * rows))
+    width = 4.2 if len(epochs) > 1 else max(3.2, 0.45 * len(analyzers) + 1.6)
+    figure = _figure(figsize=(width * columns, 3.6 * rows + 0.5), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(metrics) :]:
         axis.set_visible(False)
+    colours = {name: f"C{index % 10}" for index, name in enumerate(analyzers)}
+    markers = "os^Dvp<>h*"
+    spacing = min(np.diff(epochs)) if len(epochs) > 1 else 1.0
     for axis, metric in zip(axes.flat[: len(metrics)], metrics, strict=True):
-        for analyzer, rows in table.groupby("analyzer", sort=False):
-            rows = rows.sort_values("epochs")
-            mean = rows[f"{metric}_mean"].to_numpy(dtype=float)
-            std = np.nan_to_num(rows[f"{metric}_std"].to_numpy(dtype=float))
-            drawn = axis.errorbar(
-                rows["epochs"], mean, yerr=std, marker="o", capsize=3, label=analyzer
+        for index, analyzer in enumerate(analyzers):
+            rows_of = table[table["analyzer"] == analyzer].sort_values("epochs")
+            mean = rows_of[f"{metric}_mean"].to_numpy(dtype=float)
+            std = np.nan_to_num(rows_of[f"{metric}_std"].to_numpy(dtype=float))
+            if len(epochs) == 1:
+                axis.bar(index, mean, yerr=std, capsize=3, color=colours[analyzer], label=analyzer)
+                continue
+            nudge = (index - (len(analyzers) - 1) / 2) * 0.06 * spacing
+            x = rows_of["epochs"].to_numpy(dtype=float) + nudge
+            axis.errorbar(
+                x,
+                mean,
+                yerr=std,
+                marker=markers[index % len(markers)],
+                capsize=3,
+                color=colours[analyzer],
+                label=analyzer,
             )
-            colour = drawn.lines[0].get_color()
-            axis.fill_between(rows["epochs"], mean - std, mean + std, color=colour, alpha=0.2)
         axis.set_title(metric.replace("_", " "), fontsize=9)
-        axis.set_xlabel("epochs")
-        axis.set_xticks(sorted(table["epochs"].unique()))
-    axes[0, 0].legend(fontsize=7)
-    figure.tight_layout()
+        if len(epochs) == 1:
+            axis.set_xticks(range(len(analyzers)), analyzers, rotation=40, ha="right", fontsize=7)
+            axis.set_xlabel(f"{epochs[0]} epochs", fontsize=8)
+        else:
+            axis.set_xticks(epochs)
+            axis.set_xlabel("epochs")
+    if len(epochs) > 1:
+        axes[0, 0].legend(fontsize=7)
+    return figure
+
+
+def score_intervals(
+    rows: Sequence[tuple[str, float, float, bool, bool]], title: str, higher_is_better: bool
+):
+    """One criterion at a glance: per row (``label, mean, half-width of the 95% interval,
+    baseline?, best?``) a dot with its interval; baselines gray, the best marked."""
+    figure = _figure(figsize=(5.2, 0.36 * len(rows) + 1.1), layout="constrained")
+    axis = figure.subplots()
+    for position, (_, mean, half_width, baseline, best) in enumerate(rows):
+        colour = "gray" if baseline else ("tab:green" if best else "tab:blue")
+        error = None if np.isnan(half_width) else half_width
+        axis.errorbar(
+            mean,
+            position,
+            xerr=error,
+            marker="*" if best else "o",
+            markersize=10 if best else 6,
+            color=colour,
+            capsize=3,
+        )
+    axis.set_yticks(range(len(rows)), [row[0] for row in rows], fontsize=8)
+    axis.invert_yaxis()
+    axis.grid(axis="x", alpha=0.3)
+    axis.set_xlabel(f"{'higher' if higher_is_better else 'lower'} is better", fontsize=8)
+    axis.set_title(title, fontsize=9)
     return figure
 
 
@@ -243,10 +461,12 @@ def randomisation_figure(
     title: str,
     display: str = "signed",
     blank_shares: np.ndarray | None = None,
+    row_labels: Sequence[str] | None = None,
 ):
     """Left: MPRT's similarity with the original heatmaps as layers are re-initialised from
     the top, and the share of maps gone blank (counted as changed). Right: a few images'
-    heatmaps at each step (columns), original first."""
+    heatmaps at each step (columns), original first, each row named by ``row_labels`` (the
+    image and the class explained)."""
     rows, columns = len(examples[0]), len(examples)
     figure = _figure(figsize=(4 + 1.2 * columns, max(3.2, 1.25 * rows + 0.8)))
     grid = figure.add_gridspec(rows, columns + 3)
@@ -272,6 +492,8 @@ def randomisation_figure(
             axis.set_yticks([])
             if row == 0:
                 axis.set_title("original" if column == 0 else layers[column - 1], fontsize=7)
+            if column == 0 and row_labels is not None:
+                axis.set_ylabel(row_labels[row], fontsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from src.cli import register_resolvers
-from src.tracking import HOST, PID, STARTED, resolve_store
+from src.tracking import HOST, PID, STARTED, process_started, resolve_store
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def process_gone(tags: dict[str, str]) -> bool | None:
         # A pid is reused sooner or later: the same pid with another start time is another
         # process. A zombie has ended and only waits for its parent to read its exit code.
         return (
-            abs(process.create_time() - float(tags[STARTED])) > 0.01
+            abs(process.create_time() - process_started(tags[STARTED])) > 0.01
             or process.status() == psutil.STATUS_ZOMBIE
         )
     except psutil.NoSuchProcess:

@@ -34,9 +34,20 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from src import names
 from src.cli import register_resolvers
 from src.compare import mean_std_text, seed_stability
 from src.evaluate import SCORES
+from src.figures import figure_png
+from src.report_html import (
+    arrow,
+    image,
+    inline_markdown,
+    measures_table,
+    render_report,
+    table_page,
+    verdict_view,
+)
 from src.scoring import criteria, curves
 from src.verdict import (
     RunScores,
@@ -102,22 +113,30 @@ def children(client: MlflowClient, parent: Run) -> list[Run]:
     )
 
 
-def latest_parent(client: MlflowClient, experiment_name: str) -> Run:
-    experiment = client.get_experiment_by_name(experiment_name)
+def latest_parent(client: MlflowClient, experiment_name: str | None) -> Run:
+    """The latest sweep's parent run in ``experiment_name``; None: in any experiment."""
+    from mlflow.entities import ViewType
+
+    if experiment_name is None:
+        experiments = [e.experiment_id for e in client.search_experiments(ViewType.ACTIVE_ONLY)]
+    else:
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiments = [] if experiment is None else [experiment.experiment_id]
     runs = (
-        []
-        if experiment is None
-        else client.search_runs(
-            [experiment.experiment_id],
+        client.search_runs(
+            experiments,
             filter_string="tags.sweep_role = 'parent'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
+        if experiments
+        else []
     )
     if not runs:
         from src.errors import UserError
 
-        raise UserError(f"no sweep found in experiment {experiment_name!r}; run one with -m first")
+        where = "the store" if experiment_name is None else f"experiment {experiment_name!r}"
+        raise UserError(f"no sweep found in {where}; run one with -m first")
     return runs[0]
 
 
@@ -162,23 +181,18 @@ def collect(client: MlflowClient, runs: list[Run]) -> list[Job]:
     return jobs
 
 
-# Params that do not change what a run computes, or that a row already shows.
-NOT_A_SETTING = ("seed", "train.epochs", "analyzer.name", "threads", "train.reuse")
-NOT_A_SETTING_PREFIXES = ("tracking.", "paths.", "train.cache_dir")
-
-
 def analyzer_label(params: dict[str, str], runs: list[Run]) -> str:
-    """The analyzer's name, plus whatever else the sweep varied (``lrp_epsilon (analyzer.params
-    .epsilon=0.01)``), so runs of different settings are never pooled like seeds. An
-    ``analyzer.*`` param counts as varied only among runs of the same analyzer."""
+    """The analyzer's name, plus whatever else the sweep varied (``lrp_epsilon ε=0.01``), as
+    the runs' names show it (:mod:`src.names`), so runs of different settings are never pooled
+    like seeds. An ``analyzer.*`` param counts as varied only among runs of the same
+    analyzer."""
     name = params["analyzer.name"]
     same_analyzer = [run for run in runs if run.data.params.get("analyzer.name") == name]
     keys = sorted(set().union(*(run.data.params for run in runs)))
     varied = [
         key
         for key in keys
-        if key not in NOT_A_SETTING
-        and not key.startswith(NOT_A_SETTING_PREFIXES)
+        if names.is_setting(key)
         and not _follows_the_seed(key, runs)
         and len(
             {
@@ -188,8 +202,7 @@ def analyzer_label(params: dict[str, str], runs: list[Run]) -> str:
         )
         > 1
     ]
-    setting = ", ".join(f"{key}={params.get(key)}" for key in varied)
-    return f"{name} ({setting})" if setting else name
+    return " ".join([name, *(names.setting_text(key, params.get(key)) for key in varied)])
 
 
 def _follows_the_seed(key: str, runs: list[Run]) -> bool:
@@ -261,49 +274,71 @@ class Report:
     verdict: Verdict | None = None  # None if no finished job was scored
 
 
-def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
-    """Write the comparison of the sweep whose parent run is ``parent`` into ``folder``."""
-    from src.figures import comparison_grid, metrics_vs_epochs, quality_curves, save_figure
+def build_report(
+    client: MlflowClient, parent: Run, folder: Path, grid_images: int = 10, store_uri: str = ""
+) -> Report:
+    """Write the comparison of the sweep whose parent run is ``parent`` into ``folder``; the
+    heatmap grid draws the first ``grid_images`` explained images."""
+    from src.figures import metrics_vs_epochs, quality_curves, save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)
     jobs = collect(client, runs)
     missing = missing_jobs(expected_jobs(client, parent), runs)
     (folder / "missing.txt").write_text("".join(f"{line}\n" for line in missing))
+    title = parent.info.run_name or parent.info.run_id
+    page = {
+        "title": title,
+        "subtitle": "",
+        "missing": missing,
+        "verdict": None,
+        "sections": [],
+        "grid": None,
+        "measures": "",
+        "measure_images": [],
+        "provenance": provenance(client, parent, jobs, store_uri),
+        "runs": [
+            {"name": run.info.run_name, "id": run.info.run_id, "status": run.info.status}
+            for run in sorted(runs, key=lambda run: run.info.run_name or "")
+        ],
+        "config": "",
+        "config_run": "",
+    }
     if not jobs:
         log.warning("no job of sweep %s finished: nothing to compare", parent.info.run_id)
+        write_page(folder / "report.html", render_report(**page))
         return Report(None, runs, missing)
 
     table = comparison_table(jobs)
     table.to_csv(folder / "table.csv", index=False)
-    note = f"<p>{len(missing)} job(s) did not finish: {'; '.join(missing)}</p>" if missing else ""
-    (folder / "table.html").write_text(
-        f"<h3>{parent.info.run_name}</h3>{note}" + readable(table).to_html(index=False)
-    )
+    scores, others, better = table_columns(table)
+    write_page(folder / "table.html", table_page(title, table, scores, others, better, missing))
 
     verdict = sweep_verdict(jobs)
     if verdict is not None:
-        (folder / "verdict.md").write_text(markdown(verdict, parent.info.run_name or ""))
+        (folder / "verdict.md").write_text(markdown(verdict, title), encoding="utf-8")
 
     longest = max(job.epochs for job in jobs)
     first_seed = min(job.seed for job in jobs if job.epochs == longest)
-    shown = sorted(
-        (job for job in jobs if job.epochs == longest and job.seed == first_seed),
-        key=lambda job: job.analyzer,
+    dataset = ", ".join(sorted({job.run.data.tags.get("dataset", "") for job in jobs}))
+    page["subtitle"] = (
+        f"{dataset} · {len(jobs)} of {len(jobs) + len(missing)} jobs finished · "
+        f"{table['analyzer'].nunique()} analyzer rows · seeds "
+        f"{', '.join(str(seed) for seed in sorted({job.seed for job in jobs}))} · "
+        f"{', '.join(str(e) for e in sorted({job.epochs for job in jobs}))} epochs"
     )
-    reference = shown[0].arrays
-    class_names = [str(name) for name in reference.get("class_names", [])] or ast.literal_eval(
-        shown[0].run.data.params.get("dataset.class_names", "None")
+    grid = heatmap_grid(jobs, verdict, longest, first_seed, grid_images)
+    grid_png = figure_png(grid)
+    (folder / "grid.png").write_bytes(grid_png)
+    page["grid"] = image(
+        grid_png,
+        f"heatmaps of every analyzer, seed {first_seed}, {longest} epochs",
+        "Each row one analyzer on the same test images (the first of each class), every map on "
+        "one colour scale: red for the explained class, blue against it; beside each row its "
+        f"scores at {longest} epochs (mean over seeds, ★ best). Seed {first_seed}, "
+        f"{longest} epochs; the first {min(grid_images, len(grid_job_images(jobs)))} of the "
+        "explained images.",
     )
-    figure = comparison_grid(
-        reference["images"],
-        reference["labels"],
-        [(job.analyzer, job.arrays["heatmaps"], job.display) for job in shown],
-        class_names or [str(k) for k in range(int(reference["labels"].max()) + 1)],
-        title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {first_seed} · {longest} epochs",
-        masks=reference.get("masks"),
-    )
-    save_figure(figure, folder / "grid.png")
     metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
     judged = {f"{EVALUATION_PREFIX}{m.name}" for m in criteria(SCORES)}
     metrics += [
@@ -311,14 +346,239 @@ def build_report(client: MlflowClient, parent: Run, folder: Path) -> Report:
         for c in table.columns
         if c.endswith("_mean") and c.removesuffix("_mean") in judged
     ]
-    figure = metrics_vs_epochs(table, metrics)
-    save_figure(figure, folder / "metrics_vs_epochs.png")
+    save_figure(metrics_vs_epochs(table, metrics), folder / "metrics_vs_epochs.png")
     at_longest = [job for job in jobs if job.epochs == longest]
     per_step = {key: mean_curves(client, at_longest, key) for key in CURVES}
     if any(per_step.values()):
         figure = quality_curves(per_step, PANELS, title=f"{longest} epochs, mean ± std over seeds")
         save_figure(figure, folder / "quality_curves.png")
+
+    if verdict is not None:
+        page["verdict"] = verdict_view(verdict, descriptions())
+        page["sections"] = criterion_sections(verdict, table, per_step, longest)
+    page["measures"] = measures_table(table, others, better)
+    accuracy_and_cost = [m for m in others if m in ("test_accuracy", "analysis_time_s", STABILITY)]
+    if accuracy_and_cost:
+        page["measure_images"] = [
+            image(
+                figure_png(metrics_vs_epochs(table, accuracy_and_cost)),
+                "test accuracy, explanation time and stability across seeds, per analyzer",
+            )
+        ]
+    first = min(jobs, key=lambda job: job.run.info.run_name or "").run
+    page["config"], page["config_run"] = job_config(client, first), first.info.run_name
+    write_page(folder / "report.html", render_report(**page))
     return Report(table, runs, missing, verdict)
+
+
+def write_page(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+# Whether higher is better for the table's other measures; None: read alongside.
+MEASURE_BETTER = {
+    "test_accuracy": True,
+    "test_loss": False,
+    "analysis_time_s": False,
+    "analysis_images_per_s": True,
+    STABILITY: True,
+}
+
+
+def table_columns(table: pd.DataFrame) -> tuple[list[str], list[str], dict[str, bool | None]]:
+    """The table's metrics split into explanation-quality scores (``eval_*``, registry order)
+    and the rest (accuracy, stability, cost), and each one's better direction."""
+    metrics = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
+    scores = [m for m in metrics if m.startswith(EVALUATION_PREFIX)]
+    others = [m for m in metrics if not m.startswith(EVALUATION_PREFIX)]
+    better: dict[str, bool | None] = dict(MEASURE_BETTER)
+    for score in SCORES.values():
+        for metric in score.metrics:
+            direction = {"higher": True, "lower": False}.get(metric.better.split()[0])
+            better[f"{EVALUATION_PREFIX}{metric.name}"] = direction
+    return scores, others, better
+
+
+def descriptions() -> dict[str, tuple[str, str]]:
+    """Each registered metric's (what it measures, its reference)."""
+    return {m.name: (m.what, m.reference) for score in SCORES.values() for m in score.metrics}
+
+
+def grid_job_images(jobs: list[Job]) -> np.ndarray:
+    return jobs[0].arrays["images"]
+
+
+def heatmap_grid(
+    jobs: list[Job], verdict: Verdict | None, epochs: int, seed: int, grid_images: int
+):
+    """The heatmaps of every analyzer row for ``seed`` and ``epochs``, side by side on the first
+    ``grid_images`` explained images, with the row's scores (mean over seeds) beside it.
+    Drawing is bounded by ``grid_images``, whatever ``explain.n_images`` was."""
+    from src.figures import GridRow, comparison_grid
+
+    shown = sorted(
+        (job for job in jobs if job.epochs == epochs and job.seed == seed),
+        key=lambda job: (is_baseline(job), job.analyzer),
+    )
+    reference = shown[0].arrays
+    count = min(grid_images, len(reference["images"]))
+    names = [str(name) for name in reference.get("class_names", [])] or ast.literal_eval(
+        shown[0].run.data.params.get("dataset.class_names", "None") or "None"
+    )
+    labels = reference["labels"][:count]
+    names = names or [str(k) for k in range(int(reference["labels"].max()) + 1)]
+
+    def scores(job: Job) -> list[str]:
+        if verdict is None:
+            return []
+        lines = []
+        for criterion in verdict.criteria:
+            cell = verdict.cells.get((job.analyzer, epochs, criterion.score))
+            if cell is not None:
+                lines.append(f"{criterion.short:<6} {cell.mean:6.3f}{' ★' if cell.best else ''}")
+        return lines
+
+    rows = [
+        GridRow(
+            label=job.analyzer + (" (baseline)" if is_baseline(job) else ""),
+            heatmaps=job.arrays["heatmaps"][:count],
+            predictions=job.arrays["predictions"][:count],
+            explained=job.arrays.get("explained_classes", job.arrays["predictions"])[:count],
+            display=job.display,
+            scores=scores(job),
+        )
+        for job in shown
+    ]
+    masks = reference.get("masks")
+    return comparison_grid(
+        reference["images"][:count],
+        labels,
+        rows[0].predictions,
+        rows,
+        names,
+        title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {seed} · {epochs} epochs",
+        masks=None if masks is None else masks[:count],
+    )
+
+
+def is_baseline(job: Job) -> bool:
+    return job.run.data.params.get("analyzer.method", "").startswith("baseline.")
+
+
+def criterion_sections(
+    verdict: Verdict,
+    table: pd.DataFrame,
+    per_step: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    longest: int,
+) -> list[dict]:
+    """Per score of the registry that the verdict judges: its criteria (what each measures),
+    each criterion's rows with their 95% intervals, the score's curves, and (several training
+    lengths) the criteria against epochs."""
+    from src.figures import metrics_vs_epochs, quality_curves, score_intervals
+
+    judged = {c.score for c in verdict.criteria}
+    sections = []
+    for score in SCORES.values():
+        metrics = [m for m in score.metrics if m.criterion and m.name in judged]
+        if not metrics:
+            continue
+        images = []
+        for metric in metrics:
+            higher = metric.better.startswith("higher")
+            rows = [
+                (
+                    verdict.name(label, epochs),
+                    cell.mean,
+                    cell.half_width,
+                    label in verdict.baselines,
+                    cell.best,
+                )
+                for label, epochs in verdict.rows
+                if (cell := verdict.cells.get((label, epochs, metric.name))) is not None
+            ]
+            figure = score_intervals(rows, f"{metric.short}: {metric.criterion}", higher)
+            images.append(
+                image(figure_png(figure), f"{metric.short}: mean and 95% interval over seeds")
+            )
+        panels = [
+            (f"{EVALUATION_PREFIX}{curve.name}", curve.what, curve.first_step)
+            for curve in score.curves
+            if curve.name != "perturbation_accuracy_random"
+        ]
+        if any(per_step.get(panel[0]) for panel in panels):
+            figure = quality_curves(
+                per_step, panels, title=f"{longest} epochs, mean ± std over seeds"
+            )
+            images.append(image(figure_png(figure), f"{score.name.replace('_', ' ')}: curves"))
+        if table["epochs"].nunique() > 1:
+            columns = [
+                f"{EVALUATION_PREFIX}{m.name}"
+                for m in metrics
+                if f"{EVALUATION_PREFIX}{m.name}_mean" in table
+            ]
+            if columns:
+                figure = metrics_vs_epochs(table, columns)
+                images.append(image(figure_png(figure), "against training length"))
+        sections.append(
+            {
+                "title": score.name.replace("_", " ").capitalize(),
+                "criteria": [
+                    {
+                        "short": m.short,
+                        "arrow": arrow(m.better.startswith("higher")),
+                        "what": inline_markdown(m.what),
+                    }
+                    for m in metrics
+                ],
+                "images": images,
+            }
+        )
+    return sections
+
+
+def provenance(
+    client: MlflowClient, parent: Run, jobs: list[Job], store_uri: str
+) -> list[tuple[str, str]]:
+    """Where the comparison comes from: the sweep, the store, the code, the data, the
+    libraries (each value once, or each distinct value if the jobs differ)."""
+
+    def values(tag: str) -> str:
+        found = sorted({job.run.data.tags.get(tag, "") for job in jobs} - {""})
+        return ", ".join(found) or "unknown"
+
+    items = [
+        ("sweep", parent.info.run_name or ""),
+        ("overrides", parent.data.params.get("sweep.overrides", "")),
+        ("parent run", parent.info.run_id),
+        ("sweep id", parent.data.tags.get("sweep_id", "")),
+        ("tracking store", store_uri or "(not recorded)"),
+    ]
+    if jobs:
+        items += [
+            ("git commit", values("git_commit")),
+            ("uncommitted changes", values("git_dirty")),
+            ("dataset", values("dataset")),
+            ("data source", values("data_source")),
+            ("data sha256", values("data_sha256")),
+        ]
+        tags = jobs[0].run.data.tags
+        items += [
+            (key.removeprefix("version."), values(key))
+            for key in sorted(tags)
+            if key.startswith("version.")
+        ]
+    return items
+
+
+def job_config(client: MlflowClient, run: Run) -> str:
+    """A run's resolved config (its ``config.yaml``), or "" if it has none."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            return Path(
+                client.download_artifacts(run.info.run_id, "config.yaml", folder)
+            ).read_text()
+        except Exception:  # noqa: BLE001 - a run logged without it
+            return ""
 
 
 def sweep_verdict(jobs: list[Job]) -> Verdict | None:
@@ -411,7 +671,9 @@ def hydra_main(cfg: DictConfig) -> None:
         else:
             parent = latest_parent(client, cfg.tracking.experiment_name)
         folder = Path(cfg.output_dir) / parent.info.run_id
-        report = build_report(client, parent, folder)
+        report = build_report(
+            client, parent, folder, cfg.report.grid_images, store_uri=store.tracking_uri
+        )
         log_report(client, parent.info.run_id, folder, report)
     except UserError as error:
         log.error("error: %s", error)

@@ -111,6 +111,8 @@ class Evaluation:
     seconds: dict[str, float] = field(default_factory=dict)  # score -> its computing time
     randomised_layers: list[str] = field(default_factory=list)  # top first
     randomisation_examples: list[np.ndarray] = field(default_factory=list)  # heatmaps per step
+    # The classes those examples (the first test images) explain.
+    randomisation_classes: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)  # lines the run prints and tags
 
     # The curves the figures draw, by what they are.

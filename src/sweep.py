@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.cli import sweep_jobs
+from src.cli import sweep_jobs, swept_keys
 from src.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,25 @@ def sweep_name_overrides(overrides: list[str]) -> list[str]:
     return [override for override in overrides if not override.startswith(where)]
 
 
+def sweep_experiment(config: DictConfig, swept: list[str]) -> str:
+    """The experiment of a sweep's parent run, which its jobs join: the config's, except that a
+    sweep over datasets goes to ``xai-lab`` instead of its first dataset's experiment (unless
+    the experiment was named: Hydra composes this config without the swept values)."""
+    from src import tracking
+
+    name = str(config.tracking.experiment_name)
+    over_datasets = any(key == "dataset" or key.startswith("dataset.name") for key in swept)
+    if over_datasets and name == f"{tracking.SHARED_EXPERIMENT}-{config.dataset.name}":
+        return tracking.SHARED_EXPERIMENT
+    return name
+
+
 class SweepTracker(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
         self.store: Any = None
         self.output_dir: str | None = None
+        self.grid_images = 10
         self.status: str | None = None  # the parent's final status, once ended
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -65,14 +79,16 @@ class SweepTracker(Callback):
         from src import tracking
         from src.repair import repair
 
+        overrides = list(OmegaConf.to_container(config.hydra.overrides.task))
+        jobs = expand_sweep(overrides)
+        swept = swept_keys(overrides)
+        experiment = sweep_experiment(config, swept)
         try:
             self.store = tracking.resolve_store(config.tracking.dir, config.tracking.uri)
-            experiment_id = tracking.prepare(self.store, config.tracking.experiment_name)
+            experiment_id = tracking.prepare(self.store, experiment)
         except UserError as error:
             log.error("error: %s", error)
             raise SystemExit(2) from None
-        overrides = list(OmegaConf.to_container(config.hydra.overrides.task))
-        jobs = expand_sweep(overrides)
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         client = MlflowClient(self.store.tracking_uri)
         # Runs an earlier sweep left RUNNING when its process was killed (SIGKILL cannot be
@@ -93,6 +109,7 @@ class SweepTracker(Callback):
             )
             self.parent_run_id = parent.info.run_id
             self.output_dir = str(config.paths.report_dir)
+            self.grid_images = int(config.report.grid_images)
             _trackers.append(self)
         client.log_param(self.parent_run_id, "sweep.overrides", " ".join(overrides)[:6000])
         with tempfile.TemporaryDirectory() as folder:
@@ -101,6 +118,8 @@ class SweepTracker(Callback):
             client.log_artifact(self.parent_run_id, str(path))
         os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
         os.environ[tracking.SWEEP_ID_ENV] = sweep_id
+        os.environ[tracking.EXPERIMENT_ENV] = experiment
+        os.environ[tracking.SWEPT_KEYS_ENV] = json.dumps(swept)
         os.environ[SWEEP_JOBS_ENV] = str(len(jobs))
         # Workers that an interrupt or a crash stops leave semaphores, which the resource
         # trackers (multiprocessing's, loky's) clean up, each with a warning printed after the
@@ -163,7 +182,9 @@ class SweepTracker(Callback):
                     "the models already trained are reused"
                 )
             folder = Path(self.output_dir) / self.parent_run_id
-            report = build_report(client, parent, folder)
+            report = build_report(
+                client, parent, folder, self.grid_images, store_uri=self.store.tracking_uri
+            )
             log_report(client, self.parent_run_id, folder, report)
             missing = report.missing
             expected = int(parent.data.tags["jobs_expected"])

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,12 @@ HOST, PID, STARTED = "process.host", "process.pid", "process.started"
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
 PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
+# The experiment of the sweep's parent run, which its jobs join; and the keys the sweep varies
+# (JSON), which the jobs' names show.
+EXPERIMENT_ENV = "XAI_LAB_EXPERIMENT"
+SWEPT_KEYS_ENV = "XAI_LAB_SWEPT_KEYS"
+# The experiment of a sweep over several datasets (one dataset's runs go to xai-lab-<dataset>).
+SHARED_EXPERIMENT = "xai-lab"
 PACKAGES = ("tensorflow", "innvestigate", "mlflow", "hydra-core", "numpy")
 
 
@@ -63,15 +70,27 @@ class Store:
             return None
         return Path(self.tracking_uri.removeprefix("sqlite:///"))
 
-    def run_link(self, experiment_id: str, run_id: str) -> str:
-        """Where a person sees the run: the command that starts the UI, then the run's page."""
+    def run_link(
+        self, experiment_id: str, run_id: str, ui_host: str = "127.0.0.1", ui_port: int = 5000
+    ) -> str:
+        """Where a person sees the run: the command that starts the UI (on the host and port
+        the user asked for: ``tracking.ui_host``, ``tracking.ui_port``, which ``make``'s
+        ``HOST`` and ``PORT`` set), then the run's page."""
         # The UI opens on MLflow 3's GenAI view; this parameter shows the model-training one.
         page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
         if self.database is None:  # a tracking server
             return f"{self.tracking_uri.rstrip('/')}/{page}"
         folder = self.database.parent
-        start = "make ui" if folder == PROJECT_ROOT / "mlruns" else f"make ui STORE={folder}"
-        return f"{start}, then http://127.0.0.1:5000/{page}"
+        start = ["make ui"]
+        if folder != PROJECT_ROOT / "mlruns":
+            start.append(f"STORE={folder}")
+        if str(ui_host) != "127.0.0.1":
+            start.append(f"HOST={ui_host}")
+        if int(ui_port) != 5000:
+            start.append(f"PORT={ui_port}")
+        # A UI listening on every interface is reached, from here, on loopback.
+        address = "127.0.0.1" if str(ui_host) in ("0.0.0.0", "::") else ui_host
+        return f"{' '.join(start)}, then http://{address}:{ui_port}/{page}"
 
 
 def resolve_store(dir: str, uri: str | None = None) -> Store:
@@ -85,8 +104,9 @@ def resolve_store(dir: str, uri: str | None = None) -> Store:
     )
 
 
-def prepare(store: Store, experiment_name: str) -> str:
-    """Check the store is usable and return the experiment's id (creating it if needed).
+def prepare(store: Store, experiment_name: str | None) -> str | None:
+    """Check the store is usable and return the experiment's id (creating it if needed; None
+    for no name: the store only).
 
     Called before any data is loaded or model trained, so an unusable store fails at once.
     """
@@ -117,6 +137,9 @@ def prepare(store: Store, experiment_name: str) -> str:
     ):
         try:
             client = MlflowClient(store.tracking_uri)
+            if experiment_name is None:  # only the store is checked
+                client.search_experiments(max_results=1)
+                return None
             experiment = client.get_experiment_by_name(experiment_name)
             if experiment is not None:
                 if experiment.lifecycle_stage == "deleted":
@@ -316,6 +339,43 @@ def log_figure(figure: Any, artifact_file: str) -> None:
     mlflow.log_figure(figure, artifact_file)
 
 
+def log_image(key: str, image: np.ndarray, step: int) -> None:
+    """An image under ``key`` at ``step``: MLflow's chart view shows every run's image of one
+    key side by side, with a slider over steps."""
+    mlflow.log_image(image, key=key, step=step, synchronous=True)
+
+
+def log_dataset(
+    name: str,
+    digest: str,
+    source: str,
+    features: np.ndarray,
+    targets: np.ndarray,
+    context: str,
+) -> None:
+    """The data a run used, as an MLflow dataset input (the runs table's Dataset column):
+    ``name``, ``digest`` (of the data files), ``source`` (a URL, a path, or a description)."""
+    import warnings
+
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    if source.startswith(("http://", "https://")):
+        where: Any = HTTPDatasetSource(source)
+    elif Path(source).expanduser().exists():
+        where = source  # MLflow resolves a path to a local artifact source
+    else:  # "scikit-learn load_digits ...", "downloaded by tf.keras.datasets.cifar10"
+        where = CodeDatasetSource({"description": source})
+    with warnings.catch_warnings():
+        # A local path can be read as two kinds of source, MLflow warns; both are the same.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_numpy(
+            features, source=where, targets=targets, name=name, digest=digest
+        )
+    mlflow.log_input(dataset, context=context)
+
+
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": 1, "c": [1, 2]}`` (lists stay whole)."""
     flat: dict[str, Any] = {}
@@ -329,9 +389,24 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def process_tags() -> dict[str, str]:
-    """The tags by which a run records the process that makes it."""
+    """The tags by which a run records the process that makes it; its start as a readable
+    UTC time to the microsecond (``2026-11-30T12:45:51.120000+00:00``), which
+    :func:`process_started` reads back."""
     process = psutil.Process()
-    return {HOST: socket.gethostname(), PID: str(process.pid), STARTED: repr(process.create_time())}
+    started = datetime.fromtimestamp(process.create_time(), tz=timezone.utc)
+    return {
+        HOST: socket.gethostname(),
+        PID: str(process.pid),
+        STARTED: started.isoformat(timespec="microseconds"),
+    }
+
+
+def process_started(text: str) -> float:
+    """A ``process.started`` tag as a Unix time: ISO 8601, or the bare number of older runs."""
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.fromisoformat(text).timestamp()
 
 
 def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:

@@ -336,17 +336,25 @@ def markdown(verdict: Verdict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# MLflow's metric names take ASCII letters only: the symbols of a row's settings, spelt out.
+SPELT_OUT = {"ε": "eps", "α": "alpha", "β": "beta", "σ": "sigma", "=": ":"}
+
+
 def metric_name(text: str) -> str:
     """MLflow metric names allow letters, digits, and ``_ - . / :`` and spaces."""
+    for symbol, word in SPELT_OUT.items():
+        text = text.replace(symbol, word)
     return re.sub(r"[^A-Za-z0-9_\-./: ]", "_", text)
 
 
 def parent_metrics(verdict: Verdict) -> dict[str, float]:
-    """``<row>/<score>`` (the mean over seeds) and ``<row>/<score>_std``, for MLflow's charts."""
+    """``<score>/<row>`` (the mean over seeds) and ``<score>_std/<row>``, so MLflow's chart
+    view, which groups metrics by what comes before the ``/``, shows one section per score
+    with the analyzers side by side."""
     metrics = {}
     for (label, epochs, score), cell in verdict.cells.items():
         row = metric_name(verdict.name(label, epochs))
-        metrics[f"{row}/{score}"] = cell.mean
+        metrics[f"{score}/{row}"] = cell.mean
         if not math.isnan(cell.std):
-            metrics[f"{row}/{score}_std"] = cell.std
+            metrics[f"{score}_std/{row}"] = cell.std
     return metrics

@@ -45,7 +45,7 @@ def test_lenet_on_rgb_32x32_with_5_classes_is_explained_and_scored_by_three_anal
     # The sweep's comparison and verdict were built for the colour images.
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
     assert {"comparison/grid.png", "comparison/verdict.md"} <= artifacts
-    assert "gradient/aopc" in client.get_run(parent.info.run_id).data.metrics
+    assert "aopc/gradient" in client.get_run(parent.info.run_id).data.metrics
 
 
 MAKE_OUTSIDE = """

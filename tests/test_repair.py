@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from support import all_runs, client_for, run_module, signal_when, sweep_runs, train_cli
 
 from src.repair import repair
-from src.tracking import HOST, PID, STARTED, process_tags
+from src.tracking import HOST, PID, STARTED, process_started, process_tags
 
 
 def ended_process() -> dict[str, str]:
@@ -31,12 +32,21 @@ def client(tmp_path) -> MlflowClient:
     return client
 
 
+def test_the_process_start_is_a_readable_time_that_reads_back_exactly():
+    tags = process_tags()
+    started = psutil.Process().create_time()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", tags[STARTED])
+    assert process_started(tags[STARTED]) == pytest.approx(started, abs=1e-6)
+    # Runs tagged before the readable time carry the bare number.
+    assert process_started(repr(started)) == started
+
+
 def test_only_runs_whose_process_is_gone_are_marked_killed(client):
     experiment = client.get_experiment_by_name("e").experiment_id
     alive = process_tags()
     cases = {
         "gone": ended_process(),
-        "pid reused": {**alive, STARTED: repr(float(alive[STARTED]) - 60)},
+        "pid reused": {**alive, STARTED: repr(process_started(alive[STARTED]) - 60)},
         "alive": alive,
         "other host": {**ended_process(), HOST: "elsewhere"},
         "no tags": {},

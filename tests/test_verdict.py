@@ -132,7 +132,7 @@ def test_terminal_table_fits_100_columns_and_marks_what_it_says():
 
 
 def test_markdown_and_parent_metrics():
-    runs = [run("lrp (eps=0.1)", s, [0.5, 0.6], [0.2, 0.3]) for s in (0, 1)]
+    runs = [run("lrp ε=0.1", s, [0.5, 0.6], [0.2, 0.3]) for s in (0, 1)]
     runs += [run("noise", s, [0.1, 0.1], [0.0, 0.0], baseline=True) for s in (0, 1)]
     verdict = build_verdict(runs, [AOPC, MPRT])
     text = markdown(verdict, "sweep · analyzer=lrp,noise")
@@ -140,10 +140,11 @@ def test_markdown_and_parent_metrics():
     # 2 images x 2 seeds: the smallest one-sided p is 1/16 > 0.05, so not significant.
     assert "**0.550 ± 0.000**<br>not noise (p=0.062)" in text
     metrics = parent_metrics(verdict)
-    assert metrics["lrp _eps_0.1_/aopc"] == pytest.approx(0.55)
-    assert metrics["lrp _eps_0.1_/aopc_std"] == pytest.approx(0.0)
-    assert "noise/mprt" in metrics
-    assert metric_name("a (b=1), c·d") == "a _b_1__ c_d"
+    # One chart section per score in MLflow (the part before "/"), the rows side by side.
+    assert metrics["aopc/lrp eps:0.1"] == pytest.approx(0.55)
+    assert metrics["aopc_std/lrp eps:0.1"] == pytest.approx(0.0)
+    assert "mprt/noise" in metrics
+    assert metric_name("a (b=1), c·d σ") == "a _b:1__ c_d sigma"
 
 
 def test_rounding_is_no_difference_and_blank_maps_get_a_note():
