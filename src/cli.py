@@ -138,7 +138,9 @@ def swept_keys(overrides: list[str]) -> list[str]:
         for override in job:
             key, _, value = override.partition("=")
             values.setdefault(key.lstrip("+~"), set()).add(value)
-    return [key for key, seen in values.items() if len(seen) > 1]
+    order = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    swept = [key for key, seen in values.items() if len(seen) > 1]
+    return sorted(swept, key=lambda key: order.index(key) if key in order else len(order))
 
 
 def command_line_parser() -> argparse.ArgumentParser:

@@ -343,15 +343,18 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
 
 
 def log_datasets(cfg: DictConfig, data: Dataset) -> None:
-    """The training and test splits as MLflow dataset inputs: one name per dataset, the digest
-    of its files (the first 12 hex digits of ``data_sha256``)."""
-    for split, images, labels in (
-        ("training", data.train_images, data.train_labels),
-        ("test", data.test_images, data.test_labels),
-    ):
-        tracking.log_dataset(
-            cfg.dataset.name, data.checksum[:12], data.source, images, labels, context=split
-        )
+    """The data as an MLflow dataset input (the runs table's Dataset column): the dataset's
+    name, the digest of its files (the first 12 hex digits of ``data_sha256``), where it came
+    from. One input: MLflow keeps one per name and digest, and both splits come from the same
+    files (``data_files.json``)."""
+    tracking.log_dataset(
+        cfg.dataset.name,
+        data.checksum[:12],
+        data.source,
+        data.train_images,
+        data.train_labels,
+        context="training",
+    )
 
 
 def trained_or_reused(

@@ -241,7 +241,7 @@ def comparison_grid(
     score_lines = max([len(row.scores) for row in rows] + [0])
     score_chars = max([len(line) for row in rows for line in row.scores] + [0])
     label_width = 1.7
-    score_width = 0.15 + 0.6 * (GRID_TEXT - 1) / 72 * score_chars if score_chars else 0.05
+    score_width = 0.35 + 0.6 * (GRID_TEXT - 1) / 72 * score_chars if score_chars else 0.05
     row_height = max(1.15, 0.16 * score_lines + 0.25)
     heights = [1.45, *([row_height] * len(rows)), 0.3]
     widths = [label_width, *([1.05] * count), score_width]

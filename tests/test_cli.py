@@ -37,7 +37,8 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
     (run,) = all_runs(tmp_path)
     client = client_for(tmp_path)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "gradient · seed 7 · 2 ep"
+    # A setting given on the command line is in the name (train.batch_size=32).
+    assert run.info.run_name == "gradient batch_size=32 · seed 7 · 2 ep"
     summary = result.stderr.strip().splitlines()[-1]
     assert (
         run.info.run_id in summary
