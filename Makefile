@@ -1,6 +1,8 @@
 # xai-lab: `make help` lists the targets.
 SHELL := /bin/bash
-PYTHON_FOR_VENV ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
+# The Python of .venv: 3.10 or 3.11 (TensorFlow 2.14's); scripts/find-python finds one, or has uv
+# provision CPython 3.11 where the system has only newer ones. PYTHON_FOR_VENV=... overrides it.
+PYTHON_FOR_VENV ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STORE ?= $(CURDIR)/mlruns
@@ -16,6 +18,9 @@ ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # MLflow would otherwise send usage data from the UI and the client to its makers.
 export MLFLOW_DISABLE_TELEMETRY ?= true
+# The link each run prints points at the UI where `make ui` serves it: `make train PORT=5123`.
+export XAI_LAB_UI_HOST := $(HOST)
+export XAI_LAB_UI_PORT := $(PORT)
 
 .DEFAULT_GOAL := help
 
@@ -25,7 +30,8 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON_FOR_VENV) -m venv $(VENV)
+	@python="$(PYTHON_FOR_VENV)"; [ -n "$$python" ] || python=$$(scripts/find-python) || exit 2; \
+		echo "$$python -m venv $(VENV)" && "$$python" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
@@ -51,27 +57,27 @@ sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epoc
 repair: install ## Mark KILLED the runs left RUNNING by a process that is gone (SIGKILL, a crash); ARGS="dry_run=true" only lists them
 	$(PY) -m src.repair tracking.dir=$(STORE) $(ARGS)
 
-ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., STORE=...) against the project's store
+ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., HOST=..., STORE=...) against the project's store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) $(ARGS)
 
 server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEND=postgresql+psycopg2://..., ARTIFACTS=..., HOST=...)
 	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
 		--host $(HOST) --port $(PORT) $(ARGS)
 
-test: install ## The fast test suite (a few minutes on 2 cores)
+test: install ## The fast test suite (~6 min on 2 cores)
 	$(PY) -m pytest -q
 
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow
 
-bench: install ## Project vs bare Keras + iNNvestigate, side by side (~27 min; ARGS="--quick" for ~3)
+bench: install ## Project vs bare Keras + iNNvestigate, side by side (~30 min on 2 cores; ARGS="--quick" for ~3)
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
-clean: ## Remove caches and Hydra's output folders (keeps .venv and the tracking store)
+clean: ## Remove caches and Hydra's output folders (keeps .venv, .bootstrap and the tracking store)
 	rm -rf outputs .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 

@@ -158,7 +158,9 @@ class Bench:
         from src import tracking
 
         # The store exists before the first timed run, as it does for a user's second run.
-        tracking.prepare(tracking.resolve_store(str(self.work / "single")), "xai-lab")
+        tracking.prepare(
+            tracking.resolve_store(str(self.work / "single")), f"xai-lab-{self.dataset}"
+        )
         reps = []
         for rep in range(self.reps):
             measured = {}

@@ -29,8 +29,8 @@ from src.explain import (
     select_images,
 )
 from src.figures import (
-    figure_array,
     heatmap_figure,
+    heatmap_strip,
     perturbation_figure,
     randomisation_figure,
     training_figure,
@@ -488,10 +488,11 @@ def log_outcome(
         explained=explanation.explained_classes,
     )
     tracking.log_figure(figure, f"figures/heatmaps_{cfg.analyzer.name}.png")
-    # The same figure as an MLflow image at step = epochs trained, so the chart view puts the
+    # The heatmaps as an MLflow image at step = epochs trained, so the chart view puts the
     # runs' heatmaps side by side (and slides over training lengths).
     trained_epochs = cfg.train.epochs if training.history else 0
-    tracking.log_image("heatmaps", figure_array(figure), step=trained_epochs)
+    strip = heatmap_strip(images, explanation.heatmaps, cfg.analyzer.display)
+    tracking.log_image("heatmaps", strip, step=trained_epochs)
     tracking.log_arrays(
         "heatmaps.npz",
         indices=explained.indices,

@@ -160,6 +160,36 @@ def heatmap_figure(
     return figure
 
 
+def heatmap_strip(
+    images: np.ndarray,
+    heatmaps: np.ndarray,
+    display: str = "signed",
+    columns: int = HEATMAP_COLUMNS,
+    scale: int = 3,
+) -> np.ndarray:
+    """A compact ``(H, W, 3)`` uint8 picture for MLflow's image charts, which show every run's
+    image of a key side by side as 256-pixel thumbnails (text would be unreadable there): each
+    input above its heatmap, ``columns`` to a line, pixels enlarged ``scale`` times, the same
+    colours as the figures."""
+    from matplotlib import colormaps
+
+    maps = normalise(heatmaps, display)
+    relevance = colormaps[RELEVANCE_CMAP]((maps + 1) / 2)[..., :3]
+    count, height, width = maps.shape
+    inputs = images[..., :3] if images.shape[-1] == 3 else 1 - images.mean(axis=-1)[..., None]
+    inputs = np.broadcast_to(np.clip(inputs, 0, 1), (count, height, width, 3))
+    lines = -(-count // columns)
+    gap = 2
+    canvas = np.ones((lines * (2 * height + 3 * gap), columns * (width + gap) + gap, 3))
+    for index in range(count):
+        top = (index // columns) * (2 * height + 3 * gap) + gap
+        left = (index % columns) * (width + gap) + gap
+        canvas[top : top + height, left : left + width] = inputs[index]
+        canvas[top + height + gap : top + 2 * height + gap, left : left + width] = relevance[index]
+    canvas = canvas.repeat(scale, axis=0).repeat(scale, axis=1)
+    return (canvas * 255).round().astype(np.uint8)
+
+
 def outline_mask(axis, mask: np.ndarray) -> None:
     """The outline of a ground-truth mask, drawn around its pixels' edges."""
     if mask.any():

@@ -652,6 +652,19 @@ def log_report(client: MlflowClient, parent_run_id: str, folder: Path, report: R
     client.log_artifacts(parent_run_id, str(folder), "comparison")
     if report.verdict is not None:
         log_verdict(client, parent_run_id, report.verdict)
+    log_parent_datasets(client, parent_run_id, report.runs)
+
+
+def log_parent_datasets(client: MlflowClient, parent_run_id: str, runs: list[Run]) -> None:
+    """The datasets of the sweep's jobs, once each, on the parent: its row in the runs table
+    then shows what it compared on, like its children's."""
+    inputs = {}
+    for run in runs:
+        for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
+            dataset = dataset_input.dataset
+            inputs.setdefault((dataset.name, dataset.digest), dataset_input)
+    if inputs:
+        client.log_inputs(parent_run_id, datasets=list(inputs.values()))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

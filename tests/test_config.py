@@ -176,3 +176,21 @@ def test_flatten_uses_dotted_keys_and_keeps_lists():
         "e": [1, 2],
         "f": {},
     }
+
+
+def test_one_experiment_per_dataset_and_the_ui_where_make_serves_it(compose_config, monkeypatch):
+    from src.config import validate
+
+    cfg = compose_config("dataset=fashion_mnist")
+    assert cfg.tracking.experiment_name == "xai-lab-fashion_mnist"
+    assert (cfg.tracking.ui_host, cfg.tracking.ui_port) == ("127.0.0.1", 5000)
+    assert compose_config("tracking.experiment_name=mine").tracking.experiment_name == "mine"
+    # `make train PORT=5123 HOST=0.0.0.0` exports these; the run's link then uses them.
+    monkeypatch.setenv("XAI_LAB_UI_PORT", "5123")
+    monkeypatch.setenv("XAI_LAB_UI_HOST", "0.0.0.0")
+    cfg = compose_config()
+    validate(cfg)
+    assert (cfg.tracking.ui_host, int(cfg.tracking.ui_port)) == ("0.0.0.0", 5123)
+    monkeypatch.setenv("XAI_LAB_UI_PORT", "70000")
+    with pytest.raises(UserError, match="tracking.ui_port must be a port number from 1 to 65535"):
+        validate(compose_config())

@@ -91,7 +91,7 @@ def train_and_read_back(tmp_path: Path, url: str, artifacts: Path) -> Run:
     assert result.returncode == 0, result.stderr[-3000:]
 
     client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("xai-lab")
+    experiment = client.get_experiment_by_name("xai-lab-digits")
     (run,) = client.search_runs([experiment.experiment_id])
     run_id = run.info.run_id
     summary = result.stderr.strip().splitlines()[-1]

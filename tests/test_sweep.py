@@ -120,6 +120,7 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         "grid.png",
         "metrics_vs_epochs.png",
         "quality_curves.png",
+        "report.html",
         "table.csv",
         "table.html",
         "verdict.md",
@@ -227,6 +228,10 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
         kid.data.params["analyzer.params.epsilon"] for kid in children[parent.info.run_id]
     ) == ["0.01", "0.1"]
     assert all(kid.info.status == "FINISHED" for kid in children[parent.info.run_id])
+    # The swept setting is in the runs' names, so the run list tells them apart.
+    assert sorted(kid.info.run_name for kid in children[parent.info.run_id]) == [
+        f"lrp_epsilon ε={epsilon} · seed 0 · 1 ep" for epsilon in ("0.01", "0.1")
+    ]
     client = client_for(tmp_path)
     metrics = client.get_run(parent.info.run_id).data.metrics
     assert (metrics["jobs_finished"], metrics["jobs_not_finished"]) == (2, 1)
@@ -237,10 +242,10 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
     assert line.startswith("analyzer.params.epsilon=-1 analyzer=lrp_epsilon ") and line.endswith(
         " (no run)"
     )
-    assert (
-        "1 job(s) did not finish"
-        in (tmp_path / "reports" / parent.info.run_id / "table.html").read_text()
-    )
+    for page in ("table.html", "report.html"):
+        text = (tmp_path / "reports" / parent.info.run_id / page).read_text(encoding="utf-8")
+        assert "1 job(s) did not finish" in text
+    assert "lrp_epsilon ε=0.01" in text
 
 
 @pytest.mark.slow
