@@ -70,7 +70,7 @@ test: install ## The fast test suite (~6 min on 2 cores)
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow
 
-bench: install ## Project vs bare Keras + iNNvestigate, side by side (~30 min on 2 cores; ARGS="--quick" for ~3)
+bench: install ## Project vs bare Keras + iNNvestigate, side by side (~27 min on 2 cores; ARGS="--quick" for ~3)
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: install ## ruff check and format check

@@ -49,6 +49,14 @@ def checks(results: dict) -> dict[str, dict]:
             entry["default"]["total_s"] / before,
             targets["scoring_vs_before"],
         )
+    if "grid" in results:
+        growth = results["grid"]["growth"]
+        images = [key for key in results["grid"] if key != "growth"]
+        check(
+            f"grid seconds, {images[-1]} / {images[0]} explained images",
+            growth["seconds"],
+            targets["grid_images_growth"],
+        )
     memory = results["memory"]
     check(
         f"peak RSS job {memory['jobs']} / job 1",
@@ -225,8 +233,28 @@ def markdown(results: dict) -> str:
             f"{100 * value / peak:.0f}% |"
         )
     lines += scoring_table(results["scoring"])
+    if "grid" in results:
+        lines += grid_table(results["grid"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
+
+
+def grid_table(grid: dict) -> list[str]:
+    """Section 8: the sweep's heatmap grid, as the explained images grow."""
+    lines = [
+        "",
+        "## 8. The sweep's heatmap grid (report.grid_images = 10), synthetic maps",
+        "",
+        "| analyzers | explained images | seconds | peak RSS MB | PNG MB |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, entry in grid.items():
+        if key != "growth":
+            lines.append(
+                f"| {entry['analyzers']} | {entry['images']} | {entry['seconds']:.2f} | "
+                f"{entry['peak_rss_mb']:.0f} | {entry['png_mb']:.2f} |"
+            )
+    return lines
 
 
 def scoring_table(scoring: dict) -> list[str]:

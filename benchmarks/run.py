@@ -56,7 +56,10 @@ TARGETS = {
     "memory_growth": 1.10,
     "help_s": 1.5,
     "scoring_vs_before": 2.0,  # default scores / the scores of "Scores you can trust", at most
+    # The sweep's grid: 100x more explained images, the same drawing (report.grid_images).
+    "grid_images_growth": 1.25,
 }
+GRID_ANALYZERS = 20
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,29 @@ class Bench:
         result["baseline"] = {"commit": SCORING_BASELINE, "analyzers": old}
         return result
 
+    def grid(self) -> dict:
+        """Seconds and peak memory of drawing a sweep's heatmap grid (synthetic maps, 20
+        analyzers) with 10 and with 1,000 explained images: bounded by report.grid_images,
+        the cost should not grow with explain.n_images."""
+        result = {}
+        for images in (10, 200 if self.quick else 1000):
+            child = run_child(
+                [
+                    sys.executable,
+                    str(PROJECT_ROOT / "benchmarks" / "grid.py"),
+                    f"--analyzers={GRID_ANALYZERS}",
+                    f"--images={images}",
+                ],
+                cwd=PROJECT_ROOT,
+            )
+            result[str(images)] = json.loads(child.stdout.strip().splitlines()[-1])
+        small, large = result.values()
+        result["growth"] = {
+            "seconds": large["seconds"] / small["seconds"],
+            "peak_rss_mb": large["peak_rss_mb"] / small["peak_rss_mb"],
+        }
+        return result
+
     def sweep(self, bare_wall_s: float) -> dict:
         sweeps = {}
         for launcher in ("basic", "joblib"):
@@ -391,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             ("sweep", lambda: bench.sweep(_median_bare_wall(results))),
             ("memory", bench.memory),
             ("scoring", bench.scoring),
+            ("grid", bench.grid),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

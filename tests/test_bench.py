@@ -47,6 +47,11 @@ def made_up_results(**changes) -> dict:
             },
             "baseline": None,
         },
+        "grid": {
+            "10": {"analyzers": 20, "images": 10, "seconds": 1.9, "peak_rss_mb": 300},
+            "1000": {"analyzers": 20, "images": 1000, "seconds": 2.0, "peak_rss_mb": 340},
+            "growth": {"seconds": 2.0 / 1.9, "peak_rss_mb": 340 / 300},
+        },
     }
     results.update(changes)
     return results
@@ -54,7 +59,7 @@ def made_up_results(**changes) -> dict:
 
 def test_every_target_is_checked_and_met_by_numbers_within_it():
     checks = report.checks(made_up_results())
-    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 4
+    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 1 + 4
     assert all(check["met"] for check in checks.values())
 
 
@@ -84,6 +89,11 @@ def test_a_number_beyond_its_target_is_reported_missed():
     checks = report.checks(costly)
     assert checks["gradient default scores / issue-13 scores, seconds"]["value"] == 8.1 / 4.7
     assert all(check["met"] for check in checks.values())
+    slow_grid = made_up_results()
+    slow_grid["grid"]["growth"]["seconds"] = 100.0  # drawing every explained image again
+    assert [name for name, c in report.checks(slow_grid).items() if not c["met"]] == [
+        "grid seconds, 1000 / 10 explained images"
+    ]
     missed = [name for name, c in report.checks(heavy).items() if not c["met"]]
     assert missed == ["--help imports TensorFlow (0 = no)", "--cfg job imports TensorFlow (0 = no)"]
 
@@ -151,8 +161,23 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         assert results["scoring"]["baseline"] is None
         assert "no scoring baseline" in result.stderr
 
+    grid = results["grid"]
+    assert [grid[key]["images"] for key in ("10", "200")] == [10, 200]
+    assert all(grid[key]["seconds"] > 0 and grid[key]["peak_rss_mb"] > 100 for key in ("10", "200"))
+
     markdown = json_file.with_suffix(".md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
+    headings = (
+        "## Targets",
+        "## 1.",
+        "## 2.",
+        "## 3.",
+        "## 4.",
+        "## 5.",
+        "## 6.",
+        "## 7.",
+        "## 8.",
+    )
+    for heading in headings:
         assert heading in markdown
     client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
