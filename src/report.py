@@ -3,18 +3,24 @@
 ``python -m src.report`` rebuilds it for the latest sweep (or ``parent=RUN_ID``), writes it to
 ``reports/<parent run id>/`` and logs it on the sweep's parent run under ``comparison/``:
 
-- ``grid.png``: inputs, then one row of heatmaps per analyzer (first seed, longest training);
+- ``report.html``: the whole answer on one self-contained page (:mod:`src.report_html`): the
+  verdict, per score its intervals and curves, the heatmaps side by side, accuracy and cost,
+  provenance;
+- ``grid.png``: inputs, then one row of heatmaps per analyzer (first seed, longest training)
+  with its scores, on the first ``report.grid_images`` explained images;
 - ``table.csv`` / ``table.html``: per analyzer x epochs, mean and std over seeds of the runs'
   metrics, and the heatmaps' stability across seeds (mean Spearman correlation); an
-  "analyzer" is its name plus any other setting the sweep varied;
-- ``metrics_vs_epochs.png``: those against epochs, one line per analyzer, seed spread shaded;
-- ``quality_curves.png``: per analyzer (longest training), the accuracy as the most relevant
-  regions are perturbed, against the random order, and the randomisation test's curve;
+  "analyzer" is its name plus any other setting the sweep varied (``lrp_epsilon ε=0.01``);
+- ``metrics_vs_epochs.png``: those against epochs, one line per analyzer (bars for one
+  training length);
+- ``quality_curves.png``: per analyzer (longest training), the scores' per-step curves;
 - ``verdict.md``: per criterion, each analyzer's mean and 95% interval over seeds, whether it
   beats each baseline the sweep ran (a paired test over images), the best marked
-  (:mod:`src.verdict`); also logged on the parent as metrics ``<row>/<score>`` and
-  ``<row>/<score>_std``, and printed;
+  (:mod:`src.verdict`); also logged on the parent as metrics ``<score>/<row>`` and
+  ``<score>_std/<row>``, and printed;
 - ``missing.txt``: the jobs of the sweep that did not finish, if any.
+
+The parent also gets its jobs' dataset inputs, so its row in the UI names the data.
 """
 
 from __future__ import annotations
@@ -336,7 +342,7 @@ def build_report(
         "Each row one analyzer on the same test images (the first of each class), every map on "
         "one colour scale: red for the explained class, blue against it; beside each row its "
         f"scores at {longest} epochs (mean over seeds, ★ best). Seed {first_seed}, "
-        f"{longest} epochs; the first {min(grid_images, len(grid_job_images(jobs)))} of the "
+        f"{longest} epochs; the first {min(grid_images, len(jobs[0].arrays['images']))} of the "
         "explained images.",
     )
     metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
@@ -402,10 +408,6 @@ def table_columns(table: pd.DataFrame) -> tuple[list[str], list[str], dict[str, 
 def descriptions() -> dict[str, tuple[str, str]]:
     """Each registered metric's (what it measures, its reference)."""
     return {m.name: (m.what, m.reference) for score in SCORES.values() for m in score.metrics}
-
-
-def grid_job_images(jobs: list[Job]) -> np.ndarray:
-    return jobs[0].arrays["images"]
 
 
 def heatmap_grid(
@@ -698,7 +700,7 @@ def hydra_main(cfg: DictConfig) -> None:
     log.info(
         "comparison of sweep %s written to %s and logged on its parent run",
         parent.info.run_id,
-        folder,
+        folder / "report.html",
     )
 
 

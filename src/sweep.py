@@ -71,6 +71,7 @@ class SweepTracker(Callback):
         self.store: Any = None
         self.output_dir: str | None = None
         self.grid_images = 10
+        self.ui: tuple[str, int] = ("127.0.0.1", 5000)  # where `make ui` serves the store
         self.status: str | None = None  # the parent's final status, once ended
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -110,6 +111,7 @@ class SweepTracker(Callback):
             self.parent_run_id = parent.info.run_id
             self.output_dir = str(config.paths.report_dir)
             self.grid_images = int(config.report.grid_images)
+            self.ui = (config.tracking.ui_host, config.tracking.ui_port)
             _trackers.append(self)
         client.log_param(self.parent_run_id, "sweep.overrides", " ".join(overrides)[:6000])
         with tempfile.TemporaryDirectory() as folder:
@@ -198,7 +200,11 @@ class SweepTracker(Callback):
                 log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
             summary = f"{expected - len(missing)} of {expected} jobs finished"
             log.info(
-                "sweep %s · parent run %s · comparison in %s", summary, self.parent_run_id, folder
+                "sweep %s · parent run %s · comparison: %s · browse: %s",
+                summary,
+                self.parent_run_id,
+                folder / "report.html",
+                self.store.run_link(parent.info.experiment_id, self.parent_run_id, *self.ui),
             )
             for job in missing:
                 log.warning("did not finish: %s", job)

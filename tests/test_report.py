@@ -208,8 +208,8 @@ def preview_pixels(figure, points: float, preview_width: float) -> float:
     return points * figure.dpi / 72 * preview_width / width
 
 
-# MLflow 3.17's artifact view at the UI's usual 1280-pixel-wide window shows an image at most
-# this wide (measured in Chromium: tests/test_browser.py checks it).
+# MLflow 3.17's artifact view shows an image ~820 px wide in a 1400-px window (measured in
+# Chromium: tests/test_browser.py checks the figure there); 700 leaves room for a narrower one.
 MLFLOW_PREVIEW_WIDTH = 700
 
 
