@@ -344,9 +344,9 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
 
 def log_datasets(cfg: DictConfig, data: Dataset) -> None:
     """The data as an MLflow dataset input (the runs table's Dataset column): the dataset's
-    name, the digest of its files (the first 12 hex digits of ``data_sha256``), where it came
-    from. One input: MLflow keeps one per name and digest, and both splits come from the same
-    files (``data_files.json``)."""
+    name, as digest the first 12 hex digits of ``data_sha256`` (the SHA-256 of the arrays as
+    loaded), where it came from. One input, the training split: MLflow keeps one per name and
+    digest, and the digest covers both splits."""
     tracking.log_dataset(
         cfg.dataset.name,
         data.checksum[:12],

@@ -354,7 +354,7 @@ def log_dataset(
     context: str,
 ) -> None:
     """The data a run used, as an MLflow dataset input (the runs table's Dataset column):
-    ``name``, ``digest`` (of the data files), ``source`` (a URL, a path, or a description)."""
+    ``name``, ``digest``, ``source`` (a URL, a path, or a description)."""
     import warnings
 
     import mlflow.data

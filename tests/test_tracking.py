@@ -134,3 +134,29 @@ def test_tags_carry_versions_from_package_metadata():
     assert tags["version.innvestigate"] == "2.1.2"  # not innvestigate.__version__, which says 2.0.1
     assert tags["version.tensorflow"].startswith("2.14")
     assert {"git_commit", "git_dirty", "analyzer", "dataset", "seed", "epochs"} <= set(tags)
+
+
+def test_the_data_is_a_dataset_input_and_the_heatmaps_an_image_per_step(experiment, tmp_path):
+    import numpy as np
+
+    client, experiment_id = experiment
+    images, labels = np.zeros((4, 8, 8, 1), np.float32), np.arange(4)
+    sources = {
+        "url": "https://example.org/mnist.npz",
+        "path": str(tmp_path),
+        "loader": "scikit-learn load_digits (resized to 28x28)",
+    }
+    found = {}
+    for name, source in sources.items():
+        with tracking.tracked_run(experiment_id, name, {}) as run_id:
+            tracking.log_dataset(name, "ca3ab2a37f84", source, images, labels, "training")
+            tracking.log_image("heatmaps", np.zeros((6, 6, 3), np.uint8), step=5)
+        (entry,) = client.get_run(run_id).inputs.dataset_inputs
+        found[name] = (entry.dataset.name, entry.dataset.digest, entry.dataset.source_type)
+        artifacts = [a.path for a in client.list_artifacts(run_id, "images")]
+        assert any(path.startswith("images/heatmaps+step+5+") for path in artifacts), artifacts
+    assert found == {
+        "url": ("url", "ca3ab2a37f84", "http"),
+        "path": ("path", "ca3ab2a37f84", "local"),
+        "loader": ("loader", "ca3ab2a37f84", "code"),
+    }
