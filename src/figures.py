@@ -232,10 +232,10 @@ class GridRow:
     predictions: np.ndarray  # its model's classes for the images
     explained: np.ndarray  # the class each heatmap explains
     display: str = "signed"
-    scores: Sequence[str] = ()  # lines of text beside the row ("AOPC 0.412 ★")
+    scores: Sequence[str] = ()  # lines of text beside the row ("AOPC 0.412 *")
 
 
-LABEL_WRAP = 16  # characters per line of a row's label
+LABEL_WRAP = 22  # characters per line of a row's label (a name is never cut inside)
 GRID_TEXT = 8  # points
 
 
@@ -265,12 +265,13 @@ def comparison_grid(
     model). Where a row's model predicts otherwise, or its heatmaps explain a class no phrase
     sums up, the cell says so below. ``masks`` (a planted marker) are outlined on every image.
     """
-    import textwrap
-
     count = len(images)
     score_lines = max([len(row.scores) for row in rows] + [0])
     score_chars = max([len(line) for row in rows for line in row.scores] + [0])
-    label_width = 1.7
+    labels_wrapped = [_wrapped(row.label) for row in rows]
+    longest = max([len(line) for lines in labels_wrapped for line in lines] + [0])
+    # A character of the label font is at most ~0.62 of its size wide.
+    label_width = max(1.7, 0.62 * GRID_TEXT / 72 * longest + 0.2)
     score_width = 0.35 + 0.6 * (GRID_TEXT - 1) / 72 * score_chars if score_chars else 0.05
     row_height = max(1.15, 0.16 * score_lines + 0.25)
     heights = [1.45, *([row_height] * len(rows)), 0.3]
@@ -323,8 +324,7 @@ def comparison_grid(
     drawn = None
     for number, row in enumerate(rows, start=1):
         note = _explains_note(row, labels)
-        lines = textwrap.wrap(row.label, LABEL_WRAP, break_on_hyphens=False) or [""]
-        lines = lines[:4] if len(lines) <= 4 else [*lines[:3], lines[3][: LABEL_WRAP - 1] + "…"]
+        lines = labels_wrapped[number - 1]
         label = text_axis(number, 0)
         label.text(1.0, 0.98, "\n".join(lines), ha="right", va="top", fontsize=GRID_TEXT)
         if note:
@@ -361,8 +361,18 @@ def comparison_grid(
     if drawn is not None:
         bar_axis = figure.add_subplot(grid[-1, 1 + count // 4 : 1 + count - count // 4])
         colour_bar(figure, drawn, bar_axis)
-    figure.suptitle(title, fontsize=GRID_TEXT + 2)
+    # At a fixed distance from the top, whatever the figure's height, above the headers.
+    figure.suptitle(title, fontsize=GRID_TEXT + 2, y=1 - 0.12 / figure.get_figheight(), va="top")
     return figure
+
+
+def _wrapped(label: str) -> list[str]:
+    """A row's label in lines of about ``LABEL_WRAP`` characters, broken between words only
+    (a longer word keeps its own line), at most four lines."""
+    import textwrap
+
+    lines = textwrap.wrap(label, LABEL_WRAP, break_on_hyphens=False, break_long_words=False)
+    return (lines or [""])[:3] + (["…"] if len(lines) > 4 else lines[3:4])
 
 
 def _short(name: str, limit: int = 12) -> str:

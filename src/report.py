@@ -341,7 +341,7 @@ def build_report(
         f"heatmaps of every analyzer, seed {first_seed}, {longest} epochs",
         "Each row one analyzer on the same test images (the first of each class), every map on "
         "one colour scale: red for the explained class, blue against it; beside each row its "
-        f"scores at {longest} epochs (mean over seeds, ★ best). Seed {first_seed}, "
+        f"scores at {longest} epochs (mean over seeds, * best). Seed {first_seed}, "
         f"{longest} epochs; the first {min(grid_images, len(jobs[0].arrays['images']))} of the "
         "explained images.",
     )
@@ -437,7 +437,7 @@ def heatmap_grid(
         for criterion in verdict.criteria:
             cell = verdict.cells.get((job.analyzer, epochs, criterion.score))
             if cell is not None:
-                lines.append(f"{criterion.short:<6} {cell.mean:6.3f}{' ★' if cell.best else ''}")
+                lines.append(f"{criterion.short:<6} {cell.mean:6.3f}{' *' if cell.best else ''}")
         return lines
 
     rows = [

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
@@ -123,22 +124,27 @@ def grid_rows(count: int, images: int, rng: np.random.Generator) -> list[GridRow
     predictions = np.arange(images) % 10
     return [
         GridRow(
-            label=f"lrp_sequential_preset_a_flat ε={index} analyzer.params.something=long",
+            label=(
+                f"lrp_sequential_preset_a_flat ε={index} analyzer.params.something=long"
+                if index % 2
+                else "integrated_gradients"
+            ),
             heatmaps=rng.normal(size=(images, 8, 8, 1)),
             predictions=predictions,
             explained=predictions,
             display="absolute" if index % 2 else "signed",
-            scores=[f"AOPC   0.{index:03d} ★", "MPRT   0.500"],
+            scores=[f"AOPC   0.{index:03d} *", "MPRT   0.500"],
         )
         for index in range(count)
     ]
 
 
-def test_the_grid_labels_never_overlap_and_it_has_a_labelled_colour_bar():
+@pytest.mark.parametrize("analyzers", [1, 5, 20])
+def test_the_grid_labels_never_overlap_and_it_has_a_labelled_colour_bar(analyzers):
     rng = np.random.default_rng(0)
     images = rng.uniform(size=(6, 8, 8, 1))
     labels = np.arange(6)
-    rows = grid_rows(5, 6, rng)
+    rows = grid_rows(analyzers, 6, rng)
     predictions = labels.copy()
     predictions[2] = 7  # a wrong prediction: named, in red
     figure = comparison_grid(
@@ -147,8 +153,10 @@ def test_the_grid_labels_never_overlap_and_it_has_a_labelled_colour_bar():
     assert overlapping(figure) == []
     shown = [t.get_text() for t in texts(figure)]
     assert "pred class 7" in shown and "true class 2" in shown
-    assert any("AOPC   0.003 ★" in text for text in shown)  # the scores beside their row
-    assert any(text.startswith("lrp_sequential") for text in shown)
+    assert any("AOPC   0.000 *" in text for text in shown)  # the scores beside their row
+    assert any(text.startswith("lrp_sequential") for text in shown) or analyzers == 1
+    # A long name is never cut in the middle of a word.
+    assert "integrated_gradients" in shown
     assert any("relevance ÷ max |relevance|" in text for text in shown)  # the colour bar
     wrong = next(t for t in texts(figure) if t.get_text() == "pred class 7")
     assert wrong.get_color() == "crimson"
