@@ -13,7 +13,8 @@ def seed_stability(heatmaps_by_seed: dict[int, np.ndarray]) -> tuple[float, floa
     """Mean and std, over seed pairs, of the mean per-image rank correlation between seeds.
 
     How much an explanation depends on the training seed: 1 = the same ranking of pixels
-    whatever the seed. Needs at least two seeds; otherwise (nan, nan).
+    whatever the seed. Needs at least two seeds; otherwise (nan, nan). Two seeds make one
+    pair: no spread over pairs to report (std nan, not 0).
     """
     pair_means = [
         np.nanmean(rank_correlation(heatmaps_by_seed[a], heatmaps_by_seed[b]))
@@ -21,7 +22,8 @@ def seed_stability(heatmaps_by_seed: dict[int, np.ndarray]) -> tuple[float, floa
     ]
     if not pair_means:
         return float("nan"), float("nan")
-    return float(np.mean(pair_means)), float(np.std(pair_means))
+    spread = float(np.std(pair_means)) if len(pair_means) > 1 else float("nan")
+    return float(np.mean(pair_means)), spread
 
 
 def mean_std_text(mean: float, std: float, digits: int = 3) -> str:

@@ -400,14 +400,13 @@ def table_columns(table: pd.DataFrame) -> tuple[list[str], list[str], dict[str, 
     better: dict[str, bool | None] = dict(MEASURE_BETTER)
     for score in SCORES.values():
         for metric in score.metrics:
-            direction = {"higher": True, "lower": False}.get(metric.better.split()[0])
-            better[f"{EVALUATION_PREFIX}{metric.name}"] = direction
+            better[f"{EVALUATION_PREFIX}{metric.name}"] = metric.higher_is_better
     return scores, others, better
 
 
-def descriptions() -> dict[str, tuple[str, str]]:
-    """Each registered metric's (what it measures, its reference)."""
-    return {m.name: (m.what, m.reference) for score in SCORES.values() for m in score.metrics}
+def descriptions() -> dict[str, str]:
+    """What each registered metric measures."""
+    return {m.name: m.what for score in SCORES.values() for m in score.metrics}
 
 
 def heatmap_grid(
@@ -424,11 +423,11 @@ def heatmap_grid(
     )
     reference = shown[0].arrays
     count = min(grid_images, len(reference["images"]))
-    names = [str(name) for name in reference.get("class_names", [])] or ast.literal_eval(
+    class_names = [str(name) for name in reference.get("class_names", [])] or ast.literal_eval(
         shown[0].run.data.params.get("dataset.class_names", "None") or "None"
     )
     labels = reference["labels"][:count]
-    names = names or [str(k) for k in range(int(reference["labels"].max()) + 1)]
+    class_names = class_names or [str(k) for k in range(int(reference["labels"].max()) + 1)]
 
     def scores(job: Job) -> list[str]:
         if verdict is None:
@@ -457,7 +456,7 @@ def heatmap_grid(
         labels,
         rows[0].predictions,
         rows,
-        names,
+        class_names,
         title=f"{shown[0].run.data.tags.get('dataset', '')} · seed {seed} · {epochs} epochs",
         masks=None if masks is None else masks[:count],
     )
@@ -486,7 +485,6 @@ def criterion_sections(
             continue
         images = []
         for metric in metrics:
-            higher = metric.better.startswith("higher")
             rows = [
                 (
                     verdict.name(label, epochs),
@@ -498,7 +496,9 @@ def criterion_sections(
                 for label, epochs in verdict.rows
                 if (cell := verdict.cells.get((label, epochs, metric.name))) is not None
             ]
-            figure = score_intervals(rows, f"{metric.short}: {metric.criterion}", higher)
+            figure = score_intervals(
+                rows, f"{metric.short}: {metric.criterion}", bool(metric.higher_is_better)
+            )
             images.append(
                 image(figure_png(figure), f"{metric.short}: mean and 95% interval over seeds")
             )
@@ -527,7 +527,7 @@ def criterion_sections(
                 "criteria": [
                     {
                         "short": m.short,
-                        "arrow": arrow(m.better.startswith("higher")),
+                        "arrow": arrow(bool(m.higher_is_better)),
                         "what": inline_markdown(m.what),
                     }
                     for m in metrics

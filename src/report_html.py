@@ -58,17 +58,17 @@ def arrow(higher_is_better: bool) -> str:
     return "↑" if higher_is_better else "↓"
 
 
-def verdict_view(verdict: Verdict, descriptions: Mapping[str, tuple[str, str]]) -> dict:
+def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
     """What the template's verdict table shows: per criterion its heading, direction and what it
-    measures (``descriptions``: score -> (what, reference)); per row its cells, the best
-    marked, the baselines it beats by their letters, p-values in the cell's title."""
+    measures (``descriptions``: score -> what, in the registry's markdown); per row its cells,
+    the best marked, the baselines it beats by their letters, p-values in the cell's title."""
     marks = letters(verdict.baselines)
     criteria = [
         {
             "short": c.short,
             "name": c.name,
             "arrow": arrow(c.higher_is_better),
-            "what": re.sub(r"[*`]", "", descriptions.get(c.score, ("", ""))[0]),
+            "what": re.sub(r"[*`\\]", "", descriptions.get(c.score, "")),
         }
         for c in verdict.criteria
     ]
@@ -143,7 +143,7 @@ def measures_table(
     """An HTML table of ``mean ± std`` per row (analyzer x epochs) for ``columns`` (metric
     names with ``_mean`` / ``_std`` in ``table``): each heading with its better direction
     (``better``: metric -> higher is better, or None for a cost to read alongside), the best
-    value of each column bold. No ± for stability with fewer than three seeds (one pair)."""
+    value of each column bold; no ± where there is no spread (nan: one seed, one pair)."""
     several_epochs = table["epochs"].nunique() > 1
     head = ["analyzer", *(["epochs"] if several_epochs else []), "seeds"]
     head += [
@@ -166,8 +166,6 @@ def measures_table(
         lines.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells))
         for name in columns:
             mean, std = float(row[f"{name}_mean"]), float(row[f"{name}_std"])
-            if name == "stability_spearman" and row["n_seeds"] < 3:
-                std = float("nan")  # the spread over one pair of seeds is no spread
             text = html.escape(mean_std_text(mean, std))
             is_best = name in best and np.isfinite(mean) and mean == best[name]
             lines.append(f"<td class='best'>{text}</td>" if is_best else f"<td>{text}</td>")

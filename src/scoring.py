@@ -57,6 +57,11 @@ class Metric:
     short: str = ""
     headline: bool = False  # named in a run's summary line
 
+    @property
+    def higher_is_better(self) -> bool | None:
+        """True or False from ``better``; None for a count or share read alongside."""
+        return {"higher": True, "lower": False}.get(self.better.split()[0])
+
 
 @dataclass(frozen=True)
 class Curve:

@@ -46,8 +46,7 @@ def registry_criteria() -> tuple[Criterion, ...]:
     from src.scoring import criteria
 
     return tuple(
-        Criterion(m.criterion, m.name, m.better.startswith("higher"), m.short)
-        for m in criteria(SCORES)
+        Criterion(m.criterion, m.name, bool(m.higher_is_better), m.short) for m in criteria(SCORES)
     )
 
 

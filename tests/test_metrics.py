@@ -49,6 +49,9 @@ def test_seed_stability_averages_over_seed_pairs():
     assert mean == pytest.approx(-1 / 3)
     assert std == pytest.approx(np.std([1, -1, -1]))
     assert all(np.isnan(seed_stability({0: base})))
+    # Two seeds, one pair: a mean, no spread (the table shows no "± 0.000").
+    mean, std = seed_stability({0: base, 1: same})
+    assert mean == pytest.approx(1.0) and np.isnan(std)
 
 
 def test_mean_std_text():

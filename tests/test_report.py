@@ -315,7 +315,7 @@ def table() -> pd.DataFrame:
             "eval_mprt_mean": [0.4, 0.6],
             "eval_mprt_std": [0.01, 0.02],
             "stability_spearman_mean": [0.9, 0.8],
-            "stability_spearman_std": [0.0, 0.0],
+            "stability_spearman_std": [np.nan, np.nan],  # two seeds: one pair
         }
     )
 
@@ -330,7 +330,7 @@ def test_the_table_marks_direction_and_best_and_no_spread_for_one_pair_of_seeds(
     # Best: the higher AOPC (b), the lower MPRT (a), the higher stability (a).
     assert "<td class='best'>0.600 ± 0.020</td>" in html
     assert "<td class='best'>0.400 ± 0.010</td>" in html
-    assert "<td class='best'>0.900</td>" in html  # two seeds, one pair: no "± 0.000"
+    assert "<td class='best'>0.900</td>" in html  # no spread: no "± 0.000"
     page = table_page("sweep · a≥b", table(), ["eval_aopc"], ["stability_spearman"], {}, [])
     assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
     assert "sweep · a≥b" in page
@@ -348,7 +348,7 @@ def test_the_report_page_is_self_contained_and_escapes_what_it_shows():
     from src.report_html import image, verdict_view
 
     verdict = build_verdict(runs, criteria)
-    view = verdict_view(verdict, {"aopc": ("**faithful**", "ref")})
+    view = verdict_view(verdict, {"aopc": "**faithful**"})
     assert view["criteria"][0]["what"] == "faithful"
     page = render_report(
         title="sweep · x",
