@@ -20,6 +20,10 @@ from src.paths import PROJECT_ROOT
 
 try:
     from playwright.sync_api import expect, sync_playwright
+
+    # The UI's first page of an experiment takes seconds on a loaded 2-core machine; Playwright
+    # waits 5 s by default before an expectation fails.
+    expect.set_options(timeout=20_000)
 except ImportError:  # the browser fixture then skips (or fails, where it must run)
     expect = sync_playwright = None
 
