@@ -299,8 +299,8 @@ def test_randomisation_rows_are_labelled():
 
 def test_the_registry_descriptions_keep_their_marks_and_nothing_else():
     assert (
-        str(inline_markdown("**a** *b* `c` <script>"))
-        == "<strong>a</strong> <em>b</em> <code>c</code> &lt;script&gt;"
+        str(inline_markdown("**a** *b* `c` <script> \\|x\\|"))
+        == "<strong>a</strong> <em>b</em> <code>c</code> &lt;script&gt; |x|"
     )
 
 
