@@ -43,8 +43,8 @@ def image(png: bytes, alt: str, caption: str = "") -> Image:
 
 def inline_markdown(text: str):
     """The registry's descriptions (written for the README's table) as HTML: ``**bold**``,
-    ``*em*``, ```code``` and escaped pipes only, everything else escaped. A markdown library for three marks would be
-    one more dependency."""
+    ``*em*``, ```code``` and escaped pipes only, everything else escaped. A markdown library
+    for these few marks would be one more dependency."""
     from markupsafe import Markup
 
     # The README's table escapes its cells' pipes: "\|relevance\|".
