@@ -62,16 +62,6 @@ def figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure_array(figure) -> np.ndarray:
-    """A figure as an ``(H, W, 3)`` uint8 image (for ``mlflow.log_image``)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(figure)
-    figure.set_dpi(DPI)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
 def _show_input(axis, image: np.ndarray) -> None:
     """An ``(H, W, C)`` image in [0, 1]: grey images dark on light (as MNIST is drawn), RGB in
     colour, other channel counts as their mean in grey."""

@@ -40,7 +40,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from src import names
+from src import analyzers, names
 from src.cli import register_resolvers
 from src.compare import mean_std_text, seed_stability
 from src.evaluate import SCORES
@@ -463,7 +463,7 @@ def heatmap_grid(
 
 
 def is_baseline(job: Job) -> bool:
-    return job.run.data.params.get("analyzer.method", "").startswith("baseline.")
+    return analyzers.is_baseline(job.run.data.params.get("analyzer.method", ""))
 
 
 def criterion_sections(
@@ -587,7 +587,7 @@ def sweep_verdict(jobs: list[Job]) -> Verdict | None:
     scored = [
         RunScores(
             row=job.analyzer,
-            baseline=job.run.data.params.get("analyzer.method", "").startswith("baseline."),
+            baseline=is_baseline(job),
             seed=job.seed,
             epochs=job.epochs,
             means={

@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 from src import names
 from src.cli import swept_keys
 from src.figures import (
+    DPI,
     GridRow,
     comparison_grid,
-    figure_array,
     heatmap_figure,
     metrics_vs_epochs,
     randomisation_figure,
@@ -212,8 +212,8 @@ def test_the_grid_draws_at_most_grid_images_whatever_was_explained():
 def preview_pixels(figure, points: float, preview_width: float) -> float:
     """The height in screen pixels of ``points``-sized text once the PNG is shown
     ``preview_width`` pixels wide."""
-    width = figure_array(figure).shape[1]
-    return points * figure.dpi / 72 * preview_width / width
+    width = figure.get_figwidth() * DPI  # the PNG's width: save_figure draws at DPI
+    return points * DPI / 72 * preview_width / width
 
 
 # MLflow 3.17's artifact view shows an image ~820 px wide in a 1400-px window (measured in
