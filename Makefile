@@ -33,13 +33,13 @@ $(VENV)/.installed: pyproject.toml
 	@python="$(PYTHON_FOR_VENV)"; [ -n "$$python" ] || python=$$(scripts/find-python) || exit 2; \
 		echo "$$python -m venv $(VENV)" && "$$python" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv at the project root and install the project with its dev tools
 
 $(VENV)/.installed-system-tests: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[dev,browser,postgres]"
+	$(PY) -m pip install --quiet -e ".[dev,browser,postgres]" --config-settings editable_mode=compat
 	touch $@
 
 install-system-tests: $(VENV)/.installed-system-tests ## What the browser and PostgreSQL tests need: Playwright, psycopg2, and Debian's chromium, chromium-driver, postgresql (root or sudo)

@@ -74,6 +74,11 @@ def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
     return names.run_name(cfg.analyzer.name, settings, cfg.seed, source)
 
 
+def _pretrained_model(cfg: DictConfig) -> bool:
+    """Whether ``cfg.model`` loads a model trained elsewhere (no training, no cache)."""
+    return cfg.model.get("_target_") in ("src.model.load_keras_file", "src.model.load_run_model")
+
+
 def load_data(cfg: DictConfig) -> Dataset:
     # The config as canonical JSON: hashable for the cache, equal for equal configs.
     return _load_data(json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True))
@@ -254,6 +259,8 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         cfg.tracking.experiment_name
     )
     experiment_id = tracking.prepare(store, experiment)
+    if not _pretrained_model(cfg):  # it trains, and caches what it trains
+        ModelCache(cfg.train.cache_dir).check()
     data = load_data(cfg)
     log.info(
         "data: %s (%d train / %d test images)",
@@ -364,7 +371,7 @@ def trained_or_reused(
     earlier run trained the same one. While one job trains a model, the others that need it
     wait here, then reuse it."""
     cache = ModelCache(cfg.train.cache_dir)
-    with cache.claim(cache_key):
+    with cache.claim(cache_key, holder=f"run {run_id}"):
         cached = cache.load(cache_key) if cfg.train.reuse else None
         if cached is not None and _load_weights(model, cached.weights):
             tracking.log_reused_training(

@@ -3,9 +3,10 @@
 A trained model is determined by the data, the model and training configs, the seed, the
 TensorFlow version and its intra-op thread count, not by the analyzer. Entries live in
 ``<cache_dir>/<fingerprint>-<store>/`` (``weights.h5`` and ``meta.json``), written to a
-temporary folder and renamed into place, so a reader never sees half an entry. A file lock per
-entry (``filelock``, which works across processes) makes a second job that needs the same
-model wait for the first to train it.
+temporary folder and renamed into place, so a reader never sees half an entry (a temporary
+folder a killed process left is removed after an hour). A file lock per entry (``filelock``,
+which works across processes) makes a second job that needs the same model wait for the first
+to train it, saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import logging
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -23,12 +26,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
+from src.errors import UserError
 from src.training import TrainingResult
 
 log = logging.getLogger(__name__)
 WEIGHTS, META = "weights.h5", "meta.json"
+STALE_STAGING_S = 3600  # a staging folder this old was left by a killed process
+WAIT_NOTE_S = 60  # how often a job waiting for another's training says it still waits
 
 
 def fingerprint(
@@ -80,12 +86,57 @@ class ModelCache:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
 
+    def check(self) -> None:
+        """Raise UserError (before any run exists) if the cache folder cannot be created or
+        written; remove staging folders older than an hour (a killed process's)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(
+                f"train.cache_dir={self.folder}: cannot create it ({error.strerror})"
+            ) from None
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise UserError(f"train.cache_dir={self.folder}: not writable")
+        now = time.time()
+        for staging in self.folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - staging.stat().st_mtime > STALE_STAGING_S:
+                    shutil.rmtree(staging)
+                    log.info("removed %s, left half-written by a killed process", staging)
+
     @contextlib.contextmanager
-    def claim(self, key: str) -> Iterator[None]:
-        """Hold the entry ``key`` exclusively: others needing it wait until it is trained."""
+    def claim(self, key: str, holder: str = "") -> Iterator[None]:
+        """Hold the entry ``key`` exclusively: others needing it wait until it is trained, and
+        say whom they wait for (``holder``: the run that trains it)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(self.folder / f"{key}.lock"):
+        lock = FileLock(self.folder / f"{key}.lock")
+        note = self.folder / f"{key}.holder"
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            started = time.monotonic()
+            while True:
+                with contextlib.suppress(OSError):
+                    holder_now = note.read_text().strip()
+                waited = (time.monotonic() - started) / 60
+                log.info(
+                    "waiting for %s to train the model this run reuses%s",
+                    holder_now or "another job",
+                    f" ({waited:.0f} min so far)" if waited >= 1 else "",
+                )
+                try:
+                    lock.acquire(timeout=WAIT_NOTE_S)
+                    break
+                except Timeout:
+                    continue
+        try:
+            with contextlib.suppress(OSError):
+                note.write_text(
+                    f"{holder or 'a run'} (pid {os.getpid()} on {socket.gethostname()})\n"
+                )
             yield
+        finally:
+            lock.release()
 
     def load(self, key: str) -> CachedModel | None:
         """The entry, or None if there is none or it cannot be read (then with a warning)."""
@@ -110,10 +161,11 @@ class ModelCache:
     def store(
         self, key: str, model: Any, training: TrainingResult, run_id: str, model_uri: str
     ) -> None:
-        """Write the entry atomically; call while holding :meth:`claim`."""
+        """Write the entry atomically; call while holding :meth:`claim`. A cache that cannot
+        take it (a full disk) costs only the reuse: a warning, and later runs train again."""
         staging = self.folder / f".{key}.{uuid.uuid4().hex}.tmp"
-        staging.mkdir(parents=True)
         try:
+            staging.mkdir(parents=True)
             model.save_weights(str(staging / WEIGHTS))
             meta = {"training": asdict(training), "trained_by_run": run_id, "model_uri": model_uri}
             (staging / META).write_text(json.dumps(meta, indent=1))
@@ -121,5 +173,12 @@ class ModelCache:
             if entry.exists():  # an unreadable old entry, or a forced retraining
                 shutil.rmtree(entry)
             os.rename(staging, entry)
+        except OSError as error:
+            log.warning(
+                "warning: the model could not be cached in %s (%s): later runs that need it "
+                "train it again",
+                self.folder,
+                error.strerror or error,
+            )
         finally:
             shutil.rmtree(staging, ignore_errors=True)

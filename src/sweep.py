@@ -1,25 +1,23 @@
-"""One parent MLflow run per multirun, through Hydra's callback API.
+"""One parent MLflow run per multirun: Hydra's ``on_multirun_start`` callback opens it, the
+entry point (src/train.py) closes it.
 
 ``on_multirun_start`` opens the parent run and tells the jobs its id (an environment variable,
-inherited by joblib and submitit workers); each job's run becomes its child. When the sweep ends
-(``on_multirun_end``, or at exit when a failed job or an interrupt cut Hydra short) the parent
-gets the comparison and ends FINISHED if every job finished, KILLED if a job was interrupted,
-FAILED otherwise: never RUNNING.
-
-When a job fails or the sweep is interrupted, Hydra stops before ``on_multirun_end``; the entry
-point then calls :func:`finish_sweeps` on its way out (and ``atexit`` is the last resort, which
-can still end the parent run but no longer download artifacts for the comparison).
+inherited by joblib and submitit workers); each job's run becomes its child. The parent has one
+closer, :func:`finish_sweeps`, which the entry point calls on its way out whatever happened (the
+sweep ended, a job crashed, an interrupt): the parent gets the comparison and ends FINISHED if
+every job finished, KILLED if the sweep or a job was interrupted, FAILED otherwise; never
+RUNNING. (Hydra's ``on_multirun_end`` is not used: Hydra skips it when a job raises or the sweep
+is interrupted.)
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import math
 import os
 import tempfile
 import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from src import signals
 from src.cli import sweep_jobs, swept_keys
 from src.errors import UserError
+from src.outcome import JobOutcome
 
 log = logging.getLogger(__name__)
 SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
+SLURM_LAUNCHER = "hydra_plugins.xai_lab.launcher.SlurmLauncher"
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
 # Where multiprocessing's and joblib's resource trackers live (see on_multirun_start).
 RESOURCE_TRACKERS = ("multiprocessing", "joblib.externals.loky.backend")
@@ -73,6 +73,7 @@ class SweepTracker(Callback):
         self.grid_images = 10
         self.ui: tuple[str, int] = ("127.0.0.1", 5000)  # where `make ui` serves the store
         self.status: str | None = None  # the parent's final status, once ended
+        self.children: Counter[str] = Counter()  # its runs' statuses, once ended
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
@@ -85,6 +86,10 @@ class SweepTracker(Callback):
         swept = swept_keys(overrides)
         experiment = sweep_experiment(config, swept)
         try:
+            if OmegaConf.select(config, "hydra.launcher._target_") == SLURM_LAUNCHER:
+                from src.launcher import check_request
+
+                check_request(config.hydra.launcher)  # before the parent run exists
             self.store = tracking.resolve_store(config.tracking.dir, config.tracking.uri)
             experiment_id = tracking.prepare(self.store, experiment)
         except UserError as error:
@@ -96,7 +101,7 @@ class SweepTracker(Callback):
         # caught) are marked KILLED before this sweep starts, so no comparison waits on them.
         repair(client)
         # Not cut by a signal between creating the parent and registering it to be ended.
-        with signals.held():
+        with signals.deferred():
             parent = client.create_run(
                 experiment_id,
                 run_name=f"sweep · {' '.join(sweep_name_overrides(overrides))}"[:250],
@@ -130,7 +135,6 @@ class SweepTracker(Callback):
         os.environ["PYTHONWARNINGS"] = ",".join(
             filter(None, [os.environ.get("PYTHONWARNINGS"), *quiet])
         )
-        atexit.register(self.finish)
         log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -142,9 +146,8 @@ class SweepTracker(Callback):
         total = os.environ.get(SWEEP_JOBS_ENV)
         if total is None:  # a single run
             return
-        # A job stopped by bad input returns NaN instead of raising (src/train.py).
-        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
-        ok = isinstance(value, float) and not math.isnan(value)
+        value = job_return._return_value if job_return.status == JobStatus.COMPLETED else None
+        ok = isinstance(value, JobOutcome) and value.finished
         folder = Path(config.hydra.sweep.dir)
         with FileLock(folder / ".jobs_done.lock"):
             with (folder / "jobs_done.txt").open("a") as record:
@@ -155,9 +158,6 @@ class SweepTracker(Callback):
             "sweep: %d/%s jobs done%s", len(done), total, f", {failed} failed" if failed else ""
         )
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self.finish()
-
     def finish(self, interrupted: bool = False) -> str | None:
         """Build and log the comparison, then end the parent run (once); returns its status:
         FINISHED if every job finished, else KILLED if ``interrupted`` or a job was, else
@@ -167,6 +167,7 @@ class SweepTracker(Callback):
         self.status = "FAILED"
         from mlflow.tracking import MlflowClient
 
+        from src import tracking
         from src.repair import repair
         from src.report import build_report, log_report
         from src.verdict import terminal_table
@@ -208,12 +209,28 @@ class SweepTracker(Callback):
             )
             for job in missing:
                 log.warning("did not finish: %s", job)
+            self.children = Counter(run.info.status for run in report.runs)
         finally:
-            with signals.held():
-                client.set_terminated(self.parent_run_id, self.status)
+            if not tracking.end_run(self.parent_run_id, self.status, self.store.tracking_uri):
+                log.error(
+                    "error: the tracking store failed: the sweep's parent run %s is left "
+                    "RUNNING there; `make repair` (with the same tracking.dir or tracking.uri) "
+                    "marks it KILLED once the store works again",
+                    self.parent_run_id,
+                )
+                self.status = "RUNNING"
         return self.status
 
+    def outcome(self) -> str:
+        """The parent's status and its runs', in words: ``KILLED; its runs: 1 FINISHED, 2
+        KILLED``."""
+        runs = ", ".join(f"{count} {status}" for status, count in sorted(self.children.items()))
+        return f"{self.status}; its runs: {runs or 'none'}"
 
-def finish_sweeps(interrupted: bool = False) -> list[str]:
-    """End every sweep this process started that is still open; the parents' statuses."""
-    return [tracker.finish(interrupted) for tracker in _trackers]
+
+def finish_sweeps(interrupted: bool = False) -> list[SweepTracker]:
+    """End every sweep this process started that is still open (the one closer of parent
+    runs); the sweeps, with their statuses."""
+    for tracker in _trackers:
+        tracker.finish(interrupted)
+    return list(_trackers)

@@ -9,6 +9,7 @@ run (src/sweep.py) and the report (src/report.py) also use MLflow's client, on o
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -18,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -34,7 +35,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from src import signals
-from src.errors import Terminated, UserError
+from src.errors import StoreFault, Terminated, TimeLimit, UserError
 from src.paths import PROJECT_ROOT
 
 # No progress bars for the few small artifacts a report downloads.
@@ -46,6 +47,8 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 MAX_PARAM_LENGTH = 6000
 # How a run records the process that makes it (src.repair reads them).
 HOST, PID, STARTED = "process.host", "process.pid", "process.started"
+# A run made in a SLURM job records the job's id too: src.repair asks sacct about it.
+SLURM_JOB = "process.slurm_job_id"
 # How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
 PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
 SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
@@ -55,6 +58,10 @@ EXPERIMENT_ENV = "XAI_LAB_EXPERIMENT"
 SWEPT_KEYS_ENV = "XAI_LAB_SWEPT_KEYS"
 # The experiment of a sweep over several datasets (one dataset's runs go to xai-lab-<dataset>).
 SHARED_EXPERIMENT = "xai-lab"
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+# Ending a run is tried again after these pauses when the store fails (seconds).
+END_RETRY_DELAYS_S = (0, 1, 2, 4)
 PACKAGES = ("tensorflow", "innvestigate", "mlflow", "hydra-core", "numpy")
 
 
@@ -180,37 +187,134 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def store_fault(error: BaseException) -> str | None:
+    """What a failed store call says about the store, in a few words; None if it is not a
+    fault of the store (a bug, bad input). Reads the whole chain of causes: MLflow wraps the
+    driver's and the HTTP library's errors."""
+    seen: BaseException | None = error
+    texts = []
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return "its disk is full"
+        texts.append(" ".join(str(seen).split()))
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    if "database or disk is full" in text or "No space left on device" in text:
+        return "its disk is full"
+    if "database is locked" in text:
+        return "its database stayed locked by another process longer than MLflow waits"
+    server_gone = (
+        "Max retries exceeded",
+        "Connection refused",
+        "Connection aborted",
+        "Read timed out",
+        "RemoteDisconnected",
+        "API request to",
+    )
+    if any(marker in text for marker in server_gone):
+        return "the tracking server stopped answering"
+    if isinstance(error, OSError):
+        return f"it cannot be written ({error.strerror or error})"
+    return None
+
+
+def store_write(function: F) -> F:
+    """A write to the store: a signal waits for it to end (src/signals.py), and a fault of the
+    store is raised as :class:`StoreFault`, one line, instead of MLflow's tracebacks."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with signals.deferred():
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                fault = store_fault(error)
+                if fault is None:
+                    raise
+                raise StoreFault(f"the tracking store failed: {fault}") from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def end_run(run_id: str, status: str, tracking_uri: str | None = None) -> bool:
+    """Set a run's end status, retried for a few seconds when the store fails (a lock held a
+    moment too long, a server restarting); whether it was written."""
+    client = MlflowClient(tracking_uri)
+    for delay in END_RETRY_DELAYS_S:
+        time.sleep(delay)
+        try:
+            with signals.deferred():
+                client.set_terminated(run_id, status)
+            return True
+        except Exception as error:  # noqa: BLE001 - classified below
+            if store_fault(error) is None:
+                raise
+            log.debug("ending run %s failed: %s", run_id, error)
+    return False
+
+
 @contextlib.contextmanager
 def tracked_run(
     experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
 ) -> Iterator[str]:
     """An active MLflow run (a child of ``parent_run_id`` if given) that ends FINISHED, FAILED
-    on an exception, or KILLED on Ctrl-C / SIGTERM; never left RUNNING. Yields the run id."""
+    on an exception, or KILLED on Ctrl-C / SIGTERM / a SLURM time limit. If the store cannot
+    take the end status even after retries, :class:`StoreFault` says the run is left RUNNING
+    and how ``make repair`` ends it. Yields the run id."""
     previous = signals.install()
     status = "FAILED"
-    started = False
+    run_id = None
+    fault = "the tracking store failed"
     try:
-        # Not cut halfway by a signal: a run created but not yet ours to end would stay RUNNING.
-        with signals.held():
-            run = mlflow.start_run(
-                experiment_id=experiment_id,
-                run_name=run_name,
-                tags={**tags, **process_tags()},
-                parent_run_id=parent_run_id,
-            )
-            started = True
-        yield run.info.run_id
+        with signals.deferred():  # a run created but not yet ours to end would stay RUNNING
+            try:
+                run_id = mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=run_name,
+                    tags={**tags, **process_tags()},
+                    parent_run_id=parent_run_id,
+                ).info.run_id
+            except Exception as error:
+                reason = store_fault(error)
+                if reason is None:
+                    raise
+                raise StoreFault(f"the tracking store failed: {reason}") from error
+        yield run_id
         status = "FINISHED"
+    except TimeLimit as limit:
+        status = "KILLED"
+        with contextlib.suppress(Exception), signals.deferred():
+            mlflow.set_tag("end_reason", f"time limit: {limit}")
+        raise
     except (KeyboardInterrupt, Terminated):
         status = "KILLED"
         raise
+    except StoreFault as error:
+        fault = str(error)
+        raise
     finally:
         try:
-            if started:
-                with signals.held():  # a second signal must not leave the run RUNNING
-                    mlflow.end_run(status=status)
+            if run_id is not None and not _end_active_run(run_id, status):
+                raise StoreFault(
+                    f"{fault}, and run {run_id} could not be marked {status}: it is left "
+                    "RUNNING there; `make repair` (with the same tracking.dir or "
+                    "tracking.uri) marks it KILLED once the store works again",
+                    130 if status == "KILLED" else 1,
+                )
         finally:
             signals.restore(previous)
+
+
+def _end_active_run(run_id: str, status: str) -> bool:
+    """End the active run with ``status``, retried when the store fails; whether it was."""
+    try:
+        with signals.deferred():
+            mlflow.end_run(status=status)  # pops the active run first, then writes
+        return True
+    except Exception as error:  # noqa: BLE001 - classified below
+        if store_fault(error) is None:
+            raise
+    return end_run(run_id, status)
 
 
 def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, str]:
@@ -251,11 +355,13 @@ def environment() -> str:
     return "\n".join([*header, *sorted(distributions, key=str.lower)]) + "\n"
 
 
+@store_write
 def log_environment() -> None:
     """The whole environment of the run, as ``environment.txt``."""
     mlflow.log_text(environment(), "environment.txt")
 
 
+@store_write
 def log_data_files(files: Sequence[Any]) -> None:
     """The data files a run read (``path``, ``sha256``, ``bytes`` each), as ``data_files.json``:
     ``{path: {"sha256": ..., "bytes": ...}}``."""
@@ -286,6 +392,7 @@ def _git_state() -> tuple[str, str]:
     return commit, str(bool(status.strip())).lower()
 
 
+@store_write
 def log_config(config: Mapping[str, Any]) -> None:
     """The resolved config: as dotted params, and whole as ``config.yaml``."""
     params = {}
@@ -298,11 +405,13 @@ def log_config(config: Mapping[str, Any]) -> None:
     mlflow.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
 
 
+@store_write
 def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     """One epoch's metrics, with ``step`` = the 1-based epoch."""
     mlflow.log_metrics(dict(metrics), step=epoch)
 
 
+@store_write
 def log_reused_training(
     history: Mapping[str, list[float]], trained_by_run: str, model_uri: str
 ) -> None:
@@ -318,6 +427,7 @@ def log_reused_training(
     )
 
 
+@store_write
 def log_curve(key: str, values: Sequence[float], first_step: int = 0) -> None:
     """One metric as a curve: ``values[i]`` at step ``first_step + i``."""
     client, run_id = MlflowClient(), mlflow.active_run().info.run_id
@@ -330,21 +440,25 @@ def log_curve(key: str, values: Sequence[float], first_step: int = 0) -> None:
     )
 
 
+@store_write
 def log_metrics(metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics))
 
 
+@store_write
 def log_figure(figure: Any, artifact_file: str) -> None:
     """Log a matplotlib figure (see src/figures.py: no pyplot, nothing to close)."""
     mlflow.log_figure(figure, artifact_file)
 
 
+@store_write
 def log_image(key: str, image: np.ndarray, step: int) -> None:
     """An image under ``key`` at ``step``: MLflow's chart view shows every run's image of one
     key side by side, with a slider over steps."""
     mlflow.log_image(image, key=key, step=step, synchronous=True)
 
 
+@store_write
 def log_dataset(
     name: str,
     digest: str,
@@ -394,11 +508,14 @@ def process_tags() -> dict[str, str]:
     :func:`process_started` reads back."""
     process = psutil.Process()
     started = datetime.fromtimestamp(process.create_time(), tz=timezone.utc)
-    return {
+    tags = {
         HOST: socket.gethostname(),
         PID: str(process.pid),
         STARTED: started.isoformat(timespec="microseconds"),
     }
+    if os.environ.get("SLURM_JOB_ID"):
+        tags[SLURM_JOB] = os.environ["SLURM_JOB_ID"]
+    return tags
 
 
 def process_started(text: str) -> float:
@@ -409,6 +526,7 @@ def process_started(text: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
+@store_write
 def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:
     """Log arrays as one compressed ``.npz`` artifact."""
     with tempfile.TemporaryDirectory() as folder:
@@ -417,6 +535,7 @@ def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:
         mlflow.log_artifact(str(path))
 
 
+@store_write
 def log_keras_model(model: Any, input_example: np.ndarray) -> str:
     """Log the model with MLflow's TensorFlow flavor; returns its URI, also tagged ``model_uri``."""
     import mlflow.tensorflow

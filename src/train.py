@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -12,14 +13,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import signals
 from src.cli import preflight, register_resolvers
-from src.errors import Terminated, UserError
+from src.errors import StoreFault, Terminated, TimeLimit, UserError
+from src.outcome import WORKER_ENV, JobOutcome
 from src.sweep import finish_sweeps
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def hydra_main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> JobOutcome:
+    """One job: its outcome. Bad input or a store fault ends a single run with one line and
+    exit 2 or 1; in a sweep the job returns its outcome, and the others go on. An interrupt
+    ends the process (exit 130), except in a submitit worker, whose job returns it too."""
     # Imported here, not at the top: `--help` and `--cfg job` then never import TensorFlow.
     from src.experiment import run_experiment
 
@@ -35,17 +40,24 @@ def hydra_main(cfg: DictConfig) -> float:
         threads_per_job(cores, OmegaConf.select(hydra_cfg, "launcher.n_jobs")),
     )
     try:
-        return run_experiment(cfg, job_overrides=list(hydra_cfg.overrides.task))
+        accuracy = run_experiment(cfg, job_overrides=list(hydra_cfg.overrides.task))
     except UserError as error:
         log.error("error: %s", error)
         if multirun:
-            # The sweep goes on with the other jobs; the parent run records this one as
-            # missing and the sweep exits non-zero (see main).
-            return float("nan")
+            return JobOutcome("FAILED", reason=str(error))
         raise SystemExit(2) from None
-    except (KeyboardInterrupt, Terminated):
-        log.error("interrupted: the run was marked KILLED")
+    except StoreFault as fault:
+        log.error("error: %s", fault)
+        if multirun:
+            return JobOutcome("KILLED" if fault.exit_code == 130 else "FAILED", reason=str(fault))
+        raise SystemExit(fault.exit_code) from None
+    except (KeyboardInterrupt, Terminated) as stop:
+        why = f"{stop}: " if isinstance(stop, TimeLimit) else ""
+        log.error("interrupted: %sthe run was marked KILLED", why)
+        if os.environ.get(WORKER_ENV):
+            return JobOutcome("KILLED", reason=str(stop) or "interrupted")
         raise SystemExit(130) from None
+    return JobOutcome("FINISHED", accuracy)
 
 
 def threads_per_job(cores: int, parallel_jobs: int | None) -> int | None:
@@ -74,15 +86,12 @@ def main() -> None:
         if not interrupted:
             raise
     finally:
-        # A failed job or an interrupt makes Hydra skip on_multirun_end: end the parent here.
-        statuses = finish_sweeps(interrupted)
+        sweeps = finish_sweeps(interrupted)  # the one place a sweep's parent run is ended
     if interrupted:
-        if statuses:
-            log.error(
-                "interrupted: the sweep's parent run and its unfinished jobs were marked KILLED"
-            )
+        for sweep in sweeps:
+            log.error("interrupted: the sweep's parent run is %s", sweep.outcome())
         raise SystemExit(130)
-    if any(status != "FINISHED" for status in statuses):
+    if any(sweep.status != "FINISHED" for sweep in sweeps):
         raise SystemExit(1)
 
 

@@ -229,7 +229,7 @@ def test_every_launcher_trains_the_same_weights_and_computes_the_same_scores(tmp
     """Found: joblib's workers ran TensorFlow with fewer intra-op threads, which changes the
     rounding: other weights than the default launcher for the same config."""
     records = {}
-    for launcher in ("basic", "joblib", "submitit_local"):
+    for launcher in ("basic", "joblib", "local"):
         folder = tmp_path / launcher
         folder.mkdir()
         chosen = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
@@ -245,4 +245,4 @@ def test_every_launcher_trains_the_same_weights_and_computes_the_same_scores(tmp
         }
         assert sorted(records[launcher]) == ["noise", "smoothgrad"], launcher
     assert records["basic"]["smoothgrad"]["train_loss"]  # training was compared
-    assert records["basic"] == records["joblib"] == records["submitit_local"]
+    assert records["basic"] == records["joblib"] == records["local"]

@@ -250,7 +250,7 @@ def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
 
 @pytest.mark.slow
 def test_the_submitit_launcher_path_works_locally(tmp_path):
-    sweep = [*SMALL, "-m", "analyzer=gradient,deep_taylor", "hydra/launcher=submitit_local"]
+    sweep = [*SMALL, "-m", "analyzer=gradient,deep_taylor", "hydra/launcher=local"]
     result = train_cli(tmp_path, *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
     (parent,), children = sweep_runs(tmp_path)
