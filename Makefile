@@ -24,7 +24,7 @@ export XAI_LAB_UI_PORT := $(PORT)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-system-tests train sweep report repair ui server test test-slow bench lint clean
+.PHONY: help install install-system-tests train sweep report repair ui server test test-slow bench lint clean slurm slurm-stop
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ test: install ## The fast test suite (4-5 min on 2 cores)
 
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow
+
+slurm: ## Start a one-node SLURM cluster on this machine for the SLURM tests (Debian's slurm-wlm, munge, slurmdbd, mariadb; root or sudo)
+	scripts/slurm-cluster start
+
+slurm-stop: ## Stop the SLURM cluster of `make slurm` and the jobs still running on it
+	scripts/slurm-cluster stop
 
 bench: install ## Project vs bare Keras + iNNvestigate, side by side (~27 min on 2 cores; ARGS="--quick" for ~3)
 	$(PY) -m benchmarks.run $(ARGS)
