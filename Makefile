@@ -11,8 +11,10 @@ STORE ?= $(CURDIR)/mlruns
 # host name as HOST) does not open them to the network by accident.
 HOST := 127.0.0.1
 PORT := 5000
+# The store's SQLite URI, its path escaped (a `?`, `%` or space in STORE is part of the path).
+STORE_URI = $$($(PY) -c 'import sys, urllib.parse; print("sqlite:///" + urllib.parse.quote(sys.argv[1], safe="/ "))' "$(STORE)/mlflow.db")
 # The server's run database and where it keeps artifacts: the project's store by default.
-BACKEND ?= sqlite:///$(STORE)/mlflow.db
+BACKEND ?= $(STORE_URI)
 ARTIFACTS ?= $(STORE)/artifacts
 ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -55,13 +57,13 @@ sweep: install ## The headline sweep: three analyzers x three seeds x 1/3/5 epoc
 	$(PY) -m src.train -m analyzer=deep_taylor,gradient,input_t_gradient seed=0,1,2 train.epochs=1,3,5 $(ARGS)
 
 repair: install ## Mark KILLED the runs left RUNNING by a process that is gone (SIGKILL, a crash); ARGS="dry_run=true" only lists them
-	$(PY) -m src.repair tracking.dir=$(STORE) $(ARGS)
+	$(PY) -m src.repair "tracking.dir='$(STORE)'" $(ARGS)
 
 ui: install ## The MLflow UI on http://127.0.0.1:5000 (PORT=..., HOST=..., STORE=...) against the project's store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) $(ARGS)
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(STORE_URI)" --host $(HOST) --port $(PORT) $(ARGS)
 
 server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEND=postgresql+psycopg2://..., ARTIFACTS=..., HOST=...)
-	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND) --artifacts-destination $(ARTIFACTS) \
+	$(VENV)/bin/mlflow server --backend-store-uri "$(BACKEND)" --artifacts-destination "$(ARTIFACTS)" \
 		--host $(HOST) --port $(PORT) $(ARGS)
 
 test: install ## The fast test suite (4-5 min on 2 cores)

@@ -14,11 +14,13 @@ import functools
 import logging
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +42,18 @@ from src.paths import PROJECT_ROOT
 
 # No progress bars for the few small artifacts a report downloads.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints "View run ..." to stdout as it ends a run: with stdout piped (`| tee`) and
+# the pipe closed by Ctrl-C, that print raised BrokenPipeError before the status was written.
+# The project prints its own link, on stderr.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# A tracking server that stops answering is noticed in seconds, not MLflow's minutes (7 retries
+# with doubling pauses, 120 s timeouts): 3 retries, pauses of about 1, 2 and 4 s, 10 s timeouts.
+for _name, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+):
+    os.environ.setdefault(_name, _value)
 # Its start-up notes ("Creating initial MLflow database tables...") are not for users.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -60,8 +74,8 @@ SWEPT_KEYS_ENV = "XAI_LAB_SWEPT_KEYS"
 SHARED_EXPERIMENT = "xai-lab"
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
-# Ending a run is tried again after these pauses when the store fails (seconds).
-END_RETRY_DELAYS_S = (0, 1, 2, 4)
+# Ending a run is tried again, a second apart, for this long when the store fails (seconds).
+END_RETRY_S = 10.0
 PACKAGES = ("tensorflow", "innvestigate", "mlflow", "hydra-core", "numpy")
 
 
@@ -75,7 +89,7 @@ class Store:
         """The local store's SQLite file; None for a tracking server."""
         if self.artifact_root is None:
             return None
-        return Path(self.tracking_uri.removeprefix("sqlite:///"))
+        return Path(urllib.parse.unquote(self.tracking_uri.removeprefix("sqlite:///")))
 
     def run_link(
         self, experiment_id: str, run_id: str, ui_host: str = "127.0.0.1", ui_port: int = 5000
@@ -90,7 +104,7 @@ class Store:
         folder = self.database.parent
         start = ["make ui"]
         if folder != PROJECT_ROOT / "mlruns":
-            start.append(f"STORE={folder}")
+            start.append(f"STORE={shlex.quote(str(folder))}")
         if str(ui_host) != "127.0.0.1":
             start.append(f"HOST={ui_host}")
         if int(ui_port) != 5000:
@@ -106,9 +120,15 @@ def resolve_store(dir: str, uri: str | None = None) -> Store:
         return Store(tracking_uri=str(uri), artifact_root=None)
     folder = Path(dir).expanduser().resolve()
     return Store(
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        tracking_uri=_sqlite_uri(folder / "mlflow.db"),
         artifact_root=(folder / "artifacts").as_uri(),
     )
+
+
+def _sqlite_uri(database: Path) -> str:
+    """The SQLAlchemy URI of a SQLite file, its path escaped: unescaped, ``?`` would start the
+    URI's options (``…/what?mode=ro`` opened ``…/what``) and ``%41`` would be read as ``A``."""
+    return f"sqlite:///{urllib.parse.quote(str(database), safe='/ ')}"
 
 
 def prepare(store: Store, experiment_name: str | None) -> str | None:
@@ -143,6 +163,8 @@ def prepare(store: Store, experiment_name: str | None) -> str | None:
         _store_lock(store),
     ):
         try:
+            if store.database is not None:
+                _create_database(store.database)
             client = MlflowClient(store.tracking_uri)
             if experiment_name is None:  # only the store is checked
                 client.search_experiments(max_results=1)
@@ -151,12 +173,85 @@ def prepare(store: Store, experiment_name: str | None) -> str | None:
             if experiment is not None:
                 if experiment.lifecycle_stage == "deleted":
                     client.restore_experiment(experiment.experiment_id)
+                _check_artifact_location(store, experiment)
                 return experiment.experiment_id
             return client.create_experiment(experiment_name, artifact_location=store.artifact_root)
+        except UserError:
+            raise
         except Exception as error:  # noqa: BLE001 - every failure here means "store unusable"
             raise UserError(
                 f"cannot use the tracking store {store.tracking_uri}: {_reason(error)}"
             ) from error
+
+
+def _create_database(database: Path) -> None:
+    """Create the local store's database whole, or not at all: MLflow creates its tables in
+    some sixty migrations (about a second), and a process killed halfway left a file every
+    later use refused ("table datasets already exists"). So the tables are made in a file
+    beside it, renamed into place when complete. An existing database that a kill left half
+    made (tables missing, or migrations not at MLflow's head) and that holds no run is made
+    again; one with runs is never touched."""
+    if database.exists():
+        problem = _half_made(database)
+        if problem is None:
+            return
+        if _has_runs(database):
+            raise UserError(
+                f"the tracking store database {database} is incomplete ({problem}) but has "
+                f"runs: back it up, then try `mlflow db upgrade {_sqlite_uri(database)}`"
+            )
+        log.warning(
+            "the tracking store database %s was left half made (%s): made again", database, problem
+        )
+        database.unlink()
+    staging = database.with_name(f".{database.name}.{os.getpid()}.creating")
+    staging.unlink(missing_ok=True)
+    uri = _sqlite_uri(staging)
+    MlflowClient(uri).search_experiments(max_results=1)  # creates every table
+    os.replace(staging, database)
+
+
+def _half_made(database: Path) -> str | None:
+    """Why the database is not a complete MLflow store; None if it is."""
+    import sqlite3
+
+    from alembic.script import ScriptDirectory
+
+    migrations = Path(mlflow.__file__).parent / "store" / "db_migrations"
+    head = ScriptDirectory(str(migrations)).get_current_head()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if "alembic_version" not in tables or "runs" not in tables:
+                return "MLflow's tables are missing"
+            (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+    except sqlite3.DatabaseError as error:
+        return f"not a readable SQLite database: {error}"
+    return None if version == head else f"schema {version or 'none'}, MLflow's is {head}"
+
+
+def _has_runs(database: Path) -> bool:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+    except sqlite3.DatabaseError:
+        return True  # cannot tell: treated as holding runs, never deleted
+
+
+def _check_artifact_location(store: Store, experiment: Any) -> None:
+    """A local store's experiment must keep its artifacts in this store: one copied or moved
+    elsewhere still names the old folder, and would write there (or fail once it is gone)."""
+    if store.artifact_root is None:
+        return
+    if experiment.artifact_location.rstrip("/") != store.artifact_root.rstrip("/"):
+        raise UserError(
+            f"experiment {experiment.name!r} of the tracking store {store.database.parent} keeps "
+            f"its artifacts in {experiment.artifact_location}, outside this store (was the store "
+            "copied or moved?): log to another tracking.experiment_name, or use the store where "
+            "it was made"
+        )
 
 
 def _reason(error: Exception) -> str:
@@ -240,8 +335,8 @@ def end_run(run_id: str, status: str, tracking_uri: str | None = None) -> bool:
     """Set a run's end status, retried for a few seconds when the store fails (a lock held a
     moment too long, a server restarting); whether it was written."""
     client = MlflowClient(tracking_uri)
-    for delay in END_RETRY_DELAYS_S:
-        time.sleep(delay)
+    deadline = time.monotonic() + END_RETRY_S
+    while True:
         try:
             with signals.deferred():
                 client.set_terminated(run_id, status)
@@ -250,7 +345,9 @@ def end_run(run_id: str, status: str, tracking_uri: str | None = None) -> bool:
             if store_fault(error) is None:
                 raise
             log.debug("ending run %s failed: %s", run_id, error)
-    return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
 
 
 @contextlib.contextmanager
