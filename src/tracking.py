@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +57,9 @@ for _name, _value in (
     os.environ.setdefault(_name, _value)
 # Its start-up notes ("Creating initial MLflow database tables...") are not for users.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
+# A database error is raised to the project, which says it in one line (StoreFault); MLflow
+# would first log it with its traceback.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 # MLflow caps a param value at 6,000 characters; a longer one is cut, with a marker.
 MAX_PARAM_LENGTH = 6000
@@ -76,6 +80,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 # Ending a run is tried again, a second apart, for this long when the store fails (seconds).
 END_RETRY_S = 10.0
+# How long a run stopped by a signal waits for its KILLED status to be written (seconds).
+KILLED_END_S = 8.0
 PACKAGES = ("tensorflow", "innvestigate", "mlflow", "hydra-core", "numpy")
 
 
@@ -403,15 +409,57 @@ def tracked_run(
 
 
 def _end_active_run(run_id: str, status: str) -> bool:
-    """End the active run with ``status``, retried when the store fails; whether it was."""
+    """End the active run with ``status``, retried when the store fails; whether it was.
+
+    A run stopped by a signal must end within SLURM's grace (30 s between SIGTERM and SIGKILL)
+    even when another process holds the store's lock: each SQLite write may wait 20 s for it
+    (MLflow's busy timeout), and the write the signal came in may have waited as long. So a
+    KILLED run's status is written by a thread given ``KILLED_END_S``; if it has not written
+    it by then the run is reported left RUNNING. (Abandoned, the thread's write is rolled back
+    as the process exits: SQLite commits whole transactions or none.)"""
+    if status == "KILLED":
+        return _end_within(run_id, status, KILLED_END_S)
     try:
         with signals.deferred():
-            mlflow.end_run(status=status)  # pops the active run first, then writes
+            mlflow.end_run(status=status)  # takes the run off MLflow's stack, then writes
         return True
     except Exception as error:  # noqa: BLE001 - classified below
         if store_fault(error) is None:
             raise
     return end_run(run_id, status)
+
+
+def _end_within(run_id: str, status: str, seconds: float) -> bool:
+    """Write the run's end status from a thread, waiting for it at most ``seconds``; then take
+    the run off MLflow's stack of active runs without writing (``mlflow.end_run`` would write
+    again, and MLflow's exit hook would end a run left on the stack FINISHED)."""
+    ended: list[bool] = []
+    client = MlflowClient()
+
+    def write() -> None:
+        try:
+            client.set_terminated(run_id, status)
+            ended.append(True)
+        except Exception as error:  # noqa: BLE001 - reported below as "left RUNNING"
+            log.debug("ending run %s failed: %s", run_id, error)
+
+    writer = threading.Thread(target=write, name="end-run", daemon=True)
+    writer.start()
+    writer.join(seconds)
+    _forget_active_run(run_id)
+    return bool(ended)
+
+
+def _forget_active_run(run_id: str) -> None:
+    """Take ``run_id`` off MLflow's (thread-local) stack of active runs. MLflow has no public
+    call that does this without writing the status: this reaches into ``mlflow.tracking.fluent``,
+    and tests/test_faults.py fails if a new MLflow moves it."""
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()
+    if stack and stack[-1].info.run_id == run_id:
+        stack.pop()
+    fluent.MLFLOW_RUN_ID.unset()
 
 
 def run_tags(analyzer: str, dataset: str, seed: int, epochs: int) -> dict[str, str]:
