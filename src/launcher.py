@@ -107,7 +107,7 @@ def check_request(launcher: Mapping[str, Any]) -> None:
             f"hydra/launcher=slurm: sinfo failed ({detail[-1] if detail else error}): is "
             "slurmctld up, and SLURM_CONF right?"
         ) from None
-    nodes = [line.split("|") for line in listed.stdout.split() if line.count("|") == 3]
+    nodes = [line.split("|") for line in listed.stdout.splitlines() if line.count("|") == 3]
     if not partition:
         nodes = [node for node in nodes if node[1].endswith("*")]  # the default partition
     if not nodes:
@@ -137,7 +137,7 @@ def pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
         text=True,
         timeout=30,
     )
-    return dict(line.split("|", 1) for line in listed.stdout.split() if "|" in line)
+    return dict(line.split("|", 1) for line in listed.stdout.splitlines() if "|" in line)
 
 
 class Waiting:

@@ -80,7 +80,9 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     not on PATH or fails (then those runs stay unchecked)."""
     if not job_ids or shutil.which("sacct") is None:
         return {}
-    command = ["sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,State"]
+    # JobIDRaw: a job array's task by its own id, as SLURM_JOB_ID gives it (JobID would
+    # print it as <array id>_<task>).
+    command = ["sacct", "--noheader", "--allocations", "--parsable2", "--format=JobIDRaw,State"]
     try:
         listed = subprocess.run(
             [*command, "--jobs", ",".join(sorted(set(job_ids)))],
