@@ -44,10 +44,12 @@ $(VENV)/.installed-system-tests: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[dev,browser,postgres]" --config-settings editable_mode=compat
 	touch $@
 
-install-system-tests: $(VENV)/.installed-system-tests ## What the browser and PostgreSQL tests need: Playwright, psycopg2, and Debian's chromium, chromium-driver, postgresql (root or sudo)
-	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+install-system-tests: $(VENV)/.installed-system-tests ## What the browser, PostgreSQL and SLURM tests need: Playwright, psycopg2, and Debian's chromium, chromium-driver, postgresql, slurm-wlm, slurmdbd, munge, mariadb-server (root or sudo)
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmdbd ] || [ ! -x /usr/sbin/mariadbd ]; then \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver postgresql; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver postgresql \
+			slurm-wlm slurmdbd munge mariadb-server; \
 	fi
 
 train: install ## One run (the default config); pass overrides with ARGS="dataset=digits train.epochs=1"

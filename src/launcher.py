@@ -140,6 +140,25 @@ def pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
     return dict(line.split("|", 1) for line in listed.stdout.splitlines() if "|" in line)
 
 
+def in_queue(jobs: Mapping[int, Any]) -> list[str]:
+    """The jobs ``squeue`` still lists (pending, running or completing)."""
+    if not jobs or shutil.which("squeue") is None:
+        return []
+    listed = subprocess.run(
+        [
+            "squeue",
+            "--noheader",
+            "--format=%i",
+            "--jobs",
+            ",".join(j.job_id for j in jobs.values()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return listed.stdout.split()
+
+
 class Waiting:
     """Mixed into Hydra's submitit launchers by hydra_plugins/xai_lab/launcher.py (Hydra takes
     launchers only from the ``hydra_plugins`` package)."""
@@ -251,6 +270,11 @@ class Waiting:
         except (KeyboardInterrupt, Terminated):
             pass
         left = [job.job_id for job in running.values() if not job.done(force_check=True)]
+        if self._EXECUTOR == "slurm":
+            # SLURM lists a job as COMPLETING while it cleans up after it: wait for that too.
+            while time.monotonic() < deadline and in_queue(running):
+                time.sleep(1)
+            left += [job_id for job_id in in_queue(running) if job_id not in left]
         if left:
             log.error(
                 "interrupted: %d job(s) still not ended after scancel: %s",
@@ -305,9 +329,10 @@ class _Progress:
             for index, job in waiting.items():
                 ended = job.done()
                 state = job.state if not ended else _end_state(job)
-                if state == "PENDING" and job.job_id in reasons:
+                if state == "PENDING" and reasons.get(job.job_id, "None") != "None":
                     state = f"PENDING ({reasons[job.job_id]})"
-                if state != self.states.get(index):
+                # UNKNOWN: just submitted, not yet in sacct's records
+                if state != self.states.get(index) and state != "UNKNOWN":
                     self.states[index] = state
                     if not ended:
                         log.info("sweep: job %s %s: %s", self.labels[index], job.job_id, state)

@@ -48,7 +48,7 @@ def _raise(signum: int) -> None:
         raise KeyboardInterrupt
     if signum == signal.SIGUSR2:
         raise TimeLimit(f"SLURM job {os.environ.get(SLURM_JOB_ENV, '?')} reached its time limit")
-    raise Terminated(f"signal {signum}")
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
