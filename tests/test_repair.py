@@ -130,14 +130,19 @@ def test_a_sweep_marks_runs_a_killed_sweep_left_running_when_it_starts(tmp_path)
     assert [kid.info.status for kid in children[new_parent.info.run_id]] == ["FINISHED"] * 2
 
 
-def test_make_repair_runs_the_module_on_the_store():
+def test_make_repair_runs_the_module_on_a_store_whose_path_has_spaces_and_uri_characters(
+    tmp_path,
+):
     from src.paths import PROJECT_ROOT
+    from src.tracking import prepare, resolve_store
 
-    dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "repair", "STORE=/some/store"],
+    folder = tmp_path / "my store?mode=ro%41"
+    prepare(resolve_store(str(folder)), "lab")
+    repaired = subprocess.run(
+        ["make", "-o", ".venv/.installed", "repair", f"STORE={folder}", "ARGS=dry_run=true"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        check=True,
     )
-    assert "-m src.repair tracking.dir=/some/store" in dry.stdout
+    assert repaired.returncode == 0, repaired.stderr[-3000:]
+    assert f"repair of sqlite:///{tmp_path}/my store%3Fmode%3Dro%2541/mlflow.db" in repaired.stderr

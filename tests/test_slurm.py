@@ -21,15 +21,14 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from support import default_overrides, free_port, make_service, require
+from support import assert_one_line_error, default_overrides, free_port, make_service, require
 
 from src.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 CLUSTER = PROJECT_ROOT / "scripts" / "slurm-cluster"
 SMALL = ["dataset=digits", "dataset.train_size=300", "evaluate=off"]
-# One CPU a job: the node's two run two jobs side by side.
-ON_SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
+ON_SLURM = ["hydra/launcher=slurm", "hydra.launcher.mem_gb=2"]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,9 @@ def server(tmp_path_factory) -> Iterator[str]:
         yield url
 
 
-def sweep_command(tmp_path: Path, url: str, *args: str) -> list[str]:
+def sweep_command(tmp_path: Path, url: str, *args: str, cpus: int = 1) -> list[str]:
+    """The sweep against the server; one CPU a job by default, so the node's two run two jobs
+    side by side."""
     return [
         sys.executable,
         "-m",
@@ -70,6 +71,7 @@ def sweep_command(tmp_path: Path, url: str, *args: str) -> list[str]:
         f"tracking.experiment_name={tmp_path.name}",
         f"train.cache_dir={tmp_path / 'cache'}",
         *ON_SLURM,
+        f"hydra.launcher.cpus_per_task={cpus}",
         *SMALL,
         *args,
     ]
@@ -212,3 +214,18 @@ def test_ctrl_c_cancels_the_sweeps_jobs_and_says_so(tmp_path, slurm, server):
     assert jobs and {run.info.status for run in jobs} == {"KILLED"}
     last = stderr.strip().splitlines()[-1]
     assert last.endswith(f"the sweep's parent run is KILLED; its runs: {len(jobs)} KILLED"), last
+
+
+def test_a_request_no_node_can_hold_is_refused_in_one_line_before_any_run(tmp_path, slurm, server):
+    result = subprocess.run(
+        sweep_command(tmp_path, server, "seed=0,1", cpus=4),
+        cwd=tmp_path,
+        env=slurm,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert_one_line_error(result, "a job asks for 4 CPUs and 2 GB, but the largest node")
+    assert MlflowClient(server).get_experiment_by_name(tmp_path.name) is None
+    assert squeue(slurm) == []
