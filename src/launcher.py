@@ -48,7 +48,6 @@ NOT_MODEL_KEYS = ("analyzer", "explain", "evaluate", "report", "tracking", "path
 POLL_S = 2.0
 # After scancel, SLURM sends SIGTERM and, KillWait (30 s by default) later, SIGKILL.
 CANCEL_WAIT_S = 60.0
-ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "DONE")
 
 
 def model_group(overrides: Sequence[str]) -> tuple[str, ...]:
@@ -131,12 +130,7 @@ def pending_reasons(job_ids: Sequence[str]) -> dict[str, str]:
     """SLURM's reason each pending job waits (``squeue``): Resources, Priority, Dependency…"""
     if not job_ids or shutil.which("squeue") is None:
         return {}
-    listed = subprocess.run(
-        ["squeue", "--noheader", "--format=%i|%r", "--jobs", ",".join(job_ids)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    listed = _squeue("--format=%i|%r", job_ids)
     return dict(line.split("|", 1) for line in listed.stdout.splitlines() if "|" in line)
 
 
@@ -144,19 +138,17 @@ def in_queue(jobs: Mapping[int, Any]) -> list[str]:
     """The jobs ``squeue`` still lists (pending, running or completing)."""
     if not jobs or shutil.which("squeue") is None:
         return []
-    listed = subprocess.run(
-        [
-            "squeue",
-            "--noheader",
-            "--format=%i",
-            "--jobs",
-            ",".join(j.job_id for j in jobs.values()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return listed.stdout.split()
+    return _squeue("--format=%i", [job.job_id for job in jobs.values()]).stdout.split()
+
+
+def _squeue(format: str, job_ids: Sequence[str]) -> subprocess.CompletedProcess:
+    """``squeue`` on ``job_ids``, one line per array task (``--array``); empty output when it
+    fails or hangs: progress lines are not worth stopping the sweep for."""
+    command = ["squeue", "--noheader", "--array", format, "--jobs", ",".join(job_ids)]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (subprocess.TimeoutExpired, OSError):
+        return subprocess.CompletedProcess(command, 1, "", "")
 
 
 class Waiting:
@@ -199,10 +191,12 @@ class Waiting:
         watch = _Progress(labels, len(job_overrides))
 
         def submit(indices: list[int], after: str = "") -> None:
-            submitted = executor.map_array(
-                self, *zip(*[arguments[i] for i in indices], strict=True)
-            )
-            jobs.update(zip(indices, submitted, strict=True))
+            # Not cut by a signal between submitting jobs and knowing them (to cancel them).
+            with signals.deferred():
+                submitted = executor.map_array(
+                    self, *zip(*[arguments[i] for i in indices], strict=True)
+                )
+                jobs.update(zip(indices, submitted, strict=True))
             log.info(
                 "sweep: submitted %d %s job(s): %s%s",
                 len(indices),
@@ -230,6 +224,12 @@ class Waiting:
         except (KeyboardInterrupt, Terminated):
             self._cancel(jobs, watch)
             raise
+        except Exception as error:  # sbatch refused a wave, the scheduler went away…
+            log.error(
+                "error: the sweep's jobs could not be run: %s: %s", type(error).__name__, error
+            )
+            self._cancel(jobs, watch, why="error")
+            raise UserError(f"the {self._EXECUTOR} launcher failed: {error}") from None
         return [
             self._returned(jobs[index], labels[index], job_overrides[index])
             for index in range(len(job_overrides))
@@ -251,24 +251,26 @@ class Waiting:
         )
         return executor
 
-    def _cancel(self, jobs: Mapping[int, Any], watch: _Progress) -> None:
-        """Cancel every job not yet ended and wait (bounded) for them to end."""
+    def _cancel(self, jobs: Mapping[int, Any], watch: _Progress, why: str = "interrupted") -> None:
+        """Cancel every job not yet ended and wait (bounded) for them to end; another signal
+        meanwhile stops the waiting, not the cancelling."""
         running = {index: job for index, job in jobs.items() if not job.done()}
         if not running:
             return
         log.warning(
-            "interrupted: cancelling %d job(s) of the sweep that had not ended: %s",
+            "%s: cancelling %d job(s) of the sweep that had not ended: %s",
+            why,
             len(running),
             _ids(running.values()),
         )
-        for job in running.values():
-            job.cancel(check=False)
+        with signals.deferred():
+            for job in running.values():
+                job.cancel(check=False)
         deadline = time.monotonic() + CANCEL_WAIT_S
         try:
-            with signals.deferred():  # a second Ctrl-C stops the waiting, not the cancelling
-                watch.until_done(running, deadline)
+            watch.until_done(running, deadline)
         except (KeyboardInterrupt, Terminated):
-            pass
+            log.warning("%s: no longer waiting for the cancelled jobs to end", why)
         left = [job.job_id for job in running.values() if not job.done(force_check=True)]
         if self._EXECUTOR == "slurm":
             # SLURM lists a job as COMPLETING while it cleans up after it: wait for that too.
@@ -277,18 +279,21 @@ class Waiting:
             left += [job_id for job_id in in_queue(running) if job_id not in left]
         if left:
             log.error(
-                "interrupted: %d job(s) still not ended after scancel: %s",
+                "%s: %d job(s) still not ended after scancel: %s",
+                why,
                 len(left),
                 ", ".join(left),
             )
         else:
-            log.warning("interrupted: the %d job(s) cancelled have ended", len(running))
+            log.warning("%s: the %d job(s) cancelled have ended", why, len(running))
 
     def _returned(self, job: Any, label: str, overrides: Sequence[str]) -> JobReturn:
         """The job's JobReturn, with a JobOutcome as its value whatever became of it."""
         from submitit.core.utils import UncompletedJobError
 
         try:
+            if not job.paths.result_pickle.exists():  # results() would wait 15 s for it
+                raise UncompletedJobError(job.job_id)
             returned = job.results()[0]
         except UncompletedJobError:
             state = job.state

@@ -116,6 +116,7 @@ class ModelCache:
         except Timeout:
             started = time.monotonic()
             while True:
+                holder_now = ""
                 with contextlib.suppress(OSError):
                     holder_now = note.read_text().strip()
                 waited = (time.monotonic() - started) / 60

@@ -2,15 +2,16 @@
 
 Python runs a signal's handler between two bytecodes of the main thread, wherever it is. An
 exception raised there while SQLAlchemy commits would cut the write halfway and leave the
-connection half-closed, just when the run has to be marked KILLED. Every write to the tracking
-store goes through src/tracking.py, which wraps it in :func:`deferred`: a signal that comes
-meanwhile waits for the write to end (milliseconds; at most the store's lock wait) and is raised
-as the block ends. Anywhere else (training, analysis, reading) it is raised at once. A second
+connection half-closed, just when the run has to be marked KILLED. A run's writes to the
+tracking store go through src/tracking.py, which wraps each in :func:`deferred` (as do the
+sweep's parent run, and the launcher around submitting and cancelling jobs): a signal that
+comes meanwhile waits for the block to end (milliseconds; at most the store's lock wait) and
+is raised there. Anywhere else (training, analysis, reading) it is raised at once. A second
 signal while the first waits is raised at once: the user insists.
 
-In a SLURM job, SIGUSR2 is the scheduler's warning that the job's time limit is near (submitit
-asks for it with ``--signal=USR2@<signal_delay_s>``): it stops the run like SIGTERM, as
-:class:`TimeLimit`.
+In a SLURM job (or a submitit worker), SIGUSR2 is the warning that the job's time limit is near
+(submitit asks SLURM for it with ``--signal=USR2@<signal_delay_s>``): it stops the run like
+SIGTERM, as :class:`TimeLimit`.
 
 Python's own handlers and those ``signal.signal`` sets raise wherever the main thread is; no
 library defers them around chosen blocks, hence this module.
@@ -27,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from src.errors import Terminated, TimeLimit
+from src.outcome import WORKER_ENV
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SLURM_JOB_ENV = "SLURM_JOB_ID"
@@ -36,9 +38,9 @@ _pending: int | None = None  # a signal waiting for the outermost block to end
 
 
 def stop_signals() -> tuple[int, ...]:
-    """The signals that stop a run: SIGINT and SIGTERM, and in a SLURM job its time-limit
-    warning SIGUSR2."""
-    if os.environ.get(SLURM_JOB_ENV):
+    """The signals that stop a run: SIGINT and SIGTERM, and in a SLURM job or a submitit
+    worker the time-limit warning SIGUSR2."""
+    if os.environ.get(SLURM_JOB_ENV) or os.environ.get(WORKER_ENV):
         return (*STOP_SIGNALS, signal.SIGUSR2)
     return STOP_SIGNALS
 
@@ -47,7 +49,8 @@ def _raise(signum: int) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     if signum == signal.SIGUSR2:
-        raise TimeLimit(f"SLURM job {os.environ.get(SLURM_JOB_ENV, '?')} reached its time limit")
+        job = os.environ.get(SLURM_JOB_ENV)
+        raise TimeLimit(f"SLURM job {job} reached its time limit" if job else "time limit reached")
     raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import signals
 from src.cli import sweep_jobs, swept_keys
-from src.errors import UserError
+from src.errors import Terminated, UserError
 from src.outcome import JobOutcome
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,11 @@ class SweepTracker(Callback):
         self.ui: tuple[str, int] = ("127.0.0.1", 5000)  # where `make ui` serves the store
         self.status: str | None = None  # the parent's final status, once ended
         self.children: Counter[str] = Counter()  # its runs' statuses, once ended
+        self.interrupted = False  # whether a signal stopped the sweep or its closing
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlflow.tracking import MlflowClient
 
         from src import tracking
-        from src.repair import repair
 
         overrides = list(OmegaConf.to_container(config.hydra.overrides.task))
         jobs = expand_sweep(overrides)
@@ -95,6 +94,30 @@ class SweepTracker(Callback):
         except UserError as error:
             log.error("error: %s", error)
             raise SystemExit(2) from None
+        try:
+            self._open(config, overrides, jobs, swept, experiment, experiment_id)
+        except Exception as error:
+            reason = tracking.store_fault(error)
+            if reason is None:
+                raise
+            log.error("error: the tracking store failed: %s", reason)
+            raise SystemExit(1) from None
+
+    def _open(
+        self,
+        config: DictConfig,
+        overrides: list[str],
+        jobs: list[str],
+        swept: list[str],
+        experiment: str,
+        experiment_id: str,
+    ) -> None:
+        """Open the parent run and tell the jobs about it (environment variables)."""
+        from mlflow.tracking import MlflowClient
+
+        from src import tracking
+        from src.repair import repair
+
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         client = MlflowClient(self.store.tracking_uri)
         # Runs an earlier sweep left RUNNING when its process was killed (SIGKILL cannot be
@@ -160,66 +183,90 @@ class SweepTracker(Callback):
 
     def finish(self, interrupted: bool = False) -> str | None:
         """Build and log the comparison, then end the parent run (once); returns its status:
-        FINISHED if every job finished, else KILLED if ``interrupted`` or a job was, else
-        FAILED."""
+        FINISHED if every job finished, else KILLED if the sweep or a job was interrupted,
+        else FAILED; RUNNING (said in one line) if the store cannot take it. An interrupt
+        meanwhile cuts the comparison short and ends the parent KILLED."""
         if self.status is not None or self.parent_run_id is None:
             return self.status
-        self.status = "FAILED"
+        from src import tracking
+
+        self.interrupted = interrupted
+        self.status = "KILLED" if interrupted else "FAILED"
+        try:
+            self._compare()
+        except (KeyboardInterrupt, Terminated):
+            self.interrupted, self.status = True, "KILLED"
+            log.error("interrupted: the sweep's comparison was not finished")
+        except Exception as error:
+            reason = tracking.store_fault(error)
+            if reason is None:
+                raise
+            log.error("error: the tracking store failed (%s): no comparison was made", reason)
+        finally:
+            self._end(tracking)
+        return self.status
+
+    def _end(self, tracking: Any) -> None:
+        try:
+            ended = tracking.end_run(self.parent_run_id, self.status, self.store.tracking_uri)
+        except (KeyboardInterrupt, Terminated):
+            self.interrupted, ended = True, False
+        if not ended:
+            log.error(
+                "error: the sweep's parent run %s could not be marked %s and is left RUNNING; "
+                "`make repair` (with the same tracking.dir or tracking.uri) marks it KILLED once "
+                "the store works again",
+                self.parent_run_id,
+                self.status,
+            )
+            self.status = "RUNNING"
+
+    def _compare(self) -> None:
+        """Mark KILLED the jobs' runs whose process is gone, build and log the comparison, and
+        set the parent's status from its runs'."""
         from mlflow.tracking import MlflowClient
 
-        from src import tracking
         from src.repair import repair
         from src.report import build_report, log_report
         from src.verdict import terminal_table
 
         client = MlflowClient(self.store.tracking_uri)
         parent = client.get_run(self.parent_run_id)
-        try:
-            # A job whose worker was killed (joblib kills every worker when one dies) cannot
-            # end its own run.
-            repaired = repair(client, f"tags.mlflow.parentRunId = '{self.parent_run_id}'")
-            if repaired.killed and not interrupted:
-                log.warning(
-                    "a worker process died (killed by the system: out of memory?); its job and "
-                    "any running beside it are KILLED. Run the same sweep again to finish them: "
-                    "the models already trained are reused"
-                )
-            folder = Path(self.output_dir) / self.parent_run_id
-            report = build_report(
-                client, parent, folder, self.grid_images, store_uri=self.store.tracking_uri
+        # A job whose worker was killed (joblib kills every worker when one dies) cannot end
+        # its own run.
+        repaired = repair(client, f"tags.mlflow.parentRunId = '{self.parent_run_id}'")
+        if repaired.killed and not self.interrupted:
+            log.warning(
+                "a worker process died (killed by the system: out of memory?); its job and "
+                "any running beside it are KILLED. Run the same sweep again to finish them: "
+                "the models already trained are reused"
             )
-            log_report(client, self.parent_run_id, folder, report)
-            missing = report.missing
-            expected = int(parent.data.tags["jobs_expected"])
-            client.log_metric(self.parent_run_id, "jobs_finished", expected - len(missing))
-            client.log_metric(self.parent_run_id, "jobs_not_finished", len(missing))
-            if not missing:
-                self.status = "FINISHED"
-            elif interrupted or any(run.info.status == "KILLED" for run in report.runs):
-                self.status = "KILLED"
-            if report.verdict is not None:
-                log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
-            summary = f"{expected - len(missing)} of {expected} jobs finished"
-            log.info(
-                "sweep %s · parent run %s · comparison: %s · browse: %s",
-                summary,
-                self.parent_run_id,
-                folder / "report.html",
-                self.store.run_link(parent.info.experiment_id, self.parent_run_id, *self.ui),
-            )
-            for job in missing:
-                log.warning("did not finish: %s", job)
-            self.children = Counter(run.info.status for run in report.runs)
-        finally:
-            if not tracking.end_run(self.parent_run_id, self.status, self.store.tracking_uri):
-                log.error(
-                    "error: the tracking store failed: the sweep's parent run %s is left "
-                    "RUNNING there; `make repair` (with the same tracking.dir or tracking.uri) "
-                    "marks it KILLED once the store works again",
-                    self.parent_run_id,
-                )
-                self.status = "RUNNING"
-        return self.status
+        folder = Path(self.output_dir) / self.parent_run_id
+        report = build_report(
+            client, parent, folder, self.grid_images, store_uri=self.store.tracking_uri
+        )
+        log_report(client, self.parent_run_id, folder, report)
+        missing = report.missing
+        expected = int(parent.data.tags["jobs_expected"])
+        client.log_metric(self.parent_run_id, "jobs_finished", expected - len(missing))
+        client.log_metric(self.parent_run_id, "jobs_not_finished", len(missing))
+        self.children = Counter(run.info.status for run in report.runs)
+        if not missing:
+            self.status = "FINISHED"
+        elif self.interrupted or self.children["KILLED"]:
+            self.status = "KILLED"
+        if report.verdict is not None:
+            log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
+        summary = f"{expected - len(missing)} of {expected} jobs finished"
+        log.info(
+            "sweep %s · parent run %s · comparison: %s · browse: %s",
+            summary,
+            self.parent_run_id,
+            folder / "report.html",
+            self.store.run_link(parent.info.experiment_id, self.parent_run_id, *self.ui),
+        )
+        for job in missing:
+            log.warning("did not finish: %s", job)
 
     def outcome(self) -> str:
         """The parent's status and its runs', in words: ``KILLED; its runs: 1 FINISHED, 2

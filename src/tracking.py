@@ -199,16 +199,16 @@ def _create_database(database: Path) -> None:
     some sixty migrations (about a second), and a process killed halfway left a file every
     later use refused ("table datasets already exists"). So the tables are made in a file
     beside it, renamed into place when complete. An existing database that a kill left half
-    made (tables missing, or migrations not at MLflow's head) and that holds no run is made
-    again; one with runs is never touched."""
+    made (tables missing, or migrations not at MLflow's head) and that holds nothing of a
+    user's (runs, experiments, models, traces) is made again; one that does is never touched."""
     if database.exists():
         problem = _half_made(database)
         if problem is None:
             return
-        if _has_runs(database):
+        if _holds_data(database):
             raise UserError(
-                f"the tracking store database {database} is incomplete ({problem}) but has "
-                f"runs: back it up, then try `mlflow db upgrade {_sqlite_uri(database)}`"
+                f"the tracking store database {database} is incomplete ({problem}) but holds "
+                f"runs or models: back it up, then try `mlflow db upgrade {_sqlite_uri(database)}`"
             )
         log.warning(
             "the tracking store database %s was left half made (%s): made again", database, problem
@@ -237,20 +237,35 @@ def _half_made(database: Path) -> str | None:
             if "alembic_version" not in tables or "runs" not in tables:
                 return "MLflow's tables are missing"
             (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+    except sqlite3.OperationalError:
+        return None  # locked, or a journal to roll back: MLflow's own opening deals with it
     except sqlite3.DatabaseError as error:
         return f"not a readable SQLite database: {error}"
     return None if version == head else f"schema {version or 'none'}, MLflow's is {head}"
 
 
-def _has_runs(database: Path) -> bool:
+def _holds_data(database: Path) -> bool:
+    """Whether the database holds anything of a user's: runs, experiments besides MLflow's
+    Default, registered or logged models, traces. When in doubt, yes."""
     import sqlite3
 
+    queries = {
+        "runs": "SELECT count(*) FROM runs",
+        "experiments": "SELECT count(*) FROM experiments WHERE experiment_id != 0",
+        "registered_models": "SELECT count(*) FROM registered_models",
+        "logged_models": "SELECT count(*) FROM logged_models",
+        "trace_info": "SELECT count(*) FROM trace_info",
+    }
     try:
         with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            return "runs" in tables and db.execute("SELECT count(*) FROM runs").fetchone()[0] > 0
+            return any(
+                db.execute(query).fetchone()[0] > 0
+                for table, query in queries.items()
+                if table in tables
+            )
     except sqlite3.DatabaseError:
-        return True  # cannot tell: treated as holding runs, never deleted
+        return True  # cannot tell: treated as holding data, never deleted
 
 
 def _check_artifact_location(store: Store, experiment: Any) -> None:
@@ -323,6 +338,14 @@ def store_fault(error: BaseException) -> str | None:
         return "the tracking server stopped answering"
     if isinstance(error, OSError):
         return f"it cannot be written ({error.strerror or error})"
+    # Any other database error MLflow passes on (a read-only file, a disk I/O error on a
+    # network file system, a database removed under the run): say SQLite's own words.
+    if (
+        getattr(error, "error_code", None) == "TEMPORARILY_UNAVAILABLE"
+        or "OperationalError" in text
+    ):
+        said = text.split(") ", 1)[-1] if "(sqlite3.OperationalError)" in text else text
+        return f"its database failed ({said.split('[SQL')[0].strip()[:120]})"
     return None
 
 
@@ -404,7 +427,11 @@ def tracked_run(
         raise
     finally:
         try:
-            if run_id is not None and not _end_active_run(run_id, status):
+            try:
+                ended = run_id is None or _end_active_run(run_id, status)
+            except (KeyboardInterrupt, Terminated):  # a second signal while it was being ended
+                ended, status, fault = False, "KILLED", "a second signal stopped the run's end"
+            if not ended:
                 raise StoreFault(
                     f"{fault}, and run {run_id} could not be marked {status}: it is left "
                     "RUNNING there; `make repair` (with the same tracking.dir or "
@@ -452,8 +479,10 @@ def _end_within(run_id: str, status: str, seconds: float) -> bool:
 
     writer = threading.Thread(target=write, name="end-run", daemon=True)
     writer.start()
-    writer.join(seconds)
-    _forget_active_run(run_id)
+    try:
+        writer.join(seconds)
+    finally:  # even if another signal cuts the wait: never leave it to MLflow's exit hook
+        _forget_active_run(run_id)
     return bool(ended)
 
 

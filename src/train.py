@@ -48,8 +48,9 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
         raise SystemExit(2) from None
     except StoreFault as fault:
         log.error("error: %s", fault)
-        if multirun:
-            return JobOutcome("KILLED" if fault.exit_code == 130 else "FAILED", reason=str(fault))
+        stopped = fault.exit_code == 130  # a signal was stopping the run
+        if multirun and (not stopped or os.environ.get(WORKER_ENV)):
+            return JobOutcome("KILLED" if stopped else "FAILED", reason=str(fault))
         raise SystemExit(fault.exit_code) from None
     except (KeyboardInterrupt, Terminated) as stop:
         why = f"{stop}: " if isinstance(stop, TimeLimit) else ""
@@ -87,7 +88,7 @@ def main() -> None:
             raise
     finally:
         sweeps = finish_sweeps(interrupted)  # the one place a sweep's parent run is ended
-    if interrupted:
+    if interrupted or any(sweep.interrupted for sweep in sweeps):
         for sweep in sweeps:
             log.error("interrupted: the sweep's parent run is %s", sweep.outcome())
         raise SystemExit(130)

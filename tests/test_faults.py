@@ -246,3 +246,18 @@ def test_an_unreadable_cached_model_is_trained_again_and_earlier_runs_stay(base)
     assert {path: after["files"].get(path) for path in artifacts} == {
         path: before["files"][path] for path in artifacts
     }
+
+
+@pytest.mark.slow
+def test_a_cache_folder_that_cannot_be_made_fails_in_one_line_before_any_run(base):
+    """``train.cache_dir`` under a regular file: checked up front, like the store."""
+    blocker = base / "a-file"
+    blocker.write_text("not a folder")
+    before = snapshot(base)
+    try:
+        result = train_cli(base, "dataset=digits", *SMALL, f"train.cache_dir={blocker / 'cache'}")
+    finally:
+        blocker.unlink()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert_one_line_error(result, f"train.cache_dir={blocker / 'cache'}: cannot create it")
+    assert snapshot(base) == before

@@ -196,7 +196,7 @@ def test_a_failing_sinfo_is_a_user_error_with_its_last_line(bin_dir):
 def test_pending_reasons_are_read_from_squeue(bin_dir):
     calls = fake_command(bin_dir, "squeue", "101|Resources\n102_3|Dependency\n")
     assert pending_reasons(["101", "102_3"]) == {"101": "Resources", "102_3": "Dependency"}
-    assert calls_of(calls) == [["--noheader", "--format=%i|%r", "--jobs", "101,102_3"]]
+    assert calls_of(calls) == [["--noheader", "--array", "--format=%i|%r", "--jobs", "101,102_3"]]
 
 
 def test_pending_reasons_ask_nothing_without_jobs_or_squeue(bin_dir):

@@ -174,7 +174,7 @@ def test_a_half_made_database_with_a_run_is_refused_and_left_untouched(tmp_path)
 
     assert f"the tracking store database {database} is incomplete" in str(error.value)
     assert f"schema {OLD_REVISION}" in str(error.value)
-    assert "but has runs" in str(error.value)
+    assert "but holds runs or models" in str(error.value)
     assert database.read_bytes() == before
 
 
