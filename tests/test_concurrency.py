@@ -110,7 +110,7 @@ def test_two_parallel_sweeps_share_the_store_and_the_model_cache(tmp_path):
     # One complete cache entry per model, and no staging folder left behind.
     cache = tmp_path / "store" / "model_cache"
     assert not list(cache.glob(".*.tmp")), sorted(path.name for path in cache.iterdir())
-    entries = [path for path in cache.iterdir() if path.suffix != ".lock"]
+    entries = [path for path in cache.iterdir() if path.suffix not in (".lock", ".holder")]
     assert sorted(entry.name.split("-")[0] for entry in entries) == sorted(models)
     for entry in entries:
         assert entry.is_dir()
