@@ -84,8 +84,8 @@ bench: install ## Project vs bare Keras + iNNvestigate, side by side (~27 min on
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: install ## ruff check and format check
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks hydra_plugins
+	$(VENV)/bin/ruff format --check src tests benchmarks hydra_plugins
 
 clean: ## Remove caches and Hydra's output folders (keeps .venv, .bootstrap and the tracking store)
 	rm -rf outputs .pytest_cache .ruff_cache
