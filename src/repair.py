@@ -42,7 +42,7 @@ class Repair:
         return (
             f"{len(self.killed)} run(s) left RUNNING by a process that is gone marked KILLED; "
             f"{len(self.alive)} still running; {len(self.unchecked)} not checkable here "
-            "(another host, or no process tags)"
+            "(another host, not in a SLURM job sacct knows; or no process tags)"
         )
 
 
