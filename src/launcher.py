@@ -229,7 +229,7 @@ class Waiting:
                 "error: the sweep's jobs could not be run: %s: %s", type(error).__name__, error
             )
             self._cancel(jobs, watch, why="error")
-            raise UserError(f"the {self._EXECUTOR} launcher failed: {error}") from None
+            raise SystemExit(1) from None  # the parent is then ended, FAILED (src/train.py)
         return [
             self._returned(jobs[index], labels[index], job_overrides[index])
             for index in range(len(job_overrides))
