@@ -77,6 +77,19 @@ def sweep_command(tmp_path: Path, url: str, *args: str, cpus: int = 1) -> list[s
     ]
 
 
+def run_sweep(
+    tmp_path: Path, url: str, env: dict[str, str], *args: str, cpus: int = 1
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        sweep_command(tmp_path, url, *args, cpus=cpus),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def start_sweep(tmp_path: Path, url: str, env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         sweep_command(tmp_path, url, *args),
@@ -131,14 +144,7 @@ def assert_no_traceback(stderr: str) -> None:
 def test_a_sweep_on_slurm_reports_progress_and_reuses_models_after_training(
     tmp_path, slurm, server
 ):
-    result = subprocess.run(
-        sweep_command(tmp_path, server, "train.epochs=2", "analyzer=gradient,deep_taylor"),
-        cwd=tmp_path,
-        env=slurm,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_sweep(tmp_path, server, slurm, "train.epochs=2", "analyzer=gradient,deep_taylor")
     assert result.returncode == 0, result.stderr[-4000:]
     assert_no_traceback(result.stderr)
     # The first job trains; the second, which reuses its model, waits in SLURM's queue (not on
@@ -176,14 +182,7 @@ def test_a_job_reaching_its_time_limit_ends_killed_saying_so(tmp_path, slurm, se
     """SLURM warns a job (SIGUSR2) signal_delay_s before its time limit; the run ends KILLED
     with the reason in its end_reason tag and in one line on the terminal."""
     limit = ["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30"]
-    result = subprocess.run(
-        sweep_command(tmp_path, server, "train.epochs=100000", "seed=0", *limit),
-        cwd=tmp_path,
-        env=slurm,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_sweep(tmp_path, server, slurm, "train.epochs=100000", "seed=0", *limit)
     assert result.returncode == 1, result.stderr[-4000:]
     assert_no_traceback(result.stderr)
     (done,) = [line for line in result.stderr.splitlines() if "sweep: 1/1 jobs done" in line]
@@ -217,14 +216,7 @@ def test_ctrl_c_cancels_the_sweeps_jobs_and_says_so(tmp_path, slurm, server):
 
 
 def test_a_request_no_node_can_hold_is_refused_in_one_line_before_any_run(tmp_path, slurm, server):
-    result = subprocess.run(
-        sweep_command(tmp_path, server, "seed=0,1", cpus=4),
-        cwd=tmp_path,
-        env=slurm,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_sweep(tmp_path, server, slurm, "seed=0,1", cpus=4)
     assert result.returncode == 2, result.stderr[-4000:]
     assert_one_line_error(result, "a job asks for 4 CPUs and 2 GB, but the largest node")
     assert MlflowClient(server).get_experiment_by_name(tmp_path.name) is None

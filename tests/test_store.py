@@ -28,6 +28,8 @@ from src.errors import UserError
 from src.model_cache import ModelCache
 from src.training import TrainingResult
 
+# MLflow 3.17's last schema revision (mlflow/store/db_migrations/versions/dc11669786a5_*.py).
+HEAD_REVISION = "dc11669786a5"
 # MLflow's first schema revision (451aebb31d03_add_metric_step.py in mlflow/store/db_migrations):
 # a store left at it is one whose migrations did not all run.
 OLD_REVISION = "451aebb31d03"
@@ -121,9 +123,12 @@ def complete_database(tmp_path_factory) -> Path:
     return database
 
 
-def only_experiments_table(database: Path, complete: Path) -> None:
+def no_schema_version(database: Path, complete: Path) -> None:
+    """Killed after the tables were made, before MLflow stamped their version: every later
+    use failed with "duplicate column name" / "table … already exists"."""
+    shutil.copy(complete, database)
     with sqlite3.connect(database) as db:
-        db.execute("CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("DELETE FROM alembic_version")
 
 
 def empty_file(database: Path, complete: Path) -> None:
@@ -136,45 +141,60 @@ def store_at_an_old_revision(database: Path, complete: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "half_make", [only_experiments_table, empty_file, store_at_an_old_revision]
+    "half_make, schema", [(store_at_an_old_revision, OLD_REVISION), (no_schema_version, "none")]
 )
-def test_a_half_made_database_without_runs_is_made_again_and_works(
-    tmp_path, caplog, complete_database, half_make
+def test_a_half_made_database_without_data_is_named_with_what_to_do_and_left_as_it_is(
+    tmp_path, complete_database, half_make, schema
 ):
+    """A store another tool (or an older version of this project) left half made, which MLflow
+    refuses; this project's own are made whole or not at all, and it never deletes one."""
     folder = tmp_path / "store"
     folder.mkdir()
     database = folder / "mlflow.db"
     half_make(database, complete_database)
-
-    store = tracking.resolve_store(str(folder))
-    experiment_id = tracking.prepare(store, "lab")
-
-    assert "was left half made" in caplog.text
-    assert schema_version(database) != OLD_REVISION
-    client = MlflowClient(store.tracking_uri)
-    run_id = client.create_run(experiment_id).info.run_id
-    client.set_terminated(run_id, "FINISHED")
-    assert client.get_run(run_id).info.status == "FINISHED"
-    assert experiment_names(database) == ["Default", "lab"]
-    with sqlite3.connect(database) as db:
-        assert db.execute("SELECT run_uuid, status FROM runs").fetchall() == [(run_id, "FINISHED")]
-
-
-def test_a_half_made_database_with_a_run_is_refused_and_left_untouched(tmp_path):
-    folder = tmp_path / "store"
-    store = tracking.resolve_store(str(folder))
-    experiment_id = tracking.prepare(store, "lab")
-    MlflowClient(store.tracking_uri).create_run(experiment_id)
-    database = folder / "mlflow.db"
-    set_schema_version(database, OLD_REVISION)
     before = database.read_bytes()
+    store = tracking.resolve_store(str(folder))
 
     with pytest.raises(UserError) as error:
         tracking.prepare(store, "lab")
 
-    assert f"the tracking store database {database} is incomplete" in str(error.value)
-    assert f"schema {OLD_REVISION}" in str(error.value)
-    assert "but holds runs or models" in str(error.value)
+    assert str(error.value) == (
+        f"cannot use the tracking store {store.tracking_uri}: the database is incomplete "
+        f"(schema {schema}, MLflow's is {HEAD_REVISION}) and holds nothing: delete {database}"
+    )
+    assert database.read_bytes() == before
+
+
+def test_an_empty_database_file_is_completed_by_mlflow(tmp_path, complete_database):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    empty_file(folder / "mlflow.db", complete_database)
+    store = tracking.resolve_store(str(folder))
+    experiment_id = tracking.prepare(store, "lab")
+    client = MlflowClient(store.tracking_uri)
+    run_id = client.create_run(experiment_id).info.run_id
+    client.set_terminated(run_id, "FINISHED")
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_half_made_database_with_a_run_is_refused_and_left_untouched(tmp_path, complete_database):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    database = folder / "mlflow.db"
+    shutil.copy(complete_database, database)
+    with sqlite3.connect(database) as db:  # a run, as a run row (this process has no cache)
+        db.execute(
+            "INSERT INTO runs (run_uuid, name, status, experiment_id, lifecycle_stage) "
+            "VALUES ('r1', 'r', 'FINISHED', 0, 'active')"
+        )
+    set_schema_version(database, OLD_REVISION)
+    before = database.read_bytes()
+
+    with pytest.raises(UserError) as error:
+        tracking.prepare(tracking.resolve_store(str(folder)), "lab")
+
+    assert f"the database is incomplete (schema {OLD_REVISION}" in str(error.value)
+    assert "holds runs or models: back it up, then try `mlflow db upgrade" in str(error.value)
     assert database.read_bytes() == before
 
 
