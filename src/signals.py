@@ -69,7 +69,7 @@ def _main_thread() -> bool:
 
 def install() -> dict[int, Any]:
     """From now on in this process, SIGTERM raises ``Terminated``, SIGINT (Ctrl-C)
-    ``KeyboardInterrupt`` and, in a SLURM job, SIGUSR2 ``TimeLimit``, in the main thread,
+    ``KeyboardInterrupt`` and (see :func:`stop_signals`) SIGUSR2 ``TimeLimit``, in the main thread,
     outside :func:`deferred` blocks; a signal set to be ignored stays ignored. Returns the
     handlers it replaced, for :func:`restore`. Does nothing in other threads (a thread-based
     launcher), where Python cannot set handlers."""
