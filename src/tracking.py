@@ -226,6 +226,13 @@ def _half_made_advice(database: Path | None) -> str:
     return f"the database is incomplete ({problem}) and holds nothing: delete {database}"
 
 
+def _read_only(database: Path) -> contextlib.closing:
+    """The SQLite database opened read-only (MLflow's connections are not needed to look)."""
+    import sqlite3
+
+    return contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True))
+
+
 def _half_made(database: Path) -> str | None:
     """Why the database is not a complete MLflow store; None if it is."""
     import sqlite3
@@ -235,7 +242,7 @@ def _half_made(database: Path) -> str | None:
     migrations = Path(mlflow.__file__).parent / "store" / "db_migrations"
     head = ScriptDirectory(str(migrations)).get_current_head()
     try:
-        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        with _read_only(database) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
             if "alembic_version" not in tables or "runs" not in tables:
                 return "MLflow's tables are missing"
@@ -260,7 +267,7 @@ def _holds_data(database: Path) -> bool:
         "trace_info": "SELECT count(*) FROM trace_info",
     }
     try:
-        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        with _read_only(database) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
             return any(
                 db.execute(query).fetchone()[0] > 0
@@ -352,20 +359,27 @@ def store_fault(error: BaseException) -> str | None:
     return None
 
 
-def store_write(function: F) -> F:
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
     """A write to the store: a signal waits for it to end (src/signals.py), and a fault of the
     store is raised as :class:`StoreFault`, one line, instead of MLflow's tracebacks."""
+    with signals.deferred():
+        try:
+            yield
+        except Exception as error:
+            fault = store_fault(error)
+            if fault is None:
+                raise
+            raise StoreFault(f"the tracking store failed: {fault}") from error
+
+
+def store_write(function: F) -> F:
+    """``function`` as a write to the store (see :func:`_writing`)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with signals.deferred():
-            try:
-                return function(*args, **kwargs)
-            except Exception as error:
-                fault = store_fault(error)
-                if fault is None:
-                    raise
-                raise StoreFault(f"the tracking store failed: {fault}") from error
+        with _writing():
+            return function(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
@@ -402,19 +416,13 @@ def tracked_run(
     run_id = None
     fault = "the tracking store failed"
     try:
-        with signals.deferred():  # a run created but not yet ours to end would stay RUNNING
-            try:
-                run_id = mlflow.start_run(
-                    experiment_id=experiment_id,
-                    run_name=run_name,
-                    tags={**tags, **process_tags()},
-                    parent_run_id=parent_run_id,
-                ).info.run_id
-            except Exception as error:
-                reason = store_fault(error)
-                if reason is None:
-                    raise
-                raise StoreFault(f"the tracking store failed: {reason}") from error
+        with _writing():  # a run created but not yet ours to end would stay RUNNING
+            run_id = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=run_name,
+                tags={**tags, **process_tags()},
+                parent_run_id=parent_run_id,
+            ).info.run_id
         yield run_id
         status = "FINISHED"
     except TimeLimit as limit:
