@@ -52,6 +52,7 @@ from src.scoring import (
     Curve,
     Evaluation,
     Explain,
+    ModelOnly,
     Metric,
     Score,
     generator,
@@ -86,6 +87,7 @@ def evaluate(
     method: str,
     seed: int,
     masks: np.ndarray | None = None,
+    model_only: ModelOnly | None = None,
 ) -> Evaluation:
     """Score the analyzer's heatmaps of ``images`` (``cfg`` is the ``evaluate`` config) with
     every score ``cfg.scores`` switches on.
@@ -93,7 +95,8 @@ def evaluate(
     ``explain(images, classes, description)`` gives the heatmaps of the given output neurons
     of ``model``: the true labels if ``by_label``, else the predicted classes; the randomised
     model is explained for the same classes. ``masks`` (N, H, W) mark where the ground truth
-    is (experiment=shortcut), for the localisation scores.
+    is (experiment=shortcut), for the localisation scores. ``model_only(name, compute)``
+    keeps work that depends on the model alone for the other analyzers' runs.
     """
     logit_model = innvestigate().model_wo_softmax(model)
     logits = logit_model.predict(images, batch_size=cfg.batch_size, verbose=0)
@@ -110,6 +113,7 @@ def evaluate(
         method=method,
         seed=seed,
         masks=masks,
+        model_only=model_only,
     )
     context.logit_model = logit_model
     return run_scores(SCORES, cfg.scores, cfg, context, log.info)
@@ -168,9 +172,18 @@ class RegionPerturbation(Score):
         heatmaps = context.heatmaps
         log.info("perturbation: %d steps on %d images", settings.steps, len(heatmaps))
         correct = perturbation_correct(context, settings, heatmaps)
-        # The baseline: the same perturbation, regions in an order that ignores the heatmap.
-        order = generator(context.seed, RANDOM_ORDER).random(heatmaps.shape).astype(np.float32)
-        correct_random = perturbation_correct(context, settings, order)
+        # The baseline: the same perturbation, regions in an order that ignores the heatmap. It
+        # depends on the model, not the analyzer: computed once per model.
+        def random_baseline() -> np.ndarray:
+            order = generator(context.seed, RANDOM_ORDER).random(heatmaps.shape)
+            return perturbation_correct(context, settings, order.astype(np.float32))
+
+        correct_random = context.of_model(
+            f"perturbation random order: seed {context.seed}, {len(heatmaps)} images, "
+            f"steps {settings.steps}, regions {tuple(settings.region_shape)}, "
+            f"function {settings.function}, batch {context.cfg.batch_size}",
+            random_baseline,
+        )
         result.curves["perturbation_accuracy"] = correct.mean(axis=1)
         result.curves["perturbation_accuracy_random"] = correct_random.mean(axis=1)
         morf = metrics.aopc_per_image(correct)

@@ -8,7 +8,7 @@ import logging
 import os
 import resource
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +36,21 @@ from src.figures import (
     training_figure,
 )
 from src.model import Pretrained, check_model_config
-from src.model_cache import ModelCache, entry_key, fingerprint
+from src.model_cache import ModelCache, entry_key, fingerprint, model_fingerprint
 from src.paths import CONFIG_DIR, group_options
 from src.scoring import curves
 from src.tf_runtime import innvestigate, intra_op_threads, reset
-from src.training import EpochCallback, TrainingResult, compile_model, test_only, train
+from src.training import (
+    EpochCallback,
+    Resume,
+    SnapshotCallback,
+    TrainingResult,
+    TrainingState,
+    compile_model,
+    random_layers,
+    test_only,
+    train,
+)
 
 if TYPE_CHECKING:
     from src.evaluate import Evaluation
@@ -166,7 +176,12 @@ def _can_explain(option: str, cfg: DictConfig, model) -> bool:
 
 
 def train_model(
-    cfg: DictConfig, data: Dataset, model, on_epoch_end: EpochCallback | None = None
+    cfg: DictConfig,
+    data: Dataset,
+    model,
+    on_epoch_end: EpochCallback | None = None,
+    resume: Resume | None = None,
+    on_snapshot: SnapshotCallback | None = None,
 ) -> TrainingResult:
     return train(
         model,
@@ -178,6 +193,8 @@ def train_model(
         batch_size=cfg.train.batch_size,
         validate_each_epoch=cfg.train.validate_each_epoch,
         on_epoch_end=on_epoch_end,
+        resume=resume,
+        on_snapshot=on_snapshot,
     )
 
 
@@ -198,8 +215,10 @@ def evaluation_enabled(cfg: DictConfig) -> bool:
     return any(cfg.evaluate.scores.values())
 
 
-def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
-    """Explanation-quality scores on the first ``evaluate.n_images`` test images."""
+def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -> Evaluation:
+    """Explanation-quality scores on the first ``evaluate.n_images`` test images; with the
+    model's cache entry (``cache_key``), work that depends on the model alone is kept there
+    for the other analyzers' runs."""
     from src.evaluate import evaluate  # with Quantus and scipy: imported only when scoring
 
     count = min(cfg.evaluate.n_images, len(data.test_images))
@@ -220,7 +239,20 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model) -> Evaluation:
         method=cfg.analyzer.method,
         seed=cfg.seed,
         masks=None if data.test_masks is None else data.test_masks[:count],
+        model_only=_model_only(cfg, cache_key) if cache_key and cfg.train.reuse else None,
     )
+
+
+def _model_only(cfg: DictConfig, cache_key: str):
+    cache, epochs = ModelCache(cfg.train.cache_dir), int(cfg.train.epochs)
+
+    def kept(name: str, compute):
+        value, cached = cache.model_only(cache_key, epochs, name, compute)
+        if cached:
+            log.info("%s: from the model cache (computed once per model)", name.split(":")[0])
+        return value
+
+    return kept
 
 
 def shortcut_reliance(
@@ -276,7 +308,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     if pretrained:
         model_key = pretrained.fingerprint  # the weights are the file's (or the run's)
     else:
-        model_key = fingerprint(
+        training_key = fingerprint(
             resolved["dataset"],
             data.checksum,
             resolved["model"],
@@ -284,6 +316,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             cfg.seed,
             intra_op_threads(),
         )
+        model_key = model_fingerprint(training_key, cfg.train.epochs)
     tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
     if pretrained:
         tags.update(
@@ -309,7 +342,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             }
         )
 
-    cache_key = entry_key(model_key, store.tracking_uri)
+    cache_key = "" if pretrained else entry_key(training_key, store.tracking_uri)
     name = run_name(cfg, job_overrides or [])
     with tracking.tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
         tracking.log_config(resolved)
@@ -319,6 +352,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         tracking.log_environment()
         if pretrained:
             training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
+            tracking.log_metrics({"train_epochs_run": 0})
             log.info("explaining the model of %s (no training)", pretrained.source)
         else:
             training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
@@ -333,7 +367,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
                 f"{reliance['shortcut_follows_marker']:.0%} follow it"
             )
         if evaluation_enabled(cfg):
-            evaluation = evaluate_model(cfg, data, model)
+            evaluation = evaluate_model(cfg, data, model, cache_key)
             log_evaluation(cfg, name, data, evaluation)
             headline = headline_scores(evaluation.scores) + headline
         tracking.log_metrics(memory_mb())
@@ -367,25 +401,78 @@ def log_datasets(cfg: DictConfig, data: Dataset) -> None:
 def trained_or_reused(
     cfg: DictConfig, data: Dataset, model, cache_key: str, run_id: str, parent_run_id: str | None
 ) -> TrainingResult:
-    """Train the model in the open run, or load its weights from the model cache if an
-    earlier run trained the same one. While one job trains a model, the others that need it
-    wait here, then reuse it."""
+    """Train the model in the open run, or load it from the model cache if an earlier run
+    trained it: the snapshot of this many epochs, or, failing that, the longest shorter one of
+    the same training, trained on from there. While one job trains, the others that need the
+    same training wait here. Logs ``train_epochs_run``, the epochs this run trained."""
     cache = ModelCache(cfg.train.cache_dir)
+    epochs = int(cfg.train.epochs)
     with cache.claim(cache_key, holder=f"run {run_id}"):
-        cached = cache.load(cache_key) if cfg.train.reuse else None
+        cached = cache.load(cache_key, epochs) if cfg.train.reuse else None
         if cached is not None and _load_weights(model, cached.weights):
-            tracking.log_reused_training(
-                cached.training.history, cached.trained_by_run, cached.model_uri
-            )
+            training = cached.training
+            if training.test_accuracy is None:  # a snapshot of a training that did not validate
+                tested = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
+                training = replace(
+                    training, test_loss=tested.test_loss, test_accuracy=tested.test_accuracy
+                )
+            model_uri = cached.model_uri
+            if not model_uri:  # a snapshot of a longer training: no run has logged it yet
+                model_uri = tracking.log_keras_model(model, data.test_images[:2])
+                cache.set_model_uri(cache_key, epochs, model_uri)
+            tracking.log_reused_training(training.history, cached.trained_by_run, model_uri)
+            tracking.log_metrics({"train_epochs_run": 0})
             log.info("reusing the model trained by run %s", cached.trained_by_run)
-            return cached.training
-        training = train_model(cfg, data, model, on_epoch_end=tracking.log_epoch)
+            return training
+        resume = _resume_point(cfg, cache, cache_key, model) if cfg.train.reuse else None
+
+        def snapshot(done: int, so_far: TrainingResult, state: TrainingState) -> None:
+            cache.store(cache_key, done, model, so_far, run_id, state=state)
+
+        if resume is not None:
+            tracking.log_continued_training(
+                resume.training.history, resume.epochs, resume.trained_by_run
+            )
+            log.info(
+                "continuing the training of run %s from epoch %d", resume.trained_by_run,
+                resume.epochs,
+            )
+        training = train_model(
+            cfg, data, model, on_epoch_end=tracking.log_epoch, resume=resume, on_snapshot=snapshot
+        )
+        tracking.log_metrics({"train_epochs_run": epochs - (resume.epochs if resume else 0)})
         if training.time_to_first_step_s is not None and not parent_run_id:
             # Start-up as the user waits for it (a sweep's jobs share their process).
             tracking.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
         model_uri = tracking.log_keras_model(model, data.test_images[:2])
-        cache.store(cache_key, model, training, run_id, model_uri)
+        cache.set_model_uri(cache_key, epochs, model_uri)
         return training
+
+
+@dataclass(frozen=True)
+class _Resume(Resume):
+    trained_by_run: str = ""
+
+
+def _resume_point(cfg: DictConfig, cache: ModelCache, cache_key: str, model) -> _Resume | None:
+    """The longest cached snapshot of this training with fewer epochs, loaded into ``model``,
+    or None (train from the start)."""
+    prefix = cache.longest_prefix(cache_key, below=int(cfg.train.epochs))
+    if prefix is None:
+        return None
+    drawing = random_layers(model)
+    if drawing:
+        log.info(
+            "training from the start, not from the %d-epoch snapshot: %s draw random numbers "
+            "while training, which a snapshot cannot hold",
+            prefix.epochs,
+            ", ".join(drawing),
+        )
+        return None
+    state = prefix.state()
+    if state is None or not _load_weights(model, prefix.weights):
+        return None
+    return _Resume(prefix.epochs, prefix.training, state, prefix.trained_by_run)
 
 
 def headline_scores(scores: dict[str, float]) -> str:

@@ -44,6 +44,7 @@ from src.outcome import WORKER_ENV, JobOutcome
 log = logging.getLogger(__name__)
 # Overrides that change what a job explains or scores, or where it writes, but not the model it
 # trains: jobs that differ only in these share one model (src/model_cache.py).
+EPOCHS_KEY = "train.epochs"
 NOT_MODEL_KEYS = ("analyzer", "explain", "evaluate", "report", "tracking", "paths", "hydra")
 POLL_S = 2.0
 # After scancel, SLURM sends SIGTERM and, KillWait (30 s by default) later, SIGKILL.
@@ -51,24 +52,37 @@ CANCEL_WAIT_S = 60.0
 
 
 def model_group(overrides: Sequence[str]) -> tuple[str, ...]:
-    """The overrides that decide a job's model: jobs with the same share it."""
+    """The overrides that decide a job's training: jobs with the same share it, whatever they
+    explain and however many of its epochs they take (a shorter model is a snapshot of it)."""
     return tuple(
         sorted(
             override
             for override in overrides
             if not override.lstrip("+~").split("=")[0].startswith(NOT_MODEL_KEYS)
+            and override.lstrip("+~").split("=")[0] != EPOCHS_KEY
         )
     )
 
 
+def _epochs(overrides: Sequence[str]) -> int:
+    """The job's ``train.epochs`` override as a number (0 if it has none or not a number)."""
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == EPOCHS_KEY and value.isdigit():
+            return int(value)
+    return 0
+
+
 def waves(job_overrides: Sequence[Sequence[str]]) -> tuple[list[int], list[int]]:
-    """The jobs to submit first (the first job of each model) and those to submit after."""
-    first, later, seen = [], [], set()
+    """The jobs to submit first (per training, the job that takes the most epochs of it: its
+    snapshots are the other jobs' models) and those to submit after."""
+    longest: dict[tuple[str, ...], int] = {}
     for index, overrides in enumerate(job_overrides):
         group = model_group(overrides)
-        (later if group in seen else first).append(index)
-        seen.add(group)
-    return first, later
+        if group not in longest or _epochs(overrides) > _epochs(job_overrides[longest[group]]):
+            longest[group] = index
+    first = sorted(longest.values())
+    return first, [index for index in range(len(job_overrides)) if index not in set(first)]
 
 
 def job_labels(job_overrides: Sequence[Sequence[str]], first_index: int) -> list[str]:

@@ -36,6 +36,7 @@ SUBSETS, IMPUTATION_NOISE, SENSITIVITY_NOISE, LIPSCHITZ_NOISE = 5, 6, 8, 9
 
 # (images, classes, what the progress bar says) -> heatmaps
 Explain = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+ModelOnly = Callable[[str, Callable[[], np.ndarray]], np.ndarray]
 
 
 def generator(seed: int, stream: int) -> np.random.Generator:
@@ -88,6 +89,16 @@ class Context:
     method: str  # analyzer.method
     seed: int
     masks: np.ndarray | None = None  # (N, H, W) bool, where the ground truth is
+    # (name, compute) -> compute()'s array, kept with the model for every analyzer's run (the
+    # model cache); None: computed each time.
+    model_only: ModelOnly | None = None
+
+    def of_model(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Work that depends on the model alone (not the analyzer): done once per model.
+        ``name`` says everything else it depends on."""
+        if self.model_only is None:
+            return compute()
+        return self.model_only(name, compute)
 
     @functools.cached_property
     def logit_model(self):

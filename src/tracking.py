@@ -620,6 +620,17 @@ def log_reused_training(
 
 
 @store_write
+def log_continued_training(
+    history: Mapping[str, list[float]], epochs: int, trained_by_run: str
+) -> None:
+    """For a run that goes on from another's snapshot: the curve of the epochs it did not
+    train (steps 1..``epochs``), and whose training it continues."""
+    for key, values in history.items():
+        log_curve(key, values, first_step=1)
+    mlflow.set_tag("continued_from", f"epoch {epochs} of run {trained_by_run}")
+
+
+@store_write
 def log_curve(key: str, values: Sequence[float], first_step: int = 0) -> None:
     """One metric as a curve: ``values[i]`` at step ``first_step + i``."""
     client, run_id = MlflowClient(), mlflow.active_run().info.run_id

@@ -1,4 +1,5 @@
-"""Training: compile the model and fit it, reporting each epoch as it ends."""
+"""Training: compile the model and fit it, reporting each epoch as it ends, and continue a
+training from a snapshot of an earlier epoch exactly as if it had never stopped."""
 
 from __future__ import annotations
 
@@ -27,10 +28,54 @@ METRIC_NAMES = {
 class TrainingResult:
     history: dict[str, list[float]]  # metric name -> one value per epoch
     train_time_s: float
-    test_loss: float
-    test_accuracy: float
+    # None in a snapshot of a training that does not validate each epoch: evaluate the model.
+    test_loss: float | None
+    test_accuracy: float | None
     # Seconds from the process's start to the end of the first training step (None off Linux).
     time_to_first_step_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What continuing a training needs besides its weights."""
+
+    optimizer_weights: list[np.ndarray]  # the optimizer's get_weights(): iterations, slots
+    random_state: tuple  # np.random.get_state(): Keras's fit shuffles the batches with it
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a training continues from: ``epochs`` done (the model holds their weights), the
+    curve and time so far, and the state to go on with."""
+
+    epochs: int
+    training: TrainingResult
+    state: TrainingState
+
+
+# A snapshot after each epoch: (epochs done, the training so far, its state).
+SnapshotCallback = Callable[[int, TrainingResult, TrainingState], None]
+
+
+def random_layers(model) -> list[str]:
+    """The layers that draw random numbers while training (Dropout, GaussianNoise, random
+    augmentation). In graph mode they draw from stateful ops whose position a snapshot cannot
+    hold, so a training of such a model is never continued, only reused epoch for epoch."""
+    base = tensorflow().keras.__internal__.layers.BaseRandomLayer
+    return [layer.name for layer in model._flatten_layers() if isinstance(layer, base)]
+
+
+def training_state(model) -> TrainingState:
+    return TrainingState(model.optimizer.get_weights(), np.random.get_state())
+
+
+def _restore(model, state: TrainingState) -> None:
+    """The optimizer's slots and step count, and the batch order's random state. Keras's
+    legacy (graph-mode) optimizers create their slots on the first step; ``_create_all_weights``
+    is how Keras's own loading makes them before setting them (no public way exists)."""
+    model.optimizer._create_all_weights(model.trainable_weights)
+    model.optimizer.set_weights(state.optimizer_weights)
+    np.random.set_state(state.random_state)
 
 
 def seconds_since_process_start() -> float | None:
@@ -66,11 +111,21 @@ def train(
     batch_size: int,
     validate_each_epoch: bool = True,
     on_epoch_end: EpochCallback | None = None,
+    resume: Resume | None = None,
+    on_snapshot: SnapshotCallback | None = None,
 ) -> TrainingResult:
-    """Fit a compiled model; ``on_epoch_end(epoch, metrics)`` gets 1-based epochs."""
+    """Fit a compiled model to ``epochs`` epochs; ``on_epoch_end(epoch, metrics)`` gets
+    1-based epochs, ``on_snapshot`` the state after each. With ``resume``, the model holds
+    the weights of ``resume.epochs`` epochs and the training goes on from there, to the same
+    weights, curve and scores as training ``epochs`` from the start."""
     keras = tensorflow().keras
+    done = resume.epochs if resume else 0
+    history: dict[str, list[float]] = {
+        key: list(values) for key, values in (resume.training.history if resume else {}).items()
+    }
+    time_before = resume.training.train_time_s if resume else 0.0
     steps = int(np.ceil(len(train_images) / batch_size))
-    bar = progress_bar(epochs * steps, "training", "batch")
+    bar = progress_bar((epochs - done) * steps, "training", "batch")
     first_step: list[float | None] = []
 
     class _Report(keras.callbacks.Callback):
@@ -87,24 +142,37 @@ def train(
                 for key, value in (logs or {}).items()
                 if key in METRIC_NAMES
             }
+            for key, value in metrics.items():
+                history.setdefault(key, []).append(value)
             bar.set_description(f"training (epoch {epoch + 1}/{epochs})")
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, metrics)
+            if on_snapshot is not None:
+                so_far = TrainingResult(
+                    history={key: list(values) for key, values in history.items()},
+                    train_time_s=time_before + time.perf_counter() - started,
+                    test_loss=metrics.get("val_loss"),
+                    test_accuracy=metrics.get("val_accuracy"),
+                )
+                on_snapshot(epoch + 1, so_far, training_state(self.model))
 
+    if resume:
+        _restore(model, resume.state)
     started = time.perf_counter()
     try:
-        history = model.fit(
+        model.fit(
             train_images,
             train_labels,
             epochs=epochs,
+            initial_epoch=done,
             batch_size=batch_size,
             validation_data=(test_images, test_labels) if validate_each_epoch else None,
             callbacks=[_Report()],
             verbose=0,
-        ).history
+        )
     finally:
         bar.close()
-    train_time_s = time.perf_counter() - started
+    train_time_s = time_before + time.perf_counter() - started
 
     if validate_each_epoch:
         # The last epoch's validation already is the final test score: do not evaluate twice.
@@ -114,11 +182,7 @@ def train(
             test_images, test_labels, batch_size=batch_size, verbose=0
         )
     return TrainingResult(
-        history={
-            METRIC_NAMES[key]: [float(v) for v in values]
-            for key, values in history.items()
-            if key in METRIC_NAMES
-        },
+        history=history,
         train_time_s=train_time_s,
         test_loss=float(test_loss),
         test_accuracy=float(test_accuracy),

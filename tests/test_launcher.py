@@ -77,7 +77,9 @@ def test_jobs_that_differ_only_in_what_they_explain_share_a_model():
             "~evaluate",
         ]
     ) == ("model=cnn",)
-    assert model_group(["model=cnn", "train.epochs=2"]) != model_group(["model=cnn"])
+    # A shorter training is a snapshot of the longer one: the same training.
+    assert model_group(["model=cnn", "train.epochs=2"]) == model_group(["model=cnn"])
+    assert model_group(["model=cnn", "train.batch_size=32"]) != model_group(["model=cnn"])
     assert model_group(["dataset=digits"]) != model_group(["dataset=mnist"])
 
 
@@ -91,6 +93,24 @@ def test_the_first_wave_has_the_first_job_of_each_model():
         ["model=cnn", "seed=1", "analyzer=lrp_z", "evaluate=off"],
     ]
     assert waves(job_overrides) == ([0, 2, 4], [1, 3, 5])
+
+
+def test_the_first_wave_has_the_longest_training_of_each_seed():
+    # make sweep's order: analyzer x seed x epochs; per seed, the 5-epoch job trains first and
+    # leaves the 1- and 3-epoch models as snapshots.
+    job_overrides = [
+        [f"analyzer={a}", f"seed={s}", f"train.epochs={e}"]
+        for a in ("deep_taylor", "gradient")
+        for s in (0, 1)
+        for e in (1, 3, 5)
+    ]
+    first, later = waves(job_overrides)
+    assert first == [2, 5]
+    assert [job_overrides[i] for i in first] == [
+        ["analyzer=deep_taylor", "seed=0", "train.epochs=5"],
+        ["analyzer=deep_taylor", "seed=1", "train.epochs=5"],
+    ]
+    assert sorted(first + later) == list(range(12))
 
 
 def test_a_sweep_over_analyzers_only_trains_one_model_first():
