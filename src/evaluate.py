@@ -52,8 +52,8 @@ from src.scoring import (
     Curve,
     Evaluation,
     Explain,
-    ModelOnly,
     Metric,
+    ModelOnly,
     Score,
     generator,
     markdown_table,
@@ -172,6 +172,7 @@ class RegionPerturbation(Score):
         heatmaps = context.heatmaps
         log.info("perturbation: %d steps on %d images", settings.steps, len(heatmaps))
         correct = perturbation_correct(context, settings, heatmaps)
+
         # The baseline: the same perturbation, regions in an order that ignores the heatmap. It
         # depends on the model, not the analyzer: computed once per model.
         def random_baseline() -> np.ndarray:

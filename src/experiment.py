@@ -434,7 +434,8 @@ def trained_or_reused(
                 resume.training.history, resume.epochs, resume.trained_by_run
             )
             log.info(
-                "continuing the training of run %s from epoch %d", resume.trained_by_run,
+                "continuing the training of run %s from epoch %d",
+                resume.trained_by_run,
                 resume.epochs,
             )
         training = train_model(

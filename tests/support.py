@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -150,6 +152,27 @@ def signal_when(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+# Measurements of time and memory, which differ from one run to the next by nature.
+MEASURED = re.compile(r"(_s|_mb)$")
+
+
+def run_record(
+    client, run, folder: Path, artifacts: Sequence[str] = ("heatmaps.npz", "scores.npz")
+) -> dict:
+    """What must be bit-identical between two runs of one config: every metric that is not a
+    measurement (each step, as the float's hex), and the heatmaps and per-image scores."""
+    record = {}
+    for key in sorted(run.data.metrics):
+        if not MEASURED.search(key):
+            history = client.get_metric_history(run.info.run_id, key)
+            record[key] = sorted((m.step, float(m.value).hex()) for m in history)
+    for artifact in artifacts:
+        path = client.download_artifacts(run.info.run_id, artifact, str(folder / run.info.run_id))
+        with np.load(path, allow_pickle=False) as npz:
+            record.update({f"{artifact}:{key}": npz[key].tobytes() for key in npz.files})
+    return record
 
 
 def free_port() -> int:

@@ -111,11 +111,20 @@ def test_two_parallel_sweeps_share_the_store_and_the_model_cache(tmp_path):
     cache = tmp_path / "store" / "model_cache"
     assert not list(cache.glob(".*.tmp")), sorted(path.name for path in cache.iterdir())
     entries = [path for path in cache.iterdir() if path.suffix not in (".lock", ".holder")]
-    assert sorted(entry.name.split("-")[0] for entry in entries) == sorted(models)
-    for entry in entries:
-        assert entry.is_dir()
-        assert sorted(path.name for path in entry.iterdir()) == ["meta.json", "weights.h5"]
-        trainer = trainers[entry.name.split("-")[0]]
+    # An entry per training, a snapshot per epoch; the model of EPOCHS epochs is the last.
+    assert sorted(f"{entry.name.split('-')[0]}.e{EPOCHS}" for entry in entries) == sorted(models)
+    for training in entries:
+        assert training.is_dir()
+        assert sorted(path.name for path in training.iterdir()) == [
+            f"epoch-{epoch:04d}" for epoch in range(1, EPOCHS + 1)
+        ]
+        entry = training / f"epoch-{EPOCHS:04d}"
+        assert sorted(path.name for path in entry.iterdir() if path.is_file()) == [
+            "meta.json",
+            "state.npz",
+            "weights.h5",
+        ]
+        trainer = trainers[f"{training.name.split('-')[0]}.e{EPOCHS}"]
         meta = json.loads((entry / "meta.json").read_text())
         assert meta["trained_by_run"] == trainer.info.run_id
         assert meta["model_uri"] == trainer.data.tags["model_uri"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import all_runs, client_for, train_cli
+from support import MEASURED, all_runs, client_for, run_record, train_cli
 
 from src import tracking
 from src.data import IDX_FILES, load_dataset, write_idx
@@ -31,8 +31,6 @@ SMALL = [
     "seed=3",
     "train.reuse=false",  # the second run trains again instead of reusing the first's model
 ]
-# Measurements of time and memory, which differ from one run to the next by nature.
-MEASURED = re.compile(r"(_s|_mb)$")
 
 
 def sha256_of(path: Path) -> str:
@@ -175,21 +173,6 @@ def test_the_same_config_and_seed_in_two_processes_gives_identical_results(tmp_p
         }
 
 
-def run_record(client, run, folder: Path) -> dict:
-    """What must be bit-identical between two runs of one config: every metric that is not a
-    measurement (each step, as the float's hex), and the heatmaps and per-image scores."""
-    record = {}
-    for key in sorted(run.data.metrics):
-        if not MEASURED.search(key):
-            history = client.get_metric_history(run.info.run_id, key)
-            record[key] = sorted((m.step, float(m.value).hex()) for m in history)
-    for artifact in ("heatmaps.npz", "scores.npz"):
-        path = client.download_artifacts(run.info.run_id, artifact, str(folder / run.info.run_id))
-        with np.load(path, allow_pickle=False) as npz:
-            record.update({f"{artifact}:{key}": npz[key].tobytes() for key in npz.files})
-    return record
-
-
 # Every score, and noise drawn by TensorFlow (SmoothGrad) and by NumPy (the noise baseline).
 SCORED = [
     "dataset=digits",
@@ -246,3 +229,53 @@ def test_every_launcher_trains_the_same_weights_and_computes_the_same_scores(tmp
         assert sorted(records[launcher]) == ["noise", "smoothgrad"], launcher
     assert records["basic"]["smoothgrad"]["train_loss"]  # training was compared
     assert records["basic"] == records["joblib"] == records["local"]
+
+
+# Two training lengths of one seed, two analyzers (one with NumPy-drawn noise).
+SNAPSHOT_SWEEP = [
+    *[o for o in SCORED if not o.startswith("train.epochs=")],
+    "train.epochs=1,3",
+    "analyzer=gradient,noise",
+]
+
+
+def records_by_job(folder: Path) -> dict[tuple[str, str], dict]:
+    """(analyzer, epochs) -> the run's record, with the epochs it trained apart."""
+    client = client_for(folder)
+    records = {}
+    for run in all_runs(folder):
+        if run.data.tags.get("sweep_role") == "parent":
+            continue
+        record = run_record(client, run, folder)
+        record["trained"] = record.pop("train_epochs_run")
+        records[(run.data.params["analyzer.name"], run.data.params["train.epochs"])] = record
+    return records
+
+
+def sweep_records(folder: Path, *overrides: str) -> dict[tuple[str, str], dict]:
+    folder.mkdir()
+    result = train_cli(folder, "-m", *SNAPSHOT_SWEEP, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return records_by_job(folder)
+
+
+@pytest.mark.slow
+def test_models_from_snapshots_are_the_models_trained_from_the_start_in_every_launcher(tmp_path):
+    """Each seed's training runs once, to 3 epochs, and the 1-epoch runs take its snapshot (or
+    the 3-epoch run continues the 1-epoch one, as the launcher orders them): every metric,
+    heatmap and score is the run's that trained its epochs from the start."""
+    scratch = sweep_records(tmp_path / "scratch", "train.reuse=false")
+    assert sorted(scratch) == [("gradient", "1"), ("gradient", "3"), ("noise", "1"), ("noise", "3")]
+    assert sum(record["trained"][0][1] == float(3).hex() for record in scratch.values()) == 2
+    assert sum(float.fromhex(r["trained"][0][1]) for r in scratch.values()) == 8  # 1 + 3 + 1 + 3
+
+    def without_cost(records):
+        return {job: {k: v for k, v in r.items() if k != "trained"} for job, r in records.items()}
+
+    for launcher in ("basic", "joblib", "local"):
+        chosen = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+        if launcher == "joblib":
+            chosen.append("hydra.launcher.n_jobs=2")
+        reused = sweep_records(tmp_path / launcher, *chosen)
+        assert sum(float.fromhex(r["trained"][0][1]) for r in reused.values()) == 3, launcher
+        assert without_cost(reused) == without_cost(scratch), launcher

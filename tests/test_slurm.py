@@ -21,7 +21,17 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
-from support import assert_one_line_error, default_overrides, free_port, make_service, require
+from support import (
+    all_runs,
+    assert_one_line_error,
+    client_for,
+    default_overrides,
+    free_port,
+    make_service,
+    require,
+    run_record,
+    train_cli,
+)
 
 from src.paths import PROJECT_ROOT
 
@@ -221,3 +231,42 @@ def test_a_request_no_node_can_hold_is_refused_in_one_line_before_any_run(tmp_pa
     assert_one_line_error(result, "a job asks for 4 CPUs and 2 GB, but the largest node")
     assert MlflowClient(server).get_experiment_by_name(tmp_path.name) is None
     assert squeue(slurm) == []
+
+
+def test_a_sweep_on_slurm_trains_each_seed_once_to_the_same_models_as_from_the_start(
+    tmp_path, slurm, server
+):
+    """Two training lengths on SLURM: the 2-epoch job trains first (its snapshots are the
+    1-epoch model), 2 epochs trained in all; every metric and heatmap is that of a run that
+    trained its epochs from the start (here, with the basic launcher and the same 2 threads)."""
+    grid = ["train.epochs=1,2", "analyzer=gradient,input_t_gradient"]
+    result = run_sweep(tmp_path, server, slurm, *grid, cpus=2)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "sweep: submitted 1 slurm job(s)" in result.stderr
+    _, jobs = runs_of(server, tmp_path)
+    assert sorted(run.info.status for run in jobs) == ["FINISHED"] * 4
+    assert sum(run.data.metrics["train_epochs_run"] for run in jobs) == 2
+    (trainer,) = [run for run in jobs if run.data.metrics["train_epochs_run"] > 0]
+    assert trainer.data.params["train.epochs"] == "2"
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    local = train_cli(scratch, "-m", *SMALL, *grid, "train.reuse=false")
+    assert local.returncode == 0, local.stderr[-3000:]
+
+    def by_job(client, runs, folder):
+        records = {}
+        for run in runs:
+            record = run_record(client, run, folder, artifacts=("heatmaps.npz",))
+            record.pop("train_epochs_run")
+            key = (run.data.params["analyzer.name"], run.data.params["train.epochs"])
+            records[key] = record
+        return records
+
+    expected = by_job(
+        client_for(scratch),
+        [run for run in all_runs(scratch) if run.data.tags.get("sweep_role") != "parent"],
+        scratch,
+    )
+    assert len(expected) == 4
+    assert by_job(MlflowClient(server), jobs, tmp_path / "downloads") == expected

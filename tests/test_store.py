@@ -380,13 +380,16 @@ def staging_folder(cache: Path, name: str, age_s: float) -> Path:
 def test_check_removes_staging_older_than_an_hour_and_keeps_younger(tmp_path):
     old = staging_folder(tmp_path, ".k1.aaaa.tmp", age_s=2 * 3600)
     young = staging_folder(tmp_path, ".k2.bbbb.tmp", age_s=30 * 60)
-    entry = staging_folder(tmp_path, "k3", age_s=2 * 3600)  # an entry, however old, stays
+    # A snapshot's staging inside its training's entry (a run killed at an epoch's end).
+    old_snapshot = staging_folder(tmp_path, "k3/.epoch-0002.cccc.tmp", age_s=2 * 3600)
+    # A snapshot, however old, stays.
+    snapshot = staging_folder(tmp_path, "k3/epoch-0001", age_s=2 * 3600)
 
     ModelCache(tmp_path).check()
 
-    assert not old.exists()
+    assert not old.exists() and not old_snapshot.exists()
     assert young.is_dir() and (young / "weights.h5").read_text() == "half"
-    assert entry.is_dir()
+    assert snapshot.is_dir()
 
 
 class FullDisk:
@@ -404,21 +407,22 @@ class WeightsFile:
 
 def test_a_full_disk_costs_only_the_reuse(tmp_path, caplog):
     cache = ModelCache(tmp_path)
-    cache.store("k", FullDisk(), TRAINING, run_id="run1", model_uri="models:/m-1")
+    cache.store("k", 2, FullDisk(), TRAINING, run_id="run1", model_uri="models:/m-1")
 
     assert "could not be cached" in caplog.text
     assert "No space left on device" in caplog.text
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert list(tmp_path.iterdir()) == []  # no staging folder, no entry
-    assert cache.load("k") is None
+    assert cache.load("k", 2) is None
 
 
 def test_a_full_disk_keeps_the_entry_that_was_there(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", WeightsFile(), TRAINING, run_id="run1", model_uri="m")
-    cache.store("k", FullDisk(), TRAINING, run_id="run2", model_uri="m")
-    assert cache.load("k").trained_by_run == "run1"
+    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", model_uri="m")
+    cache.store("k", 2, FullDisk(), TRAINING, run_id="run2", model_uri="m")
+    assert cache.load("k", 2).trained_by_run == "run1"
     assert [path.name for path in tmp_path.iterdir()] == ["k"]
+    assert [path.name for path in (tmp_path / "k").iterdir()] == ["epoch-0002"]
 
 
 # Holds an entry's lock, as a job training its model does, until told (a line on stdin).
