@@ -57,6 +57,24 @@ def checks(results: dict) -> dict[str, dict]:
             growth["seconds"],
             targets["grid_images_growth"],
         )
+    if "headline" in results:
+        headline = results["headline"]
+        check(
+            f"headline sweep, epochs trained (train_epochs_run sum) / {headline['jobs']} jobs",
+            headline["reuse"]["epochs_trained"],
+            headline["epochs_needed"],
+        )
+        if headline["ratios"]["reuse_vs_before"] is not None:
+            check(
+                "headline sweep / the same sweep before epoch snapshots",
+                headline["ratios"]["reuse_vs_before"],
+                targets["headline_vs_before"],
+            )
+        check(
+            f"headline sweep / {headline['bare_runs']} bare runs",
+            headline["ratios"]["reuse_vs_bare_runs"],
+            targets["headline_vs_bare"],
+        )
     memory = results["memory"]
     check(
         f"peak RSS job {memory['jobs']} / job 1",
@@ -235,6 +253,8 @@ def markdown(results: dict) -> str:
     lines += scoring_table(results["scoring"])
     if "grid" in results:
         lines += grid_table(results["grid"])
+    if "headline" in results:
+        lines += headline_table(results["headline"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -254,6 +274,44 @@ def grid_table(grid: dict) -> list[str]:
                 f"| {entry['analyzers']} | {entry['images']} | {entry['seconds']:.2f} | "
                 f"{entry['peak_rss_mb']:.0f} | {entry['png_mb']:.2f} |"
             )
+    return lines
+
+
+def headline_table(headline: dict) -> list[str]:
+    """Section 9: make sweep's grid, what it trains and how long it takes."""
+    lines = [
+        "",
+        f"## 9. The headline sweep: {' '.join(headline['grid'])} (evaluation off)",
+        "",
+        "One sweep each, one after another (default launcher). `before`: the code before epoch "
+        "snapshots, from git; epochs trained: the runs' `train_epochs_run` (before: the epochs "
+        f"of each run that trained). {headline['bare_runs']} bare runs: one per job at its "
+        "epoch count, priced from one bare run of each epoch count "
+        f"({', '.join(f'{e} ep {w:.1f} s' for e, w in headline['bare_wall_s'].items())}).",
+        "",
+        "| sweep | wall s | jobs | epochs trained |",
+        "|---|---|---|---|",
+    ]
+    for side in ("before", "reuse", "no_reuse"):
+        entry = headline[side]
+        if entry is None:
+            lines.append(f"| {side} | – (not in git) | | |")
+            continue
+        lines.append(
+            f"| {side.replace('_', ' ')} | {_f(entry['wall_s'], 1)} | {entry['jobs']} | "
+            f"{entry['epochs_trained']:.0f} |"
+        )
+    lines.append(
+        f"| {headline['bare_runs']} bare runs | {_f(headline['bare_runs_wall_s'], 1)} | | |"
+    )
+    ratios = headline["ratios"]
+    lines += [
+        "",
+        "| reuse / no reuse | reuse / before | reuse / bare runs |",
+        "|---|---|---|",
+        f"| {_f(ratios['reuse_vs_no_reuse'], 3)} | {_f(ratios['reuse_vs_before'], 3)} | "
+        f"{_f(ratios['reuse_vs_bare_runs'], 3)} |",
+    ]
     return lines
 
 

@@ -17,6 +17,11 @@ Sections (each a key of the JSON file and a table in the Markdown file):
    the cores' float32 matmul peak.
 7. ``scoring``: seconds per score per analyzer (``benchmarks/scoring.py``), and the default
    scores' total against the scores of "Scores you can trust" on the same model.
+8. ``grid``: drawing a sweep's heatmap grid as the explained images grow.
+9. ``headline``: ``make sweep``'s grid (3 analyzers x 3 seeds x 1/3/5 epochs, evaluation off
+   as for the bare script) with reuse, without, and by the code before epoch snapshots
+   (``SWEEP_BASELINE``, from git); the epochs trained (``train_epochs_run``); and 27 bare
+   runs, one per job at its epoch count, from bare runs of 1, 3 and 5 epochs.
 
 Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
 RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
@@ -44,11 +49,17 @@ from benchmarks import report
 from src.paths import PROJECT_ROOT
 
 SWEEP_ANALYZERS = "deep_taylor,gradient,input_t_gradient"
+# make sweep's grid (the Makefile's sweep target); quick: a smaller one on digits.
+HEADLINE = {"analyzers": SWEEP_ANALYZERS, "seeds": (0, 1, 2), "epochs": (1, 3, 5)}
+HEADLINE_QUICK = {"analyzers": "deep_taylor,gradient", "seeds": (0,), "epochs": (1, 2)}
+# The last commit before epoch snapshots ("A sweep pays only for the compute it needs"): the
+# headline sweep as it ran before, side by side.
+SWEEP_BASELINE = "6f04126390bb53c492a5f7d3886dc13bcbd0e03a"
 # The commit of "Scores you can trust": its default scores' cost is what section 7 compares with.
 SCORING_BASELINE = "40a7ef539b66a4196beabaf0c3a963ed8de1befc"
 MEMORY_ANALYZERS = "deep_taylor,gradient,input_t_gradient,lrp_epsilon"
 TARGETS = {
-    "single_wall": 1.10,  # project / bare, at most
+    "single_wall": 1.00,  # project / bare, at most
     "single_rss": 1.20,
     "throughput": 0.95,  # project / bare images per second, at least
     "sweep_reuse_vs_no_reuse": 0.40,
@@ -58,6 +69,8 @@ TARGETS = {
     "scoring_vs_before": 2.0,  # default scores / the scores of "Scores you can trust", at most
     # The sweep's grid: 100x more explained images, the same drawing (report.grid_images).
     "grid_images_growth": 1.25,
+    "headline_vs_before": 0.60,  # the headline sweep / the same sweep before snapshots
+    "headline_vs_bare": 0.25,  # the headline sweep / 27 bare runs
 }
 GRID_ANALYZERS = 20
 
@@ -140,9 +153,10 @@ class Bench:
         ]
         return run_child(command, cwd=PROJECT_ROOT, env=env)
 
-    def bare(self, deterministic: bool = False) -> tuple[Child, dict]:
+    def bare(self, deterministic: bool = False, epochs: int | None = None) -> tuple[Child, dict]:
         command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bare.py")]
-        command += [f"--data={self.data}", f"--epochs={self.epochs}", "--analyzers=deep_taylor"]
+        command += [f"--data={self.data}", f"--epochs={epochs or self.epochs}"]
+        command += ["--analyzers=deep_taylor"]
         command += ["--deterministic"] if deterministic else []
         child = run_child(command, cwd=self.work)
         return child, json.loads(child.stdout.strip().splitlines()[-1])
@@ -217,19 +231,9 @@ class Bench:
         child = run_child(command, cwd=PROJECT_ROOT)
         out = json.loads(child.stdout.strip().splitlines()[-1])
         result = {"n_images": out.pop("n_images"), "analyzers": out, "baseline": None}
-        checkout = self.work / "scoring-baseline"
-        archive = subprocess.run(
-            ["git", "archive", "--format=tar", SCORING_BASELINE, "src", "conf", "benchmarks"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-        )
-        if archive.returncode != 0:  # not a git checkout, or a shallow one without it
-            print(
-                f"benchmark: no scoring baseline ({SCORING_BASELINE} not in git)", file=sys.stderr
-            )
+        checkout = self._checkout(SCORING_BASELINE, "scoring-baseline")
+        if checkout is None:
             return result
-        checkout.mkdir()
-        subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive.stdout, check=True)
         baseline = run_child(
             [sys.executable, str(PROJECT_ROOT / "benchmarks" / "scoring.py"), *command[3:]]
             + ["--sets=default"],
@@ -296,6 +300,94 @@ class Bench:
                 "reuse_vs_six_bare": with_reuse / (6 * bare_wall_s),
             }
         return sweeps
+
+    def headline(self, bare_5_wall_s: float) -> dict:
+        """``make sweep``'s grid with reuse (epoch snapshots), without reuse, and by the code
+        before snapshots (from git, when this is a checkout that has it), one after another;
+        and bare runs of each epoch count but the full one (whose wall is the single run
+        section's), to price 27 bare runs: seeds x analyzers x each epoch count's run."""
+        grid = HEADLINE_QUICK if self.quick else HEADLINE
+        overrides = [
+            f"analyzer={grid['analyzers']}",
+            f"seed={','.join(map(str, grid['seeds']))}",
+            f"train.epochs={','.join(map(str, grid['epochs']))}",
+        ]
+        jobs = len(grid["analyzers"].split(",")) * len(grid["seeds"]) * len(grid["epochs"])
+        result: dict = {"grid": overrides, "jobs": jobs}
+        baseline = self._checkout(SWEEP_BASELINE, "sweep-baseline")
+        sides = [("before", baseline), ("reuse", None), ("no_reuse", None)]
+        for side, checkout in sides:
+            if side == "before" and checkout is None:
+                result[side] = None
+                continue
+            store = f"headline_{side}"
+            reuse = "false" if side == "no_reuse" else "true"
+            child = self.sweep_command(store, overrides + [f"train.reuse={reuse}"], checkout)
+            runs = [run for run in self.runs(store) if "sweep_id" in run.data.tags]
+            result[side] = {
+                "wall_s": child.wall_s,
+                "jobs": len(runs),
+                # Before snapshots, runs did not log it: a run that trained, trained it all.
+                "epochs_trained": sum(
+                    run.data.metrics.get(
+                        "train_epochs_run",
+                        float(run.data.params["train.epochs"])
+                        if run.data.tags.get("model_reused") == "false"
+                        else 0.0,
+                    )
+                    for run in runs
+                ),
+            }
+        bare_walls = {}
+        for epochs in grid["epochs"]:
+            if epochs == self.epochs:
+                bare_walls[epochs] = bare_5_wall_s
+            else:
+                bare_walls[epochs] = self.bare(epochs=epochs)[0].wall_s
+        per_epoch_count = len(grid["analyzers"].split(",")) * len(grid["seeds"])
+        result["bare_wall_s"] = {str(epochs): wall for epochs, wall in bare_walls.items()}
+        result["bare_runs"] = per_epoch_count * len(grid["epochs"])
+        result["bare_runs_wall_s"] = per_epoch_count * sum(bare_walls.values())
+        result["epochs_needed"] = max(grid["epochs"]) * len(grid["seeds"])
+        reuse_s = result["reuse"]["wall_s"]
+        result["ratios"] = {
+            "reuse_vs_no_reuse": reuse_s / result["no_reuse"]["wall_s"],
+            "reuse_vs_before": reuse_s / result["before"]["wall_s"] if result["before"] else None,
+            "reuse_vs_bare_runs": reuse_s / result["bare_runs_wall_s"],
+        }
+        return result
+
+    def sweep_command(self, store: str, overrides: list[str], checkout: Path | None) -> Child:
+        """A multirun of the project (or of the code in ``checkout``) on the bench's data."""
+        command = [sys.executable, "-m", "src.train", "-m"]
+        command += [
+            f"dataset={self.dataset}",
+            f"dataset.path={self.data}",
+            "evaluate=off",
+            f"tracking.dir={self.work / store}",
+            f"paths.output_dir={self.work / 'outputs'}",
+            f"paths.report_dir={self.work / 'reports'}",
+            *overrides,
+        ]
+        if checkout is None:
+            return run_child(command, cwd=PROJECT_ROOT)
+        return run_child(command, cwd=checkout, env={"PYTHONPATH": str(checkout)})
+
+    def _checkout(self, commit: str, name: str) -> Path | None:
+        """The project's code at ``commit`` in a folder of the bench, or None (with a line)
+        if git does not have it (not a checkout, or a shallow clone)."""
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, "src", "conf", "benchmarks"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+        )
+        if archive.returncode != 0:
+            print(f"benchmark: {commit} is not in git; compared without it", file=sys.stderr)
+            return None
+        checkout = self.work / name
+        checkout.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive.stdout, check=True)
+        return checkout
 
     def memory(self) -> dict:
         seeds = "0,1" if self.quick else "0,1,2"
@@ -418,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             ("memory", bench.memory),
             ("scoring", bench.scoring),
             ("grid", bench.grid),
+            ("headline", lambda: bench.headline(_median_bare_wall(results))),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

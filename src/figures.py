@@ -53,12 +53,13 @@ def colour_bar(figure, image, axis, orientation: str = "horizontal") -> None:
     bar.ax.tick_params(labelsize=7)
 
 
-def figure_png(figure) -> bytes:
-    """A figure as PNG bytes (for the HTML report)."""
+def figure_png(figure, dpi: float | str = DPI) -> bytes:
+    """A figure as PNG bytes (for the HTML report at ``DPI``; ``dpi="figure"``: as MLflow's
+    ``log_figure`` saves it)."""
     import io
 
     buffer = io.BytesIO()
-    save_figure(figure, buffer)
+    figure.savefig(buffer, dpi=dpi, format="png")
     return buffer.getvalue()
 
 

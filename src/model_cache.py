@@ -5,9 +5,9 @@ count), the seed, the TensorFlow version and its intra-op thread count, not by t
 Its entry ``<cache_dir>/<fingerprint>-<store>/`` holds one snapshot per epoch trained,
 ``epoch-0003/``: the weights (``weights.h5``), what continuing needs besides them (the
 optimizer's state and NumPy's random state, which orders Keras's batches: ``state.npz``),
-the training curve so far (``meta.json``), and scores computed from the model alone
-(``scores/``). A model of N epochs is snapshot N; a job that needs N epochs where only a
-shorter training exists continues from its last snapshot.
+the training curve so far (``meta.json``), and work done on the model alone (``model_only/``:
+a score's baseline, the training figure). A model of N epochs is snapshot N; a job that needs
+N epochs where only a shorter training exists continues from its last snapshot.
 
 Snapshots are written to a temporary folder and renamed into place, so a reader never sees
 half of one (a temporary folder a killed process left is removed after an hour). A file lock
@@ -39,7 +39,7 @@ from src.errors import UserError
 from src.training import TrainingResult, TrainingState
 
 log = logging.getLogger(__name__)
-WEIGHTS, STATE, META, SCORES = "weights.h5", "state.npz", "meta.json", "scores"
+WEIGHTS, STATE, META, KEPT = "weights.h5", "state.npz", "meta.json", "model_only"
 STALE_STAGING_S = 3600  # a staging folder this old was left by a killed process
 WAIT_NOTE_S = 60  # how often a job waiting for another's training says it still waits
 
@@ -103,7 +103,7 @@ class CachedModel:
     def state(self) -> TrainingState | None:
         """The optimizer's and the data order's state, or None if the snapshot has none."""
         try:
-            with np.load(self.folder / STATE) as saved:
+            with np.load(self.folder / STATE, allow_pickle=False) as saved:
                 count = int(saved["optimizer_count"])
                 return TrainingState(
                     [saved[f"optimizer_{index}"] for index in range(count)],
@@ -282,12 +282,12 @@ class ModelCache:
     def model_only(
         self, key: str, epochs: int, name: str, compute: Callable[[], np.ndarray]
     ) -> tuple[np.ndarray, bool]:
-        """``compute()``'s array, kept beside snapshot ``epochs`` as ``scores/<name>.npy``:
+        """``compute()``'s array, kept beside snapshot ``epochs`` in ``model_only/``:
         work that depends on the model alone, done once for every analyzer's job. Returns the
         array and whether it came from the cache. ``name`` must say everything the array
         depends on besides the model."""
         folder = self.snapshot_folder(key, epochs)
-        path = folder / SCORES / f"{hashlib.sha256(name.encode()).hexdigest()[:20]}.npy"
+        path = folder / KEPT / f"{hashlib.sha256(name.encode()).hexdigest()[:20]}.npy"
         if path.is_file():
             try:
                 return np.load(path, allow_pickle=False), True

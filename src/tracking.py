@@ -655,6 +655,16 @@ def log_figure(figure: Any, artifact_file: str) -> None:
 
 
 @store_write
+def log_png(png: bytes, artifact_file: str) -> None:
+    """A figure already drawn (one kept with its model) as the artifact ``artifact_file``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(artifact_file).name
+        path.write_bytes(png)
+        parent = Path(artifact_file).parent.as_posix()
+        mlflow.log_artifact(str(path), None if parent == "." else parent)
+
+
+@store_write
 def log_image(key: str, image: np.ndarray, step: int) -> None:
     """An image under ``key`` at ``step``: MLflow's chart view shows every run's image of one
     key side by side, with a slider over steps."""

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmarks import report
-from benchmarks.run import SCORING_BASELINE, TARGETS, _ratios
+from benchmarks.run import SCORING_BASELINE, SWEEP_BASELINE, TARGETS, _ratios
 from src.paths import PROJECT_ROOT
 
 
@@ -29,7 +29,7 @@ def test_ratios_are_project_over_bare_per_repetition():
 def made_up_results(**changes) -> dict:
     results = {
         "targets": TARGETS,
-        "single": {"ratios": {"wall_s": {"median": 1.05}, "peak_rss_mb": {"median": 1.1}}},
+        "single": {"ratios": {"wall_s": {"median": 0.98}, "peak_rss_mb": {"median": 1.1}}},
         "flops": {"throughput": {"gradient": {"ratio_median": 0.99}}},
         "sweep": {
             f"{launcher}_ratios": {"reuse_vs_no_reuse": 0.38, "reuse_vs_one_bare": 2.2}
@@ -52,6 +52,13 @@ def made_up_results(**changes) -> dict:
             "1000": {"analyzers": 20, "images": 1000, "seconds": 2.0, "peak_rss_mb": 340},
             "growth": {"seconds": 2.0 / 1.9, "peak_rss_mb": 340 / 300},
         },
+        "headline": {
+            "jobs": 27,
+            "bare_runs": 27,
+            "epochs_needed": 15,
+            "reuse": {"epochs_trained": 15},
+            "ratios": {"reuse_vs_before": 0.55, "reuse_vs_bare_runs": 0.2},
+        },
     }
     results.update(changes)
     return results
@@ -59,8 +66,22 @@ def made_up_results(**changes) -> dict:
 
 def test_every_target_is_checked_and_met_by_numbers_within_it():
     checks = report.checks(made_up_results())
-    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 1 + 4
+    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 3 + 1 + 4
     assert all(check["met"] for check in checks.values())
+
+
+def test_the_headline_sweep_is_held_to_its_epochs_and_its_two_ratios():
+    costly = made_up_results()
+    costly["headline"]["reuse"]["epochs_trained"] = 27  # a training per epoch count
+    costly["headline"]["ratios"] = {"reuse_vs_before": 0.7, "reuse_vs_bare_runs": 0.3}
+    assert [name for name, c in report.checks(costly).items() if not c["met"]] == [
+        "headline sweep, epochs trained (train_epochs_run sum) / 27 jobs",
+        "headline sweep / the same sweep before epoch snapshots",
+        "headline sweep / 27 bare runs",
+    ]
+    # Without the code before snapshots in git (a shallow clone): that ratio is not checked.
+    costly["headline"]["ratios"]["reuse_vs_before"] = None
+    assert len(report.checks(costly)) == len(report.checks(made_up_results())) - 1
 
 
 def test_a_number_beyond_its_target_is_reported_missed():
@@ -159,7 +180,23 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         assert all(entry["default"]["total_s"] > 0 for entry in baseline.values())
     else:
         assert results["scoring"]["baseline"] is None
-        assert "no scoring baseline" in result.stderr
+        assert f"{SCORING_BASELINE} is not in git" in result.stderr
+
+    # The headline sweep's grid (quick: 2 analyzers x 1 seed x 1/2 epochs): each seed's
+    # training runs once, to 2 epochs; without reuse, every job trains; before snapshots, one
+    # training per epoch count.
+    headline = results["headline"]
+    assert headline["jobs"] == headline["reuse"]["jobs"] == headline["no_reuse"]["jobs"] == 4
+    assert headline["reuse"]["epochs_trained"] == headline["epochs_needed"] == 2
+    assert headline["no_reuse"]["epochs_trained"] == 6  # 1 + 2 for each analyzer
+    in_git = subprocess.run(
+        ["git", "cat-file", "-e", f"{SWEEP_BASELINE}^{{commit}}"], cwd=PROJECT_ROOT
+    )
+    if in_git.returncode == 0:
+        assert headline["before"]["epochs_trained"] == 3  # 1 + 2: one model per epoch count
+    else:
+        assert headline["before"] is None
+    assert headline["bare_runs"] == 4 and set(headline["bare_wall_s"]) == {"1", "2"}
 
     grid = results["grid"]
     assert [grid[key]["images"] for key in ("10", "200")] == [10, 200]
@@ -176,6 +213,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         "## 6.",
         "## 7.",
         "## 8.",
+        "## 9.",
     )
     for heading in headings:
         assert heading in markdown

@@ -153,7 +153,7 @@ def test_work_of_the_model_alone_is_computed_once_and_read_back_bit_for_bit(tmp_
     cache.model_only("other", 2, "baseline seed 0", compute)
     assert len(calls) == 5 and not (tmp_path / "other").exists()
     # A damaged file is computed again (and replaced).
-    kept = sorted((cache.snapshot_folder("k", 2) / "scores").glob("*.npy"))
+    kept = sorted((cache.snapshot_folder("k", 2) / "model_only").glob("*.npy"))
     assert len(kept) == 2  # seed 0 and seed 1
     for path in kept:
         path.write_bytes(b"not numpy")
