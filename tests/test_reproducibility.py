@@ -248,6 +248,11 @@ def records_by_job(folder: Path) -> dict[tuple[str, str], dict]:
             continue
         record = run_record(client, run, folder)
         record["trained"] = record.pop("train_epochs_run")
+        # The training figure, drawn once per model and kept with it: the same PNG.
+        figure = client.download_artifacts(
+            run.info.run_id, "figures/training.png", str(folder / f"fig-{run.info.run_id}")
+        )
+        record["training.png"] = sha256_of(Path(figure))
         records[(run.data.params["analyzer.name"], run.data.params["train.epochs"])] = record
     return records
 
