@@ -430,20 +430,19 @@ def trained_or_reused(
             tracking.log_metrics({"train_epochs_run": 0})
             log.info("reusing the model trained by run %s", cached.trained_by_run)
             return training
-        resume = _resume_point(cfg, cache, cache_key, model) if cfg.train.reuse else None
+        resume, continued = None, None
+        if cfg.train.reuse:
+            continued = _resume_point(cfg, cache, cache_key, model)
+        if continued is not None:
+            resume, trained_by_run = continued
+            tracking.log_continued_training(resume.training.history, resume.epochs, trained_by_run)
+            log.info(
+                "continuing the training of run %s from epoch %d", trained_by_run, resume.epochs
+            )
 
         def snapshot(done: int, so_far: TrainingResult, state: TrainingState) -> None:
             cache.store(cache_key, done, model, so_far, run_id, state=state)
 
-        if resume is not None:
-            tracking.log_continued_training(
-                resume.training.history, resume.epochs, resume.trained_by_run
-            )
-            log.info(
-                "continuing the training of run %s from epoch %d",
-                resume.trained_by_run,
-                resume.epochs,
-            )
         training = train_model(
             cfg, data, model, on_epoch_end=tracking.log_epoch, resume=resume, on_snapshot=snapshot
         )
@@ -456,14 +455,11 @@ def trained_or_reused(
         return training
 
 
-@dataclass(frozen=True)
-class _Resume(Resume):
-    trained_by_run: str = ""
-
-
-def _resume_point(cfg: DictConfig, cache: ModelCache, cache_key: str, model) -> _Resume | None:
+def _resume_point(
+    cfg: DictConfig, cache: ModelCache, cache_key: str, model
+) -> tuple[Resume, str] | None:
     """The longest cached snapshot of this training with fewer epochs, loaded into ``model``,
-    or None (train from the start)."""
+    and the run that trained it; or None (train from the start)."""
     prefix = cache.longest_prefix(cache_key, below=int(cfg.train.epochs))
     if prefix is None:
         return None
@@ -479,7 +475,7 @@ def _resume_point(cfg: DictConfig, cache: ModelCache, cache_key: str, model) -> 
     state = prefix.state()
     if state is None or not _load_weights(model, prefix.weights):
         return None
-    return _Resume(prefix.epochs, prefix.training, state, prefix.trained_by_run)
+    return Resume(prefix.epochs, prefix.training, state), prefix.trained_by_run
 
 
 def headline_scores(scores: dict[str, float]) -> str:
@@ -496,6 +492,8 @@ def headline_scores(scores: dict[str, float]) -> str:
 
 
 def _load_weights(model, weights) -> bool:
+    """Load ``weights`` into ``model`` (Keras's HDF5 loader reads every layer before it sets
+    any: a bad file leaves the model as it was), or say why not."""
     try:
         model.load_weights(str(weights))
     except Exception as error:  # noqa: BLE001 - h5py/Keras raise many kinds on a bad file
