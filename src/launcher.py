@@ -82,7 +82,7 @@ def waves(job_overrides: Sequence[Sequence[str]]) -> tuple[list[int], list[int]]
         if group not in longest or _epochs(overrides) > _epochs(job_overrides[longest[group]]):
             longest[group] = index
     first = sorted(longest.values())
-    return first, [index for index in range(len(job_overrides)) if index not in set(first)]
+    return first, sorted(set(range(len(job_overrides))) - set(first))
 
 
 def job_labels(job_overrides: Sequence[Sequence[str]], first_index: int) -> list[str]:
