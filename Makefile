@@ -80,7 +80,7 @@ slurm: ## Start a one-node SLURM cluster on this machine for the SLURM tests (De
 slurm-stop: ## Stop the SLURM cluster of `make slurm` and the jobs still running on it
 	scripts/slurm-cluster stop
 
-bench: install ## Project vs bare Keras + iNNvestigate, side by side (~27 min on 2 cores; ARGS="--quick" for ~3)
+bench: install ## Project vs bare Keras + iNNvestigate, side by side (~45 min on 2 cores; ARGS="--quick" for ~4)
 	$(PY) -m benchmarks.run $(ARGS)
 
 lint: install ## ruff check and format check

@@ -1,6 +1,6 @@
 """``make bench``: the project against the script a user would otherwise write, side by side.
 
-    python -m benchmarks.run              # the full benchmark (about 27 min on 2 cores)
+    python -m benchmarks.run              # the full benchmark (about 45 min on 2 cores)
     python -m benchmarks.run --quick      # tiny sizes, one repetition: a smoke test
 
 Sections (each a key of the JSON file and a table in the Markdown file):
