@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -292,19 +293,16 @@ class ModelCache:
             try:
                 return np.load(path, allow_pickle=False), True
             except (OSError, ValueError) as error:
-                log.warning("cached score input %s cannot be read (%s): computing it", path, error)
+                log.warning("kept work %s cannot be read (%s): computing it again", path, error)
         value = np.asarray(compute())
-        staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         if folder.is_dir():
+            buffer = io.BytesIO()
+            np.save(buffer, value, allow_pickle=False)
             try:
                 path.parent.mkdir(exist_ok=True)
-                with open(staging, "wb") as stream:
-                    np.save(stream, value, allow_pickle=False)
-                os.replace(staging, path)
+                _write_atomically(path, buffer.getvalue())
             except OSError as error:
-                log.warning("could not cache %s in %s (%s)", name, folder, error)
-                with contextlib.suppress(OSError):
-                    staging.unlink()
+                log.warning("could not keep %s in %s (%s)", name, folder, error)
         return value, False
 
 
