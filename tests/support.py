@@ -154,8 +154,9 @@ def signal_when(
         process.wait()
 
 
-# Measurements of time and memory, which differ from one run to the next by nature.
-MEASURED = re.compile(r"(_s|_mb)$")
+# Measurements of time and memory, which differ from one run to the next by nature, and of
+# cost: the epochs a run trained itself (0 when it reused its model).
+MEASURED = re.compile(r"(_s|_mb)$|^train_epochs_run$")
 
 
 def run_record(

@@ -230,7 +230,7 @@ def test_a_store_that_cannot_be_written_fails_in_one_line_and_changes_nothing(ba
 @pytest.mark.slow
 def test_an_unreadable_cached_model_is_trained_again_and_earlier_runs_stay(base):
     before = snapshot(base)
-    (weights,) = (base / "store" / "model_cache").glob("*/weights.h5")
+    (weights,) = (base / "store" / "model_cache").glob("*/epoch-*/weights.h5")
     weights.write_bytes(weights.read_bytes()[:200])
     result = train_cli(base, "dataset=digits", *SMALL)
     assert result.returncode == 0, result.stderr[-3000:]

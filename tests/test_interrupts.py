@@ -46,7 +46,7 @@ runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 # function also runs, with no metrics, for each batch of params).
 PHASES = {
     "analysis": ("innvestigate.analyzer.network_base:AnalyzerNetworkBase.analyze", "True"),
-    "logging": ("src.tracking:log_figure", "True"),
+    "logging": ("src.tracking:log_png", "True"),
     "store write": (
         "mlflow.store.tracking.sqlalchemy_store:SqlAlchemyStore._update_latest_metrics_if_necessary",
         "args[1]",

@@ -258,7 +258,6 @@ def test_a_sweep_on_slurm_trains_each_seed_once_to_the_same_models_as_from_the_s
         records = {}
         for run in runs:
             record = run_record(client, run, folder, artifacts=("heatmaps.npz",))
-            record.pop("train_epochs_run")
             key = (run.data.params["analyzer.name"], run.data.params["train.epochs"])
             records[key] = record
         return records
