@@ -608,8 +608,7 @@ def log_reused_training(
     history: Mapping[str, list[float]], trained_by_run: str, model_uri: str
 ) -> None:
     """For a run that reuses a trained model: its training curve, and where the model came from."""
-    for key, values in history.items():
-        log_curve(key, values, first_step=1)
+    _log_history(history)
     mlflow.set_tags(
         {"model_reused": "true", "trained_by_run": trained_by_run, "model_uri": model_uri}
     )
@@ -625,9 +624,14 @@ def log_continued_training(
 ) -> None:
     """For a run that goes on from another's snapshot: the curve of the epochs it did not
     train (steps 1..``epochs``), and whose training it continues."""
+    _log_history(history)
+    mlflow.set_tag("continued_from", f"epoch {epochs} of run {trained_by_run}")
+
+
+def _log_history(history: Mapping[str, list[float]]) -> None:
+    """A training curve another run trained, epoch k at step k."""
     for key, values in history.items():
         log_curve(key, values, first_step=1)
-    mlflow.set_tag("continued_from", f"epoch {epochs} of run {trained_by_run}")
 
 
 @store_write
