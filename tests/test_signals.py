@@ -31,11 +31,15 @@ def frame_modules(error: BaseException) -> list[str]:
 
 @pytest.fixture
 def installed():
+    # As a terminal's foreground process has them: a shell starts background jobs (`make test
+    # &`) with SIGINT ignored, which install() rightly leaves ignored.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     handlers = {signum: signal.getsignal(signum) for signum in signals.stop_signals()}
     previous = signals.install()
     yield
     signals.restore(previous)
     assert {signum: signal.getsignal(signum) for signum in signals.stop_signals()} == handlers
+    signal.signal(signal.SIGINT, inherited)
 
 
 def busy(progress: list[str], label: str) -> None:
