@@ -34,9 +34,10 @@ def _figure(**kwargs):
 DPI = 110
 
 
-def save_figure(figure, path) -> None:
-    """Write a figure to a PNG file (or a file object)."""
-    figure.savefig(path, dpi=DPI, format="png")
+def save_figure(figure, path, dpi: float | str = DPI) -> None:
+    """Write a figure to a PNG file (or a file object); ``dpi="figure"``: as MLflow's
+    ``log_figure`` saves it."""
+    figure.savefig(path, dpi=dpi, format="png")
 
 
 def _show_relevance(axis, normalised_map: np.ndarray, display: str = "signed"):
@@ -54,12 +55,11 @@ def colour_bar(figure, image, axis, orientation: str = "horizontal") -> None:
 
 
 def figure_png(figure, dpi: float | str = DPI) -> bytes:
-    """A figure as PNG bytes (for the HTML report at ``DPI``; ``dpi="figure"``: as MLflow's
-    ``log_figure`` saves it)."""
+    """A figure as PNG bytes (see :func:`save_figure`)."""
     import io
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, dpi=dpi, format="png")
+    save_figure(figure, buffer, dpi)
     return buffer.getvalue()
 
 
