@@ -39,6 +39,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from src import metrics
+from src.canonical import explainable
 from src.scoring import (
     IMPUTATION_NOISE,
     LAYER_SEEDS,
@@ -61,7 +62,7 @@ from src.scoring import (
     registered,
     run_scores,
 )
-from src.tf_runtime import innvestigate, tensorflow
+from src.tf_runtime import tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def evaluate(
     seed: int,
     masks: np.ndarray | None = None,
     model_only: ModelOnly | None = None,
+    explain_anew: Explain | None = None,
 ) -> Evaluation:
     """Score the analyzer's heatmaps of ``images`` (``cfg`` is the ``evaluate`` config) with
     every score ``cfg.scores`` switches on.
@@ -97,8 +99,10 @@ def evaluate(
     model is explained for the same classes. ``masks`` (N, H, W) mark where the ground truth
     is (experiment=shortcut), for the localisation scores. ``model_only(name, compute)``
     keeps work that depends on the model alone for the other analyzers' runs.
+    ``explain_anew`` explains with an explainer built on the model's current weights, for
+    the randomisation cascade.
     """
-    logit_model = innvestigate().model_wo_softmax(model)
+    logit_model = explainable(model)
     logits = logit_model.predict(images, batch_size=cfg.batch_size, verbose=0)
     classes = labels if by_label else logits.argmax(axis=1)
     context = Context(
@@ -114,6 +118,7 @@ def evaluate(
         seed=seed,
         masks=masks,
         model_only=model_only,
+        explain_anew=explain_anew,
     )
     context.logit_model = logit_model
     return run_scores(SCORES, cfg.scores, cfg, context, log.info)
@@ -315,7 +320,39 @@ class Road(Score):
 
 def weighted_layers(model) -> list:
     """The layers with weights, top (output) first: the cascading order."""
-    return [layer for layer in reversed(model.layers) if layer.get_weights()]
+    return [layer for layer in reversed(model.layers) if layer.weights]
+
+
+# A weight's initializer is the layer's ``<weight>_initializer``, but for these.
+INITIALIZER_OF = {
+    "depthwise_kernel": "depthwise_initializer",
+    "pointwise_kernel": "pointwise_initializer",
+}
+
+
+def initializers(layer) -> list | str:
+    """The initializer of each of the layer's weights (``kernel_initializer``,
+    ``gamma_initializer``, ``moving_mean_initializer``, ...), or why there is none."""
+    found = []
+    for weight in layer.weights:
+        name = weight.name.split("/")[-1].split(":")[0]
+        initializer = getattr(layer, INITIALIZER_OF.get(name, f"{name}_initializer"), None)
+        if initializer is None:
+            return f"its weight {name!r} has no initializer"
+        found.append(initializer)
+    return found
+
+
+def randomisable_layers(model) -> tuple[list, dict[str, str]]:
+    """The layers the cascade re-initialises, top first, and those it skips with why."""
+    layers, skipped = [], {}
+    for layer in weighted_layers(model):
+        found = initializers(layer)
+        if isinstance(found, str):
+            skipped[layer.name] = found
+        else:
+            layers.append(layer)
+    return layers, skipped
 
 
 def _reseeded(initializer, seed: int):
@@ -331,19 +368,19 @@ def _reseeded(initializer, seed: int):
 def cascade(model, seed: int) -> Iterator[str]:
     """Re-initialise the layers with weights top-down, one more per step, and yield each
     layer's name once it is randomised; the trained weights are restored at the end (also
-    when the caller stops early or fails). Each layer gets fresh weights from its own
-    initializer under a seed drawn from (``seed``, LAYER_SEEDS)."""
-    layers = weighted_layers(model)
+    when the caller stops early or fails). Every weight of a layer (a BatchNorm's gamma,
+    beta and moving statistics too) gets fresh values from its own initializer under a seed
+    drawn from (``seed``, LAYER_SEEDS); layers without initializers are skipped
+    (:func:`randomisable_layers`)."""
+    layers, _ = randomisable_layers(model)
     session = tensorflow().compat.v1.keras.backend.get_session()
     trained = [layer.get_weights() for layer in layers]
     seeds = generator(seed, LAYER_SEEDS).integers(2**31, size=len(layers))
     try:
         for layer, layer_seed in zip(layers, seeds, strict=True):
             fresh = [
-                _reseeded(layer.kernel_initializer, layer_seed)(
-                    layer.kernel.shape, layer.kernel.dtype
-                ),
-                _reseeded(layer.bias_initializer, layer_seed)(layer.bias.shape, layer.bias.dtype),
+                _reseeded(initializer, layer_seed)(weight.shape, weight.dtype)
+                for weight, initializer in zip(layer.weights, initializers(layer), strict=True)
             ]
             layer.set_weights(session.run(fresh))
             yield layer.name
@@ -409,12 +446,17 @@ class Randomisation(Score):
 
     def compute(self, context: Context, settings: Any, result: Evaluation) -> None:
         model, heatmaps = context.model, context.heatmaps
-        layers = weighted_layers(model)
+        layers, skipped = randomisable_layers(model)
         log.info("randomisation: %d layers on %d images", len(layers), len(context.images))
+        if skipped:
+            log.info(
+                "randomisation: skipped %s",
+                "; ".join(f"{name} ({why})" for name, why in skipped.items()),
+            )
         similarities, blanks = [], []
         examples = [heatmaps[: settings.n_examples]]
         for step, _ in enumerate(cascade(model, context.seed), start=1):
-            randomised = context.explain(
+            randomised = context.explain_current(
                 context.images, context.classes, f"randomised {step}/{len(layers)}"
             )
             similarities.append(metrics.randomisation_similarity(heatmaps, randomised))

@@ -16,7 +16,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src import names, tracking
+from src.analyzers import is_baseline
 from src.builders import build
+from src.canonical import explainable, output_kind
 from src.config import validate, validate_for_images
 from src.data import Dataset, load_configured
 from src.errors import UserError
@@ -40,7 +42,7 @@ from src.model import Pretrained, check_model_config
 from src.model_cache import ModelCache, entry_key, fingerprint, model_fingerprint
 from src.paths import CONFIG_DIR, group_options
 from src.scoring import ModelOnly, curves
-from src.tf_runtime import innvestigate, intra_op_threads, reset
+from src.tf_runtime import intra_op_threads, reset
 from src.training import (
     EpochCallback,
     Resume,
@@ -129,13 +131,18 @@ def build_network(
     )
     pretrained = built if isinstance(built, Pretrained) else None
     model = built.model if pretrained else built
-    compile_model(model, cfg.train.optimizer, cfg.train.learning_rate)
+    compile_model(
+        model,
+        cfg.train.optimizer,
+        cfg.train.learning_rate,
+        from_logits=output_kind(model) == "logits",
+    )
     return model, pretrained
 
 
 def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None):
     return create_analyzer(
-        innvestigate().model_wo_softmax(model),
+        explainable(model),
         cfg.analyzer.method,
         OmegaConf.to_container(cfg.analyzer.params, resolve=True),
         neuron_selection or cfg.analyzer.neuron_selection,
@@ -166,7 +173,7 @@ def _can_explain(option: str, cfg: DictConfig, model) -> bool:
     ).analyzer
     try:
         create_analyzer(
-            innvestigate().model_wo_softmax(model),
+            explainable(model),
             analyzer.method,
             OmegaConf.to_container(analyzer.params, resolve=True),
             analyzer.neuron_selection,
@@ -230,6 +237,16 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
     def explain_classes(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
         return explainer.explain(images, classes, batch_size, description).heatmaps
 
+    def explain_anew(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
+        """An explainer built on the model's current weights: after the randomisation
+        cascade changed them, the run's own explainer would still see the trained ones
+        (folded BatchNorms, iNNvestigate's wrappers). A baseline ignores the model and
+        keeps drawing from its own stream."""
+        if is_baseline(cfg.analyzer.method):
+            return explain_classes(images, classes, description)
+        fresh = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
+        return fresh.explain(images, classes, batch_size, description).heatmaps
+
     return evaluate(
         cfg.evaluate,
         model,
@@ -241,6 +258,7 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
         seed=cfg.seed,
         masks=None if data.test_masks is None else data.test_masks[:count],
         model_only=model_only(cfg, cache_key, say=True),
+        explain_anew=explain_anew,
     )
 
 
@@ -337,6 +355,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             "data_source": data.source,
             "data_sha256": data.checksum,
             "model_fingerprint": model_key,
+            "model_output": output_kind(model),
             "intra_op_threads": str(intra_op_threads()),
         }
     )

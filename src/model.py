@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from src import model_files
 from src.builders import check_arguments
 from src.errors import UserError
 from src.tf_runtime import tensorflow
@@ -139,29 +140,51 @@ class Pretrained:
     model: Any
     fingerprint: str  # what identifies its weights: the file's SHA-256, or the run's fingerprint
     source: str  # where it came from, for the run's tags
+    converted_from: str = ""  # "Keras 3.x.y" when rebuilt from a Keras 3 file, else ""
 
 
-def load_keras_file(input_shape: Sequence[int], num_classes: int, path: str) -> Pretrained:
-    """A trained Keras model from ``path``: an ``.h5`` or ``.keras`` file, or a SavedModel
-    folder. Loaded without its optimizer; Keras's safe mode refuses ``Lambda`` layers in a
-    ``.keras`` file (they could run code). Load only files you trust."""
+def load_keras_file(
+    input_shape: Sequence[int], num_classes: int, path: str, allow_code: bool = False
+) -> Pretrained:
+    """A trained Keras model from ``path``: an ``.h5`` or ``.keras`` file (saved by Keras 2 or
+    Keras 3), or a SavedModel folder. Loaded without its optimizer. A file whose config holds
+    code (a ``Lambda`` layer) is refused before Keras reads it, unless ``allow_code``; load
+    only files you trust. Keras 3 files are rebuilt in the project's Keras
+    (:mod:`src.model_files`)."""
     location = Path(path).expanduser()
     if not location.exists():
         raise UserError(f"model.path {str(location)!r} does not exist")
+    file = model_files.read(location)
+    code = model_files.code_layers(file.config)
+    if code and not allow_code:
+        raise UserError(
+            f"model.path {str(location)!r} holds code that loading would run (Lambda layer "
+            f"{', '.join(repr(name) for name in code)}); if you trust the file, add "
+            "model.allow_code=true"
+        )
+    model = model_files.keras3_model(file) if file.from_keras3 else _load_keras2(file, allow_code)
+    _check_fits(model, input_shape, num_classes, str(location))
+    converted = f"Keras {file.keras_version}" if file.from_keras3 else ""
+    return Pretrained(model, _sha256_of(location), str(location), converted)
+
+
+def _load_keras2(file: model_files.ModelFile, allow_code: bool) -> Any:
+    """A file saved by the project's own Keras (2.x), loaded by Keras itself."""
+    location = file.path
     with tempfile.TemporaryDirectory() as folder:
-        readable = _as_hdf5(location, Path(folder)) if location.suffix == ".keras" else location
+        readable = (
+            _as_hdf5(location, Path(folder), allow_code) if file.kind == "keras" else location
+        )
         try:
-            model = tensorflow().keras.models.load_model(str(readable), compile=False)
+            return tensorflow().keras.models.load_model(str(readable), compile=False)
         except Exception as error:  # noqa: BLE001 - h5py, zip and Keras raise many kinds
             reason = " ".join(str(error).split())[:200] or type(error).__name__
             raise UserError(
                 f"model.path {str(location)!r} is not a Keras model ({reason})"
             ) from error
-    _check_fits(model, input_shape, num_classes, str(location))
-    return Pretrained(model, _sha256_of(location), str(location))
 
 
-def _as_hdf5(location: Path, folder: Path) -> Path:
+def _as_hdf5(location: Path, folder: Path, allow_code: bool = False) -> Path:
     """A ``.keras`` file re-saved as HDF5 by Keras itself, in a subprocess in eager mode.
 
     Keras 2.14 restores a ``.keras`` file's weights with ``variable.assign``, which in the
@@ -171,11 +194,18 @@ def _as_hdf5(location: Path, folder: Path) -> Path:
     """
     target = folder / "model.h5"
     code = (
-        "import sys, tensorflow as tf; "
-        "tf.keras.models.load_model(sys.argv[1], compile=False).save(sys.argv[2])"
+        "import sys, tensorflow as tf; tf.keras.models.load_model(sys.argv[1], compile=False, "
+        "safe_mode=sys.argv[3] != 'allow-code').save(sys.argv[2])"
     )
     converted = subprocess.run(
-        [sys.executable, "-c", code, str(location), str(target)],
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(location),
+            str(target),
+            "allow-code" if allow_code else "safe",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},

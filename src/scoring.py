@@ -79,7 +79,7 @@ class Context:
     ``classes`` the classes their maps explain (the true labels or the predictions)."""
 
     cfg: Any  # the evaluate config
-    model: Any  # the trained Keras model (softmax output)
+    model: Any  # the trained Keras model (softmax, sigmoid or logits output)
     images: np.ndarray
     labels: np.ndarray
     classes: np.ndarray
@@ -92,6 +92,14 @@ class Context:
     # (name, compute) -> compute()'s array, kept with the model for every analyzer's run (the
     # model cache); None: computed each time.
     model_only: ModelOnly | None = None
+    # An explainer built anew on the model's weights as they are now (the wrapped analyzers,
+    # integrated gradients and SmoothGrad, and the folded BatchNorms of
+    # :func:`src.canonical.explainable` keep the weights they were built with); None: explain.
+    explain_anew: Explain | None = None
+
+    def explain_current(self, images: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
+        """The maps of the model as its weights are now (see ``explain_anew``)."""
+        return (self.explain_anew or self.explain)(images, classes, what)
 
     def of_model(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Work that depends on the model alone (not the analyzer): done once per model.
@@ -102,10 +110,11 @@ class Context:
 
     @functools.cached_property
     def logit_model(self):
-        """The model without its softmax, built once (each build adds to the graph)."""
-        from src.tf_runtime import innvestigate
+        """The model's logits (its softmax or sigmoid left out), built once (each build adds
+        to the graph)."""
+        from src.canonical import explainable
 
-        return innvestigate().model_wo_softmax(self.model)
+        return explainable(self.model)
 
     def predict_logits(self, images: np.ndarray) -> np.ndarray:
         return self.logit_model.predict(

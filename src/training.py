@@ -89,14 +89,17 @@ def seconds_since_process_start() -> float | None:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
-def compile_model(model, optimizer: str, learning_rate: float) -> None:
-    """Categorical cross-entropy on integer labels (Keras's sparse form: the same loss)."""
+def compile_model(model, optimizer: str, learning_rate: float, from_logits: bool = False) -> None:
+    """Categorical cross-entropy on integer labels (Keras's sparse form: the same loss), of
+    the model's probabilities, or of its logits when it ends in them (``from_logits``)."""
     keras = tensorflow().keras
     model.compile(
         optimizer=keras.optimizers.get(
             {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
         ),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if from_logits
+        else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
 

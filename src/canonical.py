@@ -1,0 +1,239 @@
+"""The model as the analyzers need it: its logits, BatchNorm folded, names of its own.
+
+A user's model is explained as it is; the form the explainers are built on is this module's
+business (as Zennit's canonizers are for PyTorch). :func:`explainable` copies a Keras model
+into the current graph as a functional model that
+
+- ends in the **logits**: a softmax or sigmoid on the output layer (its activation, or a
+  ``Softmax``/``Activation`` layer at the end) is left out; a model that already ends in
+  logits is taken as it is. iNNvestigate's ``model_wo_softmax`` does the first and raises
+  "No output activation found." on the second;
+- has every **BatchNormalization folded** into the convolution or dense layer right before it
+  (when that layer is linear and feeds only the BatchNorm): ``W' = W s``,
+  ``b' = (b - mu) s + beta`` with ``s = gamma / sqrt(var + eps)`` per output channel, so the
+  LRP rules and Deep Taylor see the linear layers they were designed for;
+- leaves out the layers that are the identity at inference (Dropout and its kin);
+- gives every layer a **name of its own**: iNNvestigate names the layers it copies with
+  Keras's defaults (``dense``, ``dense_1``, ...), which collide with a model whose author
+  never named its layers ("The name "dense" is used 2 times in the model").
+
+The copy holds the weights the model has when it is made: after the weights change (the
+randomisation cascade), make it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from src.errors import UserError
+from src.tf_runtime import tensorflow
+
+OUTPUT_KINDS = ("softmax", "sigmoid", "logits")
+# Layers that are the identity at inference.
+INFERENCE_IDENTITY = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "ActivityRegularization",
+)
+# Linear layers a following BatchNorm folds into, and the weight it scales per output channel.
+FOLDS_INTO = ("Conv2D", "Conv1D", "Conv3D", "Dense", "DepthwiseConv2D", "SeparableConv2D")
+# The input of a Sequential model, which its config does not name.
+IMAGE = "<image>"
+# Appended to every layer's name in the copy (made unique against the model's own names).
+SUFFIX = "_xl"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer of the model and the layers whose outputs it takes, in the model's order."""
+
+    layer: Any
+    inputs: tuple[str, ...]  # names of the layers feeding it (InputLayers included)
+
+
+def output_layer(model) -> Any:
+    return model.get_layer(model.output_names[0])
+
+
+def output_kind(model) -> str:
+    """``softmax``, ``sigmoid`` or ``logits``: what the model's output layer ends in."""
+    layer = output_layer(model)
+    if type(layer).__name__ == "Softmax":
+        return "softmax"
+    activation = layer.get_config().get("activation")
+    return activation if activation in ("softmax", "sigmoid") else "logits"
+
+
+def graph(model) -> tuple[list[str], list[Node], str]:
+    """The model's input names, its layers in order with their inputs, and its output layer's
+    name, read from its (public) config. A layer called more than once (shared weights), a
+    model inside the model or several inputs/outputs are refused in one line."""
+    config = model.get_config()
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError("the model must take one image input and give one output")
+    if "inbound_nodes" not in (config.get("layers") or [{}])[0]:  # Sequential
+        names = [layer.name for layer in model.layers]
+        inputs = [IMAGE]
+        nodes, previous = [], IMAGE
+        for name in names:
+            nodes.append(Node(model.get_layer(name), (previous,)))
+            previous = name
+        return inputs, _checked(nodes), names[-1]
+    inputs = [entry[0] for entry in config["input_layers"]]
+    nodes = []
+    for entry in config["layers"]:
+        if entry["class_name"] == "InputLayer":
+            continue
+        calls = entry["inbound_nodes"]
+        if len(calls) != 1:
+            raise UserError(
+                f"layer {entry['name']!r} is called {len(calls)} times in the model (shared "
+                "weights); the project explains models whose layers are each used once"
+            )
+        sources = calls[0]
+        if isinstance(sources, dict):  # a newer config format
+            raise UserError(f"layer {entry['name']!r}: a node format the project cannot read")
+        for source in sources:
+            if source[1] != 0:
+                raise UserError(f"layer {source[0]!r} is used more than once in the model")
+        nodes.append(Node(model.get_layer(entry["name"]), tuple(s[0] for s in sources)))
+    return inputs, _checked(nodes), config["output_layers"][0][0]
+
+
+def _checked(nodes: list[Node]) -> list[Node]:
+    for node in nodes:
+        if isinstance(node.layer, tensorflow().keras.Model):
+            raise UserError(
+                f"layer {node.layer.name!r} is a model inside the model; the project explains "
+                "models of plain layers (build it with the inner model's layers inline)"
+            )
+    return nodes
+
+
+def explainable(model) -> Any:
+    """The logits model the analyzers explain (see the module docstring), built in the
+    current graph with the model's current weights."""
+    keras = tensorflow().keras
+    inputs, nodes, output_name = graph(model)
+    consumers: dict[str, int] = {}
+    for node in nodes:
+        for source in node.inputs:
+            consumers[source] = consumers.get(source, 0) + 1
+    taken = {layer.name for layer in model.layers}
+    by_name = {node.layer.name: node for node in nodes}
+    image = keras.Input(shape=model.input_shape[1:], name=_unique("image", taken))
+    tensors: dict[str, Any] = {inputs[0]: image}
+    # BatchNorm name -> the linear layer before it that it folds into
+    folds = {
+        node.layer.name: by_name[node.inputs[0]].layer
+        for node in nodes
+        if type(node.layer).__name__ == "BatchNormalization"
+        and len(node.inputs) == 1
+        and node.inputs[0] in by_name
+        and _foldable(by_name[node.inputs[0]].layer, node.layer)
+        and consumers[node.inputs[0]] == 1
+    }
+    folded_away = {linear.name for linear in folds.values()}
+    for node in nodes:
+        layer, kind = node.layer, type(node.layer).__name__
+        sources = [tensors[name] for name in node.inputs]
+        if kind in INFERENCE_IDENTITY or layer.name in folded_away:
+            tensors[layer.name] = sources[0]  # a folded layer: its BatchNorm makes the copy
+            continue
+        last = layer.name == output_name
+        if layer.name in folds:
+            linear = folds[layer.name]
+            copy = _copy(linear, taken, weights=_folded(linear, layer))
+            tensors[layer.name] = copy(sources[0])
+            continue
+        if kind == "ReLU" and _plain_relu(layer):
+            # iNNvestigate's LRP has no rule for a ReLU layer, only for Activation("relu").
+            relu = keras.layers.Activation("relu", name=_unique(layer.name, taken))
+            tensors[layer.name] = relu(sources[0])
+            continue
+        strip = last and output_kind(model) != "logits"
+        if strip and kind in ("Softmax", "Activation"):
+            tensors[layer.name] = sources[0]
+            continue
+        overrides = {"activation": "linear"} if strip else {}
+        copy = _copy(layer, taken, overrides=overrides)
+        tensors[layer.name] = copy(sources if len(sources) > 1 else sources[0])
+    return keras.Model(image, tensors[output_name], name=_unique(model.name, taken))
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate = f"{name}{SUFFIX}"
+    index = 1
+    while candidate in taken:
+        candidate, index = f"{name}{SUFFIX}{index}", index + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _copy(layer, taken: set[str], overrides: dict | None = None, weights=None) -> Any:
+    """A new layer of the same kind and config (``overrides`` applied), named anew, holding
+    ``weights`` (default: the layer's own)."""
+    config = {**layer.get_config(), **(overrides or {}), "name": _unique(layer.name, taken)}
+    if weights is not None and "use_bias" in config:
+        config["use_bias"] = True
+    copy = type(layer).from_config(config)
+    copy.build(layer.input_shape)
+    copy.set_weights(layer.get_weights() if weights is None else weights)
+    return copy
+
+
+def _plain_relu(layer) -> bool:
+    config = layer.get_config()
+    return (
+        config.get("max_value") is None
+        and not config.get("negative_slope")
+        and not config.get("threshold")
+    )
+
+
+def _foldable(linear, norm) -> bool:
+    config = linear.get_config()
+    return (
+        type(linear).__name__ in FOLDS_INTO
+        and config.get("activation", "linear") == "linear"
+        and norm.axis in ([-1], [len(norm.input_shape) - 1], -1)
+    )
+
+
+def _folded(linear, norm) -> list[np.ndarray]:
+    """The linear layer's weights with the BatchNorm after it folded in."""
+    config = norm.get_config()
+    names = [weight.name.split("/")[-1].split(":")[0] for weight in norm.weights]
+    values = dict(zip(names, norm.get_weights(), strict=True))
+    channels = norm.input_shape[-1]
+    gamma = values.get("gamma", np.ones(channels, np.float32))
+    beta = values.get("beta", np.zeros(channels, np.float32))
+    scale = gamma / np.sqrt(values["moving_variance"] + config["epsilon"])
+    shift = beta - values["moving_mean"] * scale
+    return fold(type(linear).__name__, linear.get_weights(), linear.get_config(), scale, shift)
+
+
+def fold(
+    kind: str, weights: Sequence[np.ndarray], config: dict, scale: np.ndarray, shift: np.ndarray
+) -> list[np.ndarray]:
+    """``y -> y * scale + shift`` (per output channel) folded into a linear layer's weights:
+    the kernel's output axis is scaled, the bias becomes ``bias * scale + shift``."""
+    weights = [np.asarray(w, dtype=np.float64) for w in weights]
+    bias = weights.pop() if config.get("use_bias", True) else np.zeros(scale.shape)
+    if kind == "DepthwiseConv2D":  # (kh, kw, in, multiplier): output channel c * m + k
+        kernel = weights[0] * scale.reshape(weights[0].shape[2:])
+        kernels = [kernel]
+    elif kind == "SeparableConv2D":  # the pointwise kernel makes the output channels
+        kernels = [weights[0], weights[1] * scale]
+    else:
+        kernels = [weights[0] * scale]
+    return [k.astype(np.float32) for k in kernels] + [(bias * scale + shift).astype(np.float32)]
