@@ -34,8 +34,10 @@ def build_cnn(
     dense_units: Sequence[int],
     activation: str = "relu",
     batch_size: int | None = None,
+    output: str = "softmax",
 ) -> Any:
-    """Conv blocks (each optionally max-pooled) -> flatten -> dense layers -> softmax.
+    """Conv blocks (each optionally max-pooled) -> flatten -> dense layers -> softmax (or,
+    with ``output="logits"``, the logits).
 
     Each conv block is ``{filters, kernel_size, pool (null = none), stride (1), padding
     ("valid")}``. With the defaults of ``conf/model/cnn.yaml`` this is the seed report's
@@ -66,7 +68,7 @@ def build_cnn(
             stack.append(layers.MaxPooling2D(conv["pool"], name=f"pool{index}"))
     stack.append(layers.Flatten(name="flatten"))
     return tensorflow().keras.Sequential(
-        stack + _dense_head(dense_units, num_classes, activation), name="cnn"
+        stack + _dense_head(dense_units, num_classes, activation, output), name="cnn"
     )
 
 
@@ -76,6 +78,7 @@ def build_mlp(
     hidden_units: Sequence[int] = (128, 64),
     activation: str = "relu",
     batch_size: int | None = None,
+    output: str = "softmax",
 ) -> Any:
     """Flatten -> dense layers -> softmax: the image as a vector, no notion of neighbours."""
     layers = tensorflow().keras.layers
@@ -84,18 +87,31 @@ def build_mlp(
         layers.Flatten(name="flatten"),
     ]
     return tensorflow().keras.Sequential(
-        stack + _dense_head(hidden_units, num_classes, activation), name="mlp"
+        stack + _dense_head(hidden_units, num_classes, activation, output), name="mlp"
     )
 
 
-def _dense_head(units: Sequence[int], num_classes: int, activation: str) -> list[Any]:
-    """Dense layers ``dense1``, ``dense2``, ... of ``units``, then the softmax ``output``."""
+# What a builder's ``output`` may be, and the last layer's activation for it.
+OUTPUTS = {"softmax": "softmax", "logits": "linear"}
+
+
+def _output_layer(num_classes: int, output: str) -> Any:
+    """The last layer ``output``: one unit per class, softmax or logits."""
+    if output not in OUTPUTS:
+        raise UserError(f"model.output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    return tensorflow().keras.layers.Dense(num_classes, activation=OUTPUTS[output], name="output")
+
+
+def _dense_head(
+    units: Sequence[int], num_classes: int, activation: str, output: str = "softmax"
+) -> list[Any]:
+    """Dense layers ``dense1``, ``dense2``, ... of ``units``, then the ``output`` layer."""
     layers = tensorflow().keras.layers
     hidden = [
         layers.Dense(count, activation=activation, name=f"dense{index}")
         for index, count in enumerate(units, start=1)
     ]
-    return [*hidden, layers.Dense(num_classes, activation="softmax", name="output")]
+    return [*hidden, _output_layer(num_classes, output)]
 
 
 def build_lenet(
@@ -103,6 +119,7 @@ def build_lenet(
     num_classes: int,
     activation: str = "relu",
     batch_size: int | None = None,
+    output: str = "softmax",
 ) -> Any:
     """LeNet-5 in its modern form (LeCun et al. 1998; as in Quantus's and Hedström et al.'s
     LeNet): conv 6@5x5 -> max-pool 2 -> conv 16@5x5 -> max-pool 2 -> dense 120 -> dense 84
@@ -118,9 +135,44 @@ def build_lenet(
         layers.Flatten(name="flatten"),
         layers.Dense(120, activation=activation, name="dense1"),
         layers.Dense(84, activation=activation, name="dense2"),
-        layers.Dense(num_classes, activation="softmax", name="output"),
+        _output_layer(num_classes, output),
     ]
     return tensorflow().keras.Sequential(stack, name="lenet")
+
+
+def build_resnet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    stem_filters: int = 16,
+    blocks: Sequence[Mapping[str, int]] = (
+        {"filters": 16, "stride": 1},
+        {"filters": 32, "stride": 2},
+    ),
+    batch_size: int | None = None,
+    output: str = "logits",
+) -> Any:
+    """A small ResNet (He et al. 2016): a conv-BatchNorm-ReLU stem, residual blocks of two
+    3x3 convolutions with BatchNorm whose input is added back (through a 1x1 convolution with
+    BatchNorm where the shape changes), global average pooling, and by default logits."""
+    keras = tensorflow().keras
+    layers = keras.layers
+    image = layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image")
+
+    def conv_bn(x: Any, filters: int, size: int, stride: int, name: str) -> Any:
+        x = layers.Conv2D(filters, size, strides=stride, padding="same", name=f"{name}_conv")(x)
+        return layers.BatchNormalization(name=f"{name}_bn")(x)
+
+    x = layers.ReLU(name="stem_relu")(conv_bn(image, stem_filters, 3, 1, "stem"))
+    for index, block in enumerate(blocks, start=1):
+        filters, stride = int(block["filters"]), int(block.get("stride", 1))
+        name = f"block{index}"
+        y = layers.ReLU(name=f"{name}_relu1")(conv_bn(x, filters, 3, stride, f"{name}a"))
+        y = conv_bn(y, filters, 3, 1, f"{name}b")
+        if stride != 1 or x.shape[-1] != filters:
+            x = conv_bn(x, filters, 1, stride, f"{name}_skip")
+        x = layers.ReLU(name=f"{name}_relu2")(layers.Add(name=f"{name}_add")([x, y]))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(image, _output_layer(num_classes, output)(x), name="resnet")
 
 
 # Given by the pipeline from the data, never by the model config.

@@ -128,8 +128,8 @@ def read(path: Path) -> ModelFile:
             f"({type(error).__name__}: {' '.join(str(error).split())[:150]})"
         ) from error
     raise UserError(
-        f"model.path {str(path)!r} is not a Keras model file (a .keras zip, an .h5 or a "
-        "SavedModel folder)"
+        f"model.path {str(path)!r} is damaged or not a Keras model file (neither a whole "
+        ".keras zip nor HDF5 nor a SavedModel folder)"
     )
 
 
@@ -175,7 +175,13 @@ def keras3_model(file: ModelFile) -> Any:
         model = _sequential(model_config, entries, layers, file)
     else:
         model = _functional(model_config, entries, layers, file)
-    weights = _keras_weights(file, entries) if file.kind == "keras" else _h5_weights(file)
+    try:
+        weights = _keras_weights(file, entries) if file.kind == "keras" else _h5_weights(file)
+    except Exception as error:  # noqa: BLE001 - zip (CRC), HDF5 and missing groups
+        raise UserError(
+            f"model.path {str(file.path)!r} is damaged: its weights cannot be read "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:150]})"
+        ) from error
     for entry in entries:
         name = entry["config"]["name"]
         layer = layers[name]

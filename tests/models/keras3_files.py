@@ -43,7 +43,27 @@ def main(out: Path) -> None:
             inputs=inputs,
             **{layer.name: value for layer, value in zip(named, outputs, strict=True)},
         )
+    odd_files(out / "odd")
     (out / "keras_version.json").write_text(json.dumps({"keras": keras.__version__}))
+
+
+def odd_files(out: Path) -> None:
+    """Files the project must refuse in one line: a layer it cannot rebuild, code in the
+    config, a model for other images, a model with another number of classes."""
+    out.mkdir(parents=True, exist_ok=True)
+    layers = keras.layers
+
+    def small(shape=INPUT_SHAPE, classes=10, middle=()):
+        return keras.Sequential(
+            [keras.Input(shape), *middle, layers.Flatten(), layers.Dense(classes)]
+        )
+
+    small(middle=[layers.Conv2DTranspose(2, 3)]).save(out / "conv_transpose.keras")
+    with_code = small(middle=[layers.Lambda(lambda x: x * 2.0)])
+    with_code.save(out / "lambda.keras")
+    with_code.save(out / "lambda.h5")
+    small(shape=(32, 32, 3)).save(out / "wrong_input.keras")
+    small(classes=5).save(out / "five_classes.keras")
 
 
 if __name__ == "__main__":
