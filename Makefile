@@ -44,7 +44,17 @@ $(VENV)/.installed-system-tests: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[dev,browser,postgres]" --config-settings editable_mode=compat
 	touch $@
 
-install-system-tests: $(VENV)/.installed-system-tests ## What the browser, PostgreSQL and SLURM tests need: Playwright, psycopg2, and Debian's chromium, chromium-driver, postgresql, slurm-wlm, slurmdbd, munge, mariadb-server (root or sudo)
+# Today's Keras 3, apart from the project (which cannot import it): the tests use it only to
+# make model files the way users make them (tests/models/keras3_files.py).
+KERAS3_VENV := .venv-keras3
+$(KERAS3_VENV)/.installed: $(VENV)/.installed
+	@python="$(PYTHON_FOR_VENV)"; [ -n "$$python" ] || python=$$(scripts/find-python) || exit 2; \
+		echo "$$python -m venv $(KERAS3_VENV)" && "$$python" -m venv $(KERAS3_VENV)
+	$(KERAS3_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KERAS3_VENV)/bin/python -m pip install --quiet "tensorflow-cpu>=2.16,<3" h5py
+	touch $@
+
+install-system-tests: $(VENV)/.installed-system-tests $(KERAS3_VENV)/.installed ## What the system tests need: Playwright, psycopg2, a Keras 3 environment (.venv-keras3) to make model files, and Debian's chromium, chromium-driver, postgresql, slurm-wlm, slurmdbd, munge, mariadb-server (root or sudo)
 	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmdbd ] || [ ! -x /usr/sbin/mariadbd ]; then \
 		$(SUDO) apt-get update -qq && \

@@ -142,6 +142,15 @@ def is_baseline(method: str) -> bool:
     return method.startswith("baseline.")
 
 
+def is_wrapper(analyzer: Any) -> bool:
+    """Whether ``analyzer`` is one of iNNvestigate's wrappers (integrated gradients, SmoothGrad:
+    an analyzer run on augmented inputs and reduced), whose built graph keeps the weights
+    the model had when it was built."""
+    from innvestigate.analyzer.wrapper import WrapperBase
+
+    return isinstance(analyzer, WrapperBase)
+
+
 def create(method: str, model: Any, **params: Any) -> Any:
     """The project's analyzer of that name, else ``innvestigate.create_analyzer``."""
     if method in PROJECT_ANALYZERS:

@@ -17,13 +17,12 @@ into the current graph as a functional model that
   Keras's defaults (``dense``, ``dense_1``, ...), which collide with a model whose author
   never named its layers ("The name "dense" is used 2 times in the model").
 
-The copy holds the weights the model has when it is made: after the weights change (the
-randomisation cascade), make it again.
+The copy computes with the model's own variables (shared, or folded by TensorFlow ops from
+them), so it follows later changes of the weights, as the randomisation cascade makes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,21 +118,15 @@ def _checked(nodes: list[Node]) -> list[Node]:
     return nodes
 
 
-def explainable(model) -> Any:
-    """The logits model the analyzers explain (see the module docstring), built in the
-    current graph with the model's current weights."""
-    keras = tensorflow().keras
-    inputs, nodes, output_name = graph(model)
+def folds(nodes: list[Node]) -> dict[str, Any]:
+    """BatchNorm layer name -> the linear layer before it that it folds into: a convolution
+    or dense layer without activation whose only consumer is the BatchNorm."""
     consumers: dict[str, int] = {}
     for node in nodes:
         for source in node.inputs:
             consumers[source] = consumers.get(source, 0) + 1
-    taken = {layer.name for layer in model.layers}
     by_name = {node.layer.name: node for node in nodes}
-    image = keras.Input(shape=model.input_shape[1:], name=_unique("image", taken))
-    tensors: dict[str, Any] = {inputs[0]: image}
-    # BatchNorm name -> the linear layer before it that it folds into
-    folds = {
+    return {
         node.layer.name: by_name[node.inputs[0]].layer
         for node in nodes
         if type(node.layer).__name__ == "BatchNormalization"
@@ -142,7 +135,20 @@ def explainable(model) -> Any:
         and _foldable(by_name[node.inputs[0]].layer, node.layer)
         and consumers[node.inputs[0]] == 1
     }
-    folded_away = {linear.name for linear in folds.values()}
+
+
+def explainable(model) -> Any:
+    """The logits model the analyzers explain (see the module docstring), built in the
+    current graph. Its layers share the model's variables (iNNvestigate's
+    ``get_layer_from_config``); a linear layer a BatchNorm was folded into computes its
+    weights from both layers' variables."""
+    keras = tensorflow().keras
+    inputs, nodes, output_name = graph(model)
+    taken = {layer.name for layer in model.layers}
+    image = keras.Input(shape=model.input_shape[1:], name=_unique("image", taken))
+    tensors: dict[str, Any] = {inputs[0]: image}
+    folds_into = folds(nodes)
+    folded_away = {linear.name for linear in folds_into.values()}
     for node in nodes:
         layer, kind = node.layer, type(node.layer).__name__
         sources = [tensors[name] for name in node.inputs]
@@ -150,10 +156,8 @@ def explainable(model) -> Any:
             tensors[layer.name] = sources[0]  # a folded layer: its BatchNorm makes the copy
             continue
         last = layer.name == output_name
-        if layer.name in folds:
-            linear = folds[layer.name]
-            copy = _copy(linear, taken, weights=_folded(linear, layer))
-            tensors[layer.name] = copy(sources[0])
+        if layer.name in folds_into:
+            tensors[layer.name] = _folded(folds_into[layer.name], layer, taken)(sources[0])
             continue
         if kind == "ReLU" and _plain_relu(layer):
             # iNNvestigate's LRP has no rule for a ReLU layer, only for Activation("relu").
@@ -179,16 +183,13 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _copy(layer, taken: set[str], overrides: dict | None = None, weights=None) -> Any:
-    """A new layer of the same kind and config (``overrides`` applied), named anew, holding
-    ``weights`` (default: the layer's own)."""
+def _copy(layer, taken: set[str], overrides: dict | None = None) -> Any:
+    """A new layer of the same kind and config (``overrides`` applied), named anew, sharing
+    the layer's variables."""
+    from innvestigate.backend.graph import get_layer_from_config
+
     config = {**layer.get_config(), **(overrides or {}), "name": _unique(layer.name, taken)}
-    if weights is not None and "use_bias" in config:
-        config["use_bias"] = True
-    copy = type(layer).from_config(config)
-    copy.build(layer.input_shape)
-    copy.set_weights(layer.get_weights() if weights is None else weights)
-    return copy
+    return get_layer_from_config(layer, config, reuse_symbolic_tensors=True)
 
 
 def _plain_relu(layer) -> bool:
@@ -209,31 +210,55 @@ def _foldable(linear, norm) -> bool:
     )
 
 
-def _folded(linear, norm) -> list[np.ndarray]:
-    """The linear layer's weights with the BatchNorm after it folded in."""
-    config = norm.get_config()
-    names = [weight.name.split("/")[-1].split(":")[0] for weight in norm.weights]
-    values = dict(zip(names, norm.get_weights(), strict=True))
+def _folded(linear, norm, taken: set[str]) -> Any:
+    """A copy of the linear layer with the BatchNorm after it folded in. Its weights are
+    tensors computed from both layers' variables, so the copy follows later changes of them
+    (the randomisation cascade) as the shared layers do."""
+    from innvestigate.backend.graph import update_symbolic_weights
+
+    tf = tensorflow()
     channels = norm.input_shape[-1]
-    gamma = values.get("gamma", np.ones(channels, np.float32))
-    beta = values.get("beta", np.zeros(channels, np.float32))
-    scale = gamma / np.sqrt(values["moving_variance"] + config["epsilon"])
-    shift = beta - values["moving_mean"] * scale
-    return fold(type(linear).__name__, linear.get_weights(), linear.get_config(), scale, shift)
+    gamma = norm.gamma if norm.gamma is not None else tf.ones(channels)
+    beta = norm.beta if norm.beta is not None else tf.zeros(channels)
+    scale = gamma * tf.math.rsqrt(norm.moving_variance + norm.epsilon)
+    shift = beta - norm.moving_mean * scale
+    kind, config = type(linear).__name__, linear.get_config()
+    kernels = {name: getattr(linear, name) for name in KERNELS[kind]}
+    bias = linear.bias if config.get("use_bias", True) else tf.zeros(channels)
+    copy = type(linear).from_config(
+        {**config, "name": _unique(linear.name, taken), "use_bias": True}
+    )
+    copy.build(linear.input_shape)
+    update_symbolic_weights(copy, fold(kind, kernels, bias, scale, shift))
+    return copy
 
 
-def fold(
-    kind: str, weights: Sequence[np.ndarray], config: dict, scale: np.ndarray, shift: np.ndarray
-) -> list[np.ndarray]:
-    """``y -> y * scale + shift`` (per output channel) folded into a linear layer's weights:
-    the kernel's output axis is scaled, the bias becomes ``bias * scale + shift``."""
-    weights = [np.asarray(w, dtype=np.float64) for w in weights]
-    bias = weights.pop() if config.get("use_bias", True) else np.zeros(scale.shape)
-    if kind == "DepthwiseConv2D":  # (kh, kw, in, multiplier): output channel c * m + k
-        kernel = weights[0] * scale.reshape(weights[0].shape[2:])
-        kernels = [kernel]
-    elif kind == "SeparableConv2D":  # the pointwise kernel makes the output channels
-        kernels = [weights[0], weights[1] * scale]
+# The kernels of each linear layer a BatchNorm folds into; the last makes the output channels.
+KERNELS = {
+    "DepthwiseConv2D": ("depthwise_kernel",),
+    "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel"),
+}
+for _kind in FOLDS_INTO:
+    KERNELS.setdefault(_kind, ("kernel",))
+
+
+def fold(kind: str, kernels: dict[str, Any], bias: Any, scale: Any, shift: Any) -> dict[str, Any]:
+    """``y -> y * scale + shift`` per output channel, folded into a linear layer: the kernel
+    that makes the output channels is scaled along them (a depthwise kernel
+    ``(kh, kw, in, multiplier)`` makes channel ``c * multiplier + m``), and the bias becomes
+    ``bias * scale + shift``. Arrays or tensors alike."""
+    folded = dict(kernels)
+    last = KERNELS[kind][-1]
+    kernel = kernels[last]
+    if kind == "DepthwiseConv2D":
+        folded[last] = kernel * _reshape(scale, tuple(kernel.shape[2:]))
     else:
-        kernels = [weights[0] * scale]
-    return [k.astype(np.float32) for k in kernels] + [(bias * scale + shift).astype(np.float32)]
+        folded[last] = kernel * scale
+    folded["bias"] = bias * scale + shift
+    return folded
+
+
+def _reshape(values: Any, shape: tuple) -> Any:
+    if isinstance(values, np.ndarray):
+        return values.reshape(shape)
+    return tensorflow().reshape(values, [int(n) for n in shape])

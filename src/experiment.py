@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src import names, tracking
-from src.analyzers import is_baseline
+from src.analyzers import is_wrapper
 from src.builders import build
 from src.canonical import explainable, output_kind
 from src.config import validate, validate_for_images
@@ -239,13 +239,15 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
 
     def explain_anew(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
         """An explainer built on the model's current weights: after the randomisation
-        cascade changed them, the run's own explainer would still see the trained ones
-        (folded BatchNorms, iNNvestigate's wrappers). A baseline ignores the model and
-        keeps drawing from its own stream."""
-        if is_baseline(cfg.analyzer.method):
-            return explain_classes(images, classes, description)
+        cascade changed them, the graph of iNNvestigate's augment-and-reduce wrappers
+        (integrated gradients, SmoothGrad) built before still computes with the trained
+        ones."""
         fresh = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
         return fresh.explain(images, classes, batch_size, description).heatmaps
+
+    # The other analyzers compute with the model's variables and follow them; a baseline
+    # ignores the model and keeps drawing from its own stream.
+    follows = not is_wrapper(explainer.analyzer)
 
     return evaluate(
         cfg.evaluate,
@@ -258,7 +260,7 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
         seed=cfg.seed,
         masks=None if data.test_masks is None else data.test_masks[:count],
         model_only=model_only(cfg, cache_key, say=True),
-        explain_anew=explain_anew,
+        explain_anew=None if follows else explain_anew,
     )
 
 

@@ -70,17 +70,32 @@ def test_fold_by_hand_dense_and_depthwise():
     # Dense: y = x W + b, then y * scale + shift.
     kernel, bias = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1.0, 1.0])
     scale, shift = np.array([2.0, 0.5]), np.array([1.0, -1.0])
-    new_kernel, new_bias = fold("Dense", [kernel, bias], {"use_bias": True}, scale, shift)
-    np.testing.assert_allclose(new_kernel, [[2.0, 1.0], [6.0, 2.0]])
-    np.testing.assert_allclose(new_bias, [3.0, -0.5])
-    # No bias: the shift becomes the bias.
-    _, only_shift = fold("Dense", [kernel], {"use_bias": False}, scale, shift)
-    np.testing.assert_allclose(only_shift, shift)
+    folded = fold("Dense", {"kernel": kernel}, bias, scale, shift)
+    np.testing.assert_allclose(folded["kernel"], [[2.0, 1.0], [6.0, 2.0]])
+    np.testing.assert_allclose(folded["bias"], [3.0, -0.5])
     # Depthwise (1, 1, 2 channels, multiplier 2): output channel c * 2 + m.
     depthwise = np.ones((1, 1, 2, 2))
     scale4 = np.array([1.0, 2.0, 3.0, 4.0])
-    folded, _ = fold("DepthwiseConv2D", [depthwise, np.zeros(4)], {}, scale4, np.zeros(4))
-    np.testing.assert_allclose(folded[0, 0], [[1.0, 2.0], [3.0, 4.0]])
+    folded = fold("DepthwiseConv2D", {"depthwise_kernel": depthwise}, 0.0, scale4, np.zeros(4))
+    np.testing.assert_allclose(folded["depthwise_kernel"][0, 0], [[1.0, 2.0], [3.0, 4.0]])
+    # Separable: the pointwise kernel makes the output channels; the depthwise one stays.
+    kernels = {"depthwise_kernel": depthwise, "pointwise_kernel": np.ones((1, 1, 4, 2))}
+    folded = fold("SeparableConv2D", kernels, np.zeros(2), scale, shift)
+    np.testing.assert_array_equal(folded["depthwise_kernel"], depthwise)
+    np.testing.assert_allclose(folded["pointwise_kernel"][0, 0, 0], [2.0, 0.5])
+
+
+def test_the_folded_form_follows_the_models_weights():
+    """A folded layer computes its weights from the model's variables, so a change of a
+    BatchNorm's statistics (the randomisation cascade) reaches the built form."""
+    reset(0)
+    model = build("VGG-style + BatchNorm", keras())
+    form = explainable(model)
+    with_batchnorm_statistics(model)
+    x = images(2)
+    np.testing.assert_allclose(
+        softmax(form.predict(x, verbose=0)), model.predict(x, verbose=0), atol=1e-5
+    )
 
 
 def test_layers_with_keras_default_names_are_explained():

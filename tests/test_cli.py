@@ -130,7 +130,7 @@ BAD_INPUTS = {
     ),
     "unknown model": (
         ["model=vgg"],
-        "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, run",
+        "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, resnet, run",
     ),
     "unknown model key": (
         ["+model.width=3"],

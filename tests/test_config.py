@@ -27,7 +27,7 @@ def test_the_groups_the_issue_asks_for_exist():
         *("mnist", "fashion_mnist", "digits"),
         *("npz", "image_folder", "cifar10"),
     }
-    assert set(group_options("model")) == {"cnn", "lenet", "mlp", "keras_file", "run"}
+    assert set(group_options("model")) == {"cnn", "lenet", "mlp", "resnet", "keras_file", "run"}
     seed_analyzers = {"deep_taylor", "gradient", "input_t_gradient"}
     others = {"deep_taylor_bounded", "lrp_z", "lrp_epsilon", "lrp_alpha_2_beta_1"}
     others |= {"lrp_sequential_preset_a", "smoothgrad", "integrated_gradients"}
@@ -155,7 +155,10 @@ def test_bad_values_fail_with_one_line(compose_config, override, message):
             "unknown dataset 'imagenet'; choose one of: cifar10, digits, fashion_mnist, "
             "image_folder, mnist, npz",
         ),
-        (["model=resnet"], "unknown model 'resnet'; choose one of: cnn, keras_file, lenet, mlp"),
+        (
+            ["model=vgg"],
+            "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, resnet, run",
+        ),
         (["-m", "analyzer=gradient,nope"], "unknown analyzer 'nope'"),
     ],
 )
