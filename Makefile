@@ -26,7 +26,7 @@ export XAI_LAB_UI_PORT := $(PORT)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-system-tests train sweep report repair ui server test test-slow bench lint clean slurm slurm-stop
+.PHONY: help install install-system-tests train sweep report repair ui server test test-slow support-table bench lint clean slurm slurm-stop
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEN
 
 test: install ## The fast test suite (4-5 min on 2 cores)
 	$(PY) -m pytest -q
+
+support-table: install-system-tests ## Measure the README's support table (every analyzer on every model family, Keras 3 files too) and write it there
+	XAI_LAB_WRITE_SUPPORT_TABLE=1 $(PY) -m pytest -q -m slow tests/test_support_table.py
 
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow

@@ -352,6 +352,8 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
                 "model_reused": "false",
             }
         )
+        if pretrained.converted_from:
+            tags["model_converted_from"] = pretrained.converted_from
     tags.update(
         {
             "data_source": data.source,

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from src.cli import register_resolvers
 from src.data import IDX_FILES, write_idx
-from src.paths import CONFIG_DIR
+from src.paths import CONFIG_DIR, PROJECT_ROOT
 
 register_resolvers()
 
@@ -89,3 +89,28 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
         monkeypatch.syspath_prepend(str(tmp_path))
 
     return _write
+
+
+KERAS3_PYTHON = PROJECT_ROOT / ".venv-keras3" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def keras3_files(tmp_path_factory) -> Path:
+    """Every family of ``tests/models/families.py`` saved by Keras 3 as .keras and .h5, with
+    Keras 3's own outputs of every layer, and the odd files to refuse (one run of
+    ``tests/models/keras3_files.py`` in the Keras 3 environment)."""
+    import subprocess
+
+    from support import require
+
+    require(KERAS3_PYTHON.exists(), "the Keras 3 environment .venv-keras3")
+    out = tmp_path_factory.mktemp("keras3")
+    made = subprocess.run(
+        [str(KERAS3_PYTHON), str(PROJECT_ROOT / "tests" / "models" / "keras3_files.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(out)},
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    return out

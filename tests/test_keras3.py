@@ -8,42 +8,22 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from models.families import FAMILIES, file_stem
-from support import all_runs, assert_one_line_error, require, train_cli
+from support import all_runs, assert_one_line_error, train_cli
 
 from src.canonical import explainable, output_kind
 from src.errors import UserError
 from src.model import load_keras_file
 from src.model_files import SUPPORTED
-from src.paths import PROJECT_ROOT
 from src.tf_runtime import reset, tensorflow
 
-KERAS3_PYTHON = PROJECT_ROOT / ".venv-keras3" / "bin" / "python"
 # The conversion's tolerance: every layer's output within this of Keras 3's.
 TOLERANCE = 1e-4
 
 pytestmark = pytest.mark.system
-
-
-@pytest.fixture(scope="module")
-def keras3_files(tmp_path_factory) -> Path:
-    """Every family saved by Keras 3 as .keras and .h5, with Keras 3's outputs (one run of
-    ``tests/models/keras3_files.py`` in the Keras 3 environment)."""
-    require(KERAS3_PYTHON.exists(), "the Keras 3 environment .venv-keras3")
-    out = tmp_path_factory.mktemp("keras3")
-    made = subprocess.run(
-        [str(KERAS3_PYTHON), str(PROJECT_ROOT / "tests" / "models" / "keras3_files.py"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(out)},
-    )
-    assert made.returncode == 0, made.stderr[-3000:]
-    return out
 
 
 def layer_outputs(model, names: list[str], inputs: np.ndarray) -> list[np.ndarray]:
