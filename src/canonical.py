@@ -12,7 +12,10 @@ into the current graph as a functional model that
   (when that layer is linear and feeds only the BatchNorm): ``W' = W s``,
   ``b' = (b - mu) s + beta`` with ``s = gamma / sqrt(var + eps)`` per output channel, so the
   LRP rules and Deep Taylor see the linear layers they were designed for;
-- leaves out the layers that are the identity at inference (Dropout and its kin);
+- leaves out the layers that are the identity at inference (Dropout and its kin), and
+  writes the layers iNNvestigate's LRP has no rule for as equal ones it has: a ``ReLU`` layer
+  as ``Activation("relu")``, a depthwise convolution as a grouped ``Conv2D``, a scalar
+  ``Rescaling`` as a 1x1 ``Conv2D``;
 - gives every layer a **name of its own**: iNNvestigate names the layers it copies with
   Keras's defaults (``dense``, ``dense_1``, ...), which collide with a model whose author
   never named its layers ("The name "dense" is used 2 times in the model").
@@ -164,6 +167,14 @@ def explainable(model) -> Any:
             relu = keras.layers.Activation("relu", name=_unique(layer.name, taken))
             tensors[layer.name] = relu(sources[0])
             continue
+        if kind == "Rescaling" and _scalar_rescaling(layer):
+            tensors[layer.name] = _rescaling_as_conv(layer, taken)(sources[0])
+            continue
+        if kind == "DepthwiseConv2D" and not last:
+            tensors[layer.name] = _grouped(layer, taken, layer.depthwise_kernel, _bias(layer))(
+                sources[0]
+            )
+            continue
         strip = last and output_kind(model) != "logits"
         if strip and kind in ("Softmax", "Activation"):
             tensors[layer.name] = sources[0]
@@ -214,8 +225,6 @@ def _folded(linear, norm, taken: set[str]) -> Any:
     """A copy of the linear layer with the BatchNorm after it folded in. Its weights are
     tensors computed from both layers' variables, so the copy follows later changes of them
     (the randomisation cascade) as the shared layers do."""
-    from innvestigate.backend.graph import update_symbolic_weights
-
     tf = tensorflow()
     channels = norm.input_shape[-1]
     gamma = norm.gamma if norm.gamma is not None else tf.ones(channels)
@@ -224,13 +233,79 @@ def _folded(linear, norm, taken: set[str]) -> Any:
     shift = beta - norm.moving_mean * scale
     kind, config = type(linear).__name__, linear.get_config()
     kernels = {name: getattr(linear, name) for name in KERNELS[kind]}
-    bias = linear.bias if config.get("use_bias", True) else tf.zeros(channels)
+    folded = fold(kind, kernels, _bias(linear), scale, shift)
+    if kind == "DepthwiseConv2D":
+        return _grouped(linear, taken, folded["depthwise_kernel"], folded["bias"])
     copy = type(linear).from_config(
         {**config, "name": _unique(linear.name, taken), "use_bias": True}
     )
     copy.build(linear.input_shape)
-    update_symbolic_weights(copy, fold(kind, kernels, bias, scale, shift))
-    return copy
+    return _with_weights(copy, folded)
+
+
+def _bias(layer) -> Any:
+    """The layer's bias, or zeros for a layer without one."""
+    if layer.get_config().get("use_bias", True):
+        return layer.bias
+    return tensorflow().zeros(layer.output_shape[-1])
+
+
+def _with_weights(layer, weights: dict[str, Any]) -> Any:
+    """``layer`` (new, built by the caller) computing with ``weights``: tensors, not
+    variables of its own (iNNvestigate's ``update_symbolic_weights``)."""
+    from innvestigate.backend.graph import update_symbolic_weights
+
+    update_symbolic_weights(layer, weights)
+    return layer
+
+
+def _grouped(depthwise, taken: set[str], kernel: Any, bias: Any) -> Any:
+    """A depthwise convolution as the grouped ``Conv2D`` it equals (one group per input
+    channel; output channel ``c * multiplier + m`` either way): iNNvestigate's LRP refuses
+    ``DepthwiseConv2D`` (not in its list of convnet layers) and takes ``Conv2D``."""
+    keras, tf = tensorflow().keras, tensorflow()
+    config = depthwise.get_config()
+    channels = int(depthwise.input_shape[-1])
+    filters = channels * int(config["depth_multiplier"])
+    conv = keras.layers.Conv2D(
+        filters,
+        config["kernel_size"],
+        strides=config["strides"],
+        padding=config["padding"],
+        data_format=config["data_format"],
+        dilation_rate=config["dilation_rate"],
+        groups=channels,
+        activation=config["activation"],
+        name=_unique(depthwise.name, taken),
+    )
+    conv.build(depthwise.input_shape)
+    shape = [*config["kernel_size"], 1, filters]
+    return _with_weights(conv, {"kernel": tf.reshape(kernel, shape), "bias": bias})
+
+
+def _scalar_rescaling(layer) -> bool:
+    config = layer.get_config()
+    return (
+        len(layer.input_shape) == 4
+        and np.ndim(config["scale"]) == 0
+        and np.ndim(config["offset"]) == 0
+    )
+
+
+def _rescaling_as_conv(layer, taken: set[str]) -> Any:
+    """``x * scale + offset`` as the 1x1 convolution it equals (kernel ``scale`` times the
+    identity, bias ``offset``): LRP has no rule for ``Rescaling``."""
+    keras, tf = tensorflow().keras, tensorflow()
+    config = layer.get_config()
+    channels = int(layer.input_shape[-1])
+    conv = keras.layers.Conv2D(channels, 1, name=_unique(layer.name, taken))
+    conv.build(layer.input_shape)
+    identity = np.eye(channels, dtype=np.float32).reshape(1, 1, channels, channels)
+    weights = {
+        "kernel": tf.constant(identity * np.float32(config["scale"])),
+        "bias": tf.constant(np.full(channels, config["offset"], np.float32)),
+    }
+    return _with_weights(conv, weights)
 
 
 # The kernels of each linear layer a BatchNorm folds into; the last makes the output channels.

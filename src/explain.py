@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,14 +76,28 @@ def create_analyzer(
 
     mode = "index" if neuron_selection == "true_label" else "max_activation"
     try:
-        return analyzers.create(method, model_wo_softmax, neuron_selection_mode=mode, **params)
+        # iNNvestigate warns which layers fail a check, then raises without saying it.
+        with warnings.catch_warnings(record=True) as checks:
+            warnings.simplefilter("always")
+            return analyzers.create(method, model_wo_softmax, neuron_selection_mode=mode, **params)
     except (NotAnalyzeableModelException, NotImplementedError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported layers"
-        raise NotExplainable(f"{method} cannot explain this model: {reason}") from error
+        said = str(error).strip() or " ".join(str(check.message) for check in checks)
+        raise NotExplainable(f"{method} cannot explain this model: {_reason(said)}") from error
     except (TypeError, ValueError) as error:
         raise UserError(
             f"analyzer {method!r} rejects analyzer.params {dict(params)}: {error}"
         ) from error
+
+
+def _reason(said: str) -> str:
+    """iNNvestigate's check message in one line, the layers named by their kind:
+    "LRP is only tested ... Check triggered by layers: [<keras...Rescaling object at ...>]"
+    -> "LRP is only tested ... (layers: Rescaling)"."""
+    if not said:
+        return "unsupported layers"
+    message = said.splitlines()[0].strip()
+    kinds = sorted(set(re.findall(r"\.(\w+) object at", said)))
+    return f"{message} (layers: {', '.join(kinds)})" if kinds else message
 
 
 class Explainer:

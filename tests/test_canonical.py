@@ -52,7 +52,8 @@ def test_the_output_kind_is_read_from_the_last_layer():
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_the_explainable_form_computes_the_models_logits(family):
     """Its softmax is the model's output (softmax heads), or it is the output (logits), to
-    1e-5; no BatchNorm or Dropout is left; every layer is named anew."""
+    1e-5; no BatchNorm or Dropout is left, every layer is one iNNvestigate's LRP takes, and
+    every layer is named anew."""
     reset(0)
     model = build(family, keras())
     with_batchnorm_statistics(model)
@@ -63,6 +64,10 @@ def test_the_explainable_form_computes_the_models_logits(family):
     np.testing.assert_allclose(expected, output, atol=1e-5)
     kinds = {type(layer).__name__ for layer in form.layers}
     assert not kinds & {"BatchNormalization", "Dropout", "Softmax"}
+    from innvestigate.backend.checks import is_convnet_layer
+
+    unsupported = [type(layer).__name__ for layer in form.layers if not is_convnet_layer(layer)]
+    assert unsupported == [], "LRP refuses these"
     assert not {layer.name for layer in form.layers} & {layer.name for layer in model.layers}
 
 

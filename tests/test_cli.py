@@ -147,7 +147,8 @@ BAD_INPUTS = {
     ),
     "a model file that is not a Keras model": (
         ["model=keras_file", f"model.path={__file__}"],
-        "is not a Keras model",
+        "test_cli.py' is damaged or not a Keras model file (neither a whole .keras zip nor "
+        "HDF5 nor a SavedModel folder)",
     ),
     "a run id not in the store": (
         ["model=run", "model.run_id=0123456789abcdef"],
@@ -158,7 +159,8 @@ BAD_INPUTS = {
     "a model the analyzer cannot explain": (
         ["model=lenet", "model.activation=tanh", "analyzer=deep_taylor"],
         "analyzer=deep_taylor: deep_taylor cannot explain this model: This DeepTaylor "
-        "implementation only supports ReLU activations.; the analyzers that can explain it: ",
+        "implementation only supports ReLU activations. (layers: Conv2D, Dense); the analyzers "
+        "that can explain it: ",
     ),
     "zero epochs": (["train.epochs=0"], "train.epochs must be a positive integer, got 0"),
     "negative epochs": (["train.epochs=-2"], "train.epochs must be a positive integer, got -2"),
