@@ -142,7 +142,8 @@ def test_an_analyzer_that_cannot_explain_the_model_says_which_can(compose_config
     assert "\n" not in message
     assert message.startswith(
         "analyzer=deep_taylor: deep_taylor cannot explain this model: This DeepTaylor "
-        "implementation only supports ReLU activations.; the analyzers that can explain it: "
+        "implementation only supports ReLU activations. (layers: Conv2D, Dense); the analyzers "
+        "that can explain it: "
     )
     able = message.split("the analyzers that can explain it: ")[1].split(", ")
     assert {"gradient", "lrp_epsilon", "input_t_gradient", "noise"} <= set(able)
