@@ -151,18 +151,20 @@ def build_resnet(
     batch_size: int | None = None,
     output: str = "logits",
 ) -> Any:
-    """A small ResNet (He et al. 2016): a conv-BatchNorm-ReLU stem, residual blocks of two
-    3x3 convolutions with BatchNorm whose input is added back (through a 1x1 convolution with
-    BatchNorm where the shape changes), global average pooling, and by default logits."""
+    """A small ResNet (He et al. 2016): pixels rescaled to [-1, 1], a conv-BatchNorm-ReLU
+    stem, residual blocks of two 3x3 convolutions with BatchNorm whose input is added back
+    (through a 1x1 convolution with BatchNorm where the shape changes), global average
+    pooling, and by default logits."""
     keras = tensorflow().keras
     layers = keras.layers
     image = layers.Input(shape=tuple(input_shape), batch_size=batch_size, name="image")
+    scaled = layers.Rescaling(2.0, offset=-1.0, name="rescale")(image)
 
     def conv_bn(x: Any, filters: int, size: int, stride: int, name: str) -> Any:
         x = layers.Conv2D(filters, size, strides=stride, padding="same", name=f"{name}_conv")(x)
         return layers.BatchNormalization(name=f"{name}_bn")(x)
 
-    x = layers.ReLU(name="stem_relu")(conv_bn(image, stem_filters, 3, 1, "stem"))
+    x = layers.ReLU(name="stem_relu")(conv_bn(scaled, stem_filters, 3, 1, "stem"))
     for index, block in enumerate(blocks, start=1):
         filters, stride = int(block["filters"]), int(block.get("stride", 1))
         name = f"block{index}"

@@ -129,3 +129,33 @@ def test_a_keras3_file_that_cannot_be_explained_fails_in_one_line_before_any_run
     assert result.returncode == 2, result.stderr[-3000:]
     assert_one_line_error(result, message)
     assert all_runs(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_sweep_explains_a_keras3_logits_resnet_from_both_file_kinds(keras3_files, tmp_path):
+    """The issue's first contact: a model ending in logits, saved by Keras 3 with default
+    layer names, BatchNorm, Add and global pooling; every job FINISHED, with every default
+    score, tagged as converted and as logits."""
+    from support import client_for, sweep_runs
+
+    paths = ",".join(str(keras3_files / f"resnet_style{suffix}") for suffix in (".keras", ".h5"))
+    result = train_cli(
+        tmp_path,
+        "-m",
+        "dataset=digits",
+        "model=keras_file",
+        f"model.path={paths}",
+        "analyzer=lrp_epsilon,deep_taylor",
+        "evaluate.n_images=40",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (parent,), children = sweep_runs(tmp_path)
+    kids = children[parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(kids) == 4
+    for kid in kids:
+        assert kid.info.status == "FINISHED", kid.info.run_name
+        assert kid.data.tags["model_output"] == "logits"
+        assert kid.data.tags["model_converted_from"].startswith("Keras 3.")
+        assert {"eval_aopc", "eval_mprt", "eval_emprt", "eval_road"} <= set(kid.data.metrics)
+        assert kid.data.metrics["train_epochs_run"] == 0
+    assert client_for(tmp_path).get_run(parent.info.run_id).data.metrics

@@ -148,3 +148,22 @@ def test_an_analyzer_that_cannot_explain_the_model_says_which_can(compose_config
     able = message.split("the analyzers that can explain it: ")[1].split(", ")
     assert {"gradient", "lrp_epsilon", "input_t_gradient", "noise"} <= set(able)
     assert not {"deep_taylor", "guided_backprop", "deconvnet"} & set(able)
+
+
+def test_the_resnet_builder_is_the_resnet_family_of_the_support_table():
+    """model=resnet is the network the support table and the Keras 3 tests call ResNet-style:
+    the same layers in the same order, the same parameter count, a logits head."""
+    from models.families import resnet
+
+    from src.canonical import output_kind
+    from src.model import build_resnet
+    from src.tf_runtime import reset, tensorflow
+
+    reset(0)
+    ours = build_resnet((28, 28, 1), 10)
+    family = resnet(tensorflow().keras)
+    assert [type(layer).__name__ for layer in ours.layers] == [
+        type(layer).__name__ for layer in family.layers
+    ]
+    assert ours.count_params() == family.count_params()
+    assert output_kind(ours) == "logits"
