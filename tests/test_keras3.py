@@ -56,6 +56,17 @@ def test_a_keras3_file_computes_what_keras3_computes_layer_by_layer(keras3_files
         np.testing.assert_allclose(exp / exp.sum(axis=1, keepdims=True), output, atol=TOLERANCE)
 
 
+def test_the_families_use_every_layer_the_project_says_it_rebuilds():
+    """So every supported layer is checked against Keras 3 by the test above."""
+    from models.families import build
+
+    reset(0)
+    used = {"InputLayer"}
+    for family in FAMILIES:
+        used |= {type(layer).__name__ for layer in build(family, tensorflow().keras).layers}
+    assert used == set(SUPPORTED)
+
+
 def test_an_unsupported_keras3_layer_is_named_with_the_supported_ones(keras3_files):
     reset(0)
     with pytest.raises(UserError) as refused:

@@ -55,12 +55,13 @@ def lenet(keras: Any) -> Any:
 
 
 def vgg_bn(keras: Any) -> Any:
-    """VGG-style: conv-BatchNorm-ReLU blocks, max-pooling, dropout, a softmax head."""
+    """VGG-style: conv-BatchNorm-ReLU blocks, max-pooling, (spatial) dropout, a Softmax
+    layer as the head."""
     layers = keras.layers
     stack = [keras.Input(INPUT_SHAPE)]
     for filters in (16, 16, None, 32, None):
         if filters is None:
-            stack.append(layers.MaxPooling2D(2))
+            stack += [layers.MaxPooling2D(2), layers.SpatialDropout2D(0.1)]
             continue
         stack += [
             layers.Conv2D(filters, 3, padding="same", use_bias=False),
@@ -126,14 +127,16 @@ def mobilenet(keras: Any) -> Any:
 
 
 def branches(keras: Any) -> Any:
-    """Two branches joined by Concatenate, a Reshape, pooling of both kinds, a leaky ReLU and
-    an Activation layer as the softmax: the layers the other families leave out."""
+    """Two branches joined by Concatenate, Gaussian noise (training only), a Reshape, pooling
+    of both kinds, a leaky ReLU and an Activation layer as the softmax: the layers the other
+    families leave out."""
     layers = keras.layers
     image = keras.Input(INPUT_SHAPE)
     left = layers.Conv2D(8, 3, padding="same", activation="relu")(image)
     right = layers.Conv2D(8, 5, padding="same")(image)
     right = layers.LeakyReLU(0.1)(right)
     x = layers.Concatenate()([left, right])
+    x = layers.GaussianNoise(0.1)(x)
     x = layers.MaxPooling2D(2)(x)
     x = layers.AveragePooling2D(2)(x)
     x = layers.Reshape((7 * 7 * 16,))(x)
