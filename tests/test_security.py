@@ -36,7 +36,8 @@ UNSAFE = {
 MODEL_LOADERS = ("load_model", "load_batch")
 # The loads the project makes on purpose, of what the user names: (file, function) -> why.
 INTENDED = {
-    ("src/model.py", "load_keras_file"): "model=keras_file: the model file the user names",
+    ("src/model.py", "_load_keras2"): "model=keras_file: the model file the user names, its "
+    "config checked for code first (load_keras_file)",
     ("src/model.py", "load_run_model"): "model=run: the model a run of the user's store logged",
     ("src/data.py", "_read_cifar_batches"): "dataset=cifar10: CIFAR's own Python batches",
 }
