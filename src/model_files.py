@@ -71,6 +71,8 @@ INERT = {
     "input_axes": None,
     "output_axes": None,
 }
+# Layers that are the identity at inference.
+IDENTITY_AT_INFERENCE = frozenset({"Dropout", "SpatialDropout2D", "GaussianNoise"})
 # Keras 3 arguments that Keras 2 calls by another name.
 RENAMED = {("LeakyReLU", "negative_slope"): "alpha"}
 # Base-layer keywords every Keras 2 layer takes.
@@ -209,6 +211,8 @@ def _layer(entry: dict, file: ModelFile) -> Any:
         translated["batch_input_shape"] = shape
     if config.get("renorm") is False:
         config.pop("renorm_momentum", None)
+    if kind in IDENTITY_AT_INFERENCE:
+        config.pop("seed", None)  # their random draws happen only in training
     for key, value in config.items():
         if isinstance(value, dict) and key == "dtype":
             value = value.get("config", {}).get("name", "float32")
