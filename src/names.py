@@ -48,8 +48,11 @@ def is_setting(key: str) -> bool:
 def setting_text(key: str, value: object) -> str:
     """``analyzer.params.epsilon``, ``0.01`` -> ``ε=0.01``; a group's choice (``model``,
     ``lenet``) -> ``model=lenet``; other keys by their last part (``train.batch_size=32`` ->
-    ``batch_size=32``)."""
+    ``batch_size=32``); a file by its name (``model.path=/data/nets/resnet.keras`` ->
+    ``path=resnet.keras``), which is what tells a sweep's files apart in a table's column."""
     leaf = key.lstrip("+~").rsplit(".", 1)[-1]
+    if leaf == "path":
+        value = str(value).rstrip("/").rsplit("/", 1)[-1]
     return f"{SYMBOLS.get(leaf, leaf)}={value}"
 
 

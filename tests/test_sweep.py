@@ -62,6 +62,15 @@ def test_labels_tell_apart_settings_the_sweep_varied_besides_seed_and_epochs():
     assert analyzer_label(eps_small.data.params, [gradient, eps_small]) == "lrp_epsilon"
     faster = fake_run(**{"analyzer.name": "gradient", "train.learning_rate": "0.01"})
     assert analyzer_label(faster.data.params, [gradient, faster]) == "gradient lr=0.01"
+    # Model files by their names: a table's column shows no more of a path.
+    files = [
+        fake_run(**{"analyzer.name": "gradient", "model.path": f"/data/m/net{ext}"})
+        for ext in (".keras", ".h5")
+    ]
+    assert {analyzer_label(run.data.params, files) for run in files} == {
+        "gradient path=net.keras",
+        "gradient path=net.h5",
+    }
     # A param that is the seed (analyzer.params.seed: ${seed}) is no setting of its own.
     noise = [
         fake_run(**{"analyzer.name": "noise", "seed": seed, "analyzer.params.seed": seed})
