@@ -142,6 +142,12 @@ def is_baseline(method: str) -> bool:
     return method.startswith("baseline.")
 
 
+def takes_only_convnet_layers(method: str) -> bool:
+    """iNNvestigate's LRP analyzers refuse any layer outside its list of convnet layers
+    (``DepthwiseConv2D`` among them: see :func:`src.canonical.explainable`)."""
+    return method.startswith("lrp")
+
+
 def is_wrapper(analyzer: Any) -> bool:
     """Whether ``analyzer`` is one of iNNvestigate's wrappers (integrated gradients, SmoothGrad:
     an analyzer run on augmented inputs and reduced), whose built graph keeps the weights

@@ -14,8 +14,8 @@ into the current graph as a functional model that
   LRP rules and Deep Taylor see the linear layers they were designed for;
 - leaves out the layers that are the identity at inference (Dropout and its kin), and
   writes the layers iNNvestigate's LRP has no rule for as equal ones it has: a ``ReLU`` layer
-  as ``Activation("relu")``, a depthwise convolution as a grouped ``Conv2D``, a scalar
-  ``Rescaling`` as a 1x1 ``Conv2D``;
+  as ``Activation("relu")``, a scalar ``Rescaling`` as a 1x1 ``Conv2D``, and for LRP a
+  depthwise convolution as a grouped ``Conv2D``;
 - gives every layer a **name of its own**: iNNvestigate names the layers it copies with
   Keras's defaults (``dense``, ``dense_1``, ...), which collide with a model whose author
   never named its layers ("The name "dense" is used 2 times in the model").
@@ -60,6 +60,10 @@ class Node:
 
     layer: Any
     inputs: tuple[str, ...]  # names of the layers feeding it (InputLayers included)
+
+
+def has_depthwise(model) -> bool:
+    return any(type(layer).__name__ == "DepthwiseConv2D" for layer in model.layers)
 
 
 def output_layer(model) -> Any:
@@ -140,11 +144,13 @@ def folds(nodes: list[Node]) -> dict[str, Any]:
     }
 
 
-def explainable(model) -> Any:
+def explainable(model, depthwise_as_conv: bool = False) -> Any:
     """The logits model the analyzers explain (see the module docstring), built in the
     current graph. Its layers share the model's variables (iNNvestigate's
     ``get_layer_from_config``); a linear layer a BatchNorm was folded into computes its
-    weights from both layers' variables."""
+    weights from both layers' variables. ``depthwise_as_conv`` writes depthwise convolutions
+    as grouped ``Conv2D`` (iNNvestigate's LRP refuses ``DepthwiseConv2D``; the other
+    analyzers take it, and some of them cannot differentiate a grouped convolution twice)."""
     keras = tensorflow().keras
     inputs, nodes, output_name = graph(model)
     taken = {layer.name for layer in model.layers}
@@ -160,7 +166,8 @@ def explainable(model) -> Any:
             continue
         last = layer.name == output_name
         if layer.name in folds_into:
-            tensors[layer.name] = _folded(folds_into[layer.name], layer, taken)(sources[0])
+            folded = _folded(folds_into[layer.name], layer, taken, depthwise_as_conv)
+            tensors[layer.name] = folded(sources[0])
             continue
         if kind == "ReLU" and _plain_relu(layer):
             # iNNvestigate's LRP has no rule for a ReLU layer, only for Activation("relu").
@@ -170,7 +177,7 @@ def explainable(model) -> Any:
         if kind == "Rescaling" and _scalar_rescaling(layer):
             tensors[layer.name] = _rescaling_as_conv(layer, taken)(sources[0])
             continue
-        if kind == "DepthwiseConv2D" and not last:
+        if kind == "DepthwiseConv2D" and depthwise_as_conv and not last:
             tensors[layer.name] = _grouped(layer, taken, layer.depthwise_kernel, _bias(layer))(
                 sources[0]
             )
@@ -221,7 +228,7 @@ def _foldable(linear, norm) -> bool:
     )
 
 
-def _folded(linear, norm, taken: set[str]) -> Any:
+def _folded(linear, norm, taken: set[str], depthwise_as_conv: bool) -> Any:
     """A copy of the linear layer with the BatchNorm after it folded in. Its weights are
     tensors computed from both layers' variables, so the copy follows later changes of them
     (the randomisation cascade) as the shared layers do."""
@@ -234,7 +241,7 @@ def _folded(linear, norm, taken: set[str]) -> Any:
     kind, config = type(linear).__name__, linear.get_config()
     kernels = {name: getattr(linear, name) for name in KERNELS[kind]}
     folded = fold(kind, kernels, _bias(linear), scale, shift)
-    if kind == "DepthwiseConv2D":
+    if kind == "DepthwiseConv2D" and depthwise_as_conv:
         return _grouped(linear, taken, folded["depthwise_kernel"], folded["bias"])
     copy = type(linear).from_config(
         {**config, "name": _unique(linear.name, taken), "use_bias": True}

@@ -16,9 +16,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src import names, tracking
-from src.analyzers import is_wrapper
+from src.analyzers import is_wrapper, takes_only_convnet_layers
 from src.builders import build
-from src.canonical import explainable, output_kind
+from src.canonical import explainable, has_depthwise, output_kind
 from src.config import validate, validate_for_images
 from src.data import Dataset, load_configured
 from src.errors import UserError
@@ -26,6 +26,7 @@ from src.explain import (
     Explainer,
     Explanation,
     NotExplainable,
+    build_analyzer,
     create_analyzer,
     images_per_batch,
     select_images,
@@ -141,12 +142,24 @@ def build_network(
 
 
 def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None):
-    return create_analyzer(
-        explainable(model),
+    return analyzer_of(
+        model,
         cfg.analyzer.method,
         OmegaConf.to_container(cfg.analyzer.params, resolve=True),
         neuron_selection or cfg.analyzer.neuron_selection,
     )
+
+
+def analyzer_of(model, method: str, params: dict, neuron_selection: str, check: bool = False):
+    """The analyzer on the model's explainable form; with ``check``, also built where only
+    building tells whether it can be (a depthwise convolution written for LRP)."""
+    convnet_only = takes_only_convnet_layers(method)
+    analyzer = create_analyzer(
+        explainable(model, depthwise_as_conv=convnet_only), method, params, neuron_selection
+    )
+    if check and convnet_only and has_depthwise(model):
+        build_analyzer(analyzer)
+    return analyzer
 
 
 def analysis_batch(cfg: DictConfig, batch_size: int) -> int:
@@ -157,7 +170,13 @@ def check_analyzer(cfg: DictConfig, model) -> None:
     """Create the analyzer once on the untrained model, so bad params fail before training,
     and a model the analyzer cannot explain fails naming the analyzers that can."""
     try:
-        analyzer_for(cfg, model)
+        analyzer_of(
+            model,
+            cfg.analyzer.method,
+            OmegaConf.to_container(cfg.analyzer.params, resolve=True),
+            cfg.analyzer.neuron_selection,
+            check=True,
+        )
     except NotExplainable as error:
         able = [name for name in group_options("analyzer") if _can_explain(name, cfg, model)]
         raise UserError(
@@ -172,11 +191,12 @@ def _can_explain(option: str, cfg: DictConfig, model) -> bool:
         {"seed": cfg.seed, "analyzer": OmegaConf.load(CONFIG_DIR / "analyzer" / f"{option}.yaml")}
     ).analyzer
     try:
-        create_analyzer(
-            explainable(model),
+        analyzer_of(
+            model,
             analyzer.method,
             OmegaConf.to_container(analyzer.params, resolve=True),
             analyzer.neuron_selection,
+            check=True,
         )
     except Exception:  # noqa: BLE001 - iNNvestigate refuses models with several exception types
         return False

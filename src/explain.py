@@ -100,6 +100,23 @@ def _reason(said: str) -> str:
     return f"{message} (layers: {', '.join(kinds)})" if kinds else message
 
 
+def build_analyzer(analyzer: Any) -> None:
+    """Build the analyzer's graph; a model it cannot be built for -> NotExplainable."""
+    from tensorflow.errors import OpError
+
+    try:
+        analyzer.create_analyzer_model()
+    except (ValueError, NotImplementedError, OpError) as error:
+        said = str(error)
+        if "PartitionedCall" in said:  # TensorFlow's grouped convolution is a function call
+            said = (
+                "TensorFlow 2.14 cannot differentiate the gradient of a grouped convolution, "
+                "which this rule needs (a depthwise convolution, written as one for LRP)"
+            )
+        name = type(analyzer).__name__
+        raise NotExplainable(f"{name} cannot be built for this model: {_reason(said)}") from error
+
+
 class Explainer:
     """An analyzer, its graph built once (iNNvestigate's relevance analyzers refuse to build
     twice), that explains images in batches."""
@@ -108,7 +125,7 @@ class Explainer:
         self.analyzer = analyzer
         self.by_index = neuron_selection == "true_label"
         started = time.perf_counter()
-        analyzer.create_analyzer_model()
+        build_analyzer(analyzer)
         self.build_time_s = time.perf_counter() - started
 
     def explain(

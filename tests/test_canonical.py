@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from models.families import FAMILIES, build
 
-from src.canonical import explainable, fold, output_kind
+from src.canonical import explainable, fold, has_depthwise, output_kind
 from src.errors import UserError
 from src.explain import create_analyzer
 from src.tf_runtime import innvestigate, reset, tensorflow
@@ -49,15 +49,16 @@ def test_the_output_kind_is_read_from_the_last_layer():
     assert output_kind(ending_in(layers.Dense(2), layers.Activation("relu"))) == "logits"
 
 
+@pytest.mark.parametrize("for_lrp", [False, True], ids=["form", "LRP's form"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_the_explainable_form_computes_the_models_logits(family):
+def test_the_explainable_form_computes_the_models_logits(family, for_lrp):
     """Its softmax is the model's output (softmax heads), or it is the output (logits), to
-    1e-5; no BatchNorm or Dropout is left, every layer is one iNNvestigate's LRP takes, and
-    every layer is named anew."""
+    1e-5; no BatchNorm or Dropout is left, every layer is named anew, and in LRP's form
+    (depthwise convolutions as grouped ones) every layer is one iNNvestigate's LRP takes."""
     reset(0)
     model = build(family, keras())
     with_batchnorm_statistics(model)
-    form = explainable(model)
+    form = explainable(model, depthwise_as_conv=for_lrp)
     x = images()
     logits, output = form.predict(x, verbose=0), model.predict(x, verbose=0)
     expected = output if output_kind(model) == "logits" else softmax(logits)
@@ -67,7 +68,7 @@ def test_the_explainable_form_computes_the_models_logits(family):
     from innvestigate.backend.checks import is_convnet_layer
 
     unsupported = [type(layer).__name__ for layer in form.layers if not is_convnet_layer(layer)]
-    assert unsupported == [], "LRP refuses these"
+    assert unsupported == ([] if for_lrp or not has_depthwise(model) else ["DepthwiseConv2D"])
     assert not {layer.name for layer in form.layers} & {layer.name for layer in model.layers}
 
 

@@ -13,8 +13,8 @@ import pytest
 from models.families import FAMILIES, build, file_stem
 from omegaconf import OmegaConf
 
-from src.canonical import explainable
-from src.explain import create_analyzer
+from src.experiment import analyzer_of
+from src.explain import build_analyzer
 from src.model import load_keras_file
 from src.paths import CONFIG_DIR, PROJECT_ROOT, group_options
 from src.tf_runtime import reset, tensorflow
@@ -40,12 +40,14 @@ def outcome(model, option: str) -> str:
     params = {**params, **({"steps": 4} if "steps" in params else {})}
     params = {**params, **({"augment_by_n": 4} if "augment_by_n" in params else {})}
     images = np.random.default_rng(0).random((2, *model.input_shape[1:])).astype(np.float32)
-    try:
-        analyzer = create_analyzer(explainable(model), spec.method, params, "max_activation")
+    try:  # as a run creates and builds it
+        analyzer = analyzer_of(model, spec.method, params, "max_activation", check=True)
+        build_analyzer(analyzer)
         maps = analyzer.analyze(images)
     except Exception as error:  # noqa: BLE001 - the reason is what the table records
         text = str(error).strip().splitlines()
-        return (text[0] if text else type(error).__name__).split("cannot explain this model: ")[-1]
+        first = text[0] if text else type(error).__name__
+        return re.sub(r"^.*? cannot (explain|be built for) this model: ", "", first)
     if maps.shape != images.shape or not np.isfinite(maps).all():
         return "maps of another shape or not finite"
     return "explains"
