@@ -137,6 +137,15 @@ def test_a_logits_head_is_explained_as_its_logit():
     np.testing.assert_allclose(gradient, [[0.0, 0.0, 1.0, 0.0]])  # d logit_2 / dx
 
 
+def test_a_sigmoid_head_is_explained_as_its_logit():
+    reset(0)
+    layers = keras().layers
+    model = keras().Sequential([layers.Input((4,)), layers.Dense(3, activation="sigmoid")])
+    x = images(5, (4,))
+    logits = explainable(model).predict(x, verbose=0)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), model.predict(x, verbose=0), atol=1e-6)
+
+
 def lrp_z(model, x: np.ndarray) -> np.ndarray:
     analyzer = create_analyzer(explainable(model), "lrp.z", {}, "max_activation")
     return analyzer.analyze(x)
