@@ -141,12 +141,13 @@ def build_network(
     return model, pretrained
 
 
-def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None):
+def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None, check: bool = False):
     return analyzer_of(
         model,
         cfg.analyzer.method,
         OmegaConf.to_container(cfg.analyzer.params, resolve=True),
         neuron_selection or cfg.analyzer.neuron_selection,
+        check,
     )
 
 
@@ -167,16 +168,11 @@ def analysis_batch(cfg: DictConfig, batch_size: int) -> int:
 
 
 def check_analyzer(cfg: DictConfig, model) -> None:
-    """Create the analyzer once on the untrained model, so bad params fail before training,
-    and a model the analyzer cannot explain fails naming the analyzers that can."""
+    """Create the analyzer once on the untrained model (and build it where only building
+    tells), so bad params fail before training, and a model the analyzer cannot explain fails
+    naming the analyzers that can."""
     try:
-        analyzer_of(
-            model,
-            cfg.analyzer.method,
-            OmegaConf.to_container(cfg.analyzer.params, resolve=True),
-            cfg.analyzer.neuron_selection,
-            check=True,
-        )
+        analyzer_for(cfg, model, check=True)
     except NotExplainable as error:
         able = [name for name in group_options("analyzer") if _can_explain(name, cfg, model)]
         raise UserError(

@@ -92,9 +92,9 @@ class Context:
     # (name, compute) -> compute()'s array, kept with the model for every analyzer's run (the
     # model cache); None: computed each time.
     model_only: ModelOnly | None = None
-    # An explainer built anew on the model's weights as they are now (the wrapped analyzers,
-    # integrated gradients and SmoothGrad, and the folded BatchNorms of
-    # :func:`src.canonical.explainable` keep the weights they were built with); None: explain.
+    # An explainer built anew on the model's weights as they are now: iNNvestigate's wrapped
+    # analyzers (integrated gradients, SmoothGrad) keep the weights they were built with;
+    # None: ``explain`` follows the weights.
     explain_anew: Explain | None = None
 
     def explain_current(self, images: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
