@@ -132,6 +132,21 @@ KERAS3_BAD = {
 
 
 @pytest.mark.parametrize("name, message", KERAS3_BAD.values(), ids=KERAS3_BAD.keys())
+def test_a_keras3_file_that_cannot_be_explained_is_refused_in_one_line(keras3_files, name, message):
+    reset(0)
+    with pytest.raises(UserError) as refused:
+        load_keras_file((28, 28, 1), 10, str(keras3_files / "odd" / name))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+# Through the CLI: one of them in the fast suite, the others with the slow tests.
+CLI_CASES = [
+    pytest.param(*KERAS3_BAD[key], id=key, marks=[] if index == 0 else [pytest.mark.slow])
+    for index, key in enumerate(KERAS3_BAD)
+]
+
+
+@pytest.mark.parametrize("name, message", CLI_CASES)
 def test_a_keras3_file_that_cannot_be_explained_fails_in_one_line_before_any_run(
     keras3_files, tmp_path, name, message
 ):

@@ -113,7 +113,8 @@ def digits_model():
     [
         ("integrated_gradients", ["analyzer.params.steps=16"]),
         ("smoothgrad", ["analyzer.params.augment_by_n=8"]),
-        ("lrp_epsilon", []),
+        # A control that follows the weights without being built again.
+        pytest.param("lrp_epsilon", [], marks=pytest.mark.slow),
     ],
 )
 def test_after_each_cascade_step_the_maps_are_those_of_the_randomised_weights(
