@@ -34,7 +34,6 @@ import numpy as np
 from src.errors import UserError
 from src.tf_runtime import tensorflow
 
-OUTPUT_KINDS = ("softmax", "sigmoid", "logits")
 # Layers that are the identity at inference.
 INFERENCE_IDENTITY = (
     "Dropout",
@@ -46,7 +45,7 @@ INFERENCE_IDENTITY = (
     "AlphaDropout",
     "ActivityRegularization",
 )
-# Linear layers a following BatchNorm folds into, and the weight it scales per output channel.
+# Linear layers a following BatchNorm folds into (their kernels: KERNELS below).
 FOLDS_INTO = ("Conv2D", "Conv1D", "Conv3D", "Dense", "DepthwiseConv2D", "SeparableConv2D")
 # The input of a Sequential model, which its config does not name.
 IMAGE = "<image>"

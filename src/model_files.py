@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from src.canonical import INFERENCE_IDENTITY
 from src.errors import UserError
 from src.tf_runtime import tensorflow
 
@@ -71,8 +72,6 @@ INERT = {
     "input_axes": None,
     "output_axes": None,
 }
-# Layers that are the identity at inference.
-IDENTITY_AT_INFERENCE = frozenset({"Dropout", "SpatialDropout2D", "GaussianNoise"})
 # Keras 3 arguments that Keras 2 calls by another name.
 RENAMED = {("LeakyReLU", "negative_slope"): "alpha"}
 # Base-layer keywords every Keras 2 layer takes.
@@ -184,6 +183,7 @@ def keras3_model(file: ModelFile) -> Any:
             f"model.path {str(file.path)!r} is damaged: its weights cannot be read "
             f"({type(error).__name__}: {' '.join(str(error).split())[:150]})"
         ) from error
+    assignments = []
     for entry in entries:
         name = entry["config"]["name"]
         layer = layers[name]
@@ -194,8 +194,8 @@ def keras3_model(file: ModelFile) -> Any:
                 f"model.path {str(file.path)!r}: layer {name!r} holds weights of shapes "
                 f"{[tuple(w.shape) for w in stored]}, its config needs {expected}"
             )
-        if stored:
-            layer.set_weights(stored)
+        assignments += zip(layer.weights, stored, strict=True)
+    tensorflow().keras.backend.batch_set_value(assignments)  # one session call for all
     return model
 
 
@@ -211,7 +211,7 @@ def _layer(entry: dict, file: ModelFile) -> Any:
         translated["batch_input_shape"] = shape
     if config.get("renorm") is False:
         config.pop("renorm_momentum", None)
-    if kind in IDENTITY_AT_INFERENCE:
+    if kind in INFERENCE_IDENTITY:
         config.pop("seed", None)  # their random draws happen only in training
     for key, value in config.items():
         if isinstance(value, dict) and key == "dtype":

@@ -32,7 +32,8 @@ def layer_outputs(model, names: list[str], inputs: np.ndarray) -> list[np.ndarra
     return probe.predict(inputs, verbose=0)
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+# The .h5 reader with the slow tests: the fast suite stays under its time.
+@pytest.mark.parametrize("suffix", [".keras", pytest.param(".h5", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_keras3_file_computes_what_keras3_computes_layer_by_layer(keras3_files, family, suffix):
     stem = file_stem(family)

@@ -153,6 +153,7 @@ def test_after_each_cascade_step_the_maps_are_those_of_the_randomised_weights(
             break
 
 
+@pytest.mark.slow
 def test_a_batchnorm_model_is_scored_for_randomisation_and_says_what_it_skipped(caplog):
     """Every weighted layer of a BatchNorm network is randomised; the run says how many."""
     from hydra import compose, initialize_config_dir
