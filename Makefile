@@ -78,7 +78,7 @@ server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEN
 	$(VENV)/bin/mlflow server --backend-store-uri "$(BACKEND)" --artifacts-destination "$(ARTIFACTS)" \
 		--host $(HOST) --port $(PORT) $(ARGS)
 
-test: install ## The fast test suite (4-5 min on 2 cores)
+test: install ## The fast test suite (about 8 min on 2 cores)
 	$(PY) -m pytest -q
 
 support-table: install-system-tests ## Measure the README's support table (every analyzer on every model family, Keras 3 files too) and write it there
