@@ -78,8 +78,8 @@ def output_kind(model) -> str:
     return activation if activation in ("softmax", "sigmoid") else "logits"
 
 
-def graph(model) -> tuple[list[str], list[Node], str]:
-    """The model's input names, its layers in order with their inputs, and its output layer's
+def graph(model) -> tuple[str, list[Node], str]:
+    """The model's input name, its layers in order with their inputs, and its output layer's
     name, read from its (public) config. A layer called more than once (shared weights), a
     model inside the model or several inputs/outputs are refused in one line."""
     config = model.get_config()
@@ -87,13 +87,11 @@ def graph(model) -> tuple[list[str], list[Node], str]:
         raise UserError("the model must take one image input and give one output")
     if "inbound_nodes" not in (config.get("layers") or [{}])[0]:  # Sequential
         names = [layer.name for layer in model.layers]
-        inputs = [IMAGE]
         nodes, previous = [], IMAGE
         for name in names:
             nodes.append(Node(model.get_layer(name), (previous,)))
             previous = name
-        return inputs, _checked(nodes), names[-1]
-    inputs = [entry[0] for entry in config["input_layers"]]
+        return IMAGE, _checked(nodes), names[-1]
     nodes = []
     for entry in config["layers"]:
         if entry["class_name"] == "InputLayer":
@@ -111,7 +109,7 @@ def graph(model) -> tuple[list[str], list[Node], str]:
             if source[1] != 0:
                 raise UserError(f"layer {source[0]!r} is used more than once in the model")
         nodes.append(Node(model.get_layer(entry["name"]), tuple(s[0] for s in sources)))
-    return inputs, _checked(nodes), config["output_layers"][0][0]
+    return config["input_layers"][0][0], _checked(nodes), config["output_layers"][0][0]
 
 
 def _checked(nodes: list[Node]) -> list[Node]:
@@ -151,10 +149,10 @@ def explainable(model, depthwise_as_conv: bool = False) -> Any:
     as grouped ``Conv2D`` (iNNvestigate's LRP refuses ``DepthwiseConv2D``; the other
     analyzers take it, and some of them cannot differentiate a grouped convolution twice)."""
     keras = tensorflow().keras
-    inputs, nodes, output_name = graph(model)
+    input_name, nodes, output_name = graph(model)
     taken = {layer.name for layer in model.layers}
     image = keras.Input(shape=model.input_shape[1:], name=_unique("image", taken))
-    tensors: dict[str, Any] = {inputs[0]: image}
+    tensors: dict[str, Any] = {input_name: image}
     folds_into = folds(nodes)
     folded_away = {linear.name for linear in folds_into.values()}
     for node in nodes:

@@ -250,22 +250,21 @@ def _object(key: str, value: dict) -> Any:
     return {"class_name": value["class_name"], "config": config}
 
 
-def _sources(node: Any) -> list[tuple[str, int]]:
-    """The (layer, node index) of each tensor a Keras 3 inbound node passes."""
-    if isinstance(node, dict):  # Keras 3: {"args": [tensor or [tensors]], "kwargs": {...}}
-        found: list[tuple[str, int]] = []
+def _sources(node: dict) -> list[tuple[str, int]]:
+    """The (layer, node index) of each tensor a Keras 3 inbound node
+    (``{"args": [tensor or [tensors]], "kwargs": {...}}``) passes."""
+    found: list[tuple[str, int]] = []
 
-        def walk(value: Any) -> None:
-            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-                history = value["config"]["keras_history"]
-                found.append((history[0], history[1]))
-            elif isinstance(value, list | tuple):
-                for item in value:
-                    walk(item)
+    def walk(value: Any) -> None:
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            history = value["config"]["keras_history"]
+            found.append((history[0], history[1]))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
 
-        walk(node.get("args", []))
-        return found
-    return [(source[0], source[1]) for source in node]  # Keras 2: [[name, node, tensor, {}]]
+    walk(node.get("args", []))
+    return found
 
 
 def _entries(value: list) -> list:
@@ -330,7 +329,7 @@ def _keras_weights(file: ModelFile, entries: list[dict]) -> dict[str, list[np.nd
     used: dict[str, int] = {}
     weights: dict[str, list[np.ndarray]] = {}
     with h5py.File(stored, "r") as handle:
-        group = handle.get("layers") or handle.get("_layer_checkpoint_dependencies") or {}
+        group = handle.get("layers") or {}
         for entry in entries:
             if entry["class_name"] == "InputLayer" and file.config["class_name"] == "Sequential":
                 continue
