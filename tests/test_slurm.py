@@ -10,6 +10,7 @@ XAI_LAB_REQUIRE_SYSTEM_TESTS=1.
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import subprocess
@@ -66,6 +67,13 @@ def server(tmp_path_factory) -> Iterator[str]:
     backend = f"sqlite:///{folder / 'mlflow.db'}"
     with make_service("server", port, BACKEND=backend, ARTIFACTS=str(folder / "artifacts")) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left_behind(slurm) -> Iterator[None]:
+    """A failing test's jobs are cancelled, so the next test starts on an idle node."""
+    yield
+    subprocess.run(["scancel", "--user", getpass.getuser()], env=slurm)
 
 
 def sweep_command(tmp_path: Path, url: str, *args: str, cpus: int = 1) -> list[str]:
@@ -206,8 +214,16 @@ def test_a_job_reaching_its_time_limit_ends_killed_saying_so(tmp_path, slurm, se
 def test_ctrl_c_cancels_the_sweeps_jobs_and_says_so(tmp_path, slurm, server):
     sweep = start_sweep(tmp_path, server, slurm, "train.epochs=2000", "seed=0,1,2")
     wait_for(lambda: running_runs(server, tmp_path, 1), sweep)
-    ids = [line.split()[0] for line in squeue(slurm)]
-    assert len(ids) == 3, ids
+    ids = [line.split()[0] for line in squeue(slurm, "--array")]
+    if len(ids) != 3:  # say what became of the missing job before failing
+        sweep.kill()
+        accounted = subprocess.run(
+            ["sacct", "-X", "--format=JobID,State,ExitCode,Reason%40"],
+            env=slurm,
+            capture_output=True,
+            text=True,
+        ).stdout
+        raise AssertionError(f"{ids}\n{accounted}\n{sweep.communicate()[1][-4000:]}")
     sent = time.monotonic()
     sweep.send_signal(signal.SIGINT)
     _, stderr = sweep.communicate(timeout=180)
