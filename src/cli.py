@@ -7,7 +7,9 @@ import argparse
 import itertools
 import shutil
 import textwrap
+import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,34 @@ from src.config import check_score_name, validate
 from src.errors import UserError
 from src.paths import CONFIG_DIR, PROJECT_ROOT, group_options
 
+_sweep_id: str | None = None  # the sweep this process runs (see new_sweep_id)
+
 
 def register_resolvers() -> None:
-    """Make ``${project_root:}`` and ``${describe_groups:...}`` (for ``--help``) available to
-    the configs (idempotent)."""
+    """Make ``${project_root:}``, ``${sweep_id:}`` and ``${describe_groups:...}`` (for
+    ``--help``) available to the configs (idempotent)."""
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("sweep_id"):
+        # Cached in the config like Hydra's ${now:}: its jobs' configs (copies of the
+        # sweep's, pickled to workers) keep the value.
+        OmegaConf.register_new_resolver("sweep_id", sweep_id, use_cache=True)
     if not OmegaConf.has_resolver("describe_groups"):
         OmegaConf.register_new_resolver("describe_groups", describe_groups)
+
+
+def new_sweep_id() -> str:
+    """A new sweep's id, ``20261204-083212-1a2b3c``: its start to the second and six random hex
+    digits, so two sweeps started in the same second have their own folder
+    (``hydra.sweep.dir`` ends in it) and their own progress count."""
+    global _sweep_id
+    _sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return _sweep_id
+
+
+def sweep_id() -> str:
+    """The id of the sweep this process runs (one is made if none was started)."""
+    return _sweep_id or new_sweep_id()
 
 
 def describe_groups(choices: Mapping[str, Any]) -> str:

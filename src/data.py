@@ -418,9 +418,26 @@ def _load_from_first_source(
     except Exception as error:  # noqa: BLE001 - any failure means "not downloadable here"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         tried.append(f"download through Keras ({reason[:200]})")
+    here = available_here(exclude=name)
     raise DataError(
         f"no {name} data found; tried {'; '.join(tried)}. To fix: {HOW_TO_PROVIDE[name]}"
+        + (f". Data that is here: {', '.join(here)}" if here else "")
     )
+
+
+def available_here(exclude: str = "") -> list[str]:
+    """The built-in datasets this machine can load without a download, as the overrides that
+    choose them: ``dataset=digits`` (it ships with scikit-learn) and those with a copy in
+    Keras's cache or from a system package."""
+    found = []
+    for name, entry in KERAS_CACHE_ENTRIES.items():
+        copies = [Path("~/.keras/datasets").expanduser() / entry]
+        if name in SYSTEM_COPIES:
+            copies.append(SYSTEM_COPIES[name])
+        where = next((copy for copy in copies if copy.exists()), None)
+        if where is not None and name != exclude:
+            found.append(f"dataset={name} ({where})")
+    return [*found, "dataset=digits (scikit-learn's 8x8 digits, scaled to 28x28)"]
 
 
 def _download(name: str) -> Arrays:

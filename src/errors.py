@@ -24,3 +24,12 @@ class Terminated(BaseException):
 
 class TimeLimit(Terminated):
     """Raised in a SLURM job when the scheduler warns that its time limit is near (SIGUSR2)."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error in one line: a :class:`UserError`'s message; otherwise its type and the first
+    line of its message (``ValueError: low >= high``); at most 300 characters."""
+    lines = str(error).strip().splitlines()
+    if isinstance(error, UserError) and lines:
+        return lines[0][:300]
+    return f"{type(error).__name__}: {lines[0]}"[:300] if lines else type(error).__name__

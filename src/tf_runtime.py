@@ -61,6 +61,22 @@ def set_threads(intra_op: int, inter_op: int | None = None) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(inter_op or intra_op)
 
 
+def configure_threads(threads: int | None, parallel_jobs: int | None = None) -> None:
+    """The same intra-op threads in every launcher (``threads``, else one per available core:
+    they decide the bits of the results); jobs run in parallel (``parallel_jobs``, joblib's
+    ``n_jobs``) share out the cores through their inter-op threads only."""
+    cores = available_cores()
+    set_threads(threads or cores, threads_per_job(cores, parallel_jobs))
+
+
+def threads_per_job(cores: int, parallel_jobs: int | None) -> int | None:
+    """For jobs run in parallel (joblib), the cores shared out; None for one job at a time."""
+    if parallel_jobs is None:
+        return None
+    jobs = cores if parallel_jobs < 0 else parallel_jobs
+    return max(1, cores // max(1, jobs))
+
+
 def intra_op_threads() -> int:
     """The intra-op threads in force (TensorFlow's default, 0, is one per available core)."""
     return tensorflow().config.threading.get_intra_op_parallelism_threads() or available_cores()

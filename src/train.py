@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import signals
 from src.cli import preflight, register_resolvers
-from src.errors import StoreFault, Terminated, TimeLimit, UserError
+from src.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
 from src.outcome import WORKER_ENV, JobOutcome
 from src.sweep import finish_sweeps
 
@@ -27,18 +28,11 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
     ends the process (exit 130), except in a submitit worker, whose job returns it too."""
     # Imported here, not at the top: `--help` and `--cfg job` then never import TensorFlow.
     from src.experiment import run_experiment
+    from src.tf_runtime import configure_threads
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    from src.tf_runtime import available_cores, set_threads
-
-    cores = available_cores()
-    # The same intra-op threads in every launcher (they decide the bits of the results);
-    # parallel jobs share out the cores through their inter-op threads only.
-    set_threads(
-        cfg.threads or cores,
-        threads_per_job(cores, OmegaConf.select(hydra_cfg, "launcher.n_jobs")),
-    )
+    configure_threads(cfg.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs"))
     try:
         accuracy = run_experiment(cfg, job_overrides=list(hydra_cfg.overrides.task))
     except UserError as error:
@@ -58,15 +52,23 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
         if os.environ.get(WORKER_ENV):
             return JobOutcome("KILLED", reason=str(stop) or "interrupted")
         raise SystemExit(130) from None
+    except Exception as error:
+        if not multirun:
+            raise  # a single run's traceback is the user's to see
+        # A crash of one job (a bug): its traceback in the job's train.log, its reason in one
+        # line on the terminal, and the sweep goes on. Raised, Hydra's basic sweeper would print
+        # the first failed job's traceback only and lose every later one's reason.
+        reason, where = one_line(error), job_log(hydra_cfg)
+        log.error("error: the job crashed: %s (traceback in %s)", reason, where)
+        with open(where, "a") as file:  # the file only: the terminal has the line above
+            file.write("".join(traceback.format_exception(error)))
+        return JobOutcome("FAILED", reason=reason)
     return JobOutcome("FINISHED", accuracy)
 
 
-def threads_per_job(cores: int, parallel_jobs: int | None) -> int | None:
-    """For jobs run in parallel (joblib), the cores shared out; None for one job at a time."""
-    if parallel_jobs is None:
-        return None
-    jobs = cores if parallel_jobs < 0 else parallel_jobs
-    return max(1, cores // max(1, jobs))
+def job_log(hydra_cfg) -> str:
+    """Where the job's log file is (Hydra's ``<output dir>/<job name>.log``)."""
+    return os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}.log")
 
 
 def main() -> None:
