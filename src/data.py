@@ -261,20 +261,28 @@ def _read_cifar_batches(folder: Path) -> tuple[Arrays, tuple[Path, ...]]:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_PIXELS = 40_000_000  # dataset.max_pixels: a 40-megapixel photo, ~160 MB decoded as RGBA
 
 
-def load_image_folder(path: str, image_size: Sequence[int] = (32, 32), mode: str = "RGB") -> Loaded:
+def load_image_folder(
+    path: str,
+    image_size: Sequence[int] = (32, 32),
+    mode: str = "RGB",
+    max_pixels: int = MAX_PIXELS,
+) -> Loaded:
     """Images in ``path/train/<class>/`` and ``path/test/<class>/`` (PNG or JPEG, one
     sub-folder per class, class names = folder names in sorted order), each resized to
     ``image_size`` (height, width) with Pillow and converted to ``mode`` (``RGB`` or ``L``,
-    grey)."""
-    from PIL import Image
+    grey). A file of more than ``max_pixels`` pixels is refused, naming it, before it is
+    decoded."""
 
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset.path {str(root)!r} is not a folder")
     if mode not in ("RGB", "L"):
         raise DataError(f"dataset.mode must be RGB or L (grey), got {mode!r}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise DataError(f"dataset.max_pixels must be a positive integer, got {max_pixels!r}")
     height, width = (int(n) for n in image_size)
     splits = {}
     for split in ("train", "test"):
@@ -298,18 +306,37 @@ def load_image_folder(path: str, image_size: Sequence[int] = (32, 32), mode: str
             for file in sorted((root / split / name).iterdir()):
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                try:
-                    with Image.open(file) as image:
-                        image = image.convert(mode).resize((width, height), Image.BILINEAR)
-                        images.append(np.asarray(image, dtype=np.uint8))
-                except OSError as error:
-                    raise DataError(f"{file} is not a readable image ({error})") from error
+                images.append(_read_image(file, mode, (width, height), max_pixels))
                 labels.append(label)
                 files.append(file)
         if not images:
             raise DataError(f"{root / split} holds no PNG or JPEG images")
         arrays += [np.stack(images), np.array(labels, dtype=np.int64)]
     return Loaded(*arrays, source=str(root), files=tuple(files), class_names=tuple(classes))
+
+
+def _read_image(file: Path, mode: str, size: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """One image file as ``mode`` pixels, resized to ``size`` (width, height). Its size is
+    read from the header first: Pillow's own guard (``MAX_IMAGE_PIXELS``, a warning, then an
+    error at twice it) would blame no file and no setting."""
+    from PIL import Image
+
+    guard = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the check below replaces it, for this file only
+    try:
+        with Image.open(file) as image:
+            if image.width * image.height > max_pixels:
+                raise DataError(
+                    f"{file} has {image.width}x{image.height} = {image.width * image.height:,} "
+                    f"pixels, more than dataset.max_pixels ({max_pixels:,}); shrink it, remove "
+                    "it, or raise dataset.max_pixels"
+                )
+            resized = image.convert(mode).resize(size, Image.BILINEAR)
+            return np.asarray(resized, dtype=np.uint8)
+    except OSError as error:
+        raise DataError(f"{file} is not a readable image ({error})") from error
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
 
 
 def _load_keras_format(name: str, path: str | None, cache_dir: str | None) -> Loaded:
@@ -340,6 +367,19 @@ def prepare(
     if names is None:
         count = int(max(train_labels.max(), test_labels.max())) + 1
         names = [str(label) for label in range(count)]
+    for labels, split, size in (
+        (train_labels[:train_size], "training", "train_size"),
+        (test_labels[:test_size], "test", "test_size"),
+    ):
+        classes = np.unique(labels)
+        if len(classes) < 2:
+            # A classifier needs two classes to tell apart; the scores compare the explained
+            # class with another (random logit) and the images of several classes.
+            raise DataError(
+                f"{loaded.source}: the {split} images hold {len(classes)} class "
+                f"({', '.join(str(names[c]) for c in classes)}); two or more are needed "
+                f"(a larger dataset.{size}, or data of more classes)"
+            )
     return Dataset(
         train_images=_scaled(train_images[:train_size]),
         train_labels=train_labels[:train_size].astype(np.int64),

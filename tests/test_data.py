@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +380,76 @@ def test_cifar10_from_the_keras_cache_then_an_explicit_path(tmp_path, monkeypatc
         DataError, match="no cifar10 data found; tried .*empty.*download through Keras"
     ):
         load_cifar10(cache_dir=str(tmp_path / "empty"))
+
+
+def test_the_offline_default_names_the_data_that_is_here(tmp_path, idx_folder, monkeypatch):
+    """MNIST cannot be downloaded: the error says which datasets load here without one."""
+    fashion = idx_folder()
+    monkeypatch.setattr(data, "SYSTEM_COPIES", {"fashion_mnist": fashion})
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty Keras cache
+    with pytest.raises(DataError) as error:
+        load_dataset("mnist")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.endswith(
+        f"Data that is here: dataset=fashion_mnist ({fashion}), "
+        "dataset=digits (scikit-learn's 8x8 digits, scaled to 28x28)"
+    ), message
+
+
+@pytest.mark.parametrize(
+    "y_train, y_test, train_size, test_size, message",
+    [
+        ([0] * 6, [0, 1, 0, 1], None, None, "the training images hold 1 class (0); two or more"),
+        ([0, 0, 0, 1, 1, 1], [0, 1], 3, None, "the training images hold 1 class (0); two or"),
+        ([0, 1, 0, 1], [1, 1, 0, 0], None, 2, "the test images hold 1 class (1); two or more"),
+    ],
+)
+def test_data_of_fewer_than_two_classes_is_refused(
+    tmp_path, y_train, y_test, train_size, test_size, message
+):
+    """One class trains to nothing and leaves the scores nothing to compare with (the random
+    logit's other class): refused as the data is read, naming the split and the way out."""
+    from src.data import load_npz, prepare
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "one.npz"
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (len(y_train), 8, 8), dtype=np.uint8),
+        y_train=np.array(y_train),
+        x_test=rng.integers(0, 256, (len(y_test), 8, 8), dtype=np.uint8),
+        y_test=np.array(y_test),
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare(load_npz(str(path)), train_size, test_size)
+    if train_size or test_size:  # all of it: two classes in each split
+        prepare(load_npz(str(path)))
+
+
+def test_an_image_over_the_pixel_limit_is_refused_naming_it_and_the_limit(tmp_path):
+    from PIL import Image
+
+    from src.data import load_image_folder
+
+    root = image_folder(tmp_path / "pets", size=(20, 24))
+    big = root / "train" / "dog" / "huge.png"
+    Image.new("RGB", (60, 50), (0, 0, 255)).save(big)
+    with pytest.raises(DataError) as error:
+        load_image_folder(str(root), max_pixels=2999)
+    assert str(error.value) == (
+        f"{big} has 60x50 = 3,000 pixels, more than dataset.max_pixels (2,999); shrink it, "
+        "remove it, or raise dataset.max_pixels"
+    )
+    load_image_folder(str(root), max_pixels=3000)  # at the limit: read
+    # Past Pillow's own guard (twice its MAX_IMAGE_PIXELS), the project's message still wins.
+    from PIL import Image as pil
+
+    guard = pil.MAX_IMAGE_PIXELS
+    try:
+        pil.MAX_IMAGE_PIXELS = 100
+        with pytest.raises(DataError, match=r"huge.png has 60x50"):
+            load_image_folder(str(root), max_pixels=2999)
+        assert pil.MAX_IMAGE_PIXELS == 100  # restored
+    finally:
+        pil.MAX_IMAGE_PIXELS = guard
