@@ -434,7 +434,7 @@ def log_datasets(cfg: DictConfig, data: Dataset) -> None:
     loaded), where it came from. One input, the training split: MLflow keeps one per name and
     digest, and the digest covers both splits."""
     tracking.log_dataset(
-        cfg.dataset.name,
+        names.mlflow_name(cfg.dataset.name, kind="label", limit=names.MAX_DATASET_NAME),
         data.checksum[:12],
         data.source,
         data.train_images,
@@ -636,7 +636,8 @@ def log_outcome(
         masks=masks,
         explained=explanation.explained_classes,
     )
-    tracking.log_figure(figure, f"figures/heatmaps_{cfg.analyzer.name}.png")
+    analyzer = names.mlflow_name(cfg.analyzer.name, kind="file")  # a name: any text
+    tracking.log_figure(figure, f"figures/heatmaps_{analyzer}.png")
     # The heatmaps as an MLflow image at step = epochs trained, so the chart view puts the
     # runs' heatmaps side by side (and slides over training lengths).
     trained_epochs = cfg.train.epochs if training.history else 0

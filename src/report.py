@@ -195,20 +195,21 @@ def analyzer_label(params: dict[str, str], runs: list[Run]) -> str:
     name = params["analyzer.name"]
     same_analyzer = [run for run in runs if run.data.params.get("analyzer.name") == name]
     keys = sorted(set().union(*(run.data.params for run in runs)))
+    values = {
+        key: {
+            run.data.params.get(key)
+            for run in (same_analyzer if key.startswith("analyzer.") else runs)
+        }
+        for key in keys
+    }
     varied = [
         key
         for key in keys
-        if names.is_setting(key)
-        and not _follows_the_seed(key, runs)
-        and len(
-            {
-                run.data.params.get(key)
-                for run in (same_analyzer if key.startswith("analyzer.") else runs)
-            }
-        )
-        > 1
+        if names.is_setting(key) and not _follows_the_seed(key, runs) and len(values[key]) > 1
     ]
-    return " ".join([name, *(names.setting_text(key, params.get(key)) for key in varied)])
+    return " ".join(
+        [name, *(names.setting_text(key, params.get(key), values[key]) for key in varied)]
+    )
 
 
 def _follows_the_seed(key: str, runs: list[Run]) -> bool:

@@ -27,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src import signals
+from src import names, signals
 from src.cli import sweep_jobs, swept_keys
 from src.errors import Terminated, UserError
 from src.outcome import JobOutcome
@@ -127,7 +127,9 @@ class SweepTracker(Callback):
         with signals.deferred():
             parent = client.create_run(
                 experiment_id,
-                run_name=f"sweep · {' '.join(sweep_name_overrides(overrides))}"[:250],
+                run_name=names.mlflow_name(
+                    f"sweep · {' '.join(sweep_name_overrides(overrides))}", kind="label"
+                ),
                 tags={
                     "sweep_role": "parent",
                     "sweep_id": sweep_id,

@@ -38,7 +38,7 @@ from filelock import FileLock
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from src import signals
+from src import names, signals
 from src.errors import StoreFault, Terminated, TimeLimit, UserError
 from src.paths import PROJECT_ROOT
 
@@ -586,11 +586,13 @@ def _git_state() -> tuple[str, str]:
 
 @store_write
 def log_config(config: Mapping[str, Any]) -> None:
-    """The resolved config: as dotted params, and whole as ``config.yaml``."""
-    params = {}
+    """The resolved config: as dotted params (keys fit for MLflow: a key of the user's own
+    config may be any text), and whole as ``config.yaml``."""
+    params: dict[str, str] = {}
+    taken: set[str] = set()
     for key, value in flatten(config).items():
         text = str(value)
-        params[key] = (
+        params[names.mlflow_name(key, taken)] = (
             text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
         )
     mlflow.log_params(params)

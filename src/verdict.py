@@ -17,12 +17,13 @@ Pure pandas/scipy on values read from the store: no TensorFlow, no MLflow.
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from src import names
 
 ALPHA = 0.05
 TIE = 1e-12  # per-image score differences smaller than this are ties
@@ -335,24 +336,30 @@ def markdown(verdict: Verdict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# MLflow's metric names take ASCII letters only: the symbols of a row's settings, spelt out.
+# The symbols of a row's settings spelt out in metric names (typed more easily in a search).
 SPELT_OUT = {"ε": "eps", "α": "alpha", "β": "beta", "σ": "sigma", "=": ":"}
 
 
-def metric_name(text: str) -> str:
-    """MLflow metric names allow letters, digits, and ``_ - . / :`` and spaces."""
+def metric_name(text: str, taken: set[str] | None = None, limit: int = names.MAX_KEY) -> str:
+    """``text`` as an MLflow metric name (:func:`src.names.mlflow_name`), its symbols spelt
+    out: ``lrp ε=0.1`` -> ``lrp eps:0.1``."""
     for symbol, word in SPELT_OUT.items():
         text = text.replace(symbol, word)
-    return re.sub(r"[^A-Za-z0-9_\-./: ]", "_", text)
+    return names.mlflow_name(text, taken, limit=limit)
 
 
 def parent_metrics(verdict: Verdict) -> dict[str, float]:
     """``<score>/<row>`` (the mean over seeds) and ``<score>_std/<row>``, so MLflow's chart
     view, which groups metrics by what comes before the ``/``, shows one section per score
-    with the analyzers side by side."""
+    with the analyzers side by side. Each row's name is valid, fits beside the longest score's
+    name, and is its own, whatever the values the sweep varied."""
+    scores = {score for _, _, score in verdict.cells}
+    room = names.MAX_KEY - max((len(f"{score}_std/") for score in scores), default=0)
+    taken: set[str] = set()
+    rows = {row: metric_name(verdict.name(*row), taken, room) for row in verdict.rows}
     metrics = {}
     for (label, epochs, score), cell in verdict.cells.items():
-        row = metric_name(verdict.name(label, epochs))
+        row = rows[label, epochs]
         metrics[f"{score}/{row}"] = cell.mean
         if not math.isnan(cell.std):
             metrics[f"{score}_std/{row}"] = cell.std
