@@ -21,6 +21,7 @@ from typing import Any
 from src import model_files
 from src.builders import check_arguments
 from src.errors import UserError
+from src.redact import redact
 from src.tf_runtime import tensorflow
 
 # What one entry of ``conv_layers`` may say; anything else is refused, never ignored.
@@ -280,9 +281,8 @@ def load_run_model(input_shape: Sequence[int], num_classes: int, run_id: str) ->
     try:
         run = client.get_run(str(run_id))
     except Exception as error:  # noqa: BLE001 - MLflow's "not found" comes in several kinds
-        raise UserError(
-            f"model.run_id {run_id!r} is not a run of the store {mlflow.get_tracking_uri()}"
-        ) from error
+        store = redact(mlflow.get_tracking_uri())
+        raise UserError(f"model.run_id {run_id!r} is not a run of the store {store}") from error
     uri = run.data.tags.get("model_uri")
     if not uri:
         raise UserError(f"run {run_id} logged no model (it has no model_uri tag)")

@@ -24,12 +24,11 @@ MASK = "***"
 # A scheme (``http``, ``postgresql+psycopg2``, ``s3``), ``://``, then the user-info: what comes
 # before the last ``@`` of the authority (which ends at ``/``, ``?``, ``#`` or a space). The last
 # ``@``, as urllib's parser reads it: a password with a raw ``@`` (or a quote, which a URI should
-# not hold but HTTP libraries take) is still masked whole.
-_USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<info>[^/?#\s]*)@")
+# not hold but HTTP libraries take) is still masked whole. Hydra writes a sweep's overrides
+# with ``:`` escaped (``http\://alice\:pw@host``; in JSON ``http\\://``): read as well.
+_USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*\\*://)(?P<info>[^/?#\s]*)@")
 # A password given as a query parameter (libpq's and SQLAlchemy's ``?password=``).
-_QUERY_PASSWORD = re.compile(
-    r"(?P<key>[?&;](?:password|passwd|pwd)=)[^&#\s]*", flags=re.IGNORECASE
-)
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&;](?:password|passwd|pwd)=)[^&#\s]*", flags=re.IGNORECASE)
 
 
 def redact(text: str) -> str:

@@ -45,6 +45,7 @@ from src.cli import register_resolvers
 from src.compare import mean_std_text, seed_stability
 from src.evaluate import SCORES
 from src.figures import figure_png
+from src.redact import redact
 from src.report_html import (
     arrow,
     image,
@@ -551,10 +552,10 @@ def provenance(
 
     items = [
         ("sweep", parent.info.run_name or ""),
-        ("overrides", parent.data.params.get("sweep.overrides", "")),
+        ("overrides", redact(parent.data.params.get("sweep.overrides", ""))),
         ("parent run", parent.info.run_id),
         ("sweep id", parent.data.tags.get("sweep_id", "")),
-        ("tracking store", store_uri or "(not recorded)"),
+        ("tracking store", redact(store_uri) or "(not recorded)"),
     ]
     if jobs:
         items += [
@@ -577,9 +578,10 @@ def job_config(client: MlflowClient, run: Run) -> str:
     """A run's resolved config (its ``config.yaml``), or "" if it has none."""
     with tempfile.TemporaryDirectory() as folder:
         try:
-            return Path(
+            text = Path(
                 client.download_artifacts(run.info.run_id, "config.yaml", folder)
             ).read_text()
+            return redact(text)  # an older run's config may hold a URI's password
         except Exception:  # noqa: BLE001 - a run logged without it
             return ""
 
@@ -683,7 +685,7 @@ def hydra_main(cfg: DictConfig) -> None:
             try:
                 parent = client.get_run(cfg.parent)
             except Exception as error:  # noqa: BLE001 - MLflow's "not found"
-                raise UserError(f"no run {cfg.parent!r} in {store.tracking_uri}") from error
+                raise UserError(f"no run {cfg.parent!r} in {redact(store.tracking_uri)}") from error
         else:
             parent = latest_parent(client, cfg.tracking.experiment_name)
         folder = Path(cfg.output_dir) / parent.info.run_id

@@ -31,6 +31,7 @@ from src import names, signals
 from src.cli import sweep_jobs, swept_keys
 from src.errors import Terminated, UserError
 from src.outcome import JobOutcome
+from src.redact import redact
 
 log = logging.getLogger(__name__)
 SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
@@ -128,12 +129,12 @@ class SweepTracker(Callback):
             parent = client.create_run(
                 experiment_id,
                 run_name=names.mlflow_name(
-                    f"sweep · {' '.join(sweep_name_overrides(overrides))}", kind="label"
+                    redact(f"sweep · {' '.join(sweep_name_overrides(overrides))}"), kind="label"
                 ),
                 tags={
                     "sweep_role": "parent",
                     "sweep_id": sweep_id,
-                    "sweep_dir": str(config.hydra.sweep.dir),
+                    "sweep_dir": redact(str(config.hydra.sweep.dir)),
                     "jobs_expected": str(len(jobs)),
                     **tracking.process_tags(),
                 },
@@ -143,10 +144,13 @@ class SweepTracker(Callback):
             self.grid_images = int(config.report.grid_images)
             self.ui = (config.tracking.ui_host, config.tracking.ui_port)
             _trackers.append(self)
-        client.log_param(self.parent_run_id, "sweep.overrides", " ".join(overrides)[:6000])
+        # A URI's password masked (src/redact.py), in the jobs as their runs' job_overrides
+        # tags have them, which the comparison matches them by.
+        shown = redact(" ".join(overrides))[:6000]
+        client.log_param(self.parent_run_id, "sweep.overrides", shown)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "sweep_jobs.json"
-            path.write_text(json.dumps(jobs, indent=1))
+            path.write_text(json.dumps([redact(job) for job in jobs], indent=1))
             client.log_artifact(self.parent_run_id, str(path))
         os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
         os.environ[tracking.SWEEP_ID_ENV] = sweep_id

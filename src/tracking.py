@@ -41,6 +41,7 @@ from mlflow.tracking import MlflowClient
 from src import names, signals
 from src.errors import StoreFault, Terminated, TimeLimit, UserError
 from src.paths import PROJECT_ROOT
+from src.redact import redact, redact_handlers
 
 # No progress bars for the few small artifacts a report downloads.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -62,6 +63,9 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 # A database error is raised to the project, which says it in one line (StoreFault); MLflow
 # would first log it with its traceback.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+# MLflow's loggers print through a handler of their own, not the root's (whose filter Hydra's
+# logging config sets): a URI's password is masked there too.
+redact_handlers(logging.getLogger("mlflow"))
 
 # MLflow caps a param value at 6,000 characters; a longer one is cut, with a marker.
 MAX_PARAM_LENGTH = 6000
@@ -107,8 +111,8 @@ class Store:
         ``HOST`` and ``PORT`` set), then the run's page."""
         # The UI opens on MLflow 3's GenAI view; this parameter shows the model-training one.
         page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-        if self.database is None:  # a tracking server
-            return f"{self.tracking_uri.rstrip('/')}/{page}"
+        if self.database is None:  # a tracking server, its password masked
+            return f"{redact(self.tracking_uri).rstrip('/')}/{page}"
         folder = self.database.parent
         start = ["make ui"]
         if folder != PROJECT_ROOT / "mlruns":
@@ -190,7 +194,9 @@ def prepare(store: Store, experiment_name: str | None) -> str | None:
             raise
         except Exception as error:  # noqa: BLE001 - every failure here means "store unusable"
             why = _half_made_advice(store.database) or _reason(error)
-            raise UserError(f"cannot use the tracking store {store.tracking_uri}: {why}") from error
+            raise UserError(
+                f"cannot use the tracking store {redact(store.tracking_uri)}: {why}"
+            ) from error
 
 
 def _create_database(database: Path) -> None:
@@ -293,8 +299,9 @@ def _check_artifact_location(store: Store, experiment: Any) -> None:
 
 
 def _reason(error: Exception) -> str:
-    """A short reason; MLflow's connection errors quote whole urllib3 retry reports."""
-    text = " ".join(str(error).split())
+    """A short reason; MLflow's connection errors quote whole urllib3 retry reports, and the
+    URI with its password (masked here)."""
+    text = redact(" ".join(str(error).split()))
     if "Max retries exceeded" in text or "Connection refused" in text:
         return "no answer there (is an MLflow server running at that address?)"
     return text[:300]
@@ -329,7 +336,7 @@ def store_fault(error: BaseException) -> str | None:
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
             return "its disk is full"
-        texts.append(" ".join(str(seen).split()))
+        texts.append(redact(" ".join(str(seen).split())))
         seen = seen.__cause__ or seen.__context__
     text = " ".join(texts)
     if "database or disk is full" in text or "No space left on device" in text:
@@ -419,8 +426,8 @@ def tracked_run(
         with _writing():  # a run created but not yet ours to end would stay RUNNING
             run_id = mlflow.start_run(
                 experiment_id=experiment_id,
-                run_name=run_name,
-                tags={**tags, **process_tags()},
+                run_name=redact(run_name),
+                tags={key: redact(value) for key, value in {**tags, **process_tags()}.items()},
                 parent_run_id=parent_run_id,
             ).info.run_id
         yield run_id
@@ -587,16 +594,17 @@ def _git_state() -> tuple[str, str]:
 @store_write
 def log_config(config: Mapping[str, Any]) -> None:
     """The resolved config: as dotted params (keys fit for MLflow: a key of the user's own
-    config may be any text), and whole as ``config.yaml``."""
+    config may be any text), and whole as ``config.yaml``; a URI's password masked in both
+    (``tracking.uri=http://alice:***@host``)."""
     params: dict[str, str] = {}
     taken: set[str] = set()
     for key, value in flatten(config).items():
-        text = str(value)
+        text = redact(str(value))
         params[names.mlflow_name(key, taken)] = (
             text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
         )
     mlflow.log_params(params)
-    mlflow.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+    mlflow.log_text(redact(yaml.safe_dump(dict(config), sort_keys=False)), "config.yaml")
 
 
 @store_write

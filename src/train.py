@@ -16,6 +16,7 @@ from src import signals
 from src.cli import preflight, register_resolvers
 from src.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
 from src.outcome import WORKER_ENV, JobOutcome
+from src.redact import redact
 from src.sweep import finish_sweeps
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def main() -> None:
     try:
         preflight(sys.argv[1:])
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
     signals.install()  # for the process's life, so a signal never cuts a store write halfway
     interrupted = False
