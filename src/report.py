@@ -639,13 +639,16 @@ def mean_curves(
 
 
 def missing_jobs(expected: list[str], runs: list[Run]) -> list[str]:
-    """The expected jobs without a FINISHED run, with the status of their run if there is one."""
+    """The expected jobs without a FINISHED run, with the status of their run if there is one
+    and why it ended so (its ``error`` or ``end_reason`` tag)."""
     status_by_job = {}
     for run in runs:
         job = run.data.tags.get("job_overrides", "")
         # A finished run of a job wins over a failed earlier attempt of it.
-        if status_by_job.get(job) != "FINISHED":
-            status_by_job[job] = run.info.status
+        if status_by_job.get(job, "").split(":")[0] != "FINISHED":
+            tags = run.data.tags if run.info.status != "FINISHED" else {}
+            why = tags.get("error") or tags.get("end_reason")
+            status_by_job[job] = f"{run.info.status}: {why}" if why else run.info.status
     return [
         f"{job} ({status_by_job.get(job, 'no run')})"
         for job in expected

@@ -282,9 +282,15 @@ def legend(verdict: Verdict, marks: Mapping[str, str], width: int = 100) -> list
     return lines
 
 
+def plain(text: str) -> str:
+    """Text from names (a dataset's, a swept value) shown as written in Markdown: what a
+    renderer would take for HTML (``<``, ``&``) as entities, a table's ``|`` escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def markdown(verdict: Verdict, title: str) -> str:
     """``verdict.md``: the table with p-values, the protocol, and what a number means."""
-    lines = [f"# Verdict: {title}", ""]
+    lines = [f"# Verdict: {plain(title)}", ""]
     header = [
         "analyzer",
         *(
@@ -317,12 +323,12 @@ def markdown(verdict: Verdict, title: str) -> str:
                 if b in cell.beats
             ]
             cells.append("<br>".join([text, *tests]))
-        name = verdict.name(label, epochs)
+        name = plain(verdict.name(label, epochs))
         if label in verdict.baselines:
             name += " (baseline)"
         lines.append("| " + " | ".join([name, *cells]) + " |")
     lines += ["", *(f"- {c.short}: {c.name}" for c in verdict.criteria), ""]
-    lines += [*(f"Note: {note}." for note in verdict.notes), ""] if verdict.notes else []
+    lines += [*(f"Note: {plain(note)}." for note in verdict.notes), ""] if verdict.notes else []
     lines.append(
         "Mean over seeds ± the half-width of the 95% Student t interval (n seeds); bold: the "
         "best analyzer per criterion. 'beats B': a one-sided Wilcoxon signed-rank test over "

@@ -371,3 +371,26 @@ def test_the_report_page_is_self_contained_and_escapes_what_it_shows():
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert re.findall(r'src="([^"]+)"', page) == ["data:image/png;base64,iVBORw=="]
     assert not re.search(r"https?://", page)
+
+
+def test_a_job_that_did_not_finish_is_listed_with_why():
+    from types import SimpleNamespace
+
+    from src.report import missing_jobs
+
+    def run(job, status, **tags):
+        info = SimpleNamespace(status=status)
+        return SimpleNamespace(info=info, data=SimpleNamespace(tags={"job_overrides": job, **tags}))
+
+    runs = [
+        run("seed=0", "FINISHED"),
+        run("seed=1", "FAILED", error="ValueError: low >= high"),
+        run("seed=2", "KILLED", end_reason="time limit: 30 s left"),
+        run("seed=3", "FAILED"),
+    ]
+    assert missing_jobs([f"seed={n}" for n in range(5)], runs) == [
+        "seed=1 (FAILED: ValueError: low >= high)",
+        "seed=2 (KILLED: time limit: 30 s left)",
+        "seed=3 (FAILED)",
+        "seed=4 (no run)",
+    ]

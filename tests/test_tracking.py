@@ -105,8 +105,11 @@ def test_run_never_stays_running(experiment, fault, status):
     expected = (ValueError, KeyboardInterrupt, tracking.Terminated)
     with pytest.raises(expected), tracking.tracked_run(experiment_id, "doomed", {}):
         fault()
-    assert only_run(client, experiment_id).info.status == status
+    run = only_run(client, experiment_id)
+    assert run.info.status == status
     assert signal.getsignal(signal.SIGTERM) is handler_before
+    # Why a run FAILED is on it, in one line; a KILLED run was stopped, not broken.
+    assert run.data.tags.get("error") == ("ValueError: boom" if status == "FAILED" else None)
 
 
 def test_config_is_logged_as_dotted_params_and_yaml(experiment):

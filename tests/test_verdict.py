@@ -195,3 +195,19 @@ def test_the_default_criteria_come_from_the_score_registry():
     ]
     assert ("relevance_rank_accuracy", "Rank", True) in shown
     assert ("max_sensitivity", "MaxSens", False) in shown
+
+
+def test_verdict_md_shows_html_in_names_as_text():
+    """Names come from the user (a swept value, a dataset's name): in verdict.md they are
+    text, never HTML a Markdown renderer would run or draw, nor a table column break."""
+    from src.verdict import plain
+
+    assert plain("a<b>&c|d") == "a&lt;b&gt;&amp;c\\|d"  # by hand
+    evil = '<img src=x onerror="alert(1)"> | x'
+    runs = [run(evil, s, [0.5, 0.6], [0.2, 0.3]) for s in (0, 1)]
+    runs += [run("noise", s, [0.1, 0.1], [0.0, 0.0], baseline=True) for s in (0, 1)]
+    text = markdown(build_verdict(runs, [AOPC]), "sweep · dataset.name=<script>x</script>")
+    assert "<img" not in text and "<script" not in text
+    assert "# Verdict: sweep · dataset.name=&lt;script&gt;x&lt;/script&gt;" in text
+    assert '| &lt;img src=x onerror="alert(1)"&gt; \\| x |' in text
+    assert "<br>" in text  # the table's own line breaks stay
