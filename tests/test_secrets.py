@@ -7,17 +7,21 @@ from __future__ import annotations
 import logging
 import subprocess
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra.types import RunMode
 from hypothesis import given
 from hypothesis import strategies as st
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from support import free_port, make_service, train_cli
 
-from src.redact import RedactFilter, redact, redact_file
+from src import tracking
+from src.redact import RedactFilter, RedactHydraOutputs, redact, redact_file
 
 SECRET = "PLANTED-S3cret-42"
 TINY = ("dataset=digits", "dataset.train_size=300", "train.epochs=1")
@@ -157,6 +161,63 @@ def test_the_log_filter_redacts_messages_their_arguments_and_tracebacks():
     assert "S3cret" not in "".join(records)
 
 
+def test_hydras_files_of_a_job_and_a_sweep_are_rewritten_redacted(tmp_path):
+    sweep, job = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    secret = "tracking.uri=http://alice:S3cret@h:5177"
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (job / ".hydra" / name).write_text(f"- {secret}\n")
+    (sweep / "multirun.yaml").write_text(f"task:\n- {secret}\n")
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "output_subdir": ".hydra",
+                "runtime": {"output_dir": str(job)},
+                "mode": RunMode.MULTIRUN,
+                "sweep": {"dir": str(sweep)},
+            }
+        }
+    )
+    RedactHydraOutputs().on_job_start(config=config)
+    texts = [path.read_text() for path in sorted(sweep.rglob("*.yaml"))]
+    assert len(texts) == 4
+    assert all("tracking.uri=http://alice:***@h:5177" in text for text in texts)
+    assert not any("S3cret" in text for text in texts)
+
+
+def test_a_run_stores_no_password_of_a_uri_in_its_params_tags_name_or_config(tmp_path):
+    store = tracking.resolve_store(str(tmp_path / "store"))
+    client, experiment_id = MlflowClient(store.tracking_uri), tracking.prepare(store, "lab")
+    uri = "http://alice:S3cret@127.0.0.1:5177"
+    tags = {"job_overrides": f"seed=0 tracking.uri={uri}"}
+    with (
+        pytest.raises(ValueError),
+        tracking.tracked_run(experiment_id, f"run of {uri}", tags) as run_id,
+    ):
+        tracking.log_config({"tracking": {"uri": uri}, "seed": 0})
+        raise ValueError(f"API request to {uri}/api failed")
+    run = client.get_run(run_id)
+    masked = "http://alice:***@127.0.0.1:5177"
+    assert run.data.params["tracking.uri"] == masked
+    assert run.data.tags["job_overrides"] == f"seed=0 tracking.uri={masked}"
+    assert run.info.run_name == f"run of {masked}"
+    assert run.data.tags["error"] == f"ValueError: API request to {masked}/api failed"
+    config = Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path)))
+    assert yaml.safe_load(config.read_text())["tracking"]["uri"] == masked
+    server = tracking.resolve_store(str(tmp_path), uri=uri)
+    assert server.run_link("1", "abc").startswith(f"{masked}/#/experiments/1/runs/abc")
+
+
+def test_the_reasons_a_store_failed_quote_no_password():
+    database = "postgresql+psycopg2://xai:S3cret@db:5432/mlflow"
+    error = RuntimeError(f"(psycopg2.OperationalError) cannot reach {database}")
+    assert tracking._reason(error) == (
+        "(psycopg2.OperationalError) cannot reach postgresql+psycopg2://xai:***@db:5432/mlflow"
+    )
+    locked = RuntimeError(f"(sqlite3.OperationalError) disk I/O error at {database}")
+    assert "S3cret" not in tracking.store_fault(locked)
+
+
 def files_holding(folder: Path, secret: str) -> tuple[list[str], int]:
     """The files under ``folder`` whose bytes hold ``secret``, and how many files were read."""
     found, read = [], 0
@@ -231,10 +292,13 @@ def test_a_planted_password_is_in_no_file_record_or_line_a_run_and_a_sweep_leave
         for stream, text in (("stdout", result.stdout), ("stderr", result.stderr))
         if SECRET in text
     ]
-    folders = sorted({path.relative_to(tmp_path).parts[0] for path in tmp_path.iterdir()})
+    per_folder = Counter(
+        path.relative_to(tmp_path).parts[0] for path in tmp_path.rglob("*") if path.is_file()
+    )
     print(
-        f"searched {files_read} files (in {', '.join(folders)}), {len(records)} records on the "
-        f"server, the output of {len(printed)} commands: found in {len(found)}"
+        f"searched {files_read} files ({dict(sorted(per_folder.items()))}), {len(records)} "
+        f"records on the server ({', '.join(records)}), the output of {len(printed)} commands "
+        f"({', '.join(printed)}): found in {len(found)}"
     )
     assert not found, "\n".join(found)
 
