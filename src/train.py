@@ -62,7 +62,7 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
         reason, where = one_line(error), job_log(hydra_cfg)
         log.error("error: the job crashed: %s (traceback in %s)", reason, where)
         with open(where, "a") as file:  # the file only: the terminal has the line above
-            file.write("".join(traceback.format_exception(error)))
+            file.write(redact("".join(traceback.format_exception(error))))
         return JobOutcome("FAILED", reason=reason)
     return JobOutcome("FINISHED", accuracy)
 
