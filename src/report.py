@@ -293,7 +293,7 @@ def build_report(
     runs = children(client, parent)
     jobs = collect(client, runs)
     missing = missing_jobs(expected_jobs(client, parent), runs)
-    (folder / "missing.txt").write_text("".join(f"{line}\n" for line in missing))
+    (folder / "missing.txt").write_text(redact("".join(f"{line}\n" for line in missing)))
     title = parent.info.run_name or parent.info.run_id
     page = {
         "title": title,
@@ -324,7 +324,7 @@ def build_report(
 
     verdict = sweep_verdict(jobs)
     if verdict is not None:
-        (folder / "verdict.md").write_text(markdown(verdict, title), encoding="utf-8")
+        (folder / "verdict.md").write_text(redact(markdown(verdict, title)), encoding="utf-8")
 
     longest = max(job.epochs for job in jobs)
     first_seed = min(job.seed for job in jobs if job.epochs == longest)
@@ -380,7 +380,8 @@ def build_report(
 
 
 def write_page(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+    """A page of the comparison; a URI's password masked, whatever older runs recorded."""
+    path.write_text(redact(text), encoding="utf-8")
 
 
 # Whether higher is better for the table's other measures; None: read alongside.

@@ -218,6 +218,14 @@ def test_the_reasons_a_store_failed_quote_no_password():
     assert "S3cret" not in tracking.store_fault(locked)
 
 
+def test_a_report_page_shows_no_password_whatever_older_runs_recorded(tmp_path):
+    from src.report import write_page
+
+    page = tmp_path / "report.html"
+    write_page(page, "<td>seed=0 tracking.uri=http\\://alice\\:S3cret@h\\:5177</td>")
+    assert page.read_text() == "<td>seed=0 tracking.uri=http\\://alice\\:***@h\\:5177</td>"
+
+
 def files_holding(folder: Path, secret: str) -> tuple[list[str], int]:
     """The files under ``folder`` whose bytes hold ``secret``, and how many files were read."""
     found, read = [], 0
