@@ -57,6 +57,14 @@ def checks(results: dict) -> dict[str, dict]:
             growth["seconds"],
             targets["grid_images_growth"],
         )
+    if "images" in results:
+        reps = results["images"]["reps"]
+        small, large = (rep["explained"] for rep in reps[0].values())
+        check(
+            f"run wall, {large} / {small} explained images (evaluation off)",
+            results["images"]["growth"]["wall_s"],
+            targets["run_images_growth"],
+        )
     if "headline" in results:
         headline = results["headline"]
         check(
@@ -255,6 +263,8 @@ def markdown(results: dict) -> str:
         lines += grid_table(results["grid"])
     if "headline" in results:
         lines += headline_table(results["headline"])
+    if "images" in results:
+        lines += images_table(results["images"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -274,6 +284,34 @@ def grid_table(grid: dict) -> list[str]:
                 f"| {entry['analyzers']} | {entry['images']} | {entry['seconds']:.2f} | "
                 f"{entry['peak_rss_mb']:.0f} | {entry['png_mb']:.2f} |"
             )
+    return lines
+
+
+def images_table(images: dict) -> list[str]:
+    """Section 10: one run's cost as the explained images grow."""
+    small, large = (entry["explained"] for entry in images["reps"][0].values())
+    lines = [
+        "",
+        f"## 10. One run, {small} vs {large} explained images (evaluation off, model reused)",
+        "",
+        "Alternating; its figures draw at most `report.grid_images` (10) images, "
+        "`heatmaps.npz` holds them all.",
+        "",
+        "| repetition | explained images | wall s | analysis s | peak RSS MB |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for number, rep in enumerate(images["reps"], start=1):
+        for entry in rep.values():
+            lines.append(
+                f"| {number} | {entry['explained']} | {entry['wall_s']:.1f} | "
+                f"{entry['analysis_time_s']:.2f} | {entry['peak_rss_mb']:.0f} |"
+            )
+    growth = images["growth"]
+    lines += [
+        "",
+        f"Median ratio, more / fewer images: wall {growth['wall_s']:.3f}, peak RSS "
+        f"{growth['peak_rss_mb']:.3f}.",
+    ]
     return lines
 
 

@@ -22,6 +22,8 @@ Sections (each a key of the JSON file and a table in the Markdown file):
    as for the bare script) with reuse, without, and by the code before epoch snapshots
    (``SWEEP_BASELINE``, from git); the epochs trained (``train_epochs_run``); and 27 bare
    runs, one per job at its epoch count, from bare runs of 1, 3 and 5 epochs.
+10. ``images``: one run (evaluation off, its model reused) explaining 10 and 1,000 images,
+   alternating, ``--reps`` times: what a run draws is bounded by ``report.grid_images``.
 
 Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
 RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
@@ -71,7 +73,12 @@ TARGETS = {
     "grid_images_growth": 1.25,
     "headline_vs_before": 0.60,  # the headline sweep / the same sweep before snapshots
     "headline_vs_bare": 0.25,  # the headline sweep / 27 bare runs
+    # A run explaining 1,000 images / one explaining 10 (evaluation off): its figures are
+    # bounded by report.grid_images, only the arrays grow.
+    "run_images_growth": 1.25,
 }
+# The explained images of section 10's two runs.
+RUN_IMAGES = (10, 1000)
 GRID_ANALYZERS = 20
 
 
@@ -267,6 +274,36 @@ class Bench:
             "peak_rss_mb": large["peak_rss_mb"] / small["peak_rss_mb"],
         }
         return result
+
+    def images(self) -> dict:
+        """Wall and peak RSS of one run explaining 10 and 1,000 test images (fewer if the test
+        set is smaller), evaluation off, alternating, ``--reps`` times. The model is trained
+        once before, and reused: what is compared is the run's own work after training
+        (explaining, drawing, logging), which is all that depends on the images."""
+        store, analyzer = "images", "analyzer=deep_taylor"
+        self.project(store, analyzer, f"explain.n_images={RUN_IMAGES[0]}")  # trains, caches
+        reps = []
+        for rep in range(self.reps):
+            measured = {}
+            for count in RUN_IMAGES if rep % 2 == 0 else RUN_IMAGES[::-1]:
+                child = self.project(store, analyzer, f"explain.n_images={count}")
+                run = self.runs(store)[-1]
+                assert run.data.tags["model_reused"] == "true", "section 10 retrained its model"
+                measured[str(count)] = {
+                    "explained": min(count, self.sizes["test"]),
+                    "wall_s": child.wall_s,
+                    "peak_rss_mb": child.peak_rss_mb,
+                    "analysis_time_s": run.data.metrics["analysis_time_s"],
+                }
+            reps.append(measured)
+        small, large = (str(count) for count in RUN_IMAGES)
+        return {
+            "reps": reps,
+            "growth": {
+                key: statistics.median(rep[large][key] / rep[small][key] for rep in reps)
+                for key in ("wall_s", "peak_rss_mb")
+            },
+        }
 
     def sweep(self, bare_wall_s: float) -> dict:
         sweeps = {}
@@ -511,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             ("scoring", bench.scoring),
             ("grid", bench.grid),
             ("headline", lambda: bench.headline(_median_bare_wall(results))),
+            ("images", bench.images),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

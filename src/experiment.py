@@ -635,13 +635,17 @@ def log_outcome(
         display=cfg.analyzer.display,
         masks=masks,
         explained=explanation.explained_classes,
+        # What a person looks at is bounded, whatever explain.n_images (heatmaps.npz: all).
+        max_images=cfg.report.grid_images,
     )
     analyzer = names.mlflow_name(cfg.analyzer.name, kind="file")  # a name: any text
     tracking.log_figure(figure, f"figures/heatmaps_{analyzer}.png")
     # The heatmaps as an MLflow image at step = epochs trained, so the chart view puts the
     # runs' heatmaps side by side (and slides over training lengths).
     trained_epochs = cfg.train.epochs if training.history else 0
-    strip = heatmap_strip(images, explanation.heatmaps, cfg.analyzer.display)
+    strip = heatmap_strip(
+        images, explanation.heatmaps, cfg.analyzer.display, max_images=cfg.report.grid_images
+    )
     tracking.log_image("heatmaps", strip, step=trained_epochs)
     tracking.log_arrays(
         "heatmaps.npz",

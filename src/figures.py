@@ -85,6 +85,11 @@ HEATMAP_COLUMNS = 5  # images per line of a run's heatmap figure: legible at MLf
 TEXT_SIZE = 9  # points; ~14 px in the PNG, ~10 px or more where MLflow previews it
 
 
+def shown_of(shown: int, total: int) -> str:
+    """What a figure bounded by ``report.grid_images`` says it shows."""
+    return f"the first {shown} of {total} explained images (report.grid_images; heatmaps.npz: all)"
+
+
 def heatmap_figure(
     images: np.ndarray,
     heatmaps: np.ndarray,
@@ -95,15 +100,23 @@ def heatmap_figure(
     display: str = "signed",
     masks: np.ndarray | None = None,
     explained: np.ndarray | None = None,
+    max_images: int | None = None,
 ):
     """Each image above its heatmap (the input's outline over it), five images to a line, the
     shared colour scale below. Above each image its true and predicted class (the prediction
     red when wrong); above each heatmap the class it explains (``explained``, the predicted
     class if not given). Where ``masks`` (N, H, W) are given (a planted marker), their outline
-    on both."""
-    maps = normalise(heatmaps, display)
+    on both. At most the first ``max_images`` images (the title then says how many of how
+    many): drawing costs grow with the images, a person looks at a few."""
     explained = predictions if explained is None else explained
-    count = len(images)
+    total = len(images)
+    count = total if max_images is None else min(max_images, total)
+    if count < total:
+        title = f"{title}\n{shown_of(count, total)}"
+    images, heatmaps, labels = images[:count], heatmaps[:count], labels[:count]
+    predictions, explained = predictions[:count], explained[:count]
+    masks = None if masks is None else masks[:count]
+    maps = normalise(heatmaps, display)
     columns = min(count, HEATMAP_COLUMNS)
     lines = -(-count // columns)
     figure = _figure(figsize=(1.6 * columns + 0.3, 3.55 * lines + 1.0), layout="constrained")
@@ -157,13 +170,15 @@ def heatmap_strip(
     display: str = "signed",
     columns: int = HEATMAP_COLUMNS,
     scale: int = 3,
+    max_images: int | None = None,
 ) -> np.ndarray:
     """A compact ``(H, W, 3)`` uint8 picture for MLflow's image charts, which show every run's
     image of a key side by side as 256-pixel thumbnails (text would be unreadable there): each
     input above its heatmap, ``columns`` to a line, pixels enlarged ``scale`` times, the same
-    colours as the figures."""
+    colours as the figures; at most the first ``max_images`` images."""
     from matplotlib import colormaps
 
+    images, heatmaps = images[:max_images], heatmaps[:max_images]
     maps = normalise(heatmaps, display)
     relevance = colormaps[RELEVANCE_CMAP]((maps + 1) / 2)[..., :3]
     count, height, width = maps.shape

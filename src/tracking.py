@@ -554,10 +554,15 @@ def environment() -> str:
     return "\n".join([*header, *sorted(distributions, key=str.lower)]) + "\n"
 
 
-@store_write
 def log_environment() -> None:
-    """The whole environment of the run, as ``environment.txt``."""
-    mlflow.log_text(environment(), "environment.txt")
+    """The whole environment of the run, as ``environment.txt`` (listed before the store
+    write: reading every package's metadata takes a moment)."""
+    _log_text(environment(), "environment.txt")
+
+
+@store_write
+def _log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
 
 
 @store_write
@@ -662,20 +667,30 @@ def log_metrics(metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics))
 
 
-@store_write
 def log_figure(figure: Any, artifact_file: str) -> None:
-    """Log a matplotlib figure (see src/figures.py: no pyplot, nothing to close)."""
-    mlflow.log_figure(figure, artifact_file)
+    """Log a matplotlib figure (see src/figures.py: no pyplot, nothing to close) as a PNG, as
+    ``mlflow.log_figure`` saves it. Drawn here, before the store write: a signal waits for the
+    upload only, never for the drawing (seconds for a large figure)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    log_png(buffer.getvalue(), artifact_file)
 
 
-@store_write
 def log_png(png: bytes, artifact_file: str) -> None:
     """A figure already drawn (one kept with its model) as the artifact ``artifact_file``."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(artifact_file).name
         path.write_bytes(png)
         parent = Path(artifact_file).parent.as_posix()
-        mlflow.log_artifact(str(path), None if parent == "." else parent)
+        log_artifact(path, None if parent == "." else parent)
+
+
+@store_write
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    """Upload a file as an artifact of the active run (into ``artifact_path``, a folder)."""
+    mlflow.log_artifact(str(path), artifact_path)
 
 
 @store_write
@@ -753,19 +768,18 @@ def process_started(text: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
-@store_write
 def log_arrays(artifact_file: str, **arrays: np.ndarray) -> None:
-    """Log arrays as one compressed ``.npz`` artifact."""
+    """Log arrays as one compressed ``.npz`` artifact (compressed before the store write: a
+    signal waits for the upload only)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / artifact_file
         np.savez_compressed(path, **arrays)
-        mlflow.log_artifact(str(path))
+        log_artifact(path)
 
 
-@store_write
 def log_keras_model(model: Any, input_example: np.ndarray) -> str:
-    """Log the model with MLflow's TensorFlow flavor; returns its URI, also tagged ``model_uri``."""
-    import mlflow.tensorflow
+    """Log the model with MLflow's TensorFlow flavor; returns its URI, also tagged ``model_uri``.
+    Its signature is computed (a prediction) before the store write."""
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
@@ -774,6 +788,15 @@ def log_keras_model(model: Any, input_example: np.ndarray) -> str:
     requirements = [
         f"{package}=={metadata.version(package)}" for package in ("tensorflow", "numpy", "protobuf")
     ]
+    return _log_keras_model(model, input_example, signature, requirements)
+
+
+@store_write
+def _log_keras_model(
+    model: Any, input_example: np.ndarray, signature: Any, requirements: list[str]
+) -> str:
+    import mlflow.tensorflow
+
     info = mlflow.tensorflow.log_model(
         model,
         name="model",

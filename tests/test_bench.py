@@ -52,6 +52,15 @@ def made_up_results(**changes) -> dict:
             "1000": {"analyzers": 20, "images": 1000, "seconds": 2.0, "peak_rss_mb": 340},
             "growth": {"seconds": 2.0 / 1.9, "peak_rss_mb": 340 / 300},
         },
+        "images": {
+            "reps": [
+                {
+                    "10": {"explained": 10, "wall_s": 20.0, "peak_rss_mb": 700},
+                    "1000": {"explained": 1000, "wall_s": 21.0, "peak_rss_mb": 720},
+                }
+            ],
+            "growth": {"wall_s": 1.05, "peak_rss_mb": 720 / 700},
+        },
         "headline": {
             "jobs": 27,
             "bare_runs": 27,
@@ -66,7 +75,7 @@ def made_up_results(**changes) -> dict:
 
 def test_every_target_is_checked_and_met_by_numbers_within_it():
     checks = report.checks(made_up_results())
-    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 3 + 1 + 4
+    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 3 + 1 + 4 + 1
     assert all(check["met"] for check in checks.values())
 
 
@@ -114,6 +123,11 @@ def test_a_number_beyond_its_target_is_reported_missed():
     slow_grid["grid"]["growth"]["seconds"] = 100.0  # drawing every explained image again
     assert [name for name, c in report.checks(slow_grid).items() if not c["met"]] == [
         "grid seconds, 1000 / 10 explained images"
+    ]
+    drawing = made_up_results()
+    drawing["images"]["growth"]["wall_s"] = 40.0  # a run's figure drawing every explained image
+    assert [name for name, c in report.checks(drawing).items() if not c["met"]] == [
+        "run wall, 1000 / 10 explained images (evaluation off)"
     ]
     missed = [name for name, c in report.checks(heavy).items() if not c["met"]]
     assert missed == ["--help imports TensorFlow (0 = no)", "--cfg job imports TensorFlow (0 = no)"]
@@ -197,6 +211,10 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     else:
         assert headline["before"] is None
     assert headline["bare_runs"] == 4 and set(headline["bare_wall_s"]) == {"1", "2"}
+    # One run explaining 10 and all 100 quick test images, its model reused.
+    (images,) = results["images"]["reps"]
+    assert [entry["explained"] for entry in images.values()] == [10, 100]
+    assert all(entry["wall_s"] > entry["analysis_time_s"] > 0 for entry in images.values())
 
     grid = results["grid"]
     assert [grid[key]["images"] for key in ("10", "200")] == [10, 200]

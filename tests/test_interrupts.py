@@ -9,6 +9,9 @@ that phase: fault injection at a known point, instead of a race against a timer.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import signal
 import subprocess
 import time
@@ -123,6 +126,42 @@ def test_a_signal_during_a_store_write_lets_the_write_finish(tmp_path, signum):
     (run,) = all_runs(tmp_path)
     assert run.info.status == "KILLED"
     assert run.data.metrics  # the first metric write, which the signal came in, is stored
+
+
+def test_ctrl_c_once_the_log_says_a_run_scores_ends_it_killed_within_10_s(tmp_path):
+    """Ctrl-C from outside, once the run's log shows its scored images explained (the scores
+    themselves run next): the process ends within 10 s, with the run KILLED."""
+    log = tmp_path / "stderr.txt"
+    args = ["dataset=digits", "dataset.train_size=300", "train.epochs=1", "evaluate.n_images=300"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command_line(tmp_path, ("-m", "src.train"), args),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            # Ctrl-C as a terminal's foreground job gets it (a background job ignores it).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not re.search(r"scoring: +100%", log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        stopped = Stopped(process.returncode, log.read_text(), time.monotonic() - sent)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
+    assert stopped.seconds < 10, stopped.seconds
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert "analysis_time_s" in run.data.metrics  # explained and drawn; then stopped scoring
+    assert not [key for key in run.data.metrics if key.startswith("eval_")]
 
 
 def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
