@@ -16,25 +16,24 @@ import json
 import logging
 import os
 import tempfile
-import uuid
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src import names, signals
-from src.cli import sweep_jobs, swept_keys
-from src.errors import Terminated, UserError
+from src.cli import new_sweep_id, sweep_jobs, swept_keys
+from src.errors import Terminated, UserError, one_line
 from src.outcome import JobOutcome
 from src.redact import redact
 
 log = logging.getLogger(__name__)
 SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
+JOBS_DONE = "jobs_done.jsonl"  # in the sweep's folder: one line per ended job, with its outcome
 SLURM_LAUNCHER = "hydra_plugins.xai_lab.launcher.SlurmLauncher"
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
 # Where multiprocessing's and joblib's resource trackers live (see on_multirun_start).
@@ -66,11 +65,63 @@ def sweep_experiment(config: DictConfig, swept: list[str]) -> str:
     return name
 
 
+# What a job's inputs are checked by: a job that differs from a checked one only in these
+# keys needs no check of its own (its data, model and analyzer are the same).
+NOT_CHECKED_APART = ("seed", "train.epochs", "tracking", "paths", "report", "threads", "hydra")
+
+
+def check_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str]) -> list[str]:
+    """Every job's inputs checked as its run would check them before it exists (the data,
+    the model built for it, the analyzer on that model: :func:`src.experiment.checked_inputs`),
+    once for each distinct combination; one line per distinct problem, naming the jobs it
+    concerns by their ``swept`` settings (all of them, or the first three and how many
+    more)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from src.experiment import checked_inputs
+    from src.tf_runtime import configure_threads
+
+    configure_threads(config.threads, OmegaConf.select(config, "hydra.launcher.n_jobs"))
+    loader = GlobalHydra.instance().config_loader()
+    checked: dict[str, str] = {}  # a combination's key -> its problem ("" if none)
+    problems: dict[str, list[str]] = {}
+    for overrides in jobs:
+        job = loader.load_sweep_config(config, overrides)
+        with open_dict(job):
+            del job["hydra"]  # what the run gets: Hydra's task config has none
+        resolved = OmegaConf.to_container(job, resolve=True)
+        resolved["train"].pop("epochs", None)
+        key = json.dumps(
+            {k: v for k, v in resolved.items() if k not in NOT_CHECKED_APART},
+            sort_keys=True,
+            default=str,
+        )
+        if key not in checked:
+            try:
+                checked_inputs(job, say=False)
+                checked[key] = ""
+            except UserError as error:
+                checked[key] = str(error)
+        if checked[key]:
+            problems.setdefault(checked[key], []).append(job_label(" ".join(overrides), swept))
+    return [f"{problem} ({_jobs_named(named, len(jobs))})" for problem, named in problems.items()]
+
+
+def _jobs_named(named: list[str], total: int) -> str:
+    if len(named) == total:
+        return f"every job of the sweep ({total})" if total > 1 else "the sweep's job"
+    shown = "; ".join(named[:3])
+    more = f"; and {len(named) - 3} more" if len(named) > 3 else ""
+    return f"{len(named)} of {total} jobs: {shown}{more}"
+
+
 class SweepTracker(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.sweep_id = ""
         self.store: Any = None
         self.output_dir: str | None = None
+        self.sweep_dir = "."  # Hydra's folder of the sweep
         self.grid_images = 10
         self.ui: tuple[str, int] = ("127.0.0.1", 5000)  # where `make ui` serves the store
         self.status: str | None = None  # the parent's final status, once ended
@@ -81,6 +132,8 @@ class SweepTracker(Callback):
 
         from src import tracking
 
+        # Before anything reads hydra.sweep.dir, which ends in the sweep's id.
+        self.sweep_id = new_sweep_id()
         overrides = list(OmegaConf.to_container(config.hydra.overrides.task))
         jobs = expand_sweep(overrides)
         swept = swept_keys(overrides)
@@ -91,6 +144,11 @@ class SweepTracker(Callback):
 
                 check_request(config.hydra.launcher)  # before the parent run exists
             self.store = tracking.resolve_store(config.tracking.dir, config.tracking.uri)
+            problems = check_jobs(config, sweep_jobs(overrides), swept)
+            if problems:
+                for problem in problems:
+                    log.error("error: %s", problem)
+                raise SystemExit(2)
             experiment_id = tracking.prepare(self.store, experiment)
         except UserError as error:
             log.error("error: %s", error)
@@ -119,7 +177,7 @@ class SweepTracker(Callback):
         from src import tracking
         from src.repair import repair
 
-        sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        sweep_id = self.sweep_id
         client = MlflowClient(self.store.tracking_uri)
         # Runs an earlier sweep left RUNNING when its process was killed (SIGKILL cannot be
         # caught) are marked KILLED before this sweep starts, so no comparison waits on them.
@@ -141,6 +199,7 @@ class SweepTracker(Callback):
             )
             self.parent_run_id = parent.info.run_id
             self.output_dir = str(config.paths.report_dir)
+            self.sweep_dir = str(config.hydra.sweep.dir)
             self.grid_images = int(config.report.grid_images)
             self.ui = (config.tracking.ui_host, config.tracking.ui_port)
             _trackers.append(self)
@@ -175,16 +234,29 @@ class SweepTracker(Callback):
         total = os.environ.get(SWEEP_JOBS_ENV)
         if total is None:  # a single run
             return
-        value = job_return._return_value if job_return.status == JobStatus.COMPLETED else None
+        value = job_return._return_value
+        if job_return.status != JobStatus.COMPLETED:  # an exception escaped the job
+            value = JobOutcome("FAILED", reason=one_line(value))
         ok = isinstance(value, JobOutcome) and value.finished
+        job = redact(" ".join(sorted(job_return.overrides or [])))
+        record = {"num": int(config.hydra.job.num), "job": job, "ok": ok}
+        if not ok:
+            said = value.summary() if isinstance(value, JobOutcome) else "FAILED"
+            record["outcome"] = redact(said)
         folder = Path(config.hydra.sweep.dir)
         with FileLock(folder / ".jobs_done.lock"):
-            with (folder / "jobs_done.txt").open("a") as record:
-                record.write(f"{config.hydra.job.num} {'ok' if ok else 'failed'}\n")
-            done = (folder / "jobs_done.txt").read_text().split()[1::2]
-        failed = done.count("failed")
+            with (folder / JOBS_DONE).open("a") as file:
+                file.write(json.dumps(record) + "\n")
+            done = jobs_done(folder)
+        failed = sum(1 for line in done if not line["ok"])
+        swept = json.loads(os.environ.get(_swept_env(), "[]"))
+        why = "" if ok else f" · job {job_label(job, swept) or record['num']}: {record['outcome']}"
         log.info(
-            "sweep: %d/%s jobs done%s", len(done), total, f", {failed} failed" if failed else ""
+            "sweep: %d/%s jobs done%s%s",
+            len(done),
+            total,
+            f", {failed} failed" if failed else "",
+            why,
         )
 
     def finish(self, interrupted: bool = False) -> str | None:
@@ -271,14 +343,41 @@ class SweepTracker(Callback):
             folder / "report.html",
             self.store.run_link(parent.info.experiment_id, self.parent_run_id, *self.ui),
         )
-        for job in missing:
-            log.warning("did not finish: %s", job)
+        # Why each job did not finish: its run's, or, for a job that failed before its run
+        # existed, what the job itself said when it ended.
+        said = {line["job"]: line.get("outcome", "") for line in jobs_done(Path(self.sweep_dir))}
+        swept = json.loads(os.environ.get(_swept_env(), "[]"))
+        for line in missing:
+            job, _, status = line.rpartition(" (")
+            if status == "no run)" and said.get(job):
+                status = f"no run: {said[job]})"
+            log.warning("did not finish: %s (%s", job_label(job, swept), status)
 
     def outcome(self) -> str:
         """The parent's status and its runs', in words: ``KILLED; its runs: 1 FINISHED, 2
         KILLED``."""
         runs = ", ".join(f"{count} {status}" for status, count in sorted(self.children.items()))
         return f"{self.status}; its runs: {runs or 'none'}"
+
+
+def _swept_env() -> str:
+    from src import tracking  # with MLflow: imported only once a sweep runs
+
+    return tracking.SWEPT_KEYS_ENV
+
+
+def job_label(job: str, swept: list[str]) -> str:
+    """A job (its overrides, joined by spaces) by the settings its sweep varies only:
+    ``+model.crash=first``, not every path the command line gave."""
+    named = [item for item in job.split(" ") if item.split("=", 1)[0].lstrip("+~") in swept]
+    return " ".join(named) if named else job
+
+
+def jobs_done(folder: Path) -> list[dict[str, Any]]:
+    """The records of the sweep's jobs that have ended (one JSON line each, in ``folder``)."""
+    path = folder / JOBS_DONE
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def finish_sweeps(interrupted: bool = False) -> list[SweepTracker]:

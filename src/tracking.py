@@ -39,7 +39,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from src import names, signals
-from src.errors import StoreFault, Terminated, TimeLimit, UserError
+from src.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
 from src.paths import PROJECT_ROOT
 from src.redact import redact, redact_handlers
 
@@ -442,6 +442,11 @@ def tracked_run(
         raise
     except StoreFault as error:
         fault = str(error)
+        raise
+    except Exception as error:
+        # Why it failed, on the run: the sweep's summary and the UI show it beside FAILED.
+        with contextlib.suppress(Exception), signals.deferred():
+            mlflow.set_tag("error", redact(one_line(error)))
         raise
     finally:
         try:

@@ -19,7 +19,7 @@ from support import (
 
 from src.report import analyzer_label
 from src.sweep import expand_sweep, sweep_name_overrides
-from src.train import threads_per_job
+from src.tf_runtime import threads_per_job
 
 SMALL = ["dataset=digits", "dataset.train_size=300", "dataset.test_size=100", "train.epochs=1"]
 
@@ -224,37 +224,96 @@ def test_a_second_sweep_reuses_every_model_and_the_report_defaults_to_it(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_failing_job_does_not_stop_the_others_and_fails_the_parent(tmp_path):
-    sweep = [*SMALL, "-m", "analyzer=lrp_epsilon", "analyzer.params.epsilon=0.1,-1,0.01"]
+def test_bad_input_in_a_sweep_is_refused_once_before_anything_exists(tmp_path):
+    """Every job's inputs are checked before the parent run: one line per distinct problem
+    naming its jobs, exit 2, no run, no folder, no report link."""
+    files = ",".join(str(tmp_path / name) for name in ("a.h5", "b.keras"))
+    sweep = [
+        *SMALL,
+        "-m",
+        "analyzer=gradient,lrp_epsilon",
+        "model=keras_file",
+        f"model.path={files}",
+    ]
     result = train_cli(tmp_path, *sweep)
-    assert result.returncode != 0
-    assert "rejects analyzer.params" in result.stderr
-    assert "sweep: 3/3 jobs done, 1 failed" in result.stderr
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 2, result.stderr[-3000:]
+    for name in ("a.h5", "b.keras"):
+        (line,) = [line for line in errors if f"{name}' does not exist" in line]
+        assert line.endswith(
+            f"(2 of 4 jobs: analyzer=gradient model.path={tmp_path / name}; "
+            f"analyzer=lrp_epsilon model.path={tmp_path / name})"
+        ), line
+    params = [*SMALL, "-m", "analyzer=lrp_epsilon", "analyzer.params.epsilon=0.1,-1", "seed=0,1"]
+    result = train_cli(tmp_path, *params)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (error,) = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert "rejects analyzer.params" in error and error.endswith(
+        "(2 of 4 jobs: analyzer.params.epsilon=-1 seed=0; analyzer.params.epsilon=-1 seed=1)"
+    ), error
+    for output in (result.stderr, *(line for line in errors)):
+        assert "Traceback" not in output and "browse" not in output
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "reports").exists()
+    assert all_runs(tmp_path) == []
 
+
+CRASHING_BUILDER = """
+import os
+
+import tensorflow as tf
+
+from src.model import build_cnn
+
+
+class Crashing(tf.keras.Model):
+    def fit(self, *args, **kwargs):  # a bug met once the job's run exists
+        raise RuntimeError(f"planted crash {self.crash}")
+
+
+def build(input_shape, num_classes, crash="none", **kwargs):
+    model = build_cnn(input_shape, num_classes, **kwargs)
+    if crash == "none":
+        return model
+    crashing = Crashing(inputs=model.inputs, outputs=model.outputs)
+    crashing.crash = crash
+    return crashing
+"""
+
+
+@pytest.mark.slow
+def test_every_failed_jobs_reason_is_kept_and_the_others_finish(tmp_path):
+    """Two jobs crash (a bug, not bad input): each one's reason is printed as it fails, its
+    traceback is in its train.log, and the sweep's summary names both; the third finishes."""
+    (tmp_path / "crashing.py").write_text(CRASHING_BUILDER)
+    sweep = [*SMALL, "-m", "model._target_=crashing.build", "+model.crash=none,first,second"]
+    result = train_cli(tmp_path, *sweep)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for crash in ("first", "second"):
+        reason = f"RuntimeError: planted crash {crash}"
+        # When it failed (the progress line), and in the closing summary.
+        assert re.search(
+            rf"jobs done, \d failed · job \+model.crash={crash}: FAILED \({reason}\)", result.stderr
+        ), result.stderr[-3000:]
+        assert re.search(
+            rf"did not finish: \+model.crash={crash} \(FAILED: {reason}\)",
+            result.stderr,
+        ), result.stderr[-3000:]
+    logs = sorted((tmp_path / "outputs" / "multiruns").glob("*/*/*/train.log"))
+    crashed = [log.read_text() for log in logs if "planted crash" in log.read_text()]
+    assert len(crashed) == 2 and all("Traceback" in text for text in crashed)
     (parent,), children = sweep_runs(tmp_path)
     assert parent.info.status == "FAILED"
-    assert sorted(
-        kid.data.params["analyzer.params.epsilon"] for kid in children[parent.info.run_id]
-    ) == ["0.01", "0.1"]
-    assert all(kid.info.status == "FINISHED" for kid in children[parent.info.run_id])
-    # The swept setting is in the runs' names, so the run list tells them apart.
-    assert sorted(kid.info.run_name for kid in children[parent.info.run_id]) == [
-        f"lrp_epsilon ε={epsilon} · seed 0 · 1 ep" for epsilon in ("0.01", "0.1")
-    ]
-    client = client_for(tmp_path)
-    metrics = client.get_run(parent.info.run_id).data.metrics
-    assert (metrics["jobs_finished"], metrics["jobs_not_finished"]) == (2, 1)
-    missing = Path(
-        client.download_artifacts(parent.info.run_id, "comparison/missing.txt", str(tmp_path))
-    )
-    (line,) = missing.read_text().splitlines()
-    assert line.startswith("analyzer.params.epsilon=-1 analyzer=lrp_epsilon ") and line.endswith(
-        " (no run)"
-    )
-    for page in ("table.html", "report.html"):
-        text = (tmp_path / "reports" / parent.info.run_id / page).read_text(encoding="utf-8")
-        assert "1 job(s) did not finish" in text
-    assert "lrp_epsilon ε=0.01" in text
+    kids = {kid.data.params["model.crash"]: kid for kid in children[parent.info.run_id]}
+    assert kids["none"].info.status == "FINISHED" and "error" not in kids["none"].data.tags
+    for crash in ("first", "second"):
+        assert kids[crash].info.status == "FAILED"
+        assert kids[crash].data.tags["error"] == f"RuntimeError: planted crash {crash}"
+    metrics = client_for(tmp_path).get_run(parent.info.run_id).data.metrics
+    assert (metrics["jobs_finished"], metrics["jobs_not_finished"]) == (1, 2)
+    text = (tmp_path / "reports" / parent.info.run_id / "report.html").read_text("utf-8")
+    assert "2 job(s) did not finish" in text
 
 
 @pytest.mark.slow
@@ -283,3 +342,29 @@ def test_a_cached_model_that_cannot_be_read_is_trained_again_with_a_warning(tmp_
     assert train_cli(tmp_path, *run).returncode == 0
     latest = max(all_runs(tmp_path), key=lambda r: r.info.start_time)
     assert latest.data.tags["trained_by_run"] == retrained.info.run_id
+
+
+def test_two_sweeps_started_in_one_second_get_folders_of_their_own(tmp_path):
+    """hydra.sweep.dir ends in the sweep's id (the second it started and a random part);
+    the jobs' configs, copies of the sweep's made by Hydra, keep the same folder."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.utils import setup_globals
+    from omegaconf import OmegaConf
+
+    from src.cli import new_sweep_id, register_resolvers
+    from src.paths import CONFIG_DIR
+
+    register_resolvers()
+    setup_globals()  # Hydra's ${now:}
+    folders, ids = [], []
+    for _ in range(2):  # well within one second
+        ids.append(new_sweep_id())
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", [f"paths.output_dir={tmp_path}"], return_hydra_config=True)
+        folders.append(str(cfg.hydra.sweep.dir))
+        job = OmegaConf.create(OmegaConf.to_container(cfg))  # a job's config, as Hydra makes it
+        OmegaConf.copy_cache(from_config=cfg, to_config=job)
+        new_sweep_id()  # another sweep starting meanwhile does not move this one's folder
+        assert str(job.hydra.sweep.dir) == folders[-1]
+    assert folders[0] != folders[1]
+    assert [Path(folder).name for folder in folders] == ids
