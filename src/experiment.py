@@ -320,6 +320,27 @@ def shortcut_reliance(
     }
 
 
+def checked_inputs(cfg: DictConfig, say: bool = True) -> tuple[Dataset, Any, Pretrained | None]:
+    """What a run needs before it exists, checked: its cache folder, its data, the model
+    built for it, the analyzer created on that model. Bad input raises :class:`UserError`.
+    A sweep calls this for each of its jobs before its parent run exists (src/sweep.py)."""
+    validate(cfg)
+    if not _pretrained_model(cfg):  # it trains, and caches what it trains
+        ModelCache(cfg.train.cache_dir).check()
+    data = load_data(cfg)
+    if say:
+        log.info(
+            "data: %s (%d train / %d test images)",
+            data.source,
+            len(data.train_images),
+            len(data.test_images),
+        )
+    validate_for_images(cfg, data.input_shape, data.num_classes, len(data.test_images))
+    model, pretrained = build_network(cfg, data.input_shape, data.num_classes)
+    check_analyzer(cfg, model)
+    return data, model, pretrained
+
+
 def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> float:
     """Run and track one experiment; returns the test accuracy.
 
@@ -333,18 +354,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         cfg.tracking.experiment_name
     )
     experiment_id = tracking.prepare(store, experiment)
-    if not _pretrained_model(cfg):  # it trains, and caches what it trains
-        ModelCache(cfg.train.cache_dir).check()
-    data = load_data(cfg)
-    log.info(
-        "data: %s (%d train / %d test images)",
-        data.source,
-        len(data.train_images),
-        len(data.test_images),
-    )
-    validate_for_images(cfg, data.input_shape, data.num_classes, len(data.test_images))
-    model, pretrained = build_network(cfg, data.input_shape, data.num_classes)
-    check_analyzer(cfg, model)
+    data, model, pretrained = checked_inputs(cfg)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if pretrained:
