@@ -40,7 +40,13 @@ from src.figures import (
     training_figure,
 )
 from src.model import Pretrained, check_model_config
-from src.model_cache import ModelCache, entry_key, fingerprint, model_fingerprint
+from src.model_cache import (
+    ModelCache,
+    accuracy_mismatch,
+    entry_key,
+    fingerprint,
+    model_fingerprint,
+)
 from src.paths import CONFIG_DIR, group_options
 from src.scoring import ModelOnly, curves
 from src.tf_runtime import intra_op_threads, reset
@@ -459,23 +465,37 @@ def trained_or_reused(
     """Train the model in the open run, or load it from the model cache if an earlier run
     trained it: the snapshot of this many epochs, or, failing that, the longest shorter one of
     the same training, trained on from there. While one job trains, the others that need the
-    same training wait here. Logs ``train_epochs_run``, the epochs this run trained."""
+    same training wait here. Logs ``train_epochs_run``, the epochs this run trained.
+
+    A reused model's test loss and accuracy are measured, as a trained one's are (test_only),
+    not copied: an accuracy other than the recorded one is a warning and the run's tag
+    ``model_accuracy_mismatch``."""
     cache = ModelCache(cfg.train.cache_dir)
     epochs = int(cfg.train.epochs)
     with cache.claim(cache_key, holder=f"run {run_id}"):
         cached = cache.load(cache_key, epochs) if cfg.train.reuse else None
         if cached is not None and _load_weights(model, cached.weights):
-            training = cached.training
-            if training.test_accuracy is None:  # a snapshot of a training that did not validate
-                tested = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
-                training = replace(
-                    training, test_loss=tested.test_loss, test_accuracy=tested.test_accuracy
+            tested = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
+            mismatch = accuracy_mismatch(
+                cached.training.test_accuracy, tested.test_accuracy, len(data.test_labels)
+            )
+            if mismatch:
+                log.warning(
+                    "warning: the model cached in %s gets another test accuracy than when it "
+                    "was trained: %s",
+                    cached.folder,
+                    mismatch,
                 )
+            training = replace(
+                cached.training, test_loss=tested.test_loss, test_accuracy=tested.test_accuracy
+            )
             model_uri = cached.model_uri
             if not model_uri:  # a snapshot of a longer training: no run has logged it yet
                 model_uri = tracking.log_keras_model(model, data.test_images[:2])
                 cache.set_model_uri(cache_key, epochs, model_uri)
-            tracking.log_reused_training(training.history, cached.trained_by_run, model_uri)
+            tracking.log_reused_training(
+                training.history, cached.trained_by_run, model_uri, accuracy_mismatch=mismatch
+            )
             tracking.log_metrics({"train_epochs_run": 0})
             log.info("reusing the model trained by run %s", cached.trained_by_run)
             return training
@@ -507,24 +527,24 @@ def trained_or_reused(
 def _resume_point(
     cfg: DictConfig, cache: ModelCache, cache_key: str, model
 ) -> tuple[Resume, str] | None:
-    """The longest cached snapshot of this training with fewer epochs, loaded into ``model``,
-    and the run that trained it; or None (train from the start)."""
-    prefix = cache.longest_prefix(cache_key, below=int(cfg.train.epochs))
-    if prefix is None:
-        return None
+    """The longest good cached snapshot of this training with fewer epochs (verified, its
+    state and weights read), loaded into ``model``, and the run that trained it; or None
+    (train from the start)."""
     drawing = random_layers(model)
-    if drawing:
-        log.info(
-            "training from the start, not from the %d-epoch snapshot: %s draw random numbers "
-            "while training, which a snapshot cannot hold",
-            prefix.epochs,
-            ", ".join(drawing),
-        )
-        return None
-    state = prefix.state()
-    if state is None or not _load_weights(model, prefix.weights):
-        return None
-    return Resume(prefix.epochs, prefix.training, state), prefix.trained_by_run
+    for prefix in cache.prefixes(cache_key, below=int(cfg.train.epochs)):
+        if drawing:
+            log.info(
+                "training from the start, not from the %d-epoch snapshot: %s draw random "
+                "numbers while training, which a snapshot cannot hold",
+                prefix.epochs,
+                ", ".join(drawing),
+            )
+            return None
+        state = prefix.state()
+        # A file that fails to load leaves the model as it was: the next shorter one is tried.
+        if state is not None and _load_weights(model, prefix.weights):
+            return Resume(prefix.epochs, prefix.training, state), prefix.trained_by_run
+    return None
 
 
 def headline_scores(scores: dict[str, float]) -> str:
@@ -546,7 +566,10 @@ def _load_weights(model, weights) -> bool:
     try:
         model.load_weights(str(weights))
     except Exception as error:  # noqa: BLE001 - h5py/Keras raise many kinds on a bad file
-        log.warning("cached weights %s cannot be loaded (%s): training again", weights, error)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+        log.warning(
+            "warning: cached model %s cannot be loaded (%s): training again", weights, reason
+        )
         return False
     return True
 

@@ -9,6 +9,12 @@ the training curve so far (``meta.json``), and work done on the model alone (``m
 a score's baseline, the training figure). A model of N epochs is snapshot N; a job that needs
 N epochs where only a shorter training exists continues from its last snapshot.
 
+Each snapshot proves itself: ``meta.json`` records the SHA-256 of every file beside it and of
+its own content, and a reuse or a continuation checks them first. A snapshot that fails (a
+changed, missing or unreadable file; or one written before snapshots had checksums) is passed
+over with one warning naming the file, and the training runs again from the longest good
+snapshot, whose new snapshots replace the bad ones.
+
 Snapshots are written to a temporary folder and renamed into place, so a reader never sees
 half of one (a temporary folder a killed process left is removed after an hour). A file lock
 per training (``filelock``, which works across processes) makes a second job that needs it
@@ -22,11 +28,13 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -41,6 +49,7 @@ from src.training import TrainingResult, TrainingState
 
 log = logging.getLogger(__name__)
 WEIGHTS, STATE, META, KEPT = "weights.h5", "state.npz", "meta.json", "model_only"
+SUMS = "sha256"  # meta.json's key: file name -> SHA-256 (META's own: of the rest of meta)
 STALE_STAGING_S = 3600  # a staging folder this old was left by a killed process
 WAIT_NOTE_S = 60  # how often a job waiting for another's training says it still waits
 
@@ -102,7 +111,8 @@ class CachedModel:
     folder: Path
 
     def state(self) -> TrainingState | None:
-        """The optimizer's and the data order's state, or None if the snapshot has none."""
+        """The optimizer's and the data order's state, or None (with a warning) if it
+        cannot be read."""
         try:
             with np.load(self.folder / STATE, allow_pickle=False) as saved:
                 count = int(saved["optimizer_count"])
@@ -116,14 +126,19 @@ class CachedModel:
                         float(saved["random_cached_gaussian"]),
                     ),
                 )
-        except (OSError, ValueError, KeyError) as error:
-            log.warning("snapshot %s has no usable training state (%s)", self.folder, error)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            log.warning(
+                "warning: cached model %s cannot be read (%s): not continued from",
+                self.folder / STATE,
+                _why(error),
+            )
             return None
 
 
 class ModelCache:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
+        self._told_unverifiable: set[str] = set()  # entries already warned about
 
     def check(self) -> None:
         """Raise UserError (before any run exists) if the cache folder cannot be created or
@@ -181,32 +196,46 @@ class ModelCache:
     def snapshot_folder(self, key: str, epochs: int) -> Path:
         return self.folder / key / f"epoch-{epochs:04d}"
 
-    def load(self, key: str, epochs: int) -> CachedModel | None:
-        """Snapshot ``epochs`` of the entry, or None if there is none or it cannot be read
-        (then with a warning)."""
+    def load(self, key: str, epochs: int, continuing: bool = False) -> CachedModel | None:
+        """Snapshot ``epochs`` of the entry, verified: None if there is none, or (with one
+        warning naming the file) if a file it uses fails its check. A reuse uses the weights
+        and ``meta.json``; a training ``continuing`` from it the training state too."""
         folder = self.snapshot_folder(key, epochs)
         if not folder.exists():
             return None
         try:
-            meta = json.loads((folder / META).read_text())
-            weights = folder / WEIGHTS
-            if not weights.is_file():
-                raise FileNotFoundError(weights)
+            meta = verified(folder, (WEIGHTS, STATE) if continuing else (WEIGHTS,))
             return CachedModel(
                 epochs=epochs,
-                weights=weights,
+                weights=folder / WEIGHTS,
                 training=TrainingResult(**meta["training"]),
                 trained_by_run=meta["trained_by_run"],
                 model_uri=meta["model_uri"],
                 folder=folder,
             )
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("cached model %s cannot be read (%s): training it again", folder, error)
-            return None
+        except Unverifiable:
+            if key not in self._told_unverifiable:  # one line for all of an entry's snapshots
+                self._told_unverifiable.add(key)
+                log.warning(
+                    "warning: cached model %s: its snapshots were written by an older version, "
+                    "without SHA-256 sums to check them by: training again (new snapshots replace "
+                    "them)",
+                    folder.parent,
+                )
+        except Damaged as damaged:
+            log.warning("warning: cached model %s: training again", damaged)
+        except (KeyError, TypeError) as error:  # checksums right, content not what we write
+            log.warning(
+                "warning: cached model %s cannot be read (%s): training again",
+                folder / META,
+                _why(error),
+            )
+        return None
 
-    def longest_prefix(self, key: str, below: int) -> CachedModel | None:
-        """The readable snapshot of the most epochs fewer than ``below`` that a training can
-        continue from (it has its training state), or None."""
+    def prefixes(self, key: str, below: int) -> Iterator[CachedModel]:
+        """The verified snapshots of fewer epochs than ``below`` that a training can continue
+        from (written with their training state), the most epochs first; each one that fails
+        its check is passed over with a warning."""
         trained = sorted(
             (
                 int(path.name.removeprefix("epoch-"))
@@ -216,11 +245,14 @@ class ModelCache:
             reverse=True,
         )
         for epochs in trained:
-            if epochs < below and (self.snapshot_folder(key, epochs) / STATE).is_file():
-                cached = self.load(key, epochs)
+            if epochs < below and _has_state(self.snapshot_folder(key, epochs)):
+                cached = self.load(key, epochs, continuing=True)
                 if cached is not None:
-                    return cached
-        return None
+                    yield cached
+
+    def longest_prefix(self, key: str, below: int) -> CachedModel | None:
+        """The first of :meth:`prefixes`, or None."""
+        return next(self.prefixes(key, below), None)
 
     def store(
         self,
@@ -252,10 +284,19 @@ class ModelCache:
                     random_cached_gaussian=cached_gaussian,
                     **{f"optimizer_{i}": w for i, w in enumerate(state.optimizer_weights)},
                 )
-            meta = {"training": asdict(training), "trained_by_run": run_id, "model_uri": model_uri}
-            (staging / META).write_text(json.dumps(meta, indent=1))
+            meta = {
+                "training": asdict(training),
+                "trained_by_run": run_id,
+                "model_uri": model_uri,
+                SUMS: {
+                    name: file_sha256(staging / name)
+                    for name in (WEIGHTS, STATE)
+                    if (staging / name).is_file()
+                },
+            }
+            (staging / META).write_text(with_own_sum(meta))
             target = self.snapshot_folder(key, epochs)
-            if target.exists():  # an unreadable old snapshot, or a forced retraining
+            if target.exists():  # a damaged old snapshot, or a forced retraining
                 shutil.rmtree(target)
             os.rename(staging, target)
         except OSError as error:
@@ -274,11 +315,13 @@ class ModelCache:
         """Record where a run logged snapshot ``epochs``'s model (runs reusing it link there)."""
         folder = self.snapshot_folder(key, epochs)
         try:
-            meta = json.loads((folder / META).read_text())
+            meta = verified(folder, ())  # a changed meta.json is not blessed with a new sum
             meta["model_uri"] = model_uri
-            _write_atomically(folder / META, json.dumps(meta, indent=1).encode())
-        except (OSError, ValueError) as error:
-            log.warning("could not note the logged model in %s (%s)", folder, error)
+            _write_atomically(folder / META, with_own_sum(meta).encode())
+        except Damaged as damaged:
+            log.warning("could not note the logged model: cached model %s", damaged)
+        except OSError as error:
+            log.warning("could not note the logged model in %s (%s)", folder, _why(error))
 
     def model_only(
         self, key: str, epochs: int, name: str, compute: Callable[[], np.ndarray]
@@ -304,6 +347,101 @@ class ModelCache:
             except OSError as error:
                 log.warning("could not keep %s in %s (%s)", name, folder, error)
         return value, False
+
+
+def accuracy_mismatch(recorded: float | None, measured: float, test_images: int) -> str:
+    """``""`` if a reused model's measured test accuracy is the one recorded when it was
+    trained, up to rounding: accuracies are counts over ``test_images``, so anything under
+    half an image is float32 rounding. Else what differs, ``recorded 0.7883 (283/359),
+    measured 0.1003 (36/359)``. Nothing recorded (a training that did not validate): ``""``."""
+    if recorded is None or abs(measured - recorded) < 0.5 / test_images:
+        return ""
+
+    def told(accuracy: float) -> str:
+        right = (
+            f" ({round(accuracy * test_images)}/{test_images})" if math.isfinite(accuracy) else ""
+        )
+        return f"{accuracy:.4f}{right}"
+
+    return f"recorded {told(recorded)}, measured {told(measured)}"
+
+
+class Damaged(Exception):
+    """A snapshot's file that fails its check: ``str()`` names the file and what is wrong."""
+
+
+class Unverifiable(Damaged):
+    """A snapshot written before snapshots recorded their SHA-256 sums."""
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def meta_sha256(meta: Mapping[str, Any]) -> str:
+    """The SHA-256 of ``meta``'s content (canonical JSON), its own sum left out: a change of
+    any value is seen, a change of layout (indentation) is not."""
+    sums = {name: sha for name, sha in meta.get(SUMS, {}).items() if name != META}
+    content = {**meta, SUMS: sums}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def with_own_sum(meta: dict[str, Any]) -> str:
+    """``meta.json``'s text: ``meta`` with the sum of its own content added."""
+    sums = dict(meta.get(SUMS, {}))
+    sums[META] = meta_sha256(meta)
+    return json.dumps({**meta, SUMS: sums}, indent=1)
+
+
+def verified(folder: Path, files: tuple[str, ...]) -> dict[str, Any]:
+    """The snapshot's meta, once it and ``files`` match the SHA-256 it records; else raise
+    :class:`Damaged`. A snapshot without sums (written before they were recorded) is
+    refused too: nothing tells a damaged one from a sound one."""
+    path = folder / META
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Damaged(f"{path} is missing") from None
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and JSONDecodeError included
+        raise Damaged(f"{path} cannot be read ({_why(error)})") from None
+    sums = meta.get(SUMS) if isinstance(meta, dict) else None
+    if not isinstance(sums, dict) or META not in sums:
+        raise Unverifiable(f"{path} records no SHA-256 sums (written by an older version)")
+    if sums[META] != meta_sha256(meta):
+        raise Damaged(f"{path} was changed after it was written (its SHA-256 differs)")
+    for name in files:
+        if name not in sums:
+            raise Damaged(f"{path} records no {name}")
+        try:
+            actual = file_sha256(folder / name)
+        except FileNotFoundError:
+            raise Damaged(f"{folder / name} is missing") from None
+        except OSError as error:
+            raise Damaged(f"{folder / name} cannot be read ({_why(error)})") from None
+        if actual != sums[name]:
+            raise Damaged(
+                f"{folder / name} is damaged (its SHA-256 differs from the one recorded when "
+                "it was written)"
+            )
+    return meta
+
+
+def _has_state(folder: Path) -> bool:
+    """Whether the snapshot was written with its training state (by its meta, or, when the
+    meta cannot tell, by the file being there: the check then says what is wrong)."""
+    try:
+        return STATE in json.loads((folder / META).read_text())[SUMS]
+    except (OSError, ValueError, KeyError, TypeError):
+        return (folder / STATE).exists()
+
+
+def _why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {getattr(error, 'strerror', None) or error}"
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

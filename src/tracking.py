@@ -625,13 +625,20 @@ def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
 
 @store_write
 def log_reused_training(
-    history: Mapping[str, list[float]], trained_by_run: str, model_uri: str
+    history: Mapping[str, list[float]],
+    trained_by_run: str,
+    model_uri: str,
+    accuracy_mismatch: str = "",
 ) -> None:
-    """For a run that reuses a trained model: its training curve, and where the model came from."""
+    """For a run that reuses a trained model: its training curve, where the model came from,
+    and (tag ``model_accuracy_mismatch``) how its measured test accuracy differs from the one
+    recorded when it was trained, if it does."""
     _log_history(history)
     mlflow.set_tags(
         {"model_reused": "true", "trained_by_run": trained_by_run, "model_uri": model_uri}
     )
+    if accuracy_mismatch:
+        mlflow.set_tag("model_accuracy_mismatch", accuracy_mismatch)
     mlflow.set_tag(
         "mlflow.note.content",
         f"Reuses the model trained by run {trained_by_run} (same data, model, training and seed).",

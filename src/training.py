@@ -177,18 +177,14 @@ def train(
         bar.close()
     train_time_s = time_before + time.perf_counter() - started
 
-    if validate_each_epoch:
-        # The last epoch's validation already is the final test score: do not evaluate twice.
-        test_loss, test_accuracy = history["val_loss"][-1], history["val_accuracy"][-1]
-    else:
-        test_loss, test_accuracy = model.evaluate(
-            test_images, test_labels, batch_size=batch_size, verbose=0
-        )
+    # Evaluated as a reused model is (test_only), not taken from the last epoch's validation:
+    # fit's validation sums the loss otherwise, and differs from it in the last bits.
+    tested = test_only(model, test_images, test_labels, batch_size)
     return TrainingResult(
         history=history,
         train_time_s=train_time_s,
-        test_loss=float(test_loss),
-        test_accuracy=float(test_accuracy),
+        test_loss=tested.test_loss,
+        test_accuracy=tested.test_accuracy,
         time_to_first_step_s=first_step[0] if first_step else None,
     )
 
@@ -196,7 +192,8 @@ def train(
 def test_only(
     model, test_images: np.ndarray, test_labels: np.ndarray, batch_size: int
 ) -> TrainingResult:
-    """The test loss and accuracy of a model trained elsewhere: no history, no training time."""
+    """The test loss and accuracy of a model as it is (trained elsewhere, or loaded): no
+    history, no training time."""
     test_loss, test_accuracy = model.evaluate(
         test_images, test_labels, batch_size=batch_size, verbose=0
     )

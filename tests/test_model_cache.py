@@ -1,14 +1,33 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import multiprocessing
+import shutil
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
 
-from src.model_cache import ModelCache, entry_key, fingerprint, model_fingerprint
+from src.experiment import run_experiment
+from src.model_cache import (
+    Damaged,
+    ModelCache,
+    accuracy_mismatch,
+    entry_key,
+    fingerprint,
+    meta_sha256,
+    model_fingerprint,
+    verified,
+    with_own_sum,
+)
+from src.paths import CONFIG_DIR
 from src.training import TrainingResult, TrainingState
 
 DATASET = {
@@ -178,6 +197,133 @@ def test_missing_weights_is_a_miss(tmp_path):
     assert cache.load("k", 2) is None
 
 
+def test_a_snapshot_records_the_sha256_of_each_file_and_of_its_own_meta(tmp_path):
+    cache = ModelCache(tmp_path)
+    cache.store("k", 1, WeightsFile("abc"), TRAINING, run_id="r", state=STATE)
+    folder = cache.snapshot_folder("k", 1)
+    meta = json.loads((folder / "meta.json").read_text())
+    # sha256("abc"), the test vector of FIPS 180-2.
+    assert meta["sha256"]["weights.h5"] == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    assert (
+        meta["sha256"]["state.npz"]
+        == hashlib.sha256((folder / "state.npz").read_bytes()).hexdigest()
+    )
+    # meta.json's own: its content as canonical JSON, without its own entry.
+    content = {**meta, "sha256": {k: v for k, v in meta["sha256"].items() if k != "meta.json"}}
+    assert (
+        meta["sha256"]["meta.json"]
+        == hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    )
+    assert meta_sha256(meta) == meta["sha256"]["meta.json"]
+    assert meta_sha256({"a": 1}) == hashlib.sha256(b'{"a": 1, "sha256": {}}').hexdigest()
+    assert verified(folder, ("weights.h5", "state.npz")) == meta
+
+
+def damage_inside(path: Path, size: int = 4096) -> None:
+    """Random bytes over ``size`` bytes in the middle of the file, its length unchanged."""
+    content = bytearray(path.read_bytes())
+    middle = max(0, len(content) // 2 - size // 2)
+    content[middle : middle + size] = np.random.default_rng(0).bytes(size)[: len(content)]
+    path.write_bytes(bytes(content))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def rewrite_meta(path: Path, **training) -> None:
+    """Change values of the recorded training, as an editor would (its sum left as it was)."""
+    meta = json.loads(path.read_text())
+    meta["training"].update(training)
+    path.write_text(json.dumps(meta, indent=1))
+
+
+def strip_sums(path: Path) -> None:
+    """meta.json as snapshots were written before they recorded sums."""
+    meta = json.loads(path.read_text())
+    del meta["sha256"]
+    path.write_text(json.dumps(meta, indent=1))
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "what"),
+    [
+        ("weights.h5", damage_inside, "is damaged (its SHA-256 differs"),
+        ("weights.h5", Path.unlink, "is missing"),
+        ("state.npz", truncate, "is damaged (its SHA-256 differs"),
+        ("state.npz", Path.unlink, "is missing"),
+        ("meta.json", lambda path: rewrite_meta(path, test_accuracy=0.99), "was changed after"),
+        ("meta.json", truncate, "cannot be read (JSONDecodeError"),
+        ("meta.json", Path.unlink, "is missing"),
+        ("meta.json", strip_sums, "records no SHA-256 sums"),
+    ],
+)
+def test_a_file_that_fails_its_check_is_named_and_the_snapshot_not_used(
+    tmp_path, name, damage, what
+):
+    cache = ModelCache(tmp_path)
+    cache.store("k", 1, WeightsFile("x" * 10_000), TRAINING, run_id="r", state=STATE)
+    folder = cache.snapshot_folder("k", 1)
+    damage(folder / name)
+    with pytest.raises(Damaged) as raised:
+        verified(folder, ("weights.h5", "state.npz"))
+    assert str(raised.value).startswith(f"{folder / name} {what}")
+
+
+def test_a_reuse_checks_the_files_it_uses_a_continuation_its_state_too(tmp_path, caplog):
+    cache = ModelCache(tmp_path)
+    for epochs in (1, 2):
+        cache.store("k", epochs, WeightsFile(f"e{epochs}"), TRAINING, run_id="r", state=STATE)
+    truncate(cache.snapshot_folder("k", 2) / "state.npz")
+    assert cache.load("k", 2).weights.read_text() == "e2"  # a reuse needs no training state
+    assert not caplog.records
+    # A continuation passes over it with one line naming the file, to the next good one.
+    assert [prefix.epochs for prefix in cache.prefixes("k", below=3)] == [1]
+    (warning,) = caplog.records
+    assert str(cache.snapshot_folder("k", 2) / "state.npz") in warning.getMessage()
+    # The training's new snapshot replaces the damaged one.
+    cache.store("k", 2, WeightsFile("new"), TRAINING, run_id="r2", state=STATE)
+    assert [prefix.epochs for prefix in cache.prefixes("k", below=3)] == [2, 1]
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_snapshots_without_sums_are_trained_again_with_one_line_for_the_entry(tmp_path, caplog):
+    cache = ModelCache(tmp_path)
+    for epochs in (1, 2, 3):
+        cache.store("k", epochs, WeightsFile(), TRAINING, run_id="r", state=STATE)
+        strip_sums(cache.snapshot_folder("k", epochs) / "meta.json")
+    assert cache.load("k", 3) is None
+    assert cache.longest_prefix("k", below=3) is None
+    (warning,) = caplog.records
+    assert "written by an older version" in warning.getMessage()
+
+
+def test_the_logged_model_is_noted_with_a_new_sum_but_a_changed_meta_is_not_blessed(tmp_path):
+    cache = ModelCache(tmp_path)
+    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", state=STATE)
+    cache.set_model_uri("k", 2, "models:/m-9")
+    assert cache.load("k", 2, continuing=True).model_uri == "models:/m-9"
+    rewrite_meta(cache.snapshot_folder("k", 2) / "meta.json", test_accuracy=0.5)
+    cache.set_model_uri("k", 2, "models:/m-10")
+    assert cache.load("k", 2) is None
+
+
+def test_an_accuracy_differs_from_the_recorded_one_by_half_an_image_or_more():
+    # 359 test images: 107/359 = 0.298050..., one image more 108/359 = 0.300835...
+    assert accuracy_mismatch(107 / 359, 107 / 359, 359) == ""
+    assert accuracy_mismatch(0.2980501353740692, 107 / 359, 359) == ""  # float32 rounding
+    assert accuracy_mismatch(None, 0.5, 359) == ""  # a training that did not validate
+    assert accuracy_mismatch(107 / 359, 108 / 359, 359) == (
+        "recorded 0.2981 (107/359), measured 0.3008 (108/359)"
+    )
+    assert accuracy_mismatch(0.7883, 0.1, 10_000) == (
+        "recorded 0.7883 (7883/10000), measured 0.1000 (1000/10000)"
+    )
+    assert accuracy_mismatch(float("nan"), 0.1, 10) == "recorded nan, measured 0.1000 (1/10)"
+
+
 def _train_or_reuse(folder: str, log: str) -> None:
     cache = ModelCache(folder)
     with cache.claim("shared"):
@@ -208,3 +354,140 @@ def test_concurrent_jobs_train_a_model_once(tmp_path, workers):
         ]
         == "r"
     )
+
+
+# --- Whole runs in this process: a damaged snapshot is trained again, a reused model's
+# --- accuracy measured.
+
+RUN = (
+    "dataset=digits",
+    "dataset.train_size=200",
+    "explain.n_images=4",
+    "evaluate=off",
+    "analyzer=gradient",
+    "seed=3",
+)
+
+
+@dataclass(frozen=True)
+class Trained:
+    folder: Path
+    entry: Path  # the cache entry of the training, snapshots of epochs 1 to 3
+    pristine: Path  # a copy of it as the training wrote it
+    first_run: str  # the run that trained it
+    accuracy: dict[int, float]  # test accuracy of the 2- and 3-epoch models
+    trained_metrics: dict[str, float]  # the first run's
+
+    def run(self, epochs: int):
+        """Restore nothing; run once more with ``epochs``: the new run's record."""
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=[
+                    f"tracking.dir={self.folder / 'mlruns'}",
+                    f"paths.output_dir={self.folder / 'outputs'}",
+                    f"train.epochs={epochs}",
+                    *RUN,
+                ],
+            )
+        run_experiment(cfg)
+        client = MlflowClient(f"sqlite:///{self.folder / 'mlruns' / 'mlflow.db'}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        return client.search_runs(experiments, order_by=["attributes.start_time DESC"])[0]
+
+    def restore(self) -> None:
+        shutil.rmtree(self.entry)
+        shutil.copytree(self.pristine, self.entry)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Iterator[Trained]:
+    """A store whose cache holds a 3-epoch training (its first run), and the accuracies of
+    its 3- and 2-epoch models (a second run reused the latter)."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    folder = tmp_path_factory.mktemp("snapshots")
+    made = Trained(folder, folder, folder, "", {}, {})
+    first = made.run(3)
+    (entry,) = (folder / "mlruns" / "model_cache").glob("*-*/")
+    shutil.copytree(entry, folder / "pristine")
+    second = made.run(2)
+    assert second.data.tags["model_reused"] == "true"
+    yield Trained(
+        folder,
+        entry,
+        folder / "pristine",
+        first.info.run_id,
+        {epochs: run.data.metrics["test_accuracy"] for epochs, run in ((3, first), (2, second))},
+        first.data.metrics,
+    )
+    mlflow.set_tracking_uri(uri)
+
+
+def project_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "what", "epochs"),
+    [
+        # The issue's case: 4 KiB of random bytes inside; it was reused, heatmaps NaN.
+        ("weights.h5", damage_inside, "is damaged", 2),
+        ("weights.h5", Path.unlink, "is missing", 2),
+        ("meta.json", lambda path: rewrite_meta(path, test_accuracy=0.99), "was changed", 2),
+        # The issue's case: every job that continued from it died of BadZipFile.
+        ("state.npz", truncate, "is damaged", 3),
+    ],
+)
+def test_a_damaged_snapshot_is_named_and_trained_again_from_the_longest_good_one(
+    trained, caplog, name, damage, what, epochs
+):
+    trained.restore()
+    if epochs == 3:  # the 3-epoch model is not there: the training continues from epoch 2
+        shutil.rmtree(trained.entry / "epoch-0003")
+    damage(trained.entry / "epoch-0002" / name)
+    caplog.clear()
+    run = trained.run(epochs)
+    (warning,) = project_warnings(caplog)
+    assert f"{trained.entry / 'epoch-0002' / name} {what}" in warning
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model_reused"] == "false"
+    assert run.data.tags["continued_from"] == f"epoch 1 of run {trained.first_run}"
+    assert run.data.metrics["test_accuracy"] == trained.accuracy[epochs]
+    assert "model_accuracy_mismatch" not in run.data.tags
+    # Replaced by the new training's snapshot, which a next run reuses without a word.
+    caplog.clear()
+    cache = ModelCache(trained.entry.parent)
+    assert cache.load(trained.entry.name, 2, continuing=True).trained_by_run == run.info.run_id
+    assert not project_warnings(caplog)
+
+
+def test_a_reused_models_accuracy_is_measured_and_a_difference_tagged(trained, caplog):
+    """A sound snapshot (its sums right) whose recorded accuracy is not what the model gets
+    here (as one written on another machine could be)."""
+    trained.restore()
+    meta = trained.entry / "epoch-0002" / "meta.json"
+    rewrite_meta(meta, test_accuracy=0.99)
+    meta.write_text(with_own_sum({**json.loads(meta.read_text())}))
+    caplog.clear()
+    run = trained.run(2)
+    measured = trained.accuracy[2]
+    mismatch = accuracy_mismatch(0.99, measured, 359)
+    assert mismatch.startswith("recorded 0.9900 (355/359), measured ")
+    (warning,) = project_warnings(caplog)
+    assert f"{meta.parent} gets another test accuracy than when it was trained" in warning
+    assert warning.endswith(mismatch)
+    assert run.data.tags["model_reused"] == "true"
+    assert run.data.tags["model_accuracy_mismatch"] == mismatch
+    assert run.data.metrics["test_accuracy"] == measured  # measured, not copied
+
+
+def test_a_reused_model_measures_the_test_scores_of_the_run_that_trained_it(trained):
+    """Found: the training's test loss was its last epoch's validation, which Keras's fit
+    sums otherwise than evaluate: a reused model's measured loss differed in the last bits."""
+    trained.restore()
+    run = trained.run(3)
+    assert run.data.tags["model_reused"] == "true"
+    for key in ("test_loss", "test_accuracy"):
+        assert run.data.metrics[key].hex() == trained.trained_metrics[key].hex()
