@@ -65,6 +65,12 @@ def checks(results: dict) -> dict[str, dict]:
             results["images"]["growth"]["wall_s"],
             targets["run_images_growth"],
         )
+    if "snapshot" in results:
+        check(
+            "snapshot verification (every file's SHA-256) / one training epoch",
+            results["snapshot"]["ratios"]["verify_vs_train_epoch"],
+            targets["snapshot_verify_vs_epoch"],
+        )
     if "headline" in results:
         headline = results["headline"]
         check(
@@ -265,6 +271,8 @@ def markdown(results: dict) -> str:
         lines += headline_table(results["headline"])
     if "images" in results:
         lines += images_table(results["images"])
+    if "snapshot" in results:
+        lines += snapshot_table(results["snapshot"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -313,6 +321,38 @@ def images_table(images: dict) -> list[str]:
         f"{growth['peak_rss_mb']:.3f}.",
     ]
     return lines
+
+
+def snapshot_table(snapshot: dict) -> list[str]:
+    """Section 11: what checking a model snapshot costs, beside what it is checked for."""
+    sizes = ", ".join(f"{name} {size / 1e6:.2f}" for name, size in snapshot["file_bytes"].items())
+    ratios = snapshot["ratios"]
+    rows = (
+        ("verify: meta.json + SHA-256 of every file (a continuation)", "verify_s"),
+        ("verify: meta.json + SHA-256 of weights.h5 (a reuse)", "verify_weights_s"),
+        ("hash weights.h5 and state.npz (what writing adds)", "hash_s"),
+        ("write a snapshot (sums included)", "write_s"),
+        ("load: weights into the model, training state read", "load_s"),
+        (
+            f"a reused model's test accuracy (test_only, {snapshot['test_images']} images)",
+            "test_only_s",
+        ),
+        (f"one training epoch ({snapshot['train_images']} images)", "train_epoch_s"),
+    )
+    return [
+        "",
+        f"## 11. Model snapshots: {snapshot['snapshot_bytes'] / 1e6:.2f} MB ({sizes} MB)",
+        "",
+        f"Medians of {snapshot['reps']} (files in the page cache); one epoch timed once.",
+        "",
+        "| step | ms |",
+        "| --- | ---: |",
+        *(f"| {name} | {1000 * snapshot[key]:.2f} |" for name, key in rows),
+        "",
+        f"Verification / load {ratios['verify_vs_load']:.4f}, / one epoch "
+        f"{ratios['verify_vs_train_epoch']:.5f}; measuring a reused model's accuracy / one "
+        f"epoch {ratios['test_only_vs_train_epoch']:.4f}.",
+    ]
 
 
 def headline_table(headline: dict) -> list[str]:

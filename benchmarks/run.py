@@ -24,6 +24,8 @@ Sections (each a key of the JSON file and a table in the Markdown file):
    runs, one per job at its epoch count, from bare runs of 1, 3 and 5 epochs.
 10. ``images``: one run (evaluation off, its model reused) explaining 10 and 1,000 images,
    alternating, ``--reps`` times: what a run draws is bounded by ``report.grid_images``.
+11. ``snapshot``: checking a model snapshot's SHA-256 sums (``benchmarks/snapshot.py``) beside
+   loading it and one training epoch, and measuring a reused model's test accuracy.
 
 Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
 RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
@@ -76,6 +78,8 @@ TARGETS = {
     # A run explaining 1,000 images / one explaining 10 (evaluation off): its figures are
     # bounded by report.grid_images, only the arrays grow.
     "run_images_growth": 1.25,
+    # Checking a snapshot's sums (every file, as a continuation does) / one training epoch.
+    "snapshot_verify_vs_epoch": 0.01,
 }
 # The explained images of section 10's two runs.
 RUN_IMAGES = (10, 1000)
@@ -304,6 +308,14 @@ class Bench:
                 for key in ("wall_s", "peak_rss_mb")
             },
         }
+
+    def snapshot(self) -> dict:
+        """A snapshot's verification, load and write, one training epoch, a reused model's
+        test (``benchmarks/snapshot.py``, in its own process)."""
+        command = [sys.executable, "-m", "benchmarks.snapshot", f"--data={self.data}"]
+        command += ["--reps=5" if self.quick else "--reps=20"]
+        child = run_child(command, cwd=PROJECT_ROOT)
+        return json.loads(child.stdout.strip().splitlines()[-1])
 
     def sweep(self, bare_wall_s: float) -> dict:
         sweeps = {}
@@ -549,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             ("grid", bench.grid),
             ("headline", lambda: bench.headline(_median_bare_wall(results))),
             ("images", bench.images),
+            ("snapshot", bench.snapshot),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

@@ -133,6 +133,40 @@ def test_a_number_beyond_its_target_is_reported_missed():
     assert missed == ["--help imports TensorFlow (0 = no)", "--cfg job imports TensorFlow (0 = no)"]
 
 
+def test_a_snapshots_verification_is_held_to_a_hundredth_of_an_epoch_and_tabled():
+    snapshot = {
+        "snapshot_bytes": 1_155_177,
+        "file_bytes": {"weights.h5": 398_392, "state.npz": 756_080, "meta.json": 705},
+        "train_images": 60_000,
+        "test_images": 10_000,
+        "reps": 20,
+        "train_epoch_s": 40.0,
+        "write_s": 0.09,
+        "hash_s": 0.0008,
+        "verify_s": 0.002,
+        "verify_weights_s": 0.0005,
+        "load_s": 0.06,
+        "test_only_s": 1.0,
+        "ratios": {
+            "verify_vs_load": 0.002 / 0.06,
+            "verify_vs_train_epoch": 0.002 / 40.0,
+            "test_only_vs_train_epoch": 1.0 / 40.0,
+        },
+    }
+    name = "snapshot verification (every file's SHA-256) / one training epoch"
+    checks = report.checks(made_up_results(snapshot=snapshot))
+    assert checks[name] == {"value": 0.00005, "bound": 0.01, "at_most": True, "met": True}
+    snapshot["ratios"]["verify_vs_train_epoch"] = 0.02
+    assert not report.checks(made_up_results(snapshot=snapshot))[name]["met"]
+    table = "\n".join(report.snapshot_table(snapshot))
+    assert (
+        "## 11. Model snapshots: 1.16 MB (weights.h5 0.40, state.npz 0.76, meta.json 0.00 MB)"
+        in table
+    )
+    assert "| verify: meta.json + SHA-256 of every file (a continuation) | 2.00 |" in table
+    assert "| one training epoch (60000 images) | 40000.00 |" in table
+
+
 @pytest.mark.slow
 def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     result = subprocess.run(
@@ -216,6 +250,11 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     assert [entry["explained"] for entry in images.values()] == [10, 100]
     assert all(entry["wall_s"] > entry["analysis_time_s"] > 0 for entry in images.values())
 
+    # A snapshot of the quick model (~1.2 MB): its sums checked in a fraction of its load.
+    snapshot = results["snapshot"]
+    assert 1_000_000 < snapshot["snapshot_bytes"] < 1_400_000
+    assert 0 < snapshot["verify_weights_s"] < snapshot["verify_s"] < snapshot["load_s"]
+
     grid = results["grid"]
     assert [grid[key]["images"] for key in ("10", "200")] == [10, 200]
     assert all(grid[key]["seconds"] > 0 and grid[key]["peak_rss_mb"] > 100 for key in ("10", "200"))
@@ -232,6 +271,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         "## 7.",
         "## 8.",
         "## 9.",
+        "## 11.",
     )
     for heading in headings:
         assert heading in markdown
