@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shutil
 import textwrap
 import uuid
@@ -45,8 +46,14 @@ def new_sweep_id() -> str:
 
 
 def sweep_id() -> str:
-    """The id of the sweep this process runs (one is made if none was started)."""
-    return _sweep_id or new_sweep_id()
+    """The id of the sweep this process runs: the one it started, else (a worker's process,
+    should its config come without the sweep's cached value) the one the sweep's process
+    passed down in the environment; a new one only where no sweep is known."""
+    if _sweep_id is not None:
+        return _sweep_id
+    from src.tracking import SWEEP_ID_ENV  # in a job's process, which imports it anyway
+
+    return os.environ.get(SWEEP_ID_ENV) or new_sweep_id()
 
 
 def describe_groups(choices: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,9 @@ HOW_TO_PROVIDE = {
     "fashion_mnist": "install Debian's dataset-fashion-mnist package, or pass "
     "dataset.path=FOLDER holding the four Fashion-MNIST IDX files",
 }
+
+
+log = logging.getLogger(__name__)
 
 
 class DataError(UserError):
@@ -367,19 +371,22 @@ def prepare(
     if names is None:
         count = int(max(train_labels.max(), test_labels.max())) + 1
         names = [str(label) for label in range(count)]
-    for labels, split, size in (
-        (train_labels[:train_size], "training", "train_size"),
-        (test_labels[:test_size], "test", "test_size"),
-    ):
-        classes = np.unique(labels)
-        if len(classes) < 2:
-            # A classifier needs two classes to tell apart; the scores compare the explained
-            # class with another (random logit) and the images of several classes.
-            raise DataError(
-                f"{loaded.source}: the {split} images hold {len(classes)} class "
-                f"({', '.join(str(names[c]) for c in classes)}); two or more are needed "
-                f"(a larger dataset.{size}, or data of more classes)"
-            )
+    trained = np.unique(train_labels[:train_size])
+    if len(trained) < 2:
+        # A classifier learns nothing from one class, and the scores compare the explained
+        # class with another (random logit).
+        raise DataError(
+            f"{loaded.source}: the training images hold 1 class ({names[trained[0]]}); two or "
+            "more are needed (a larger dataset.train_size, or data of more classes)"
+        )
+    tested = np.unique(test_labels[:test_size])
+    if len(tested) < 2:  # a model explained on one class's images: allowed, but said
+        log.warning(
+            "warning: %s: the test images hold 1 class (%s): every explanation and score is "
+            "of that class (a larger dataset.test_size takes in more)",
+            loaded.source,
+            names[tested[0]],
+        )
     return Dataset(
         train_images=_scaled(train_images[:train_size]),
         train_labels=train_labels[:train_size].astype(np.int64),

@@ -50,7 +50,10 @@ class RedactFilter(logging.Filter):
     (:func:`redact`). On a handler, it covers every logger that reaches the handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call: logging's own handler reports it
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

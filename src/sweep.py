@@ -12,6 +12,7 @@ is interrupted.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
 JOBS_DONE = "jobs_done.jsonl"  # in the sweep's folder: one line per ended job, with its outcome
 SLURM_LAUNCHER = "hydra_plugins.xai_lab.launcher.SlurmLauncher"
+# Launchers that pickle each job's config and overrides into files (submitit's .submitit/).
+FILE_LAUNCHERS = (SLURM_LAUNCHER, "hydra_plugins.xai_lab.launcher.LocalLauncher")
 _trackers: list[SweepTracker] = []  # the sweeps started in this process
 # Where multiprocessing's and joblib's resource trackers live (see on_multirun_start).
 RESOURCE_TRACKERS = ("multiprocessing", "joblib.externals.loky.backend")
@@ -70,6 +73,20 @@ def sweep_experiment(config: DictConfig, swept: list[str]) -> str:
 NOT_CHECKED_APART = ("seed", "train.epochs", "tracking", "paths", "report", "threads", "hydra")
 
 
+def check_no_secret_in_job_files(config: DictConfig) -> None:
+    """Refuse a password in ``tracking.uri`` for a launcher that stores each job's config in
+    files (submitit's pickles under the sweep folder's ``.submitit/``, which a job needs whole
+    and nothing can redact): MLflow's environment variables carry it instead."""
+    launcher = OmegaConf.select(config, "hydra.launcher._target_")
+    uri = str(OmegaConf.select(config, "tracking.uri") or "")
+    if launcher in FILE_LAUNCHERS and redact(uri) != uri:
+        raise UserError(
+            f"tracking.uri {redact(uri)} holds a password, which this launcher would store in "
+            "its job files (.submitit/ in the sweep's folder): give the URI without it and "
+            "the credentials as MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+
+
 def check_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str]) -> list[str]:
     """Every job's inputs checked as its run would check them before it exists (the data,
     the model built for it, the analyzer on that model: :func:`src.experiment.checked_inputs`),
@@ -100,8 +117,8 @@ def check_jobs(config: DictConfig, jobs: list[list[str]], swept: list[str]) -> l
             try:
                 checked_inputs(job, say=False)
                 checked[key] = ""
-            except UserError as error:
-                checked[key] = str(error)
+            except Exception as error:  # noqa: BLE001 - any failure is that job's, in one line
+                checked[key] = one_line(error)
         if checked[key]:
             problems.setdefault(checked[key], []).append(job_label(" ".join(overrides), swept))
     return [f"{problem} ({_jobs_named(named, len(jobs))})" for problem, named in problems.items()]
@@ -139,6 +156,7 @@ class SweepTracker(Callback):
         swept = swept_keys(overrides)
         experiment = sweep_experiment(config, swept)
         try:
+            check_no_secret_in_job_files(config)
             if OmegaConf.select(config, "hydra.launcher._target_") == SLURM_LAUNCHER:
                 from src.launcher import check_request
 
@@ -348,10 +366,10 @@ class SweepTracker(Callback):
         said = {line["job"]: line.get("outcome", "") for line in jobs_done(Path(self.sweep_dir))}
         swept = json.loads(os.environ.get(_swept_env(), "[]"))
         for line in missing:
-            job, _, status = line.rpartition(" (")
-            if status == "no run)" and said.get(job):
-                status = f"no run: {said[job]})"
-            log.warning("did not finish: %s (%s", job_label(job, swept), status)
+            job, status = job_and_status(line)
+            if status == "no run" and said.get(job):
+                status = f"no run: {said[job]}"
+            log.warning("did not finish: %s (%s)", job_label(job, swept), status)
 
     def outcome(self) -> str:
         """The parent's status and its runs', in words: ``KILLED; its runs: 1 FINISHED, 2
@@ -373,11 +391,26 @@ def job_label(job: str, swept: list[str]) -> str:
     return " ".join(named) if named else job
 
 
+def job_and_status(line: str) -> tuple[str, str]:
+    """``seed=1 (FAILED: … (…))``, a line of the report's missing jobs, split into the job and
+    what its parentheses hold: the last group, matched, since a reason has parentheses too."""
+    depth = 0
+    for index in range(len(line) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(line[index], 0)
+        if depth == 0 and line[index] == "(":
+            return line[:index].rstrip(), line[index + 1 : -1]
+    return line, ""
+
+
 def jobs_done(folder: Path) -> list[dict[str, Any]]:
-    """The records of the sweep's jobs that have ended (one JSON line each, in ``folder``)."""
+    """The records of the sweep's jobs that have ended (one JSON line each, in ``folder``); a
+    line a killed job left half written is skipped."""
     path = folder / JOBS_DONE
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line.strip()]
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(line))
+    return [record for record in records if isinstance(record, dict) and "job" in record]
 
 
 def finish_sweeps(interrupted: bool = False) -> list[SweepTracker]:

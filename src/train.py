@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -61,7 +62,9 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
         # the first failed job's traceback only and lose every later one's reason.
         reason, where = one_line(error), job_log(hydra_cfg)
         log.error("error: the job crashed: %s (traceback in %s)", reason, where)
-        with open(where, "a") as file:  # the file only: the terminal has the line above
+        # The file only (the terminal has the line above); a log that cannot be written costs
+        # the traceback, not the sweep.
+        with contextlib.suppress(OSError), open(where, "a") as file:
             file.write(redact("".join(traceback.format_exception(error))))
         return JobOutcome("FAILED", reason=reason)
     return JobOutcome("FINISHED", accuracy)

@@ -402,7 +402,6 @@ def test_the_offline_default_names_the_data_that_is_here(tmp_path, idx_folder, m
     [
         ([0] * 6, [0, 1, 0, 1], None, None, "the training images hold 1 class (0); two or more"),
         ([0, 0, 0, 1, 1, 1], [0, 1], 3, None, "the training images hold 1 class (0); two or"),
-        ([0, 1, 0, 1], [1, 1, 0, 0], None, 2, "the test images hold 1 class (1); two or more"),
     ],
 )
 def test_data_of_fewer_than_two_classes_is_refused(
@@ -425,6 +424,27 @@ def test_data_of_fewer_than_two_classes_is_refused(
         prepare(load_npz(str(path)), train_size, test_size)
     if train_size or test_size:  # all of it: two classes in each split
         prepare(load_npz(str(path)))
+
+
+def test_a_test_slice_of_one_class_is_explained_with_a_warning(tmp_path, caplog):
+    """A model may be explained on one class's images (the first test_size of a folder read
+    class by class): allowed, and said, since every score is then of that class."""
+    from src.data import load_npz, prepare
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "sorted.npz"
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (4, 8, 8), dtype=np.uint8),
+        y_train=np.array([0, 1, 0, 1]),
+        x_test=rng.integers(0, 256, (4, 8, 8), dtype=np.uint8),
+        y_test=np.array([1, 1, 0, 0]),
+    )
+    with caplog.at_level("WARNING", logger="src.data"):
+        data = prepare(load_npz(str(path)), test_size=2)
+    assert list(data.test_labels) == [1, 1] and data.class_names == ("0", "1")
+    (record,) = caplog.records
+    assert "the test images hold 1 class (1): every explanation and score" in record.message
 
 
 def test_an_image_over_the_pixel_limit_is_refused_naming_it_and_the_limit(tmp_path):

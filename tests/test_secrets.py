@@ -331,3 +331,27 @@ def test_a_planted_password_is_in_no_file_record_or_line_a_run_and_a_sweep_leave
         # A sweep's job has its overrides as Hydra escapes them: http\://alice\:***@...
         text = (folder / "overrides.yaml").read_text().replace("\\", "")
         assert "tracking.uri=http://alice:***@127.0.0.1:" in text
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "local"])
+def test_a_password_is_refused_where_the_launcher_stores_job_files(launcher):
+    """submitit pickles each job's config under .submitit/ (a job needs it whole): with a
+    password in tracking.uri such a sweep is refused before it starts, naming the way out."""
+    from hydra import compose, initialize_config_dir
+
+    from src.errors import UserError
+    from src.paths import CONFIG_DIR
+    from src.sweep import check_no_secret_in_job_files
+
+    def config(*overrides):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", list(overrides), return_hydra_config=True)
+
+    secret = "tracking.uri=http://alice:S3cret@127.0.0.1:5000"
+    with pytest.raises(UserError) as refused:
+        check_no_secret_in_job_files(config(f"hydra/launcher={launcher}", secret))
+    assert "S3cret" not in str(refused.value)
+    assert "http://alice:***@127.0.0.1:5000 holds a password" in str(refused.value)
+    assert "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in str(refused.value)
+    check_no_secret_in_job_files(config(f"hydra/launcher={launcher}", "tracking.uri=http://h:5000"))
+    check_no_secret_in_job_files(config(secret))  # the basic launcher writes no job files

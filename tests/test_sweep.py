@@ -368,3 +368,35 @@ def test_two_sweeps_started_in_one_second_get_folders_of_their_own(tmp_path):
         assert str(job.hydra.sweep.dir) == folders[-1]
     assert folders[0] != folders[1]
     assert [Path(folder).name for folder in folders] == ids
+
+
+def test_a_missing_jobs_reason_with_parentheses_stays_whole():
+    from src.sweep import job_and_status
+
+    line = "seed=1 (no run: FAILED (…/a.png is not a readable image (cannot identify it)))"
+    assert job_and_status(line) == (
+        "seed=1",
+        "no run: FAILED (…/a.png is not a readable image (cannot identify it))",
+    )
+    assert job_and_status("seed=2 (KILLED)") == ("seed=2", "KILLED")
+
+
+def test_a_half_written_record_of_a_killed_job_is_skipped(tmp_path):
+    from src.sweep import JOBS_DONE, jobs_done
+
+    (tmp_path / JOBS_DONE).write_text(
+        '{"num": 0, "job": "seed=0", "ok": true}\n{"num": 1, "job": "se\n'
+        '{"num": 2, "job": "seed=2", "ok": false, "outcome": "FAILED"}\n'
+    )
+    assert [record["num"] for record in jobs_done(tmp_path)] == [0, 2]
+
+
+def test_a_worker_without_the_cached_sweep_id_takes_the_sweeps_from_its_environment(
+    monkeypatch,
+):
+    from src import cli
+    from src.tracking import SWEEP_ID_ENV
+
+    monkeypatch.setattr(cli, "_sweep_id", None)
+    monkeypatch.setenv(SWEEP_ID_ENV, "20261204-083212-1a2b3c")
+    assert cli.sweep_id() == "20261204-083212-1a2b3c"
