@@ -24,7 +24,7 @@ from benchmarks.analysis import config
 from src.data import load_dataset
 from src.experiment import build_model, train_model
 from src.model_cache import META, STATE, WEIGHTS, ModelCache, file_sha256, verified
-from src.training import test_only, training_state
+from src.training import test_only, training_state, weights_image
 
 
 def median_s(function: Callable[[], object], reps: int) -> float:
@@ -49,7 +49,7 @@ def main() -> None:
     state = training_state(model)
     with tempfile.TemporaryDirectory() as folder:
         cache = ModelCache(folder)
-        cache.store("k", 1, model, training, run_id="bench", state=state)
+        cache.store("k", 1, weights_image(model), training, run_id="bench", state=state)
         snapshot = cache.snapshot_folder("k", 1)
         cached = cache.load("k", 1, continuing=True)
         sizes = {name: (snapshot / name).stat().st_size for name in (WEIGHTS, STATE, META)}
@@ -66,7 +66,9 @@ def main() -> None:
             "reps": args.reps,
             "train_epoch_s": training.train_time_s,
             "write_s": median_s(
-                lambda: cache.store("k", 2, model, training, run_id="bench", state=state),
+                lambda: cache.store(
+                    "k", 2, weights_image(model), training, run_id="bench", state=state
+                ),
                 args.reps,
             ),
             "hash_s": median_s(

@@ -60,6 +60,7 @@ from src.training import (
     random_layers,
     test_only,
     train,
+    weights_image,
 )
 
 if TYPE_CHECKING:
@@ -510,7 +511,7 @@ def trained_or_reused(
             )
 
         def snapshot(done: int, so_far: TrainingResult, state: TrainingState) -> None:
-            cache.store(cache_key, done, model, so_far, run_id, state=state)
+            cache.store(cache_key, done, weights_image(model), so_far, run_id, state=state)
 
         training = train_model(
             cfg, data, model, on_epoch_end=tracking.log_epoch, resume=resume, on_snapshot=snapshot

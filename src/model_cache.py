@@ -139,6 +139,7 @@ class ModelCache:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
         self._told_unverifiable: set[str] = set()  # entries already warned about
+        self._refused: str | None = None  # why the file system refused a snapshot, if it did
 
     def check(self) -> None:
         """Raise UserError (before any run exists) if the cache folder cannot be created or
@@ -258,20 +259,23 @@ class ModelCache:
         self,
         key: str,
         epochs: int,
-        model: Any,
+        weights: bytes,
         training: TrainingResult,
         run_id: str,
         model_uri: str = "",
         state: TrainingState | None = None,
     ) -> None:
-        """Write snapshot ``epochs`` atomically; call while holding :meth:`claim`. A cache that
-        cannot take it (a full disk) costs only the reuse: a warning, and later runs train
-        again."""
+        """Write snapshot ``epochs`` (``weights``: the HDF5 file's bytes, from
+        :func:`src.training.weights_image`) atomically; call while holding :meth:`claim`. A
+        cache that cannot take it (a full disk) costs only the reuse: one warning, no more
+        snapshots from this process, and later runs train again."""
+        if self._refused is not None:
+            return
         entry = self.folder / key
         staging = entry / f".epoch-{epochs:04d}.{uuid.uuid4().hex}.tmp"
         try:
             staging.mkdir(parents=True)
-            model.save_weights(str(staging / WEIGHTS))
+            (staging / WEIGHTS).write_bytes(weights)
             if state is not None:
                 kind, keys, pos, has_gauss, cached_gaussian = state.random_state
                 np.savez(
@@ -300,11 +304,12 @@ class ModelCache:
                 shutil.rmtree(target)
             os.rename(staging, target)
         except OSError as error:
+            self._refused = error.strerror or str(error)
             log.warning(
-                "warning: the model could not be cached in %s (%s): later runs that need it "
-                "train it again",
+                "warning: the model could not be cached in %s (%s): this run writes no more "
+                "snapshots, and later runs that need them train again",
                 self.folder,
-                error.strerror or error,
+                self._refused,
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -3,12 +3,14 @@ training from a snapshot of an earlier epoch exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from src.progress import progress_bar
@@ -63,6 +65,20 @@ def random_layers(model) -> list[str]:
     hold, so a training of such a model is never continued, only reused epoch for epoch."""
     base = tensorflow().keras.__internal__.layers.BaseRandomLayer
     return [layer.name for layer in model._flatten_layers() if isinstance(layer, base)]
+
+
+def weights_image(model) -> bytes:
+    """The bytes of the HDF5 file ``model.save_weights(path)`` writes, made in memory. HDF5
+    writing to a disk that fills up raised from h5py's destructors and then crashed the
+    process (SIGSEGV) in this project's tests; from memory, the disk write is Python's, which
+    fails with an ``OSError``. Keras's own h5 saving helper fills the file (no public API
+    takes a file object)."""
+    from keras.src.saving.legacy import hdf5_format
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as file:
+        hdf5_format.save_weights_to_hdf5_group(file, model)
+    return image.getvalue()
 
 
 def training_state(model) -> TrainingState:

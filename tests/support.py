@@ -242,3 +242,24 @@ def listening_addresses(port: int) -> set[str]:
         if state == "0A" and int(local_port, 16) == port:  # 0A = LISTEN
             addresses.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]))
     return addresses
+
+
+def mounted_tmpfs(folder: Path, size: str) -> contextlib.AbstractContextManager:
+    """A file system of ``size`` (e.g. "64k") at ``folder`` for the block: a disk that fills
+    up for real. Needs root (as CI has)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    require(mounted.returncode == 0, f"mounting a tmpfs (root): {mounted.stderr.strip()}")
+
+    @contextlib.contextmanager
+    def unmount() -> Iterator[None]:
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+    return unmount()

@@ -28,7 +28,7 @@ from src.model_cache import (
     with_own_sum,
 )
 from src.paths import CONFIG_DIR
-from src.training import TrainingResult, TrainingState
+from src.training import TrainingResult, TrainingState, weights_image
 
 DATASET = {
     "name": "digits",
@@ -42,16 +42,6 @@ TRAIN = {"epochs": 1, "batch_size": 64, "reuse": True, "cache_dir": "/somewhere"
 TRAINING = TrainingResult(
     history={"train_loss": [1.0, 0.5]}, train_time_s=2.0, test_loss=0.4, test_accuracy=0.9
 )
-
-
-class WeightsFile:
-    """Stands in for a Keras model: the cache only calls save_weights on it."""
-
-    def __init__(self, content: str = "weights") -> None:
-        self.content = content
-
-    def save_weights(self, path: str) -> None:
-        Path(path).write_text(self.content)
 
 
 def test_fingerprint_depends_on_what_decides_the_weights_only():
@@ -94,11 +84,45 @@ STATE = TrainingState(
 )
 
 
+def test_a_weights_image_loads_as_the_file_keras_writes(tmp_path):
+    """The snapshot's weights, made in memory, load into a fresh model bit for bit, with the
+    same layer names and order in the file as ``save_weights`` gives."""
+    import h5py
+
+    from src.tf_runtime import tensorflow
+
+    tf = tensorflow()
+
+    def model():
+        return tf.keras.Sequential(
+            [
+                tf.keras.layers.Conv2D(3, 3, input_shape=(6, 6, 1)),
+                tf.keras.layers.Flatten(),
+                tf.keras.layers.Dense(4),
+            ]
+        )
+
+    source = model()
+    (tmp_path / "image.h5").write_bytes(weights_image(source))
+    source.save_weights(str(tmp_path / "keras.h5"))
+    loaded = model()
+    loaded.load_weights(str(tmp_path / "image.h5"))
+    assert [w.tobytes() for w in loaded.get_weights()] == [
+        w.tobytes() for w in source.get_weights()
+    ]
+    with h5py.File(tmp_path / "image.h5") as image, h5py.File(tmp_path / "keras.h5") as keras:
+        assert list(image.attrs["layer_names"]) == list(keras.attrs["layer_names"])
+        names, keras_names = [], []
+        image.visit(names.append)
+        keras.visit(keras_names.append)
+        assert names == keras_names and len(names) > 4
+
+
 def test_store_then_load_round_trips(tmp_path):
     cache = ModelCache(tmp_path)
     assert cache.load("k", 2) is None
     with cache.claim("k"):
-        cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", model_uri="models:/m-1")
+        cache.store("k", 2, b"weights", TRAINING, run_id="run1", model_uri="models:/m-1")
     cached = cache.load("k", 2)
     assert cached.training == TRAINING and cached.epochs == 2
     assert (cached.trained_by_run, cached.model_uri) == ("run1", "models:/m-1")
@@ -109,7 +133,7 @@ def test_store_then_load_round_trips(tmp_path):
 
 def test_a_snapshots_training_state_round_trips_exactly(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", 1, WeightsFile(), TRAINING, run_id="run1", state=STATE)
+    cache.store("k", 1, b"weights", TRAINING, run_id="run1", state=STATE)
     state = cache.load("k", 1).state()
     assert [w.tobytes() for w in state.optimizer_weights] == [
         w.tobytes() for w in STATE.optimizer_weights
@@ -119,7 +143,7 @@ def test_a_snapshots_training_state_round_trips_exactly(tmp_path):
     restored.set_state(state.random_state)
     assert np.array_equal(restored.random(8), np.random.RandomState(5).random(8))
     # A snapshot stored without state (a model to reuse, not to continue) has none.
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1")
+    cache.store("k", 2, b"weights", TRAINING, run_id="run1")
     assert cache.load("k", 2).state() is None
 
 
@@ -127,8 +151,8 @@ def test_a_training_continues_from_the_longest_shorter_snapshot_with_state(tmp_p
     cache = ModelCache(tmp_path)
     assert cache.longest_prefix("k", below=5) is None
     for epochs in (1, 3, 7):
-        cache.store("k", epochs, WeightsFile(f"e{epochs}"), TRAINING, run_id="r", state=STATE)
-    cache.store("k", 4, WeightsFile("e4"), TRAINING, run_id="r")  # no state: not continuable
+        cache.store("k", epochs, f"e{epochs}".encode(), TRAINING, run_id="r", state=STATE)
+    cache.store("k", 4, b"e4", TRAINING, run_id="r")  # no state: not continuable
     assert cache.longest_prefix("k", below=5).epochs == 3
     assert cache.longest_prefix("k", below=3).epochs == 1
     assert cache.longest_prefix("k", below=1) is None
@@ -141,7 +165,7 @@ def test_a_training_continues_from_the_longest_shorter_snapshot_with_state(tmp_p
 
 def test_the_logged_model_of_a_snapshot_is_noted_in_place(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", state=STATE)
+    cache.store("k", 2, b"weights", TRAINING, run_id="run1", state=STATE)
     assert cache.load("k", 2).model_uri == ""
     cache.set_model_uri("k", 2, "models:/m-9")
     assert cache.load("k", 2).model_uri == "models:/m-9"
@@ -151,7 +175,7 @@ def test_the_logged_model_of_a_snapshot_is_noted_in_place(tmp_path):
 
 def test_work_of_the_model_alone_is_computed_once_and_read_back_bit_for_bit(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1")
+    cache.store("k", 2, b"weights", TRAINING, run_id="run1")
     calls = []
 
     def compute():
@@ -164,7 +188,7 @@ def test_work_of_the_model_alone_is_computed_once_and_read_back_bit_for_bit(tmp_
     assert second.dtype == first.dtype and second.tobytes() == first.tobytes()
     # Another name (another seed, say) or another snapshot is other work.
     cache.model_only("k", 2, "baseline seed 1", compute)
-    cache.store("k", 3, WeightsFile(), TRAINING, run_id="run1")
+    cache.store("k", 3, b"weights", TRAINING, run_id="run1")
     cache.model_only("k", 3, "baseline seed 0", compute)
     assert len(calls) == 3
     # No snapshot (the model could not be cached): computed every time, nothing written.
@@ -182,24 +206,24 @@ def test_work_of_the_model_alone_is_computed_once_and_read_back_bit_for_bit(tmp_
 
 def test_an_unreadable_entry_is_a_miss_with_a_warning(tmp_path, caplog):
     cache = ModelCache(tmp_path)
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", model_uri="m")
+    cache.store("k", 2, b"weights", TRAINING, run_id="run1", model_uri="m")
     (cache.snapshot_folder("k", 2) / "meta.json").write_text("{ truncated")
     assert cache.load("k", 2) is None
     assert "cannot be read" in caplog.text
-    cache.store("k", 2, WeightsFile("new"), TRAINING, run_id="run2", model_uri="m")  # replaces it
+    cache.store("k", 2, b"new", TRAINING, run_id="run2", model_uri="m")  # replaces it
     assert cache.load("k", 2).trained_by_run == "run2"
 
 
 def test_missing_weights_is_a_miss(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", model_uri="m")
+    cache.store("k", 2, b"weights", TRAINING, run_id="run1", model_uri="m")
     (cache.snapshot_folder("k", 2) / "weights.h5").unlink()
     assert cache.load("k", 2) is None
 
 
 def test_a_snapshot_records_the_sha256_of_each_file_and_of_its_own_meta(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", 1, WeightsFile("abc"), TRAINING, run_id="r", state=STATE)
+    cache.store("k", 1, b"abc", TRAINING, run_id="r", state=STATE)
     folder = cache.snapshot_folder("k", 1)
     meta = json.loads((folder / "meta.json").read_text())
     # sha256("abc"), the test vector of FIPS 180-2.
@@ -264,7 +288,7 @@ def test_a_file_that_fails_its_check_is_named_and_the_snapshot_not_used(
     tmp_path, name, damage, what
 ):
     cache = ModelCache(tmp_path)
-    cache.store("k", 1, WeightsFile("x" * 10_000), TRAINING, run_id="r", state=STATE)
+    cache.store("k", 1, b"x" * 10_000, TRAINING, run_id="r", state=STATE)
     folder = cache.snapshot_folder("k", 1)
     damage(folder / name)
     with pytest.raises(Damaged) as raised:
@@ -275,7 +299,7 @@ def test_a_file_that_fails_its_check_is_named_and_the_snapshot_not_used(
 def test_a_reuse_checks_the_files_it_uses_a_continuation_its_state_too(tmp_path, caplog):
     cache = ModelCache(tmp_path)
     for epochs in (1, 2):
-        cache.store("k", epochs, WeightsFile(f"e{epochs}"), TRAINING, run_id="r", state=STATE)
+        cache.store("k", epochs, f"e{epochs}".encode(), TRAINING, run_id="r", state=STATE)
     truncate(cache.snapshot_folder("k", 2) / "state.npz")
     assert cache.load("k", 2).weights.read_text() == "e2"  # a reuse needs no training state
     assert not caplog.records
@@ -284,7 +308,7 @@ def test_a_reuse_checks_the_files_it_uses_a_continuation_its_state_too(tmp_path,
     (warning,) = caplog.records
     assert str(cache.snapshot_folder("k", 2) / "state.npz") in warning.getMessage()
     # The training's new snapshot replaces the damaged one.
-    cache.store("k", 2, WeightsFile("new"), TRAINING, run_id="r2", state=STATE)
+    cache.store("k", 2, b"new", TRAINING, run_id="r2", state=STATE)
     assert [prefix.epochs for prefix in cache.prefixes("k", below=3)] == [2, 1]
     assert not list(tmp_path.glob("**/*.tmp"))
 
@@ -292,7 +316,7 @@ def test_a_reuse_checks_the_files_it_uses_a_continuation_its_state_too(tmp_path,
 def test_snapshots_without_sums_are_trained_again_with_one_line_for_the_entry(tmp_path, caplog):
     cache = ModelCache(tmp_path)
     for epochs in (1, 2, 3):
-        cache.store("k", epochs, WeightsFile(), TRAINING, run_id="r", state=STATE)
+        cache.store("k", epochs, b"weights", TRAINING, run_id="r", state=STATE)
         strip_sums(cache.snapshot_folder("k", epochs) / "meta.json")
     assert cache.load("k", 3) is None
     assert cache.longest_prefix("k", below=3) is None
@@ -302,7 +326,7 @@ def test_snapshots_without_sums_are_trained_again_with_one_line_for_the_entry(tm
 
 def test_the_logged_model_is_noted_with_a_new_sum_but_a_changed_meta_is_not_blessed(tmp_path):
     cache = ModelCache(tmp_path)
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", state=STATE)
+    cache.store("k", 2, b"weights", TRAINING, run_id="run1", state=STATE)
     cache.set_model_uri("k", 2, "models:/m-9")
     assert cache.load("k", 2, continuing=True).model_uri == "models:/m-9"
     rewrite_meta(cache.snapshot_folder("k", 2) / "meta.json", test_accuracy=0.5)
@@ -331,7 +355,7 @@ def _train_or_reuse(folder: str, log: str) -> None:
             with open(log, "a") as stream:
                 stream.write("trained\n")
             time.sleep(1.0)  # a slow training, during which the other process must wait
-            cache.store("shared", 2, WeightsFile(), TRAINING, run_id="r", model_uri="m")
+            cache.store("shared", 2, b"weights", TRAINING, run_id="r", model_uri="m")
 
 
 @pytest.mark.parametrize("workers", [2, 4])

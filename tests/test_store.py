@@ -22,6 +22,7 @@ import mlflow
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
+from support import mounted_tmpfs
 
 from src import tracking
 from src.errors import UserError
@@ -392,37 +393,29 @@ def test_check_removes_staging_older_than_an_hour_and_keeps_younger(tmp_path):
     assert snapshot.is_dir()
 
 
-class FullDisk:
-    """Stands in for a Keras model whose weights do not fit on the disk."""
+def test_a_full_disk_costs_only_the_reuse_with_one_warning(tmp_path, caplog):
+    """A real full disk: the snapshot's bytes do not fit; one warning, nothing left behind,
+    and the run writes no more snapshots (the next, which would fit, is not tried)."""
+    with mounted_tmpfs(tmp_path / "cache", "64k"):
+        cache = ModelCache(tmp_path / "cache")
+        cache.store("k", 2, bytes(200_000), TRAINING, run_id="run1", model_uri="models:/m-1")
+        cache.store("k", 3, b"weights", TRAINING, run_id="run1")
 
-    def save_weights(self, path: str) -> None:
-        Path(path).write_text("the first bytes")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-
-class WeightsFile:
-    def save_weights(self, path: str) -> None:
-        Path(path).write_text("weights")
-
-
-def test_a_full_disk_costs_only_the_reuse(tmp_path, caplog):
-    cache = ModelCache(tmp_path)
-    cache.store("k", 2, FullDisk(), TRAINING, run_id="run1", model_uri="models:/m-1")
-
-    assert "could not be cached" in caplog.text
-    assert "No space left on device" in caplog.text
-    assert [r.levelname for r in caplog.records] == ["WARNING"]
-    assert list(tmp_path.iterdir()) == []  # no staging folder, no entry
-    assert cache.load("k", 2) is None
+        assert "could not be cached" in caplog.text
+        assert "No space left on device" in caplog.text
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
+        assert list((tmp_path / "cache").iterdir()) == []  # no staging folder, no entry
+        assert cache.load("k", 2) is None and cache.load("k", 3) is None
 
 
 def test_a_full_disk_keeps_the_entry_that_was_there(tmp_path):
-    cache = ModelCache(tmp_path)
-    cache.store("k", 2, WeightsFile(), TRAINING, run_id="run1", model_uri="m")
-    cache.store("k", 2, FullDisk(), TRAINING, run_id="run2", model_uri="m")
-    assert cache.load("k", 2).trained_by_run == "run1"
-    assert [path.name for path in tmp_path.iterdir()] == ["k"]
-    assert [path.name for path in (tmp_path / "k").iterdir()] == ["epoch-0002"]
+    with mounted_tmpfs(tmp_path / "cache", "64k"):
+        ModelCache(tmp_path / "cache").store("k", 2, b"weights", TRAINING, run_id="run1")
+        cache = ModelCache(tmp_path / "cache")
+        cache.store("k", 2, bytes(200_000), TRAINING, run_id="run2", model_uri="m")
+        assert cache.load("k", 2).trained_by_run == "run1"
+        assert [path.name for path in (tmp_path / "cache").iterdir()] == ["k"]
+        assert [path.name for path in (tmp_path / "cache" / "k").iterdir()] == ["epoch-0002"]
 
 
 # Holds an entry's lock, as a job training its model does, until told (a line on stdin).

@@ -25,7 +25,7 @@ from support import (
     command_line,
     free_port,
     metrics_logged,
-    require,
+    mounted_tmpfs,
     run_module,
 )
 
@@ -138,25 +138,6 @@ def test_a_store_locked_longer_than_mlflow_waits_fails_the_run_in_one_line(tmp_p
     assert_one_error_line(stderr, "stayed locked by another process")
     (run,) = all_runs(tmp_path)
     assert run.info.status == "FAILED"  # written once the lock was released
-
-
-def mounted_tmpfs(folder: Path, size: str) -> contextlib.AbstractContextManager:
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    require(mounted.returncode == 0, f"mounting a tmpfs (root): {mounted.stderr.strip()}")
-
-    @contextlib.contextmanager
-    def unmount() -> Iterator[None]:
-        try:
-            yield
-        finally:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
-
-    return unmount()
 
 
 def fill(folder: Path) -> Path:
