@@ -268,7 +268,7 @@ class ModelCache:
         """Write snapshot ``epochs`` (``weights``: the HDF5 file's bytes, from
         :func:`src.training.weights_image`) atomically; call while holding :meth:`claim`. A
         cache that cannot take it (a full disk) costs only the reuse: one warning, no more
-        snapshots from this process, and later runs train again."""
+        snapshots through this object (a run's), and later runs train again."""
         if self._refused is not None:
             return
         entry = self.folder / key
