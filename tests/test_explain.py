@@ -144,6 +144,7 @@ def reference_smoothgrad(model, images, classes, noise_scale, n, seed=0, absolut
     return total / n
 
 
+@pytest.mark.slow  # ~25 s / ~12 s: kept out of make test's time (CI runs it)
 def test_smoothgrad_honours_noise_scale_and_matches_a_plain_reference(trained):
     model, images, labels = trained
     images, labels = images[:4], labels[:4]
@@ -168,6 +169,7 @@ def test_smoothgrad_with_another_seed_draws_other_noise(trained):
     assert not np.array_equal(first, other)
 
 
+@pytest.mark.slow  # ~25 s / ~12 s: kept out of make test's time (CI runs it)
 def test_innvestigates_own_smoothgrad_ignores_noise_scale(trained):
     """The upstream defect the project's adapter exists for (iNNvestigate 2.1.2): asked for
     noise_scale=0.01, its maps are those of sigma = 1 (an absolute N(0, 1)). If this fails,

@@ -112,7 +112,8 @@ def digits_model():
     "analyzer, options",
     [
         ("integrated_gradients", ["analyzer.params.steps=16"]),
-        ("smoothgrad", ["analyzer.params.augment_by_n=8"]),
+        # The same rebuild as integrated gradients' (13 s): kept out of make test's time.
+        pytest.param("smoothgrad", ["analyzer.params.augment_by_n=8"], marks=pytest.mark.slow),
         # A control that follows the weights without being built again.
         pytest.param("lrp_epsilon", [], marks=pytest.mark.slow),
     ],
