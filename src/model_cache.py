@@ -135,6 +135,25 @@ class CachedModel:
             return None
 
 
+def state_image(state: TrainingState) -> bytes:
+    """The bytes of ``state.npz``, made in memory: ``np.savez`` into a file on a disk that
+    fills up leaves its ``ZipFile`` open, whose destructor fails again and prints a traceback
+    past any handler; from memory, the one disk write is Python's and raises once."""
+    kind, keys, pos, has_gauss, cached_gaussian = state.random_state
+    image = io.BytesIO()
+    np.savez(
+        image,
+        optimizer_count=len(state.optimizer_weights),
+        random_kind=kind,
+        random_keys=keys,
+        random_pos=pos,
+        random_has_gauss=has_gauss,
+        random_cached_gaussian=cached_gaussian,
+        **{f"optimizer_{i}": w for i, w in enumerate(state.optimizer_weights)},
+    )
+    return image.getvalue()
+
+
 class ModelCache:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
@@ -277,17 +296,7 @@ class ModelCache:
             staging.mkdir(parents=True)
             (staging / WEIGHTS).write_bytes(weights)
             if state is not None:
-                kind, keys, pos, has_gauss, cached_gaussian = state.random_state
-                np.savez(
-                    staging / STATE,
-                    optimizer_count=len(state.optimizer_weights),
-                    random_kind=kind,
-                    random_keys=keys,
-                    random_pos=pos,
-                    random_has_gauss=has_gauss,
-                    random_cached_gaussian=cached_gaussian,
-                    **{f"optimizer_{i}": w for i, w in enumerate(state.optimizer_weights)},
-                )
+                (staging / STATE).write_bytes(state_image(state))
             meta = {
                 "training": asdict(training),
                 "trained_by_run": run_id,
