@@ -81,7 +81,7 @@ server: install ## A tracking server for a team on http://127.0.0.1:5000 (BACKEN
 test: install ## The fast test suite (about 8 min on 2 cores)
 	$(PY) -m pytest -q
 
-support-table: install-system-tests ## Measure the README's support table (every analyzer on every model family, Keras 3 files too) and write it there
+support-table: install-system-tests ## Measure the support table of docs/models.md (every analyzer on every model family, Keras 3 files too) and write it there
 	XAI_LAB_WRITE_SUPPORT_TABLE=1 $(PY) -m pytest -q -m slow tests/test_support_table.py
 
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)

@@ -1,6 +1,6 @@
-"""The README's support table, measured: every analyzer on every model family, built by the
+"""The support table of docs/models.md, measured: every analyzer on every model family, built by the
 project's Keras and saved by Keras 3 and read back. The test fails when a cell changes;
-``make support-table`` writes the measured table into the README."""
+``make support-table`` writes the measured table there."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from src.tf_runtime import reset, tensorflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
-README = PROJECT_ROOT / "README.md"
+TABLE_PAGE = PROJECT_ROOT / "docs" / "models.md"
 START, END = "<!-- support-table:start -->", "<!-- support-table:end -->"
 # Baselines ignore the model: they explain every model by construction.
 ANALYZERS = [
@@ -94,16 +94,16 @@ def markdown(table: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def test_the_readmes_support_table_is_what_the_analyzers_do(keras3_files):
+def test_the_support_table_is_what_the_analyzers_do(keras3_files):
     measured = markdown(measure(keras3_files))
-    readme = README.read_text()
+    readme = TABLE_PAGE.read_text()
     section = re.compile(re.escape(START) + r"\n(.*?)\n" + re.escape(END), re.S)
     if os.environ.get("XAI_LAB_WRITE_SUPPORT_TABLE") == "1":
-        README.write_text(section.sub(lambda _: f"{START}\n{measured}\n{END}", readme))
-        readme = README.read_text()
+        TABLE_PAGE.write_text(section.sub(lambda _: f"{START}\n{measured}\n{END}", readme))
+        readme = TABLE_PAGE.read_text()
     found = section.search(readme)
-    assert found, f"README.md has no {START} ... {END} section"
+    assert found, f"{TABLE_PAGE} has no {START} ... {END} section"
     assert found.group(1) == measured, (
-        "the support table changed; run `make support-table` and review the README's diff:\n"
+        "the support table changed; run `make support-table` and review docs/models.md's diff:\n"
         + measured
     )
