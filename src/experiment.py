@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src import names, tracking
-from src.analyzers import is_wrapper, takes_only_convnet_layers
-from src.builders import build
-from src.canonical import explainable, has_depthwise, output_kind
-from src.config import validate, validate_for_images
+from src.common import names
+from src.common.builders import build
+from src.common.errors import UserError
+from src.common.paths import CONFIG_DIR, group_options
+from src.common.tf_runtime import intra_op_threads, reset
+from src.config.checks import validate, validate_for_images
 from src.data import Dataset, load_configured
-from src.errors import UserError
-from src.explain import (
+from src.explain.analyzers import is_wrapper, takes_only_convnet_layers
+from src.explain.heatmaps import (
     Explainer,
     Explanation,
     NotExplainable,
@@ -31,26 +32,15 @@ from src.explain import (
     images_per_batch,
     select_images,
 )
-from src.figures import (
-    figure_png,
-    heatmap_figure,
-    heatmap_strip,
-    perturbation_figure,
-    randomisation_figure,
-    training_figure,
-)
-from src.model import Pretrained, check_model_config
-from src.model_cache import (
+from src.models.cache import (
     ModelCache,
     accuracy_mismatch,
     entry_key,
     fingerprint,
     model_fingerprint,
 )
-from src.paths import CONFIG_DIR, group_options
-from src.scoring import ModelOnly, curves
-from src.tf_runtime import intra_op_threads, reset
-from src.training import (
+from src.models.canonical import explainable, has_depthwise, output_kind
+from src.models.training import (
     EpochCallback,
     Resume,
     SnapshotCallback,
@@ -62,9 +52,28 @@ from src.training import (
     train,
     weights_image,
 )
+from src.models.zoo import Pretrained, check_model_config
+from src.report.figures import (
+    figure_png,
+    heatmap_figure,
+    heatmap_strip,
+    perturbation_figure,
+    randomisation_figure,
+    training_figure,
+)
+from src.scores.registry import ModelOnly, curves
+from src.tracking import records
+from src.tracking.lifecycle import (
+    EXPERIMENT_ENV,
+    PARENT_RUN_ENV,
+    SWEEP_ID_ENV,
+    SWEPT_KEYS_ENV,
+    tracked_run,
+)
+from src.tracking.store import prepare, resolve_store
 
 if TYPE_CHECKING:
-    from src.evaluate import Evaluation
+    from src.scores import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +90,7 @@ def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
     apart (in a sweep, the swept ones: ``lrp_epsilon ε=0.01 · seed 0 · 5 ep``); for a model
     trained elsewhere, where it is from instead of the training length: ``… · model.keras``,
     ``… · run 1a2b3c4d``."""
-    swept = (
-        os.environ.get(tracking.SWEPT_KEYS_ENV) if os.environ.get(tracking.PARENT_RUN_ENV) else None
-    )
+    swept = os.environ.get(SWEPT_KEYS_ENV) if os.environ.get(PARENT_RUN_ENV) else None
     settings = names.settings_of(overrides, None if swept is None else json.loads(swept))
     target = cfg.model.get("_target_")
     if target == "src.model.load_keras_file":
@@ -250,7 +257,7 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
     """Explanation-quality scores on the first ``evaluate.n_images`` test images; with the
     model's cache entry (``cache_key``), work that depends on the model alone is kept there
     for the other analyzers' runs."""
-    from src.evaluate import evaluate  # with Quantus and scipy: imported only when scoring
+    from src.scores import evaluate  # with Quantus and scipy: imported only when scoring
 
     count = min(cfg.evaluate.n_images, len(data.test_images))
     # Selection by index: the randomised model must explain the classes the trained one did.
@@ -330,7 +337,7 @@ def shortcut_reliance(
 def checked_inputs(cfg: DictConfig, say: bool = True) -> tuple[Dataset, Any, Pretrained | None]:
     """What a run needs before it exists, checked: its cache folder, its data, the model
     built for it, the analyzer created on that model. Bad input raises :class:`UserError`.
-    A sweep calls this for each of its jobs before its parent run exists (src/sweep.py)."""
+    A sweep calls this for each of its jobs before its parent run exists (src/sweep/parent.py)."""
     validate(cfg)
     if not _pretrained_model(cfg):  # it trains, and caches what it trains
         ModelCache(cfg.train.cache_dir).check()
@@ -354,13 +361,13 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     In a sweep (``XAI_LAB_PARENT_RUN_ID`` set) the run is a child of the sweep's parent run.
     """
     validate(cfg)
-    store = tracking.resolve_store(cfg.tracking.dir, cfg.tracking.uri)
-    parent_run_id = os.environ.get(tracking.PARENT_RUN_ENV)
+    store = resolve_store(cfg.tracking.dir, cfg.tracking.uri)
+    parent_run_id = os.environ.get(PARENT_RUN_ENV)
     # A sweep's jobs join their parent's experiment (one per dataset, or xai-lab for several).
-    experiment = (parent_run_id and os.environ.get(tracking.EXPERIMENT_ENV)) or str(
+    experiment = (parent_run_id and os.environ.get(EXPERIMENT_ENV)) or str(
         cfg.tracking.experiment_name
     )
-    experiment_id = tracking.prepare(store, experiment)
+    experiment_id = prepare(store, experiment)
     data, model, pretrained = checked_inputs(cfg)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -376,7 +383,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             intra_op_threads(),
         )
         model_key = model_fingerprint(training_key, cfg.train.epochs)
-    tags = tracking.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
+    tags = records.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
     if pretrained:
         tags.update(
             {
@@ -399,22 +406,22 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     if parent_run_id:
         tags.update(
             {
-                "sweep_id": os.environ.get(tracking.SWEEP_ID_ENV, ""),
+                "sweep_id": os.environ.get(SWEEP_ID_ENV, ""),
                 "job_overrides": " ".join(sorted(job_overrides or [])),
             }
         )
 
     cache_key = "" if pretrained else entry_key(training_key, store.tracking_uri)
     name = run_name(cfg, job_overrides or [])
-    with tracking.tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
-        tracking.log_config(resolved)
+    with tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
+        records.log_config(resolved)
         # What reproducing the run needs besides the config: the data files and the environment.
-        tracking.log_data_files(data.files)
+        records.log_data_files(data.files)
         log_datasets(cfg, data)
-        tracking.log_environment()
+        records.log_environment()
         if pretrained:
             training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
-            tracking.log_metrics({"train_epochs_run": 0})
+            records.log_metrics({"train_epochs_run": 0})
             log.info("explaining the model of %s (no training)", pretrained.source)
         else:
             training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
@@ -423,7 +430,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         headline = ""
         if data.shortcut is not None:
             reliance = shortcut_reliance(cfg, data, model, training.test_accuracy)
-            tracking.log_metrics(reliance)
+            records.log_metrics(reliance)
             headline += (
                 f" · marker moved: accuracy {reliance['shortcut_accuracy_moved']:.3f}, "
                 f"{reliance['shortcut_follows_marker']:.0%} follow it"
@@ -432,7 +439,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             evaluation = evaluate_model(cfg, data, model, cache_key)
             log_evaluation(cfg, name, data, evaluation)
             headline = headline_scores(evaluation.scores) + headline
-        tracking.log_metrics(memory_mb())
+        records.log_metrics(memory_mb())
     log.info(
         "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
         name,
@@ -450,7 +457,7 @@ def log_datasets(cfg: DictConfig, data: Dataset) -> None:
     name, as digest the first 12 hex digits of ``data_sha256`` (the SHA-256 of the arrays as
     loaded), where it came from. One input, the training split: MLflow keeps one per name and
     digest, and the digest covers both splits."""
-    tracking.log_dataset(
+    records.log_dataset(
         names.mlflow_name(cfg.dataset.name, kind="label", limit=names.MAX_DATASET_NAME),
         data.checksum[:12],
         data.source,
@@ -492,12 +499,12 @@ def trained_or_reused(
             )
             model_uri = cached.model_uri
             if not model_uri:  # a snapshot of a longer training: no run has logged it yet
-                model_uri = tracking.log_keras_model(model, data.test_images[:2])
+                model_uri = records.log_keras_model(model, data.test_images[:2])
                 cache.set_model_uri(cache_key, epochs, model_uri)
-            tracking.log_reused_training(
+            records.log_reused_training(
                 training.history, cached.trained_by_run, model_uri, accuracy_mismatch=mismatch
             )
-            tracking.log_metrics({"train_epochs_run": 0})
+            records.log_metrics({"train_epochs_run": 0})
             log.info("reusing the model trained by run %s", cached.trained_by_run)
             return training
         resume, continued = None, None
@@ -505,7 +512,7 @@ def trained_or_reused(
             continued = _resume_point(cfg, cache, cache_key, model)
         if continued is not None:
             resume, trained_by_run = continued
-            tracking.log_continued_training(resume.training.history, resume.epochs, trained_by_run)
+            records.log_continued_training(resume.training.history, resume.epochs, trained_by_run)
             log.info(
                 "continuing the training of run %s from epoch %d", trained_by_run, resume.epochs
             )
@@ -514,13 +521,13 @@ def trained_or_reused(
             cache.store(cache_key, done, weights_image(model), so_far, run_id, state=state)
 
         training = train_model(
-            cfg, data, model, on_epoch_end=tracking.log_epoch, resume=resume, on_snapshot=snapshot
+            cfg, data, model, on_epoch_end=records.log_epoch, resume=resume, on_snapshot=snapshot
         )
-        tracking.log_metrics({"train_epochs_run": epochs - (resume.epochs if resume else 0)})
+        records.log_metrics({"train_epochs_run": epochs - (resume.epochs if resume else 0)})
         if training.time_to_first_step_s is not None and not parent_run_id:
             # Start-up as the user waits for it (a sweep's jobs share their process).
-            tracking.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
-        model_uri = tracking.log_keras_model(model, data.test_images[:2])
+            records.log_metrics({"time_to_first_step_s": training.time_to_first_step_s})
+        model_uri = records.log_keras_model(model, data.test_images[:2])
         cache.set_model_uri(cache_key, epochs, model_uri)
         return training
 
@@ -551,7 +558,7 @@ def _resume_point(
 def headline_scores(scores: dict[str, float]) -> str:
     """`` · AOPC 0.412 · MPRT 0.731 …``: the scores the registry marks as headline, of those
     the run computed."""
-    from src.evaluate import SCORES
+    from src.scores import SCORES
 
     return "".join(
         f" · {metric.short} {scores[metric.name]:.3f}"
@@ -576,22 +583,22 @@ def _load_weights(model, weights) -> bool:
 
 
 def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evaluation) -> None:
-    from src.evaluate import SCORES
+    from src.scores import SCORES
 
-    tracking.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
-    tracking.log_metrics(
+    records.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
+    records.log_metrics(
         {f"score_time_{name}_s": seconds for name, seconds in evaluation.seconds.items()}
     )
     # Per image, for the verdict's paired tests: image i is test image i.
-    tracking.log_arrays("scores.npz", **evaluation.per_image)
+    records.log_arrays("scores.npz", **evaluation.per_image)
     for line in evaluation.warnings:
         log.warning("warning: %s", line)
     first_steps = {curve.name: curve.first_step for curve in curves(SCORES)}
     for name, values in evaluation.curves.items():
-        tracking.log_curve(f"eval_{name}", values, first_step=first_steps.get(name, 0))
+        records.log_curve(f"eval_{name}", values, first_step=first_steps.get(name, 0))
     title = f"{name} on {cfg.dataset.name}"
     if evaluation.perturbation_curve is not None:
-        tracking.log_figure(
+        records.log_figure(
             perturbation_figure(
                 evaluation.perturbation_curve,
                 evaluation.random_curve,
@@ -601,7 +608,7 @@ def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evalua
             "figures/perturbation.png",
         )
     if evaluation.randomisation_curve is not None:
-        tracking.log_figure(
+        records.log_figure(
             randomisation_figure(
                 evaluation.randomised_layers,
                 evaluation.randomisation_curve,
@@ -641,7 +648,7 @@ def log_outcome(
     # Where the planted marker is (experiment=shortcut): outlined on the heatmaps, and kept.
     masks = None if data.test_masks is None else data.test_masks[explained.indices]
     extra = {} if masks is None else {"masks": masks}
-    tracking.log_metrics(
+    records.log_metrics(
         {
             "test_loss": training.test_loss,
             "test_accuracy": training.test_accuracy,
@@ -658,7 +665,7 @@ def log_outcome(
             return np.frombuffer(png, dtype=np.uint8)
 
         png = kept("figure training.png", drawn) if kept else drawn()
-        tracking.log_png(png.tobytes(), "figures/training.png")
+        records.log_png(png.tobytes(), "figures/training.png")
     figure = heatmap_figure(
         images,
         explanation.heatmaps,
@@ -673,15 +680,15 @@ def log_outcome(
         max_images=cfg.report.grid_images,
     )
     analyzer = names.mlflow_name(cfg.analyzer.name, kind="file")  # a name: any text
-    tracking.log_figure(figure, f"figures/heatmaps_{analyzer}.png")
+    records.log_figure(figure, f"figures/heatmaps_{analyzer}.png")
     # The heatmaps as an MLflow image at step = epochs trained, so the chart view puts the
     # runs' heatmaps side by side (and slides over training lengths).
     trained_epochs = cfg.train.epochs if training.history else 0
     strip = heatmap_strip(
         images, explanation.heatmaps, cfg.analyzer.display, max_images=cfg.report.grid_images
     )
-    tracking.log_image("heatmaps", strip, step=trained_epochs)
-    tracking.log_arrays(
+    records.log_image("heatmaps", strip, step=trained_epochs)
+    records.log_arrays(
         "heatmaps.npz",
         indices=explained.indices,
         images=images,

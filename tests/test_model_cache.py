@@ -15,8 +15,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from src.common.paths import CONFIG_DIR
 from src.experiment import run_experiment
-from src.model_cache import (
+from src.models.cache import (
     Damaged,
     ModelCache,
     accuracy_mismatch,
@@ -27,8 +28,7 @@ from src.model_cache import (
     verified,
     with_own_sum,
 )
-from src.paths import CONFIG_DIR
-from src.training import TrainingResult, TrainingState, weights_image
+from src.models.training import TrainingResult, TrainingState, weights_image
 
 DATASET = {
     "name": "digits",
@@ -89,7 +89,7 @@ def test_a_weights_image_loads_as_the_file_keras_writes(tmp_path):
     same layer names and order in the file as ``save_weights`` gives."""
     import h5py
 
-    from src.tf_runtime import tensorflow
+    from src.common.tf_runtime import tensorflow
 
     tf = tensorflow()
 
