@@ -69,7 +69,7 @@ def test_aopc_by_hand():
 
 
 def test_gini_by_hand():
-    from src.scores import gini  # Quantus's Sparseness
+    from src.scores.properties import gini  # Quantus's Sparseness
 
     maps = np.array(
         [

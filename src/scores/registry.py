@@ -4,8 +4,8 @@ A score is a class registered by name (:func:`register`) that says what it needs
 (:data:`NEEDS`), which metrics it logs (each with its better direction, what it measures and
 its reference) and how it computes them from a :class:`Context`. ``evaluate.scores.<name>``
 switches it on or off, ``evaluate.<name>`` holds its settings; the run
-(:mod:`src.scores.evaluation`), the verdict, the comparison table, the figures and the README's score
-table (``python -m src.scores``) all read this registry.
+(:mod:`src.scores.evaluation`), the verdict, the comparison table, the figures and the
+README's score table (``python -m src.scores``) all read this registry.
 
 No TensorFlow here. The scores themselves are defined in the family modules of
 :mod:`src.scores`, which register them as they are imported; the package imports them all and
