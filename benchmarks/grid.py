@@ -45,11 +45,11 @@ def jobs(analyzers: int, images: int) -> list:
 
 
 def draw(made: list, before: bool) -> bytes:
-    from src.report import figures
+    from src.report import figures, grid
 
     if before:  # the grid as it was: every explained image, one column each
         reference = made[0].arrays
-        figure = figures.comparison_grid(
+        figure = grid.comparison_grid(
             reference["images"],
             reference["labels"],
             [(job.analyzer, job.arrays["heatmaps"], job.display) for job in made],

@@ -53,14 +53,8 @@ from src.models.training import (
     weights_image,
 )
 from src.models.zoo import Pretrained, check_model_config
-from src.report.figures import (
-    figure_png,
-    heatmap_figure,
-    heatmap_strip,
-    perturbation_figure,
-    randomisation_figure,
-    training_figure,
-)
+from src.report.charts import perturbation_figure, randomisation_figure
+from src.report.figures import figure_png, heatmap_figure, heatmap_strip, training_figure
 from src.scores.registry import ModelOnly, curves
 from src.tracking import records
 from src.tracking.lifecycle import (

@@ -18,16 +18,13 @@ from mlflow.tracking import MlflowClient
 from src.common.paths import CONFIG_DIR
 from src.experiment import run_experiment
 from src.models.cache import (
-    Damaged,
     ModelCache,
     accuracy_mismatch,
     entry_key,
     fingerprint,
-    meta_sha256,
     model_fingerprint,
-    verified,
-    with_own_sum,
 )
+from src.models.snapshots import Damaged, meta_sha256, verified, with_own_sum
 from src.models.training import TrainingResult, TrainingState, weights_image
 
 DATASET = {

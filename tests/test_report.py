@@ -20,20 +20,14 @@ from omegaconf import OmegaConf
 
 from src.common import names
 from src.config.cli import swept_keys
-from src.report.figures import (
-    DPI,
-    GridRow,
-    comparison_grid,
-    heatmap_figure,
-    metrics_vs_epochs,
-    randomisation_figure,
-    training_figure,
-)
+from src.report.charts import metrics_vs_epochs, randomisation_figure
+from src.report.figures import DPI, heatmap_figure, training_figure
+from src.report.grid import GridRow, comparison_grid
 from src.report.html import inline_markdown, measures_table, render_report, table_page
 from src.report.queries import Job
 from src.report.sections import heatmap_grid
 from src.report.verdict import Criterion, RunScores, build_verdict
-from src.sweep.parent import sweep_experiment
+from src.sweep.jobs import sweep_experiment
 from src.tracking.store import Store
 
 # --- names -----------------------------------------------------------------------------------

@@ -344,7 +344,7 @@ def test_a_password_is_refused_where_the_launcher_stores_job_files(launcher):
 
     from src.common.errors import UserError
     from src.common.paths import CONFIG_DIR
-    from src.sweep.parent import check_no_secret_in_job_files
+    from src.sweep.jobs import check_no_secret_in_job_files
 
     def config(*overrides):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -19,7 +19,7 @@ from support import (
 
 from src.common.tf_runtime import threads_per_job
 from src.report.queries import analyzer_label
-from src.sweep.parent import expand_sweep, sweep_name_overrides
+from src.sweep.jobs import expand_sweep, sweep_name_overrides
 
 SMALL = ["dataset=digits", "dataset.train_size=300", "dataset.test_size=100", "train.epochs=1"]
 
@@ -371,7 +371,7 @@ def test_two_sweeps_started_in_one_second_get_folders_of_their_own(tmp_path):
 
 
 def test_a_missing_jobs_reason_with_parentheses_stays_whole():
-    from src.sweep.parent import job_and_status
+    from src.sweep.jobs import job_and_status
 
     line = "seed=1 (no run: FAILED (…/a.png is not a readable image (cannot identify it)))"
     assert job_and_status(line) == (
@@ -382,7 +382,7 @@ def test_a_missing_jobs_reason_with_parentheses_stays_whole():
 
 
 def test_a_half_written_record_of_a_killed_job_is_skipped(tmp_path):
-    from src.sweep.parent import JOBS_DONE, jobs_done
+    from src.sweep.jobs import JOBS_DONE, jobs_done
 
     (tmp_path / JOBS_DONE).write_text(
         '{"num": 0, "job": "seed=0", "ok": true}\n{"num": 1, "job": "se\n'

@@ -93,7 +93,8 @@ def build_report(
 ) -> Report:
     """Write the comparison of the sweep whose parent run is ``parent`` into ``folder``; the
     heatmap grid draws the first ``grid_images`` explained images."""
-    from src.report.figures import metrics_vs_epochs, quality_curves, save_figure
+    from src.report.charts import metrics_vs_epochs, quality_curves
+    from src.report.figures import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)

@@ -59,7 +59,7 @@ def heatmap_grid(
     """The heatmaps of every analyzer row for ``seed`` and ``epochs``, side by side on the first
     ``grid_images`` explained images, with the row's scores (mean over seeds) beside it.
     Drawing is bounded by ``grid_images``, whatever ``explain.n_images`` was."""
-    from src.report.figures import GridRow, comparison_grid
+    from src.report.grid import GridRow, comparison_grid
 
     shown = sorted(
         (job for job in jobs if job.epochs == epochs and job.seed == seed),
@@ -119,7 +119,7 @@ def criterion_sections(
     """Per score of the registry that the verdict judges: its criteria (what each measures),
     each criterion's rows with their 95% intervals, the score's curves, and (several training
     lengths) the criteria against epochs."""
-    from src.report.figures import metrics_vs_epochs, quality_curves, score_intervals
+    from src.report.charts import metrics_vs_epochs, quality_curves, score_intervals
 
     judged = {c.score for c in verdict.criteria}
     sections = []
