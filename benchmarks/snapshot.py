@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 from benchmarks.analysis import config
 from src.data import load_dataset
-from src.experiment import build_model, train_model
 from src.models.cache import ModelCache
+from src.models.configured import build_model, train_model
 from src.models.snapshots import META, STATE, WEIGHTS, file_sha256, verified
 from src.models.training import test_only, training_state, weights_image
 

@@ -7,31 +7,19 @@ import json
 import logging
 import os
 import resource
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.common import names
-from src.common.builders import build
-from src.common.errors import UserError
-from src.common.paths import CONFIG_DIR, group_options
-from src.common.tf_runtime import intra_op_threads, reset
+from src.common.tf_runtime import intra_op_threads
 from src.config.checks import validate, validate_for_images
 from src.data import Dataset, load_configured
-from src.explain.analyzers import is_wrapper, takes_only_convnet_layers
-from src.explain.heatmaps import (
-    Explainer,
-    Explanation,
-    NotExplainable,
-    build_analyzer,
-    create_analyzer,
-    images_per_batch,
-    select_images,
-)
+from src.explain.configured import Explained, check_analyzer, explain_model
 from src.models.cache import (
     ModelCache,
     accuracy_mismatch,
@@ -39,23 +27,21 @@ from src.models.cache import (
     fingerprint,
     model_fingerprint,
 )
-from src.models.canonical import explainable, has_depthwise, output_kind
+from src.models.canonical import output_kind
+from src.models.configured import build_network, train_model
 from src.models.training import (
-    EpochCallback,
     Resume,
-    SnapshotCallback,
     TrainingResult,
     TrainingState,
-    compile_model,
     random_layers,
     test_only,
-    train,
     weights_image,
 )
-from src.models.zoo import Pretrained, check_model_config
-from src.report.charts import perturbation_figure, randomisation_figure
+from src.models.zoo import Pretrained
+from src.report.evaluation import headline_scores, log_evaluation
 from src.report.figures import figure_png, heatmap_figure, heatmap_strip, training_figure
-from src.scores.registry import ModelOnly, curves
+from src.scores.configured import evaluate_model, evaluation_enabled, model_only, shortcut_reliance
+from src.scores.registry import ModelOnly
 from src.tracking import records
 from src.tracking.lifecycle import (
     EXPERIMENT_ENV,
@@ -66,17 +52,7 @@ from src.tracking.lifecycle import (
 )
 from src.tracking.store import prepare, resolve_store
 
-if TYPE_CHECKING:
-    from src.scores import Evaluation
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Explained:
-    indices: np.ndarray  # which test images were explained
-    predictions: np.ndarray  # the model's classes for them
-    explanation: Explanation
 
 
 def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
@@ -114,218 +90,6 @@ def _load_data(spec: str) -> Dataset:
     for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
         array.flags.writeable = False
     return data
-
-
-def build_model(cfg: DictConfig, input_shape: Sequence[int], num_classes: int):
-    """The compiled model of ``cfg.model`` in a fresh seeded graph (see :func:`build_network`)."""
-    return build_network(cfg, input_shape, num_classes)[0]
-
-
-def build_network(
-    cfg: DictConfig, input_shape: Sequence[int], num_classes: int
-) -> tuple[Any, Pretrained | None]:
-    """A fresh graph, seeded, with the model of ``cfg.model`` (Hydra's ``instantiate`` of its
-    ``_target_``) for the data's input shape and class count, compiled; and, for a model
-    trained elsewhere (``model=keras_file``, ``model=run``), where it came from. Bad
-    architectures fail as UserError."""
-    reset(cfg.seed)
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    check_model_config(spec)
-    built = build(
-        "model",
-        spec,
-        "a valid network",
-        input_shape=tuple(input_shape),
-        num_classes=int(num_classes),
-    )
-    pretrained = built if isinstance(built, Pretrained) else None
-    model = built.model if pretrained else built
-    compile_model(
-        model,
-        cfg.train.optimizer,
-        cfg.train.learning_rate,
-        from_logits=output_kind(model) == "logits",
-    )
-    return model, pretrained
-
-
-def analyzer_for(cfg: DictConfig, model, neuron_selection: str | None = None, check: bool = False):
-    return analyzer_of(
-        model,
-        cfg.analyzer.method,
-        OmegaConf.to_container(cfg.analyzer.params, resolve=True),
-        neuron_selection or cfg.analyzer.neuron_selection,
-        check,
-    )
-
-
-def analyzer_of(model, method: str, params: dict, neuron_selection: str, check: bool = False):
-    """The analyzer on the model's explainable form; with ``check``, also built where only
-    building tells whether it can be (a depthwise convolution written for LRP)."""
-    convnet_only = takes_only_convnet_layers(method)
-    analyzer = create_analyzer(
-        explainable(model, depthwise_as_conv=convnet_only), method, params, neuron_selection
-    )
-    if check and convnet_only and has_depthwise(model):
-        build_analyzer(analyzer)
-    return analyzer
-
-
-def analysis_batch(cfg: DictConfig, batch_size: int) -> int:
-    return images_per_batch(batch_size, OmegaConf.to_container(cfg.analyzer.params, resolve=True))
-
-
-def check_analyzer(cfg: DictConfig, model) -> None:
-    """Create the analyzer once on the untrained model (and build it where only building
-    tells), so bad params fail before training, and a model the analyzer cannot explain fails
-    naming the analyzers that can."""
-    try:
-        analyzer_for(cfg, model, check=True)
-    except NotExplainable as error:
-        able = [name for name in group_options("analyzer") if _can_explain(name, cfg, model)]
-        raise UserError(
-            f"analyzer={cfg.analyzer.name}: {error}; the analyzers that can explain it: "
-            f"{', '.join(able) or 'none'}"
-        ) from error
-
-
-def _can_explain(option: str, cfg: DictConfig, model) -> bool:
-    """Whether the analyzer config ``conf/analyzer/<option>.yaml`` accepts ``model``."""
-    analyzer = OmegaConf.create(
-        {"seed": cfg.seed, "analyzer": OmegaConf.load(CONFIG_DIR / "analyzer" / f"{option}.yaml")}
-    ).analyzer
-    try:
-        analyzer_of(
-            model,
-            analyzer.method,
-            OmegaConf.to_container(analyzer.params, resolve=True),
-            analyzer.neuron_selection,
-            check=True,
-        )
-    except Exception:  # noqa: BLE001 - iNNvestigate refuses models with several exception types
-        return False
-    return True
-
-
-def train_model(
-    cfg: DictConfig,
-    data: Dataset,
-    model,
-    on_epoch_end: EpochCallback | None = None,
-    resume: Resume | None = None,
-    on_snapshot: SnapshotCallback | None = None,
-) -> TrainingResult:
-    return train(
-        model,
-        data.train_images,
-        data.train_labels,
-        data.test_images,
-        data.test_labels,
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        validate_each_epoch=cfg.train.validate_each_epoch,
-        on_epoch_end=on_epoch_end,
-        resume=resume,
-        on_snapshot=on_snapshot,
-    )
-
-
-def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
-    """Explain the fixed test images (the same in every run on the same data)."""
-    indices = select_images(data.test_labels, cfg.explain.n_images)
-    images, labels = data.test_images[indices], data.test_labels[indices]
-    predictions = model.predict(images, batch_size=cfg.explain.batch_size, verbose=0).argmax(axis=1)
-    by_label = cfg.analyzer.neuron_selection == "true_label"
-    explainer = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
-    explanation = explainer.explain(
-        images, labels if by_label else predictions, analysis_batch(cfg, cfg.explain.batch_size)
-    )
-    return Explained(indices, predictions, explanation)
-
-
-def evaluation_enabled(cfg: DictConfig) -> bool:
-    return any(cfg.evaluate.scores.values())
-
-
-def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -> Evaluation:
-    """Explanation-quality scores on the first ``evaluate.n_images`` test images; with the
-    model's cache entry (``cache_key``), work that depends on the model alone is kept there
-    for the other analyzers' runs."""
-    from src.scores import evaluate  # with Quantus and scipy: imported only when scoring
-
-    count = min(cfg.evaluate.n_images, len(data.test_images))
-    # Selection by index: the randomised model must explain the classes the trained one did.
-    explainer = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
-    batch_size = analysis_batch(cfg, cfg.evaluate.batch_size)
-
-    def explain_classes(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
-        return explainer.explain(images, classes, batch_size, description).heatmaps
-
-    def explain_anew(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
-        """An explainer built on the model's current weights: after the randomisation
-        cascade changed them, the graph of iNNvestigate's augment-and-reduce wrappers
-        (integrated gradients, SmoothGrad) built before still computes with the trained
-        ones."""
-        fresh = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
-        return fresh.explain(images, classes, batch_size, description).heatmaps
-
-    # The other analyzers compute with the model's variables and follow them; a baseline
-    # ignores the model and keeps drawing from its own stream.
-    follows = not is_wrapper(explainer.analyzer)
-
-    return evaluate(
-        cfg.evaluate,
-        model,
-        data.test_images[:count],
-        data.test_labels[:count],
-        explain_classes,
-        by_label=cfg.analyzer.neuron_selection == "true_label",
-        method=cfg.analyzer.method,
-        seed=cfg.seed,
-        masks=None if data.test_masks is None else data.test_masks[:count],
-        model_only=model_only(cfg, cache_key, say=True),
-        explain_anew=None if follows else explain_anew,
-    )
-
-
-def model_only(cfg: DictConfig, cache_key: str, say: bool = False) -> ModelOnly | None:
-    """Work that depends on the model alone, kept with its snapshot in the model cache for
-    the runs of the other analyzers (None: no cache entry, or ``train.reuse=false``). With
-    ``say``, a line when it came from the cache."""
-    if not cache_key or not cfg.train.reuse:
-        return None
-    cache, epochs = ModelCache(cfg.train.cache_dir), int(cfg.train.epochs)
-
-    def kept(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        value, cached = cache.model_only(cache_key, epochs, name, compute)
-        if cached and say:
-            log.info("%s: from the model cache (computed once per model)", name.split(":")[0])
-        return value
-
-    return kept
-
-
-def shortcut_reliance(
-    cfg: DictConfig, data: Dataset, model, test_accuracy: float
-) -> dict[str, float]:
-    """How much the model relies on the planted marker: its accuracy on the test images with
-    the marker of their class (the test set as trained and tested: ``test_accuracy``),
-    without any marker, and with the marker of another class; and how often it then answers
-    the marker's class instead of the image's."""
-    shortcut, clean, labels = data.shortcut, data.clean_test_images, data.test_labels
-    other = shortcut.moved(labels)
-    moved, _ = shortcut.draw(clean, other)
-
-    def predicted(images: np.ndarray) -> np.ndarray:
-        return model.predict(images, batch_size=cfg.evaluate.batch_size, verbose=0).argmax(axis=1)
-
-    on_moved = predicted(moved)
-    return {
-        "shortcut_accuracy_marked": float(test_accuracy),
-        "shortcut_accuracy_clean": float(np.mean(predicted(clean) == labels)),
-        "shortcut_accuracy_moved": float(np.mean(on_moved == labels)),
-        "shortcut_follows_marker": float(np.mean(on_moved == other)),
-    }
 
 
 def checked_inputs(cfg: DictConfig, say: bool = True) -> tuple[Dataset, Any, Pretrained | None]:
@@ -411,7 +175,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         records.log_config(resolved)
         # What reproducing the run needs besides the config: the data files and the environment.
         records.log_data_files(data.files)
-        log_datasets(cfg, data)
+        records.log_datasets(cfg, data)
         records.log_environment()
         if pretrained:
             training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
@@ -444,21 +208,6 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         store.run_link(experiment_id, run_id, cfg.tracking.ui_host, cfg.tracking.ui_port),
     )
     return training.test_accuracy
-
-
-def log_datasets(cfg: DictConfig, data: Dataset) -> None:
-    """The data as an MLflow dataset input (the runs table's Dataset column): the dataset's
-    name, as digest the first 12 hex digits of ``data_sha256`` (the SHA-256 of the arrays as
-    loaded), where it came from. One input, the training split: MLflow keeps one per name and
-    digest, and the digest covers both splits."""
-    records.log_dataset(
-        names.mlflow_name(cfg.dataset.name, kind="label", limit=names.MAX_DATASET_NAME),
-        data.checksum[:12],
-        data.source,
-        data.train_images,
-        data.train_labels,
-        context="training",
-    )
 
 
 def trained_or_reused(
@@ -549,19 +298,6 @@ def _resume_point(
     return None
 
 
-def headline_scores(scores: dict[str, float]) -> str:
-    """`` · AOPC 0.412 · MPRT 0.731 …``: the scores the registry marks as headline, of those
-    the run computed."""
-    from src.scores import SCORES
-
-    return "".join(
-        f" · {metric.short} {scores[metric.name]:.3f}"
-        for score in SCORES.values()
-        for metric in score.metrics
-        if metric.headline and metric.name in scores
-    )
-
-
 def _load_weights(model, weights) -> bool:
     """Load ``weights`` into ``model`` (Keras's HDF5 loader reads every layer before it sets
     any: a bad file leaves the model as it was), or say why not."""
@@ -574,49 +310,6 @@ def _load_weights(model, weights) -> bool:
         )
         return False
     return True
-
-
-def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evaluation) -> None:
-    from src.scores import SCORES
-
-    records.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
-    records.log_metrics(
-        {f"score_time_{name}_s": seconds for name, seconds in evaluation.seconds.items()}
-    )
-    # Per image, for the verdict's paired tests: image i is test image i.
-    records.log_arrays("scores.npz", **evaluation.per_image)
-    for line in evaluation.warnings:
-        log.warning("warning: %s", line)
-    first_steps = {curve.name: curve.first_step for curve in curves(SCORES)}
-    for name, values in evaluation.curves.items():
-        records.log_curve(f"eval_{name}", values, first_step=first_steps.get(name, 0))
-    title = f"{name} on {cfg.dataset.name}"
-    if evaluation.perturbation_curve is not None:
-        records.log_figure(
-            perturbation_figure(
-                evaluation.perturbation_curve,
-                evaluation.random_curve,
-                title,
-                evaluation.lerf_curve,
-            ),
-            "figures/perturbation.png",
-        )
-    if evaluation.randomisation_curve is not None:
-        records.log_figure(
-            randomisation_figure(
-                evaluation.randomised_layers,
-                evaluation.randomisation_curve,
-                evaluation.randomisation_examples,
-                title,
-                cfg.analyzer.display,
-                evaluation.blank_curve,
-                row_labels=[
-                    f"test image {index}\nexplains {data.class_names[int(explained)]}"
-                    for index, explained in enumerate(evaluation.randomisation_classes)
-                ],
-            ),
-            "figures/randomisation.png",
-        )
 
 
 def memory_mb() -> dict[str, float]:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.experiment import build_model, explain_model, load_data, train_model
+from src.experiment import load_data
+from src.explain.configured import explain_model
+from src.models.configured import build_model, train_model
 from src.models.training import Resume, TrainingState, random_layers
 
 

@@ -8,9 +8,10 @@ from omegaconf import OmegaConf, open_dict
 
 from src.common.tf_runtime import innvestigate, tensorflow
 from src.data import load_dataset
-from src.experiment import build_model, evaluate_model, train_model
 from src.explain.heatmaps import Explainer, create_analyzer
+from src.models.configured import build_model, train_model
 from src.scores import evaluate
+from src.scores.configured import evaluate_model
 from src.scores.faithfulness import perturbation_correct
 from src.scores.metrics import aopc, conservation_error, randomisation_similarity, rank_correlation
 from src.scores.random_logit import random_logit_similarity

@@ -7,8 +7,9 @@ from src.common.errors import UserError
 from src.common.paths import group_options
 from src.common.tf_runtime import innvestigate, tensorflow
 from src.data import load_dataset
-from src.experiment import build_model, check_analyzer, explain_model, train_model
+from src.explain.configured import check_analyzer, explain_model
 from src.explain.heatmaps import Explainer, create_analyzer, select_images
+from src.models.configured import build_model, train_model
 
 
 def test_select_images_takes_the_first_of_each_class_in_class_order():

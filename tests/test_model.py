@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from src.experiment import build_model
+from src.models.configured import build_model
 
 
 def layer_summary(model) -> list[tuple[str, tuple]]:
@@ -132,7 +132,7 @@ def test_an_analyzer_that_cannot_explain_the_model_says_which_can(compose_config
     import pytest
 
     from src.common.errors import UserError
-    from src.experiment import check_analyzer
+    from src.explain.configured import check_analyzer
 
     cfg = compose_config("model=lenet", "model.activation=tanh", "analyzer=deep_taylor")
     model = build_model(cfg, (28, 28, 1), 10)

@@ -11,9 +11,11 @@ import pytest
 
 from src.common.tf_runtime import reset, tensorflow
 from src.data import load_dataset
-from src.experiment import analyzer_for, build_model, evaluate_model, train_model
+from src.explain.configured import analyzer_for
 from src.explain.heatmaps import Explainer
 from src.models.canonical import explainable
+from src.models.configured import build_model, train_model
+from src.scores.configured import evaluate_model
 from src.scores.randomisation import cascade, randomisable_layers
 
 

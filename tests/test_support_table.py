@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options
 from src.common.tf_runtime import reset, tensorflow
-from src.experiment import analyzer_of
+from src.explain.configured import analyzer_of
 from src.explain.heatmaps import build_analyzer
 from src.models.zoo import load_keras_file
 
