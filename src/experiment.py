@@ -129,18 +129,55 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     data, model, pretrained = checked_inputs(cfg)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    if pretrained:
-        model_key = pretrained.fingerprint  # the weights are the file's (or the run's)
-    else:
-        training_key = fingerprint(
-            resolved["dataset"],
-            data.checksum,
-            resolved["model"],
-            resolved["train"],
-            cfg.seed,
-            intra_op_threads(),
+    training_key, model_key = _fingerprints(cfg, resolved, data, pretrained)
+    tags = _run_tags(cfg, data, model, pretrained, model_key)
+    if parent_run_id:
+        tags.update(
+            {
+                "sweep_id": os.environ.get(SWEEP_ID_ENV, ""),
+                "job_overrides": " ".join(sorted(job_overrides or [])),
+            }
         )
-        model_key = model_fingerprint(training_key, cfg.train.epochs)
+
+    cache_key = "" if pretrained else entry_key(training_key, store.tracking_uri)
+    name = run_name(cfg, job_overrides or [])
+    with tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
+        training, headline = _run_in_store(
+            cfg, name, resolved, data, model, pretrained, cache_key, run_id, parent_run_id
+        )
+    log.info(
+        "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
+        name,
+        training.test_accuracy,
+        headline,
+        run_id,
+        experiment,
+        store.run_link(experiment_id, run_id, cfg.tracking.ui_host, cfg.tracking.ui_port),
+    )
+    return training.test_accuracy
+
+
+def _fingerprints(
+    cfg: DictConfig, resolved: dict, data: Dataset, pretrained: Pretrained | None
+) -> tuple[str | None, str]:
+    """The training's fingerprint (None for a model trained elsewhere) and the model's."""
+    if pretrained:
+        return None, pretrained.fingerprint  # the weights are the file's (or the run's)
+    training_key = fingerprint(
+        resolved["dataset"],
+        data.checksum,
+        resolved["model"],
+        resolved["train"],
+        cfg.seed,
+        intra_op_threads(),
+    )
+    return training_key, model_fingerprint(training_key, cfg.train.epochs)
+
+
+def _run_tags(
+    cfg: DictConfig, data: Dataset, model, pretrained: Pretrained | None, model_key: str
+) -> dict[str, str]:
+    """The run's tags: what it ran, where its data and model came from."""
     tags = records.run_tags(cfg.analyzer.name, cfg.dataset.name, cfg.seed, cfg.train.epochs)
     if pretrained:
         tags.update(
@@ -161,53 +198,50 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
             "intra_op_threads": str(intra_op_threads()),
         }
     )
-    if parent_run_id:
-        tags.update(
-            {
-                "sweep_id": os.environ.get(SWEEP_ID_ENV, ""),
-                "job_overrides": " ".join(sorted(job_overrides or [])),
-            }
-        )
+    return tags
 
-    cache_key = "" if pretrained else entry_key(training_key, store.tracking_uri)
-    name = run_name(cfg, job_overrides or [])
-    with tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
-        records.log_config(resolved)
-        # What reproducing the run needs besides the config: the data files and the environment.
-        records.log_data_files(data.files)
-        records.log_datasets(cfg, data)
-        records.log_environment()
-        if pretrained:
-            training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
-            records.log_metrics({"train_epochs_run": 0})
-            log.info("explaining the model of %s (no training)", pretrained.source)
-        else:
-            training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
-        explained = explain_model(cfg, data, model)
-        log_outcome(cfg, name, data, training, explained, model_only(cfg, cache_key))
-        headline = ""
-        if data.shortcut is not None:
-            reliance = shortcut_reliance(cfg, data, model, training.test_accuracy)
-            records.log_metrics(reliance)
-            headline += (
-                f" · marker moved: accuracy {reliance['shortcut_accuracy_moved']:.3f}, "
-                f"{reliance['shortcut_follows_marker']:.0%} follow it"
-            )
-        if evaluation_enabled(cfg):
-            evaluation = evaluate_model(cfg, data, model, cache_key)
-            log_evaluation(cfg, name, data, evaluation)
-            headline = headline_scores(evaluation.scores) + headline
-        records.log_metrics(memory_mb())
-    log.info(
-        "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
-        name,
-        training.test_accuracy,
-        headline,
-        run_id,
-        experiment,
-        store.run_link(experiment_id, run_id, cfg.tracking.ui_host, cfg.tracking.ui_port),
-    )
-    return training.test_accuracy
+
+def _run_in_store(
+    cfg: DictConfig,
+    name: str,
+    resolved: dict,
+    data: Dataset,
+    model,
+    pretrained: Pretrained | None,
+    cache_key: str,
+    run_id: str,
+    parent_run_id: str | None,
+) -> tuple[TrainingResult, str]:
+    """What the open run does and logs: its config and inputs, the training (or the model
+    trained elsewhere tested), the explanation, the scores; the training's result and the
+    headline of the run's summary line."""
+    records.log_config(resolved)
+    # What reproducing the run needs besides the config: the data files and the environment.
+    records.log_data_files(data.files)
+    records.log_datasets(cfg, data)
+    records.log_environment()
+    if pretrained:
+        training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
+        records.log_metrics({"train_epochs_run": 0})
+        log.info("explaining the model of %s (no training)", pretrained.source)
+    else:
+        training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
+    explained = explain_model(cfg, data, model)
+    log_outcome(cfg, name, data, training, explained, model_only(cfg, cache_key))
+    headline = ""
+    if data.shortcut is not None:
+        reliance = shortcut_reliance(cfg, data, model, training.test_accuracy)
+        records.log_metrics(reliance)
+        headline += (
+            f" · marker moved: accuracy {reliance['shortcut_accuracy_moved']:.3f}, "
+            f"{reliance['shortcut_follows_marker']:.0%} follow it"
+        )
+    if evaluation_enabled(cfg):
+        evaluation = evaluate_model(cfg, data, model, cache_key)
+        log_evaluation(cfg, name, data, evaluation)
+        headline = headline_scores(evaluation.scores) + headline
+    records.log_metrics(memory_mb())
+    return training, headline
 
 
 def trained_or_reused(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -120,6 +121,51 @@ def compile_model(model, optimizer: str, learning_rate: float, from_logits: bool
     )
 
 
+def _report_callback(
+    keras: Any,
+    bar: Any,
+    epochs: int,
+    history: dict[str, list[float]],
+    first_step: list[float | None],
+    on_epoch_end: EpochCallback | None,
+    on_snapshot: SnapshotCallback | None,
+    elapsed: Callable[[], float],
+):
+    """The Keras callback through which :func:`train` hears of each batch and epoch: the
+    progress bar, the first step's time, the history, and the caller's ``on_epoch_end`` and
+    ``on_snapshot`` (``elapsed()``: the training's seconds so far)."""
+
+    class Report(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if not first_step:
+                first_step.append(seconds_since_process_start())
+            bar.update(1)
+            if logs and batch % 50 == 0:
+                bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}", refresh=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {
+                METRIC_NAMES[key]: float(value)
+                for key, value in (logs or {}).items()
+                if key in METRIC_NAMES
+            }
+            for key, value in metrics.items():
+                history.setdefault(key, []).append(value)
+            bar.set_description(f"training (epoch {epoch + 1}/{epochs})")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, metrics)
+            if on_snapshot is not None:
+                so_far = TrainingResult(
+                    history={key: list(values) for key, values in history.items()},
+                    train_time_s=elapsed(),
+                    test_loss=metrics.get("val_loss"),
+                    test_accuracy=metrics.get("val_accuracy"),
+                )
+                on_snapshot(epoch + 1, so_far, training_state(self.model))
+
+    return Report()
+
+
 def train(
     model,
     train_images: np.ndarray,
@@ -146,38 +192,19 @@ def train(
     steps = int(np.ceil(len(train_images) / batch_size))
     bar = progress_bar((epochs - done) * steps, "training", "batch")
     first_step: list[float | None] = []
-
-    class _Report(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if not first_step:
-                first_step.append(seconds_since_process_start())
-            bar.update(1)
-            if logs and batch % 50 == 0:
-                bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}", refresh=False)
-
-        def on_epoch_end(self, epoch, logs=None):
-            metrics = {
-                METRIC_NAMES[key]: float(value)
-                for key, value in (logs or {}).items()
-                if key in METRIC_NAMES
-            }
-            for key, value in metrics.items():
-                history.setdefault(key, []).append(value)
-            bar.set_description(f"training (epoch {epoch + 1}/{epochs})")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, metrics)
-            if on_snapshot is not None:
-                so_far = TrainingResult(
-                    history={key: list(values) for key, values in history.items()},
-                    train_time_s=time_before + time.perf_counter() - started,
-                    test_loss=metrics.get("val_loss"),
-                    test_accuracy=metrics.get("val_accuracy"),
-                )
-                on_snapshot(epoch + 1, so_far, training_state(self.model))
-
     if resume:
         _restore(model, resume.state)
     started = time.perf_counter()
+    report = _report_callback(
+        keras,
+        bar,
+        epochs,
+        history,
+        first_step,
+        on_epoch_end,
+        on_snapshot,
+        elapsed=lambda: time_before + time.perf_counter() - started,
+    )
     try:
         model.fit(
             train_images,
@@ -186,7 +213,7 @@ def train(
             initial_epoch=done,
             batch_size=batch_size,
             validation_data=(test_images, test_labels) if validate_each_epoch else None,
-            callbacks=[_Report()],
+            callbacks=[report],
             verbose=0,
         )
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,9 +63,29 @@ def comparison_grid(
     sums up, the cell says so below. ``masks`` (a planted marker) are outlined on every image.
     """
     count = len(images)
+    labels_wrapped = [_wrapped(row.label) for row in rows]
+    cells = _Cells(*_grid_figure(rows, labels_wrapped, count), masks=masks, count=count)
+    _draw_inputs(cells, images, labels, predictions, class_names)
+    drawn = None
+    for number, row in enumerate(rows, start=1):
+        shown = _draw_row(
+            cells, number, row, labels_wrapped[number - 1], labels, predictions, class_names
+        )
+        drawn = shown if shown is not None else drawn
+    if drawn is not None:
+        bar_axis = cells.figure.add_subplot(cells.grid[-1, 1 + count // 4 : 1 + count - count // 4])
+        colour_bar(cells.figure, drawn, bar_axis)
+    # At a fixed distance from the top, whatever the figure's height, above the headers.
+    figure = cells.figure
+    figure.suptitle(title, fontsize=GRID_TEXT + 2, y=1 - 0.12 / figure.get_figheight(), va="top")
+    return figure
+
+
+def _grid_figure(rows: Sequence[GridRow], labels_wrapped: list[list[str]], count: int):
+    """The grid's figure and its cells: a column for the labels, one per image, one for the
+    scores; a row for the inputs, one per analyzer, one for the colour bar."""
     score_lines = max([len(row.scores) for row in rows] + [0])
     score_chars = max([len(line) for row in rows for line in row.scores] + [0])
-    labels_wrapped = [_wrapped(row.label) for row in rows]
     longest = max([len(line) for lines in labels_wrapped for line in lines] + [0])
     # A character of the label font is at most ~0.62 of its size wide.
     label_width = max(1.7, 0.62 * GRID_TEXT / 72 * longest + 0.2)
@@ -85,23 +106,43 @@ def comparison_grid(
         wspace=0.08,
         hspace=0.5,
     )
+    return figure, grid
 
-    def text_axis(row: int, column: int):
-        axis = figure.add_subplot(grid[row, column])
+
+@dataclass
+class _Cells:
+    """The cells of :func:`comparison_grid`'s figure, made axes as they are drawn into."""
+
+    figure: Any
+    grid: Any
+    masks: np.ndarray | None
+    count: int  # images per row
+
+    def text(self, row: int, column: int):
+        axis = self.figure.add_subplot(self.grid[row, column])
         axis.set_axis_off()
         return axis
 
-    def image_axis(row: int, column: int):
-        axis = figure.add_subplot(grid[row, column])
+    def image(self, row: int, column: int):
+        axis = self.figure.add_subplot(self.grid[row, column])
         axis.set_xticks([])
         axis.set_yticks([])
-        if masks is not None:
-            outline_mask(axis, masks[column - 1])
+        if self.masks is not None:
+            outline_mask(axis, self.masks[column - 1])
         return axis
 
-    text_axis(0, 0).text(1.0, 0.5, "input", ha="right", va="center", fontsize=GRID_TEXT)
-    for column in range(count):
-        axis = image_axis(0, column + 1)
+
+def _draw_inputs(
+    cells: _Cells,
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    class_names: Sequence[str],
+) -> None:
+    """The first row: the input images, the true and predicted class above each."""
+    cells.text(0, 0).text(1.0, 0.5, "input", ha="right", va="center", fontsize=GRID_TEXT)
+    for column in range(cells.count):
+        axis = cells.image(0, column + 1)
         _show_input(axis, images[column])
         wrong = labels[column] != predictions[column]
         axis.set_title(
@@ -117,49 +158,55 @@ def comparison_grid(
             fontsize=GRID_TEXT - 1,
             color="crimson" if wrong else "black",
         )
+
+
+def _draw_row(
+    cells: _Cells,
+    number: int,
+    row: GridRow,
+    lines: list[str],
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    class_names: Sequence[str],
+):
+    """One analyzer's row: its label, its heatmaps (with what differs from the header below
+    them), its scores; the last heatmap drawn (None without images), for the colour bar."""
+    note = _explains_note(row, labels)
+    label = cells.text(number, 0)
+    label.text(1.0, 0.98, "\n".join(lines), ha="right", va="top", fontsize=GRID_TEXT)
+    if note:
+        label.text(
+            1.0,
+            0.0,
+            note.replace("explains ", "explains\n"),
+            ha="right",
+            va="bottom",
+            fontsize=GRID_TEXT - 2,
+            color="dimgray",
+        )
     drawn = None
-    for number, row in enumerate(rows, start=1):
-        note = _explains_note(row, labels)
-        lines = labels_wrapped[number - 1]
-        label = text_axis(number, 0)
-        label.text(1.0, 0.98, "\n".join(lines), ha="right", va="top", fontsize=GRID_TEXT)
-        if note:
-            label.text(
-                1.0,
-                0.0,
-                note.replace("explains ", "explains\n"),
-                ha="right",
-                va="bottom",
-                fontsize=GRID_TEXT - 2,
-                color="dimgray",
-            )
-        maps = normalise(row.heatmaps, row.display)
-        for column in range(count):
-            axis = image_axis(number, column + 1)
-            drawn = _show_relevance(axis, maps[column], row.display)
-            caption = []
-            if row.predictions[column] != predictions[column]:
-                caption.append(f"pred {_short(class_names[row.predictions[column]])}")
-            if note is None:
-                caption.append(f"expl. {_short(class_names[row.explained[column]])}")
-            if caption:
-                axis.set_xlabel("\n".join(caption), fontsize=GRID_TEXT - 2, color="crimson")
-        if row.scores:
-            text_axis(number, count + 1).text(
-                0.05,
-                0.5,
-                "\n".join(row.scores),
-                ha="left",
-                va="center",
-                fontsize=GRID_TEXT - 1,
-                family="monospace",
-            )
-    if drawn is not None:
-        bar_axis = figure.add_subplot(grid[-1, 1 + count // 4 : 1 + count - count // 4])
-        colour_bar(figure, drawn, bar_axis)
-    # At a fixed distance from the top, whatever the figure's height, above the headers.
-    figure.suptitle(title, fontsize=GRID_TEXT + 2, y=1 - 0.12 / figure.get_figheight(), va="top")
-    return figure
+    maps = normalise(row.heatmaps, row.display)
+    for column in range(cells.count):
+        axis = cells.image(number, column + 1)
+        drawn = _show_relevance(axis, maps[column], row.display)
+        caption = []
+        if row.predictions[column] != predictions[column]:
+            caption.append(f"pred {_short(class_names[row.predictions[column]])}")
+        if note is None:
+            caption.append(f"expl. {_short(class_names[row.explained[column]])}")
+        if caption:
+            axis.set_xlabel("\n".join(caption), fontsize=GRID_TEXT - 2, color="crimson")
+    if row.scores:
+        cells.text(number, cells.count + 1).text(
+            0.05,
+            0.5,
+            "\n".join(row.scores),
+            ha="left",
+            va="center",
+            fontsize=GRID_TEXT - 1,
+            family="monospace",
+        )
+    return drawn
 
 
 def _wrapped(label: str) -> list[str]:

@@ -93,32 +93,13 @@ def build_report(
 ) -> Report:
     """Write the comparison of the sweep whose parent run is ``parent`` into ``folder``; the
     heatmap grid draws the first ``grid_images`` explained images."""
-    from src.report.charts import metrics_vs_epochs, quality_curves
-    from src.report.figures import save_figure
-
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)
     jobs = collect(client, runs)
     missing = missing_jobs(expected_jobs(client, parent), runs)
     (folder / "missing.txt").write_text(redact("".join(f"{line}\n" for line in missing)))
     title = parent.info.run_name or parent.info.run_id
-    page = {
-        "title": title,
-        "subtitle": "",
-        "missing": missing,
-        "verdict": None,
-        "sections": [],
-        "grid": None,
-        "measures": "",
-        "measure_images": [],
-        "provenance": provenance(client, parent, jobs, store_uri),
-        "runs": [
-            {"name": run.info.run_name, "id": run.info.run_id, "status": run.info.status}
-            for run in sorted(runs, key=lambda run: run.info.run_name or "")
-        ],
-        "config": "",
-        "config_run": "",
-    }
+    page = _empty_page(title, missing, provenance(client, parent, jobs, store_uri), runs)
     if not jobs:
         log.warning("no job of sweep %s finished: nothing to compare", parent.info.run_id)
         write_page(folder / "report.html", render_report(**page))
@@ -135,17 +116,67 @@ def build_report(
 
     longest = max(job.epochs for job in jobs)
     first_seed = min(job.seed for job in jobs if job.epochs == longest)
+    page["subtitle"] = _subtitle(jobs, missing, table)
+    page["grid"] = _grid_image(folder, jobs, verdict, longest, first_seed, grid_images)
+    per_step = _charts(client, folder, table, jobs, longest)
+    if verdict is not None:
+        page["verdict"] = verdict_view(verdict, descriptions())
+        page["sections"] = criterion_sections(verdict, table, per_step, longest)
+    page["measures"] = measures_table(table, others, better)
+    page["measure_images"] = _measure_images(table, others)
+    first = min(jobs, key=lambda job: job.run.info.run_name or "").run
+    page["config"], page["config_run"] = job_config(client, first), first.info.run_name
+    write_page(folder / "report.html", render_report(**page))
+    return Report(table, runs, missing, verdict)
+
+
+def _empty_page(
+    title: str, missing: list[str], provenance: list[tuple[str, str]], runs: list[Run]
+) -> dict:
+    """The page's keys (see ``src/report/templates/report.html.j2``), before the comparison
+    fills them: what a sweep without a finished job shows."""
+    return {
+        "title": title,
+        "subtitle": "",
+        "missing": missing,
+        "verdict": None,
+        "sections": [],
+        "grid": None,
+        "measures": "",
+        "measure_images": [],
+        "provenance": provenance,
+        "runs": [
+            {"name": run.info.run_name, "id": run.info.run_id, "status": run.info.status}
+            for run in sorted(runs, key=lambda run: run.info.run_name or "")
+        ],
+        "config": "",
+        "config_run": "",
+    }
+
+
+def _subtitle(jobs: list[Job], missing: list[str], table: pd.DataFrame) -> str:
     dataset = ", ".join(sorted({job.run.data.tags.get("dataset", "") for job in jobs}))
-    page["subtitle"] = (
+    return (
         f"{dataset} · {len(jobs)} of {len(jobs) + len(missing)} jobs finished · "
         f"{table['analyzer'].nunique()} analyzer rows · seeds "
         f"{', '.join(str(seed) for seed in sorted({job.seed for job in jobs}))} · "
         f"{', '.join(str(e) for e in sorted({job.epochs for job in jobs}))} epochs"
     )
+
+
+def _grid_image(
+    folder: Path,
+    jobs: list[Job],
+    verdict: Verdict | None,
+    longest: int,
+    first_seed: int,
+    grid_images: int,
+) -> str:
+    """The heatmap grid, written to ``grid.png``, as the page shows it."""
     grid = heatmap_grid(jobs, verdict, longest, first_seed, grid_images)
     grid_png = figure_png(grid)
     (folder / "grid.png").write_bytes(grid_png)
-    page["grid"] = image(
+    return image(
         grid_png,
         f"heatmaps of every analyzer, seed {first_seed}, {longest} epochs",
         "Each row one analyzer on the same test images (the first of each class), every map on "
@@ -154,6 +185,16 @@ def build_report(
         f"{longest} epochs; the first {min(grid_images, len(jobs[0].arrays['images']))} of the "
         "explained images.",
     )
+
+
+def _charts(
+    client: MlflowClient, folder: Path, table: pd.DataFrame, jobs: list[Job], longest: int
+) -> dict:
+    """``metrics_vs_epochs.png`` and ``quality_curves.png``; the scores' per-step curves at
+    the longest training (mean and std over seeds), by metric."""
+    from src.report.charts import metrics_vs_epochs, quality_curves
+    from src.report.figures import save_figure
+
     metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
     judged = {f"{EVALUATION_PREFIX}{m.name}" for m in criteria(SCORES)}
     metrics += [
@@ -167,23 +208,22 @@ def build_report(
     if any(per_step.values()):
         figure = quality_curves(per_step, PANELS, title=f"{longest} epochs, mean ± std over seeds")
         save_figure(figure, folder / "quality_curves.png")
+    return per_step
 
-    if verdict is not None:
-        page["verdict"] = verdict_view(verdict, descriptions())
-        page["sections"] = criterion_sections(verdict, table, per_step, longest)
-    page["measures"] = measures_table(table, others, better)
+
+def _measure_images(table: pd.DataFrame, others: list[str]) -> list:
+    """Accuracy, explanation time and stability against epochs, if the table has them."""
+    from src.report.charts import metrics_vs_epochs
+
     accuracy_and_cost = [m for m in others if m in ("test_accuracy", "analysis_time_s", STABILITY)]
-    if accuracy_and_cost:
-        page["measure_images"] = [
-            image(
-                figure_png(metrics_vs_epochs(table, accuracy_and_cost)),
-                "test accuracy, explanation time and stability across seeds, per analyzer",
-            )
-        ]
-    first = min(jobs, key=lambda job: job.run.info.run_name or "").run
-    page["config"], page["config_run"] = job_config(client, first), first.info.run_name
-    write_page(folder / "report.html", render_report(**page))
-    return Report(table, runs, missing, verdict)
+    if not accuracy_and_cost:
+        return []
+    return [
+        image(
+            figure_png(metrics_vs_epochs(table, accuracy_and_cost)),
+            "test accuracy, explanation time and stability across seeds, per analyzer",
+        )
+    ]
 
 
 def write_page(path: Path, text: str) -> None:
