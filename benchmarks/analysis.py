@@ -17,13 +17,14 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from src.cli import register_resolvers
+from src.common.paths import CONFIG_DIR
+from src.common.tf_runtime import innvestigate, reset, tensorflow
+from src.config.cli import register_resolvers
 from src.data import Dataset, load_dataset
-from src.experiment import analysis_batch, analyzer_for, build_model, train_model
-from src.explain import Explainer
-from src.paths import CONFIG_DIR
-from src.tf_runtime import innvestigate, reset, tensorflow
-from src.training import compile_model
+from src.explain.configured import analysis_batch, analyzer_for
+from src.explain.heatmaps import Explainer
+from src.models.configured import build_model, train_model
+from src.models.training import compile_model
 
 # The seed report's three analyzers and three more expensive ones (the list).
 ANALYZERS = (

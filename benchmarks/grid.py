@@ -21,7 +21,7 @@ import numpy as np
 
 
 def jobs(analyzers: int, images: int) -> list:
-    from src.report import Job
+    from src.report.queries import Job
 
     rng = np.random.default_rng(0)
     labels = np.arange(images) % 10
@@ -45,11 +45,11 @@ def jobs(analyzers: int, images: int) -> list:
 
 
 def draw(made: list, before: bool) -> bytes:
-    from src import figures
+    from src.report import figures, grid
 
     if before:  # the grid as it was: every explained image, one column each
         reference = made[0].arrays
-        figure = figures.comparison_grid(
+        figure = grid.comparison_grid(
             reference["images"],
             reference["labels"],
             [(job.analyzer, job.arrays["heatmaps"], job.display) for job in made],
@@ -57,7 +57,7 @@ def draw(made: list, before: bool) -> bytes:
             title="before",
         )
     else:
-        from src.report import heatmap_grid
+        from src.report.sections import heatmap_grid
 
         figure = heatmap_grid(made, None, 5, 0, grid_images=10)
     buffer = io.BytesIO()

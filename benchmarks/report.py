@@ -434,10 +434,12 @@ def log_to_mlflow(results: dict, json_path: Path, md_path: Path, tracking_dir: s
     JSON and Markdown as artifacts."""
     import mlflow
 
-    from src import tracking
+    from src.tracking import set_up
+    from src.tracking.store import prepare, resolve_store
 
-    store = tracking.resolve_store(tracking_dir)
-    experiment_id = tracking.prepare(store, "benchmarks")
+    set_up()  # MLflow's settings, as the entry points make them
+    store = resolve_store(tracking_dir)
+    experiment_id = prepare(store, "benchmarks")
     mlflow.set_tracking_uri(store.tracking_uri)
     name = f"bench · {results['data'][:40]}{' · quick' if results['quick'] else ''}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:

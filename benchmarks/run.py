@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import report
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
 
 SWEEP_ANALYZERS = "deep_taylor,gradient,input_t_gradient"
 # make sweep's grid (the Makefile's sweep target); quick: a smaller one on digits.
@@ -183,12 +183,12 @@ class Bench:
     # --- sections ------------------------------------------------------------------------
 
     def single(self) -> dict:
-        from src import tracking
+        from src.tracking import set_up
+        from src.tracking.store import prepare, resolve_store
 
+        set_up()  # MLflow's settings, as the entry points make them
         # The store exists before the first timed run, as it does for a user's second run.
-        tracking.prepare(
-            tracking.resolve_store(str(self.work / "single")), f"xai-lab-{self.dataset}"
-        )
+        prepare(resolve_store(str(self.work / "single")), f"xai-lab-{self.dataset}")
         reps = []
         for rep in range(self.reps):
             measured = {}

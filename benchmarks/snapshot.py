@@ -22,9 +22,10 @@ from collections.abc import Callable
 
 from benchmarks.analysis import config
 from src.data import load_dataset
-from src.experiment import build_model, train_model
-from src.model_cache import META, STATE, WEIGHTS, ModelCache, file_sha256, verified
-from src.training import test_only, training_state, weights_image
+from src.models.cache import ModelCache
+from src.models.configured import build_model, train_model
+from src.models.snapshots import META, STATE, WEIGHTS, file_sha256, verified
+from src.models.training import test_only, training_state, weights_image
 
 
 def median_s(function: Callable[[], object], reps: int) -> float:

@@ -13,12 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src import signals
-from src.cli import preflight, register_resolvers
-from src.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
-from src.outcome import WORKER_ENV, JobOutcome
-from src.redact import redact
-from src.sweep import finish_sweeps
+from src.common import signals
+from src.common.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
+from src.common.outcome import WORKER_ENV, JobOutcome
+from src.common.redact import redact
+from src.config.cli import preflight, register_resolvers
+from src.sweep.parent import finish_sweeps
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,11 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
     exit 2 or 1; in a sweep the job returns its outcome, and the others go on. An interrupt
     ends the process (exit 130), except in a submitit worker, whose job returns it too."""
     # Imported here, not at the top: `--help` and `--cfg job` then never import TensorFlow.
+    from src.common.tf_runtime import configure_threads
     from src.experiment import run_experiment
-    from src.tf_runtime import configure_threads
+    from src.tracking import set_up
 
+    set_up()  # MLflow's settings, before the run touches the store
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     configure_threads(cfg.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs"))

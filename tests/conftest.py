@@ -10,9 +10,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from src.cli import register_resolvers
+from src.common.paths import CONFIG_DIR, PROJECT_ROOT
+from src.config.cli import register_resolvers
 from src.data import IDX_FILES, write_idx
-from src.paths import CONFIG_DIR, PROJECT_ROOT
+from src.tracking import set_up
+
+# MLflow's settings and loggers as the entry points make them (src/train.py, src/report/,
+# src/tracking/repair.py): for the runs, stores and reports the tests make in this process.
+set_up()
 
 register_resolvers()
 

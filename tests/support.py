@@ -22,7 +22,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
 
 
 def default_overrides(tmp_path: Path) -> list[str]:

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks import report
 from benchmarks.run import SCORING_BASELINE, SWEEP_BASELINE, TARGETS, _ratios
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
 
 
 def test_ratios_are_project_over_bare_per_repetition():

@@ -15,8 +15,8 @@ import pytest
 from mlflow.entities import Run
 from support import client_for, free_port, make_service, require, train_cli
 
-from src.figures import DPI, TEXT_SIZE
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
+from src.report.figures import DPI, TEXT_SIZE
 
 try:
     from playwright.sync_api import expect, sync_playwright

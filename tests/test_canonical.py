@@ -1,5 +1,5 @@
-"""The form the analyzers see (src.canonical): logits of any head, BatchNorm folded, names that
-cannot collide, relevance conserved through branches; hand-computed where it matters."""
+"""The form the analyzers see (src.models.canonical): logits of any head, BatchNorm folded,
+names that cannot collide, relevance conserved through branches; hand-computed where it matters."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from models.families import FAMILIES, build
 
-from src.canonical import explainable, fold, has_depthwise, output_kind
-from src.errors import UserError
-from src.explain import create_analyzer
-from src.tf_runtime import innvestigate, reset, tensorflow
+from src.common.errors import UserError
+from src.common.tf_runtime import innvestigate, reset, tensorflow
+from src.explain.heatmaps import create_analyzer
+from src.models.canonical import explainable, fold, has_depthwise, output_kind
 
 
 def keras():

@@ -18,8 +18,8 @@ from support import (
     train_cli,
 )
 
-from src.cli import config_summary
-from src.paths import CONFIG_DIR
+from src.common.paths import CONFIG_DIR
+from src.config.cli import config_summary
 
 
 def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_folder):

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from src.cli import check_group_overrides
-from src.config import validate
-from src.errors import UserError
-from src.explain import validate_analyzer_method
-from src.paths import group_options
-from src.tracking import flatten
+from src.common.errors import UserError
+from src.common.paths import group_options
+from src.config.checks import validate
+from src.config.cli import check_group_overrides
+from src.explain.heatmaps import validate_analyzer_method
+from src.tracking.records import flatten
 
 GROUPS = (
     "dataset",
@@ -48,7 +48,7 @@ def test_every_group_option_composes_and_validates(compose_config, group, option
 
 
 def test_every_analyzer_names_a_known_method(compose_config):
-    from src.analyzers import known_methods
+    from src.explain.analyzers import known_methods
 
     known = known_methods()
     for option in group_options("analyzer"):
@@ -65,7 +65,7 @@ def test_seed_report_is_the_reports_setup(compose_config):
 def test_store_and_outputs_are_anchored_at_the_project_root(monkeypatch, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from src.paths import CONFIG_DIR, PROJECT_ROOT
+    from src.common.paths import CONFIG_DIR, PROJECT_ROOT
 
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -182,7 +182,7 @@ def test_flatten_uses_dotted_keys_and_keeps_lists():
 
 
 def test_one_experiment_per_dataset_and_the_ui_where_make_serves_it(compose_config, monkeypatch):
-    from src.config import validate
+    from src.config.checks import validate
 
     cfg = compose_config("dataset=fashion_mnist")
     assert cfg.tracking.experiment_name == "xai-lab-fashion_mnist"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src import data
 from src.data import DataError, load_dataset, read_idx, write_idx
+from src.data import readers as data
 
 
 @pytest.fixture(autouse=True)
@@ -279,7 +279,7 @@ def test_a_users_own_loader_outside_src_works_by_target(user_package):
     dataset = load_configured({**spec, "train_size": 20, "test_size": None, "class_names": None})
     assert dataset.input_shape == (10, 10, 1) and len(dataset.train_images) == 20
     assert dataset.class_names == ("a", "b", "c") and dataset.source == "stripes"
-    from src.errors import UserError
+    from src.common.errors import UserError
 
     with pytest.raises(UserError, match="unknown key dataset.colour: mydata.loaders.stripes takes"):
         load_configured({**spec, "colour": 1})
@@ -374,7 +374,7 @@ def test_cifar10_from_the_keras_cache_then_an_explicit_path(tmp_path, monkeypatc
         load_cifar10(path=str(tmp_path / "nowhere"))
     # Neither: the download is tried last (no network here: it fails, and says what was tried).
     monkeypatch.setattr(
-        "src.tf_runtime.tensorflow", lambda: (_ for _ in ()).throw(OSError("offline"))
+        "src.common.tf_runtime.tensorflow", lambda: (_ for _ in ()).throw(OSError("offline"))
     )
     with pytest.raises(
         DataError, match="no cifar10 data found; tried .*empty.*download through Keras"

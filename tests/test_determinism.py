@@ -3,8 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.experiment import build_model, explain_model, load_data, train_model
-from src.training import Resume, TrainingState, random_layers
+from src.experiment import load_data
+from src.explain.configured import explain_model
+from src.models.configured import build_model, train_model
+from src.models.training import Resume, TrainingState, random_layers
 
 
 def run_once(compose_config, seed: int):
@@ -37,7 +39,7 @@ def test_another_seed_gives_another_model(compose_config):
 
 
 def test_runs_in_one_process_do_not_pile_up_graph_nodes(compose_config):
-    from src.tf_runtime import tensorflow
+    from src.common.tf_runtime import tensorflow
 
     run_once(compose_config, seed=0)
     nodes_after_first = len(tensorflow().compat.v1.get_default_graph().as_graph_def().node)
@@ -118,7 +120,7 @@ def test_without_the_optimizer_or_batch_order_state_the_continuation_differs(com
 
 
 def test_a_model_that_draws_random_numbers_while_training_is_never_continued(compose_config):
-    from src.tf_runtime import tensorflow
+    from src.common.tf_runtime import tensorflow
 
     layers = tensorflow().keras.layers
     cnn = compose_config("dataset=digits")

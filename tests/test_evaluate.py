@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf, open_dict
 
+from src.common.tf_runtime import innvestigate, tensorflow
 from src.data import load_dataset
-from src.evaluate import cascade, evaluate, perturbation_correct, random_logit_similarity
-from src.experiment import build_model, evaluate_model, train_model
-from src.explain import Explainer, create_analyzer
-from src.metrics import aopc, conservation_error, randomisation_similarity, rank_correlation
-from src.scoring import Context
-from src.tf_runtime import innvestigate, tensorflow
+from src.explain.heatmaps import Explainer, create_analyzer
+from src.models.configured import build_model, train_model
+from src.scores import evaluate
+from src.scores.configured import evaluate_model
+from src.scores.faithfulness import perturbation_correct
+from src.scores.metrics import aopc, conservation_error, randomisation_similarity, rank_correlation
+from src.scores.random_logit import random_logit_similarity
+from src.scores.randomisation import cascade
+from src.scores.registry import Context
 
 OVERRIDES = ["dataset=digits", "train.epochs=3", "evaluate.n_images=200"]
 
@@ -20,7 +24,7 @@ OVERRIDES = ["dataset=digits", "train.epochs=3", "evaluate.n_images=200"]
 def config(*overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from src.paths import CONFIG_DIR
+    from src.common.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=[*OVERRIDES, *overrides])
@@ -183,7 +187,7 @@ def test_baselines_sit_where_the_protocol_puts_them(trained):
 
 
 def test_edge_is_the_sobel_magnitude_by_hand():
-    from src.analyzers import EdgeBaseline
+    from src.explain.analyzers import EdgeBaseline
 
     # A vertical step from 0 to 1 between columns 1 and 2: Sobel across columns gives
     # (1 + 2 + 1) * (1 - 0) = 4 on the two columns beside the step, rows give 0.
@@ -197,7 +201,7 @@ def test_mprt_agrees_with_quantus_on_its_own_terms(trained, monkeypatch):
     """Quantus's MPRT, given a model wrapper that randomises as the project does (its own
     TensorFlow wrapper re-initialises the whole clone), computes the same per-layer
     similarities on every image whose maps are not blank; it gives NaN where one is."""
-    from src.evaluate import _quantus
+    from src.scores.libraries import _quantus
 
     quantus = _quantus()
     cfg, data, model = trained
@@ -233,7 +237,7 @@ def test_mprt_agrees_with_quantus_on_its_own_terms(trained, monkeypatch):
 
 def test_random_logit_agrees_with_quantus_given_the_same_other_classes(trained):
     """Quantus's RandomLogit with each map normalised by its own max, as the project does."""
-    from src.evaluate import _quantus
+    from src.scores.libraries import _quantus
 
     quantus = _quantus()
     cfg, data, model = trained
@@ -312,8 +316,8 @@ def test_alpha_beta_blowup_is_measured_and_warned_about(trained):
 def test_emprt_agrees_with_quantus_given_the_same_randomised_network(trained, monkeypatch):
     """Quantus's EfficientMPRT (skip_layers=True: only the fully randomised network counts),
     handed a copy of the model that the project randomises, against the project's eMPRT."""
-    from src.evaluate import _quantus
-    from src.metrics import emprt
+    from src.scores.libraries import _quantus
+    from src.scores.metrics import emprt
 
     quantus = _quantus()
     cfg, data, model = trained
@@ -373,7 +377,7 @@ def test_the_new_faithfulness_scores_rank_a_real_explanation_above_noise(trained
 
 
 def robustness_of(trained, explain, samples=3, count=10):
-    from src.scoring import Evaluation  # noqa: F401 - the result type
+    from src.scores.registry import Evaluation  # noqa: F401 - the result type
 
     cfg, data, model = trained
     settings = OmegaConf.merge(
@@ -384,7 +388,7 @@ def robustness_of(trained, explain, samples=3, count=10):
 
 
 def test_robustness_by_hand(trained):
-    from src.scoring import LIPSCHITZ_NOISE, SENSITIVITY_NOISE, generator
+    from src.scores.registry import LIPSCHITZ_NOISE, SENSITIVITY_NOISE, generator
 
     # A map that is the input itself moves exactly as much as the input: max_s |d_s| / |x|.
     result, images = robustness_of(trained, lambda images, classes, _: images.copy())
@@ -448,7 +452,7 @@ def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
 @pytest.fixture
 def a_new_score():
     """A score added the way the README says: one registered class (and a config switch)."""
-    from src.scoring import _REGISTRY, Metric, Score, register
+    from src.scores.registry import _REGISTRY, Metric, Score, register
 
     @register
     class PositiveShare(Score):
@@ -467,9 +471,9 @@ def a_new_score():
 
 
 def test_a_new_score_is_one_registered_class(trained, a_new_score):
-    from src.evaluate import SCORES
-    from src.scoring import markdown_table
-    from src.verdict import registry_criteria
+    from src.report.verdict import registry_criteria
+    from src.scores import SCORES
+    from src.scores.registry import markdown_table
 
     cfg, data, model = trained
     switched = only(cfg)

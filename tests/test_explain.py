@@ -3,12 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from src.common.errors import UserError
+from src.common.paths import group_options
+from src.common.tf_runtime import innvestigate, tensorflow
 from src.data import load_dataset
-from src.errors import UserError
-from src.experiment import build_model, check_analyzer, explain_model, train_model
-from src.explain import Explainer, create_analyzer, select_images
-from src.paths import group_options
-from src.tf_runtime import innvestigate, tensorflow
+from src.explain.configured import check_analyzer, explain_model
+from src.explain.heatmaps import Explainer, create_analyzer, select_images
+from src.models.configured import build_model, train_model
 
 
 def test_select_images_takes_the_first_of_each_class_in_class_order():
@@ -24,7 +25,7 @@ def trained(tmp_path_factory):
     """A seed CNN trained for one epoch on 300 digits, shared by the analyzer tests."""
     from hydra import compose, initialize_config_dir
 
-    from src.paths import CONFIG_DIR
+    from src.common.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
@@ -92,7 +93,7 @@ def test_bad_analyzer_params_fail_before_training(compose_config, trained):
 
 
 def test_batches_are_bounded_in_samples_for_analyzers_that_multiply_them():
-    from src.explain import images_per_batch
+    from src.explain.heatmaps import images_per_batch
 
     assert images_per_batch(256, {}) == 256
     assert images_per_batch(256, {"augment_by_n": 64, "noise_scale": 0.1}) == 4  # SmoothGrad

@@ -27,7 +27,7 @@ SMALL = ["dataset=digits", "dataset.train_size=300", "evaluate=off"]
 # `python -c INJECT` runs src.train with one function wrapped; see the module docstring.
 INJECT = """
 import importlib, os, runpy
-from src import tf_runtime
+from src.common import tf_runtime
 tf_runtime.innvestigate()  # as src.train would import it: graph mode first
 module_name, path = {target!r}.split(":")
 owner = importlib.import_module(module_name)
@@ -49,7 +49,7 @@ runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 # function also runs, with no metrics, for each batch of params).
 PHASES = {
     "analysis": ("innvestigate.analyzer.network_base:AnalyzerNetworkBase.analyze", "True"),
-    "logging": ("src.tracking:log_png", "True"),
+    "logging": ("src.tracking.records:log_png", "True"),
     "store write": (
         "mlflow.store.tracking.sqlalchemy_store:SqlAlchemyStore._update_latest_metrics_if_necessary",
         "args[1]",

@@ -14,11 +14,11 @@ import pytest
 from models.families import FAMILIES, file_stem
 from support import all_runs, assert_one_line_error, train_cli
 
-from src.canonical import explainable, output_kind
-from src.errors import UserError
-from src.model import load_keras_file
-from src.model_files import SUPPORTED
-from src.tf_runtime import reset, tensorflow
+from src.common.errors import UserError
+from src.common.tf_runtime import reset, tensorflow
+from src.models.canonical import explainable, output_kind
+from src.models.files import SUPPORTED
+from src.models.zoo import load_keras_file
 
 # The conversion's tolerance: every layer's output within this of Keras 3's.
 TOLERANCE = 1e-4

@@ -1,8 +1,8 @@
-"""What the SLURM launcher decides without a cluster (src/launcher.py: the waves of a sweep,
+"""What the SLURM launcher decides without a cluster (src/sweep/launcher.py: the waves of a sweep,
 the jobs' labels, the request checked against ``sinfo``, the pending reasons from ``squeue``),
-the repair of runs whose SLURM job has ended (src/repair.py, asking ``sacct``), and a job's
-outcome in one line (src/outcome.py). ``sinfo``, ``squeue`` and ``sacct`` are small scripts put
-first on PATH that print fixed lines and record how they were called."""
+the repair of runs whose SLURM job has ended (src/tracking/repair.py, asking ``sacct``), and a
+job's outcome in one line (src/common/outcome.py). ``sinfo``, ``squeue`` and ``sacct`` are small
+scripts put first on PATH that print fixed lines and record how they were called."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src.errors import UserError
-from src.launcher import check_request, job_labels, model_group, pending_reasons, waves
-from src.outcome import JobOutcome
-from src.repair import repair
-from src.tracking import HOST, PID, SLURM_JOB, STARTED, process_tags
+from src.common.errors import UserError
+from src.common.outcome import JobOutcome
+from src.sweep.launcher import check_request, job_labels, model_group, pending_reasons, waves
+from src.tracking.lifecycle import HOST, PID, SLURM_JOB, STARTED, process_tags
+from src.tracking.repair import repair
 
 
 @pytest.fixture
@@ -338,7 +338,7 @@ def test_without_sacct_the_runs_of_other_hosts_are_unchecked(bin_dir, client, ru
 
 def test_a_failing_sacct_leaves_the_runs_of_other_hosts_unchecked(bin_dir, client, runs, caplog):
     fake_command(bin_dir, "sacct", returncode=1, stderr="sacct: error: no slurmdbd\n")
-    with caplog.at_level(logging.WARNING, logger="src.repair"):
+    with caplog.at_level(logging.WARNING, logger="src.tracking.repair"):
         result = repair(client)
     assert "sacct failed" in caplog.text
     assert result.killed == []

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.compare import mean_std_text, seed_stability
-from src.metrics import (
+from src.scores.compare import mean_std_text, seed_stability
+from src.scores.metrics import (
     aopc,
     aopc_per_image,
     blank,
@@ -61,7 +61,7 @@ def test_mean_std_text():
 
 
 def test_aopc_by_hand():
-    from src.metrics import aopc
+    from src.scores.metrics import aopc
 
     assert aopc([1.0, 0.5, 0.0]) == pytest.approx(0.5)  # (0 + 0.5 + 1) / 3
     assert aopc([0.9, 0.9, 0.9, 0.9]) == 0.0  # perturbing changed nothing
@@ -69,7 +69,7 @@ def test_aopc_by_hand():
 
 
 def test_gini_by_hand():
-    from src.evaluate import gini  # Quantus's Sparseness
+    from src.scores.properties import gini  # Quantus's Sparseness
 
     maps = np.array(
         [
@@ -86,7 +86,7 @@ def test_gini_by_hand():
 
 
 def test_conservation_error_by_hand():
-    from src.metrics import conservation_error
+    from src.scores.metrics import conservation_error
 
     maps = np.array([[[1.0, 1.0], [0.5, 0.5]], [[2.0, -1.0], [0.0, 0.0]]])  # totals 3 and 1
     np.testing.assert_allclose(conservation_error(maps, [3.0, 2.0]), [0.0, 0.5])
@@ -135,7 +135,7 @@ def test_discrete_entropy_by_hand():
 
 
 def test_discrete_entropy_agrees_with_quantus():
-    from src.evaluate import _quantus
+    from src.scores.libraries import _quantus
 
     maps = np.random.default_rng(0).normal(size=(3, 8, 8))
     quantus = _quantus()
@@ -202,7 +202,7 @@ def linear_logits(weights):
 
 
 def test_faithfulness_correlation_by_hand():
-    from src.metrics import faithfulness_correlation
+    from src.scores.metrics import faithfulness_correlation
 
     # One 2x2 image with values 1, 2, 3, 4 (its minimum, 1, is the baseline) and logit = sum:
     # setting value i to 1 drops the logit by x_i - 1 = 0, 1, 2, 3.
@@ -230,8 +230,8 @@ def test_faithfulness_correlation_by_hand():
 def test_faithfulness_correlation_matches_quantus_given_the_same_subsets(monkeypatch):
     """Quantus 0.6's FaithfulnessCorrelation draws its subsets with np.random.choice; handed
     the same subsets, it gives the same correlations."""
-    from src.evaluate import _quantus
-    from src.metrics import faithfulness_correlation, random_subsets
+    from src.scores.libraries import _quantus
+    from src.scores.metrics import faithfulness_correlation, random_subsets
 
     quantus = _quantus()
     rng = np.random.default_rng(3)
@@ -263,7 +263,7 @@ def test_faithfulness_correlation_matches_quantus_given_the_same_subsets(monkeyp
 
 
 def test_random_subsets_are_distinct_values_of_each_image():
-    from src.metrics import random_subsets
+    from src.scores.metrics import random_subsets
 
     first = list(random_subsets(np.random.default_rng(1), 3, 5, 10, 4))
     again = list(random_subsets(np.random.default_rng(1), 3, 5, 10, 4))
@@ -281,7 +281,7 @@ def test_random_subsets_are_distinct_values_of_each_image():
 
 
 def test_road_removes_the_most_relevant_pixels_first():
-    from src.metrics import road_orders
+    from src.scores.metrics import road_orders
 
     heatmap = np.array([[[4.0, 1.0], [3.0, 2.0]]])  # pixel ranks: 0, 2, 3, 1
     orders = list(road_orders(heatmap, [25, 50, 100]))
@@ -289,7 +289,7 @@ def test_road_removes_the_most_relevant_pixels_first():
 
 
 def test_noisy_linear_imputation_by_hand():
-    from src.metrics import noisy_linear_imputation
+    from src.scores.metrics import noisy_linear_imputation
 
     no_noise = np.random.default_rng(0)
     flat = np.full((1, 3, 3, 1), 0.5)
@@ -315,8 +315,8 @@ def test_noisy_linear_imputation_by_hand():
 
 
 def test_noisy_linear_imputation_matches_quantus():
-    from src.evaluate import _quantus
-    from src.metrics import noisy_linear_imputation, road_orders
+    from src.scores.libraries import _quantus
+    from src.scores.metrics import noisy_linear_imputation, road_orders
 
     quantus = _quantus()
     rng = np.random.default_rng(2)
@@ -334,7 +334,7 @@ def test_noisy_linear_imputation_matches_quantus():
 def test_rank_correlation_is_scipys_spearman():
     from scipy.stats import spearmanr
 
-    from src.metrics import rank_correlation
+    from src.scores.metrics import rank_correlation
 
     rng = np.random.default_rng(4)
     first = np.round(rng.normal(size=(20, 6, 6)), 1)  # rounded: ties, averaged as scipy does
@@ -350,7 +350,7 @@ def test_rank_correlation_is_scipys_spearman():
 
 
 def test_localisation_scores_by_hand():
-    from src.evaluate import localisation
+    from src.scores.localisation import localisation
 
     mask = np.zeros((1, 3, 3), dtype=bool)
     mask[0, 0, :2] = True  # two pixels
@@ -378,7 +378,8 @@ def test_localisation_scores_by_hand():
 
 
 def test_localisation_agrees_with_quantus_on_maps_without_ties():
-    from src.evaluate import _quantus, localisation
+    from src.scores.libraries import _quantus
+    from src.scores.localisation import localisation
 
     quantus = _quantus()
     rng = np.random.default_rng(6)
@@ -408,7 +409,7 @@ def test_localisation_agrees_with_quantus_on_maps_without_ties():
 def test_discrete_entropy_bins_as_numpys_histogram():
     from scipy.stats import entropy
 
-    from src.metrics import discrete_entropy
+    from src.scores.metrics import discrete_entropy
 
     rng = np.random.default_rng(7)
     maps = rng.normal(size=(30, 6, 6))
@@ -422,20 +423,20 @@ def test_discrete_entropy_bins_as_numpys_histogram():
 
 
 def test_the_docs_score_table_is_the_registrys():
-    from src.evaluate import SCORES
-    from src.paths import PROJECT_ROOT
-    from src.scoring import markdown_table
+    from src.common.paths import PROJECT_ROOT
+    from src.scores import SCORES
+    from src.scores.registry import markdown_table
 
     readme = (PROJECT_ROOT / "docs" / "scores.md").read_text()
-    start = readme.index("<!-- scores table: generated by python -m src.evaluate -->\n")
+    start = readme.index("<!-- scores table: generated by python -m src.scores -->\n")
     end = readme.index("\n<!-- end of the scores table -->")
     shown = readme[start:end].split("\n", 1)[1]
-    assert shown == markdown_table(SCORES), "regenerate it: python -m src.evaluate"
+    assert shown == markdown_table(SCORES), "regenerate it: python -m src.scores"
 
 
 def test_every_score_is_registered_once_with_what_the_verdict_needs():
-    from src.evaluate import SCORES
-    from src.scoring import NEEDS
+    from src.scores import SCORES
+    from src.scores.registry import NEEDS
 
     assert list(SCORES)[:3] == ["perturbation", "faithfulness_correlation", "road"]
     names = [m.name for score in SCORES.values() for m in score.metrics]
@@ -459,8 +460,8 @@ class TopLeftModel:
 def test_road_score_by_hand():
     from omegaconf import OmegaConf
 
-    from src.evaluate import Road
-    from src.scoring import Context, Evaluation
+    from src.scores.registry import Context, Evaluation
+    from src.scores.road import Road
 
     image = np.zeros((1, 3, 3, 1), dtype=np.float32)
     image[0, 0, 0, 0] = 1.0  # the only thing the model looks at
@@ -495,8 +496,8 @@ def test_road_score_by_hand():
 def test_the_default_config_switches_each_score_as_the_registry_says():
     from omegaconf import OmegaConf
 
-    from src.evaluate import SCORES
-    from src.paths import CONFIG_DIR
+    from src.common.paths import CONFIG_DIR
+    from src.scores import SCORES
 
     switches = OmegaConf.load(CONFIG_DIR / "evaluate" / "default.yaml").scores
     assert dict(switches) == {name: score.default for name, score in SCORES.items()}
@@ -507,7 +508,7 @@ def test_the_default_config_switches_each_score_as_the_registry_says():
 def test_noisy_linear_imputation_fills_every_channel_of_a_colour_pixel():
     """Quantus 0.6's ROAD indexes a colour image's values as if they were pixels; here a
     removed pixel is imputed in each channel from that channel's neighbours."""
-    from src.metrics import noisy_linear_imputation
+    from src.scores.metrics import noisy_linear_imputation
 
     image = np.zeros((1, 3, 3, 3))
     image[..., 0], image[..., 1], image[..., 2] = 0.2, 0.5, 0.9

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from src.experiment import build_model
+from src.models.configured import build_model
 
 
 def layer_summary(model) -> list[tuple[str, tuple]]:
@@ -53,7 +53,7 @@ def test_architecture_is_a_config_change(compose_config):
 def test_an_impossible_architecture_is_a_user_error(compose_config):
     import pytest
 
-    from src.errors import UserError
+    from src.common.errors import UserError
 
     with pytest.raises(UserError, match="the model config does not give a valid network"):
         build_model(
@@ -80,8 +80,8 @@ def test_lenet_and_mlp_by_name_with_parameter_counts_by_hand(compose_config):
 def test_every_key_reaches_the_builder_or_is_refused_in_one_line(compose_config):
     import pytest
 
-    from src.config import validate
-    from src.errors import UserError
+    from src.common.errors import UserError
+    from src.config.checks import validate
 
     # A key the builder takes reaches it: stride 2 halves the map.
     strided = build_model(
@@ -121,7 +121,7 @@ def test_a_users_own_builder_outside_src_works_by_target(compose_config, user_pa
     cfg = compose_config(
         "model=lenet", "model._target_=mylab.nets.tiny", "~model.activation", "+model.width=7"
     )
-    from src.config import validate
+    from src.config.checks import validate
 
     validate(cfg)
     model = build_model(cfg, (28, 28, 1), 10)
@@ -131,8 +131,8 @@ def test_a_users_own_builder_outside_src_works_by_target(compose_config, user_pa
 def test_an_analyzer_that_cannot_explain_the_model_says_which_can(compose_config):
     import pytest
 
-    from src.errors import UserError
-    from src.experiment import check_analyzer
+    from src.common.errors import UserError
+    from src.explain.configured import check_analyzer
 
     cfg = compose_config("model=lenet", "model.activation=tanh", "analyzer=deep_taylor")
     model = build_model(cfg, (28, 28, 1), 10)
@@ -155,9 +155,9 @@ def test_the_resnet_builder_is_the_resnet_family_of_the_support_table():
     the same layers in the same order, the same parameter count, a logits head."""
     from models.families import resnet
 
-    from src.canonical import output_kind
-    from src.model import build_resnet
-    from src.tf_runtime import reset, tensorflow
+    from src.common.tf_runtime import reset, tensorflow
+    from src.models.canonical import output_kind
+    from src.models.zoo import build_resnet
 
     reset(0)
     ours = build_resnet((28, 28, 1), 10)

@@ -15,20 +15,17 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from src.common.paths import CONFIG_DIR
 from src.experiment import run_experiment
-from src.model_cache import (
-    Damaged,
+from src.models.cache import (
     ModelCache,
     accuracy_mismatch,
     entry_key,
     fingerprint,
-    meta_sha256,
     model_fingerprint,
-    verified,
-    with_own_sum,
 )
-from src.paths import CONFIG_DIR
-from src.training import TrainingResult, TrainingState, weights_image
+from src.models.snapshots import Damaged, meta_sha256, verified, with_own_sum
+from src.models.training import TrainingResult, TrainingState, weights_image
 
 DATASET = {
     "name": "digits",
@@ -89,7 +86,7 @@ def test_a_weights_image_loads_as_the_file_keras_writes(tmp_path):
     same layer names and order in the file as ``save_weights`` gives."""
     import h5py
 
-    from src.tf_runtime import tensorflow
+    from src.common.tf_runtime import tensorflow
 
     tf = tensorflow()
 

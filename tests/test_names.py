@@ -1,6 +1,6 @@
 """Names that cannot break a run or a sweep: whatever a user types, what MLflow keeps as a name
 (metric, param and tag keys, artifact paths, run names) is valid for it and unique in its set
-(src/names.py ``mlflow_name``), and a sweep over hostile values ends FINISHED with its
+(src/common/names.py ``mlflow_name``), and a sweep over hostile values ends FINISHED with its
 comparison, which ``python -m src.report`` rebuilds."""
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ from mlflow.utils.validation import (
 )
 from support import client_for, run_module, sweep_runs, train_cli
 
-from src import names, tracking
-from src.names import mlflow_name
-from src.report import analyzer_label, build_report, log_report
-from src.sweep import SweepTracker
+from src.common import names
+from src.common.names import mlflow_name
+from src.report.page import build_report, log_report
+from src.report.queries import analyzer_label
+from src.sweep.parent import SweepTracker
+from src.tracking.lifecycle import tracked_run
+from src.tracking.records import log_config, log_metrics
+from src.tracking.store import Store, prepare, resolve_store
 
 # --- the function, on names worked out by hand -----------------------------------------------
 
@@ -185,15 +189,15 @@ EVIL = "../../evil"
 
 
 @pytest.fixture(scope="module")
-def local_store(tmp_path_factory) -> tracking.Store:
+def local_store(tmp_path_factory) -> Store:
     """One store for the tests below (making its database costs seconds)."""
-    return tracking.resolve_store(str(tmp_path_factory.mktemp("names") / "store"))
+    return resolve_store(str(tmp_path_factory.mktemp("names") / "store"))
 
 
 @pytest.fixture
 def store(local_store, request):
     """The store, and an experiment of the test's own."""
-    return local_store, tracking.prepare(local_store, request.node.name)
+    return local_store, prepare(local_store, request.node.name)
 
 
 def fake_sweep(client: MlflowClient, experiment_id: str) -> str:
@@ -273,11 +277,11 @@ def test_mlflow_takes_every_kind_of_name_made_of_hostile_values(store):
     store, experiment_id = store
     hostile = ["../../evil", "a/./b", "/abs", "x" * 500, "ε中文😀", "a\nb", "", "#%2e?"]
     run_name = names.run_name("gradient", [f"name={v}" for v in hostile], 0, "1 ep")
-    with tracking.tracked_run(experiment_id, run_name, {}) as run_id:
-        tracking.log_config({"dataset": {value: 1 for value in hostile}, "seed": 0})
+    with tracked_run(experiment_id, run_name, {}) as run_id:
+        log_config({"dataset": {value: 1 for value in hostile}, "seed": 0})
         taken: set[str] = set()
         keys = [mlflow_name(f"aopc/{value}", taken) for value in hostile]
-        tracking.log_metrics({key: 1.0 for key in keys})
+        log_metrics({key: 1.0 for key in keys})
         mlflow.set_tags({key: "v" for key in keys})
         with tempfile.TemporaryDirectory() as folder:
             for value in hostile:

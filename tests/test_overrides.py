@@ -1,5 +1,5 @@
 """Bad input on the command line, systematically: every override either runs or fails in one
-line before any run is created (src.cli.preflight, then the run's own checks)."""
+line before any run is created (src.config.cli.preflight, then the run's own checks)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import all_runs, train_cli
 
-from src.cli import preflight
-from src.errors import UserError
-from src.paths import group_options
+from src.common.errors import UserError
+from src.common.paths import group_options
+from src.config.cli import preflight
 
 
 @pytest.mark.parametrize(
@@ -189,12 +189,12 @@ SWEEPS = [
 
 @pytest.mark.parametrize("overrides", SWEEPS)
 def test_the_sweeps_jobs_are_hydras_basic_sweeper_expansion(overrides):
-    """src.cli.sweep_jobs uses Hydra's public parser only; its reference is Hydra's internal
+    """src.config.cli.sweep_jobs uses Hydra's public parser only; its reference is Hydra's internal
     BasicSweeper, which the default, joblib and submitit launchers sweep with."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from src.cli import sweep_jobs
+    from src.config.cli import sweep_jobs
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     expected = [
@@ -220,7 +220,7 @@ ARGVS = [
 def test_the_command_line_is_read_as_hydra_reads_it(argv):
     from hydra._internal.utils import get_args_parser
 
-    from src.cli import command_line_parser
+    from src.config.cli import command_line_parser
 
     theirs = vars(get_args_parser().parse_args(argv))
     ours, rest = command_line_parser().parse_known_args(argv)

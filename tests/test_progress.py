@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from src import progress
+from src.common import progress
 
 
 def test_in_a_log_each_redraw_is_a_whole_line_and_the_last_is_not_repeated(monkeypatch):

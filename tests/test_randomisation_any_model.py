@@ -9,12 +9,14 @@ import logging
 import numpy as np
 import pytest
 
-from src.canonical import explainable
+from src.common.tf_runtime import reset, tensorflow
 from src.data import load_dataset
-from src.evaluate import cascade, randomisable_layers
-from src.experiment import analyzer_for, build_model, evaluate_model, train_model
-from src.explain import Explainer
-from src.tf_runtime import reset, tensorflow
+from src.explain.configured import analyzer_for
+from src.explain.heatmaps import Explainer
+from src.models.canonical import explainable
+from src.models.configured import build_model, train_model
+from src.scores.configured import evaluate_model
+from src.scores.randomisation import cascade, randomisable_layers
 
 
 def keras():
@@ -80,7 +82,7 @@ def test_a_layer_without_initializers_is_skipped_with_the_reason():
 def digits_model():
     from hydra import compose, initialize_config_dir
 
-    from src.paths import CONFIG_DIR
+    from src.common.paths import CONFIG_DIR
 
     def config(*overrides: str):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -159,7 +161,7 @@ def test_a_batchnorm_model_is_scored_for_randomisation_and_says_what_it_skipped(
     """Every weighted layer of a BatchNorm network is randomised; the run says how many."""
     from hydra import compose, initialize_config_dir
 
-    from src.paths import CONFIG_DIR
+    from src.common.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(

@@ -1,4 +1,5 @@
-"""Runs left RUNNING by a process that is gone are found and marked KILLED (src/repair.py)."""
+"""Runs left RUNNING by a process that is gone are found and marked KILLED
+(src/tracking/repair.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import all_runs, client_for, run_module, signal_when, sweep_runs, train_cli
 
-from src.repair import repair
-from src.tracking import HOST, PID, STARTED, process_started, process_tags
+from src.tracking.lifecycle import HOST, PID, STARTED, process_started, process_tags
+from src.tracking.repair import repair
 
 
 def ended_process() -> dict[str, str]:
@@ -133,8 +134,8 @@ def test_a_sweep_marks_runs_a_killed_sweep_left_running_when_it_starts(tmp_path)
 def test_make_repair_runs_the_module_on_a_store_whose_path_has_spaces_and_uri_characters(
     tmp_path,
 ):
-    from src.paths import PROJECT_ROOT
-    from src.tracking import prepare, resolve_store
+    from src.common.paths import PROJECT_ROOT
+    from src.tracking.store import prepare, resolve_store
 
     folder = tmp_path / "my store?mode=ro%41"
     prepare(resolve_store(str(folder)), "lab")

@@ -1,7 +1,7 @@
 """The sweep's comparison as a person reads it: names that tell runs apart, figures whose text
 never overlaps and that are drawn at a bounded size, and the self-contained HTML pages
-(src/names.py, src/figures.py, src/report.py, src/report_html.py). The page in a real browser:
-tests/test_browser.py."""
+(src/common/names.py, src/report/figures.py, src/report/, src/report/html.py). The page in a
+real browser: tests/test_browser.py."""
 
 from __future__ import annotations
 
@@ -18,22 +18,17 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from omegaconf import OmegaConf
 
-from src import names
-from src.cli import swept_keys
-from src.figures import (
-    DPI,
-    GridRow,
-    comparison_grid,
-    heatmap_figure,
-    metrics_vs_epochs,
-    randomisation_figure,
-    training_figure,
-)
-from src.report import Job, heatmap_grid
-from src.report_html import inline_markdown, measures_table, render_report, table_page
-from src.sweep import sweep_experiment
-from src.tracking import Store
-from src.verdict import Criterion, RunScores, build_verdict
+from src.common import names
+from src.config.cli import swept_keys
+from src.report.charts import metrics_vs_epochs, randomisation_figure
+from src.report.figures import DPI, heatmap_figure, training_figure
+from src.report.grid import GridRow, comparison_grid
+from src.report.html import inline_markdown, measures_table, render_report, table_page
+from src.report.queries import Job
+from src.report.sections import heatmap_grid
+from src.report.verdict import Criterion, RunScores, build_verdict
+from src.sweep.jobs import sweep_experiment
+from src.tracking.store import Store
 
 # --- names -----------------------------------------------------------------------------------
 
@@ -345,7 +340,7 @@ def test_the_report_page_is_self_contained_and_escapes_what_it_shows():
         RunScores("noise", True, seed, 5, {"aopc": 0.1}, {"aopc": np.array([0.1, 0.1])})
         for seed in (0, 1)
     ]
-    from src.report_html import image, verdict_view
+    from src.report.html import image, verdict_view
 
     verdict = build_verdict(runs, criteria)
     view = verdict_view(verdict, {"aopc": "**faithful**"})
@@ -376,7 +371,7 @@ def test_the_report_page_is_self_contained_and_escapes_what_it_shows():
 def test_a_job_that_did_not_finish_is_listed_with_why():
     from types import SimpleNamespace
 
-    from src.report import missing_jobs
+    from src.report.queries import missing_jobs
 
     def run(job, status, **tags):
         info = SimpleNamespace(status=status)

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from support import MEASURED, all_runs, client_for, run_record, train_cli
 
-from src import tracking
+from src.common.paths import PROJECT_ROOT
 from src.data import IDX_FILES, load_dataset, write_idx
-from src.paths import PROJECT_ROOT
+from src.tracking.records import PACKAGES, environment, flatten
 
 # Small, but every part of a run: training with validation, explanation, every score.
 SMALL = [
@@ -61,7 +61,7 @@ def test_a_dataset_names_each_file_it_read_with_its_sha256_and_size(idx_folder):
 
 
 def test_the_environment_lists_python_the_platform_and_every_distribution_sorted():
-    lines = tracking.environment().splitlines()
+    lines = environment().splitlines()
     header = [line for line in lines if line.startswith("#")]
     packages = [line for line in lines if not line.startswith("#")]
     assert lines[: len(header)] == header and len(header) == 2
@@ -147,13 +147,13 @@ def test_the_same_config_and_seed_in_two_processes_gives_identical_results(tmp_p
         tags, params = run.data.tags, run.data.params
         # The resolved config, whole and as params.
         config = yaml.safe_load((record / "config.yaml").read_text())
-        assert {key: str(value) for key, value in tracking.flatten(config).items()} == params
+        assert {key: str(value) for key, value in flatten(config).items()} == params
         assert params == first.data.params
         # The code: commit and whether the tree had uncommitted changes.
         assert tags["git_commit"] == git_head()
         assert tags["git_dirty"] in ({"true", "false"} if git_head() != "unknown" else {"unknown"})
         # The libraries: tags for the main ones, and the whole environment.
-        for package in tracking.PACKAGES:
+        for package in PACKAGES:
             assert tags[f"version.{package}"] == metadata.version(package)
         assert tags["version.tensorflow"].startswith("2.14.")
         assert tags["version.innvestigate"] == "2.1.2"

@@ -1,6 +1,6 @@
 """A first Ctrl-C or SIGTERM in any phase of a run ends it at once, KILLED: training,
 explaining, drawing, scoring, uploading. Only a write to the store holds a signal back, until
-the write is done (src/signals.py); drawing a figure is not part of it.
+the write is done (src/common/signals.py); drawing a figure is not part of it.
 
 In process: the run is :func:`src.experiment.run_experiment`; the process sends itself a real
 signal (through the run's own handlers) at a known point of the phase (its progress bar's first
@@ -21,10 +21,12 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from src import experiment, explain, training
-from src.errors import Terminated
-from src.figures import heatmap_figure, heatmap_strip
-from src.paths import CONFIG_DIR
+from src import experiment
+from src.common.errors import Terminated
+from src.common.paths import CONFIG_DIR
+from src.explain import heatmaps as explain
+from src.models import training
+from src.report.figures import heatmap_figure, heatmap_strip
 
 RAISED = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
 STOP_S = 10.0  # what the issue allows from the signal to the process's end

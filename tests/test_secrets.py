@@ -1,5 +1,5 @@
 """Secrets in URIs (a tracking server's password, a database's) are never stored or printed:
-:func:`src.redact.redact` on hand-made and generated strings, and a planted password looked
+:func:`src.common.redact.redact` on hand-made and generated strings, and a planted password looked
 for in every file and record a run and a sweep against a real tracking server leave."""
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from support import free_port, make_service, train_cli
 
-from src import tracking
-from src.redact import RedactFilter, RedactHydraOutputs, redact, redact_file
+from src.common.redact import RedactFilter, RedactHydraOutputs, redact, redact_file
+from src.tracking.faults import store_fault
+from src.tracking.lifecycle import tracked_run
+from src.tracking.records import log_config
+from src.tracking.store import _reason, prepare, resolve_store
 
 SECRET = "PLANTED-S3cret-42"
 TINY = ("dataset=digits", "dataset.train_size=300", "train.epochs=1")
@@ -186,15 +189,15 @@ def test_hydras_files_of_a_job_and_a_sweep_are_rewritten_redacted(tmp_path):
 
 
 def test_a_run_stores_no_password_of_a_uri_in_its_params_tags_name_or_config(tmp_path):
-    store = tracking.resolve_store(str(tmp_path / "store"))
-    client, experiment_id = MlflowClient(store.tracking_uri), tracking.prepare(store, "lab")
+    store = resolve_store(str(tmp_path / "store"))
+    client, experiment_id = MlflowClient(store.tracking_uri), prepare(store, "lab")
     uri = "http://alice:S3cret@127.0.0.1:5177"
     tags = {"job_overrides": f"seed=0 tracking.uri={uri}"}
     with (
         pytest.raises(ValueError),
-        tracking.tracked_run(experiment_id, f"run of {uri}", tags) as run_id,
+        tracked_run(experiment_id, f"run of {uri}", tags) as run_id,
     ):
-        tracking.log_config({"tracking": {"uri": uri}, "seed": 0})
+        log_config({"tracking": {"uri": uri}, "seed": 0})
         raise ValueError(f"API request to {uri}/api failed")
     run = client.get_run(run_id)
     masked = "http://alice:***@127.0.0.1:5177"
@@ -204,22 +207,22 @@ def test_a_run_stores_no_password_of_a_uri_in_its_params_tags_name_or_config(tmp
     assert run.data.tags["error"] == f"ValueError: API request to {masked}/api failed"
     config = Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path)))
     assert yaml.safe_load(config.read_text())["tracking"]["uri"] == masked
-    server = tracking.resolve_store(str(tmp_path), uri=uri)
+    server = resolve_store(str(tmp_path), uri=uri)
     assert server.run_link("1", "abc").startswith(f"{masked}/#/experiments/1/runs/abc")
 
 
 def test_the_reasons_a_store_failed_quote_no_password():
     database = "postgresql+psycopg2://xai:S3cret@db:5432/mlflow"
     error = RuntimeError(f"(psycopg2.OperationalError) cannot reach {database}")
-    assert tracking._reason(error) == (
+    assert _reason(error) == (
         "(psycopg2.OperationalError) cannot reach postgresql+psycopg2://xai:***@db:5432/mlflow"
     )
     locked = RuntimeError(f"(sqlite3.OperationalError) disk I/O error at {database}")
-    assert "S3cret" not in tracking.store_fault(locked)
+    assert "S3cret" not in store_fault(locked)
 
 
 def test_a_report_page_shows_no_password_whatever_older_runs_recorded(tmp_path):
-    from src.report import write_page
+    from src.report.page import write_page
 
     page = tmp_path / "report.html"
     write_page(page, "<td>seed=0 tracking.uri=http\\://alice\\:S3cret@h\\:5177</td>")
@@ -339,9 +342,9 @@ def test_a_password_is_refused_where_the_launcher_stores_job_files(launcher):
     password in tracking.uri such a sweep is refused before it starts, naming the way out."""
     from hydra import compose, initialize_config_dir
 
-    from src.errors import UserError
-    from src.paths import CONFIG_DIR
-    from src.sweep import check_no_secret_in_job_files
+    from src.common.errors import UserError
+    from src.common.paths import CONFIG_DIR
+    from src.sweep.jobs import check_no_secret_in_job_files
 
     def config(*overrides):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

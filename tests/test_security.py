@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
 
 SCANNED = ("src", "benchmarks")
 # Calls that run code from the data they read, or evaluate text as code.
@@ -36,10 +36,13 @@ UNSAFE = {
 MODEL_LOADERS = ("load_model", "load_batch")
 # The loads the project makes on purpose, of what the user names: (file, function) -> why.
 INTENDED = {
-    ("src/model.py", "_load_keras2"): "model=keras_file: the model file the user names, its "
+    ("src/models/zoo.py", "_load_keras2"): "model=keras_file: the model file the user names, its "
     "config checked for code first (load_keras_file)",
-    ("src/model.py", "load_run_model"): "model=run: the model a run of the user's store logged",
-    ("src/data.py", "_read_cifar_batches"): "dataset=cifar10: CIFAR's own Python batches",
+    (
+        "src/models/zoo.py",
+        "load_run_model",
+    ): "model=run: the model a run of the user's store logged",
+    ("src/data/loaders.py", "_read_cifar_batches"): "dataset=cifar10: CIFAR's own Python batches",
 }
 
 
@@ -131,7 +134,7 @@ def test_the_scan_finds_each_kind_of_unsafe_load_and_passes_safe_ones():
         from numpy import load
         from pickle import loads as unpickle
         import mlflow.pyfunc
-        from src.tf_runtime import tensorflow
+        from src.common.tf_runtime import tensorflow
 
         pickle.load(f)
         unpickle(b)
@@ -168,7 +171,7 @@ def test_the_scan_finds_each_kind_of_unsafe_load_and_passes_safe_ones():
         "eval",
         "exec",
         "tensorflow.keras.models.load_model",
-        "src.tf_runtime.tensorflow().keras.models.load_model",
+        "src.common.tf_runtime.tensorflow().keras.models.load_model",
         "mlflow.pyfunc.load_model",
     ]
 
@@ -187,7 +190,7 @@ def enclosing_function(source: str, line: int) -> str | None:
 def test_no_code_of_the_project_loads_pickles_or_models_or_evaluates_text():
     """...but where the user names what to load, and only there (INTENDED)."""
     files = sorted(path for folder in SCANNED for path in (PROJECT_ROOT / folder).rglob("*.py"))
-    assert any(path.name == "data.py" for path in files)
+    assert any(path.name == "loaders.py" for path in files)
     found, intended = [], set()
     for path in files:
         source = Path(path).read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "scripts" / "find-python"
 

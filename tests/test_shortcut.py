@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.errors import UserError
-from src.shortcut import Shortcut, border_positions, from_config, plant
+from src.common.errors import UserError
+from src.data.shortcut import Shortcut, border_positions, from_config, plant
 
 
 def test_markers_sit_evenly_on_the_border_ring():

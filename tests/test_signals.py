@@ -1,4 +1,5 @@
-"""Stop signals are raised at once, except within the project's store writes (src/signals.py).
+"""Stop signals are raised at once, except within the project's store writes
+(src/common/signals.py).
 
 Real signals, sent by the process to itself.
 """
@@ -15,8 +16,10 @@ import traceback
 import mlflow
 import pytest
 
-from src import signals, tracking
-from src.errors import Terminated, TimeLimit
+from src.common import signals
+from src.common.errors import Terminated, TimeLimit
+from src.tracking.records import log_epoch
+from src.tracking.store import prepare, resolve_store
 
 STOPS = pytest.mark.parametrize(
     "signum, raised",
@@ -130,8 +133,8 @@ def test_signals_never_stop_a_store_write_halfway(tmp_path, installed, caplog):
     """SIGTERM at random moments of a loop of the project's metric writes: each is raised
     outside SQLAlchemy and sqlite3, nothing is logged about closing cursors, every write the
     loop made is stored whole, and the store works on."""
-    store = tracking.resolve_store(str(tmp_path / "store"))
-    experiment_id = tracking.prepare(store, "lab")
+    store = resolve_store(str(tmp_path / "store"))
+    experiment_id = prepare(store, "lab")
     run_id = mlflow.start_run(experiment_id=experiment_id).info.run_id
     chances = random.Random(0)
     stops = []
@@ -143,7 +146,7 @@ def test_signals_never_stop_a_store_write_halfway(tmp_path, installed, caplog):
                 timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
                 timer.start()
                 while True:
-                    tracking.log_epoch(written + 1, {"loss": 1.0})
+                    log_epoch(written + 1, {"loss": 1.0})
                     written += 1
             timer.join()
             stops.append(frame_modules(stopped.value))

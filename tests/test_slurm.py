@@ -34,7 +34,7 @@ from support import (
     train_cli,
 )
 
-from src.paths import PROJECT_ROOT
+from src.common.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 CLUSTER = PROJECT_ROOT / "scripts" / "slurm-cluster"

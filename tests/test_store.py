@@ -1,6 +1,6 @@
-"""The local store's edge cases (src/tracking.py: paths escaped in the URI, a database made whole
+"""The local store's edge cases (src/tracking/: paths escaped in the URI, a database made whole
 or made again, a copied store, the store's faults, a KILLED end bounded in time, the process
-tags) and the model cache's (src/model_cache.py: a folder that cannot be made, staging left by
+tags) and the model cache's (src/models/cache.py: a folder that cannot be made, staging left by
 killed processes, a full disk, a job that waits for another's training)."""
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import requests
 from mlflow.tracking import MlflowClient
 from support import mounted_tmpfs
 
-from src import tracking
-from src.errors import UserError
-from src.model_cache import ModelCache
-from src.training import TrainingResult, TrainingState
+from src.common.errors import UserError
+from src.models.cache import ModelCache
+from src.models.training import TrainingResult, TrainingState
+from src.tracking.faults import store_fault
+from src.tracking.lifecycle import _end_within, process_tags
+from src.tracking.store import prepare, resolve_store
 
 # MLflow 3.17's last schema revision (mlflow/store/db_migrations/versions/dc11669786a5_*.py).
 HEAD_REVISION = "dc11669786a5"
@@ -72,16 +74,16 @@ URI_CHARACTERS = "my store?mode=ro%41#frag"
 
 def test_a_store_path_with_uri_characters_names_the_literal_database(tmp_path):
     folder = tmp_path / URI_CHARACTERS
-    store = tracking.resolve_store(str(folder))
+    store = resolve_store(str(folder))
     assert store.tracking_uri == f"sqlite:///{tmp_path}/my store%3Fmode%3Dro%2541%23frag/mlflow.db"
     assert store.database == folder / "mlflow.db"
 
 
 def test_a_store_path_with_uri_characters_keeps_the_database_and_artifacts_there(tmp_path):
     folder = tmp_path / URI_CHARACTERS
-    store = tracking.resolve_store(str(folder))
-    experiment_id = tracking.prepare(store, "lab")
-    assert tracking.prepare(store, "lab") == experiment_id  # its artifact location is this store's
+    store = resolve_store(str(folder))
+    experiment_id = prepare(store, "lab")
+    assert prepare(store, "lab") == experiment_id  # its artifact location is this store's
 
     client = MlflowClient(store.tracking_uri)
     run_id = client.create_run(experiment_id).info.run_id
@@ -95,11 +97,11 @@ def test_a_store_path_with_uri_characters_keeps_the_database_and_artifacts_there
 
 
 def test_a_store_path_with_uri_characters_writes_nothing_but_mlflows_empty_folder_beside(tmp_path):
-    """MLflow 3.17 makes the escaped path's folder as it opens the store (src/tracking.py,
+    """MLflow 3.17 makes the escaped path's folder as it opens the store (src/tracking/,
     _sqlite_uri); it stays empty. A new MLflow that stops doing so fails this test: then the
     README's note on it goes."""
     folder = tmp_path / URI_CHARACTERS
-    tracking.prepare(tracking.resolve_store(str(folder)), "lab")
+    prepare(resolve_store(str(folder)), "lab")
     escaped = urllib.parse.quote(URI_CHARACTERS, safe=" ")
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([URI_CHARACTERS, escaped])
     assert list((tmp_path / escaped).iterdir()) == []
@@ -110,7 +112,7 @@ def test_a_store_path_with_uri_characters_writes_nothing_but_mlflows_empty_folde
 
 def test_prepare_on_a_fresh_folder_leaves_a_whole_database_and_no_staging_file(tmp_path):
     folder = tmp_path / "store"
-    tracking.prepare(tracking.resolve_store(str(folder)), "lab")
+    prepare(resolve_store(str(folder)), "lab")
     assert list(folder.glob(".mlflow.db.*")) == []
     assert not any("creating" in path.name for path in folder.iterdir())
     assert {"experiments", "runs", "alembic_version"} <= tables(folder / "mlflow.db")
@@ -156,10 +158,10 @@ def test_a_half_made_database_without_data_is_named_with_what_to_do_and_left_as_
     database = folder / "mlflow.db"
     half_make(database, complete_database)
     before = database.read_bytes()
-    store = tracking.resolve_store(str(folder))
+    store = resolve_store(str(folder))
 
     with pytest.raises(UserError) as error:
-        tracking.prepare(store, "lab")
+        prepare(store, "lab")
 
     assert str(error.value) == (
         f"cannot use the tracking store {store.tracking_uri}: the database is incomplete "
@@ -172,8 +174,8 @@ def test_an_empty_database_file_is_completed_by_mlflow(tmp_path, complete_databa
     folder = tmp_path / "store"
     folder.mkdir()
     empty_file(folder / "mlflow.db", complete_database)
-    store = tracking.resolve_store(str(folder))
-    experiment_id = tracking.prepare(store, "lab")
+    store = resolve_store(str(folder))
+    experiment_id = prepare(store, "lab")
     client = MlflowClient(store.tracking_uri)
     run_id = client.create_run(experiment_id).info.run_id
     client.set_terminated(run_id, "FINISHED")
@@ -194,7 +196,7 @@ def test_a_half_made_database_with_a_run_is_refused_and_left_untouched(tmp_path,
     before = database.read_bytes()
 
     with pytest.raises(UserError) as error:
-        tracking.prepare(tracking.resolve_store(str(folder)), "lab")
+        prepare(resolve_store(str(folder)), "lab")
 
     assert f"the database is incomplete (schema {OLD_REVISION}" in str(error.value)
     assert "holds runs or models: back it up, then try `mlflow db upgrade" in str(error.value)
@@ -206,18 +208,18 @@ def test_a_half_made_database_with_a_run_is_refused_and_left_untouched(tmp_path,
 
 def test_a_copied_store_refuses_an_experiment_whose_artifacts_stay_in_the_original(tmp_path):
     original, copy = tmp_path / "original", tmp_path / "copy"
-    tracking.prepare(tracking.resolve_store(str(original)), "lab")
+    prepare(resolve_store(str(original)), "lab")
     shutil.copytree(original, copy)
-    copied = tracking.resolve_store(str(copy))
+    copied = resolve_store(str(copy))
 
     with pytest.raises(UserError) as error:
-        tracking.prepare(copied, "lab")
+        prepare(copied, "lab")
 
     message = str(error.value)
     assert f"keeps its artifacts in file://{original}/artifacts, outside this store" in message
     assert f"experiment 'lab' of the tracking store {copy}" in message
     # A new experiment in the copy keeps its artifacts in the copy.
-    other = tracking.prepare(copied, "other")
+    other = prepare(copied, "other")
     location = MlflowClient(copied.tracking_uri).get_experiment(other).artifact_location
     assert location == f"file://{copy}/artifacts"
 
@@ -273,7 +275,7 @@ def in_context_of(error: BaseException, context: BaseException) -> BaseException
     ],
 )
 def test_store_fault_reads_the_whole_chain_of_causes(error, fault):
-    assert tracking.store_fault(error) == fault
+    assert store_fault(error) == fault
 
 
 # -- a KILLED end, bounded in time --------------------------------------------------------------
@@ -283,8 +285,8 @@ def test_store_fault_reads_the_whole_chain_of_causes(error, fault):
 def local_store(tmp_path, complete_database):
     (tmp_path / "store").mkdir()
     shutil.copy(complete_database, tmp_path / "store" / "mlflow.db")
-    store = tracking.resolve_store(str(tmp_path / "store"))
-    experiment_id = tracking.prepare(store, "lab")  # also sets MLflow's tracking URI
+    store = resolve_store(str(tmp_path / "store"))
+    experiment_id = prepare(store, "lab")  # also sets MLflow's tracking URI
     yield store, experiment_id
     while mlflow.active_run() is not None:  # a failed test's run, not left for the next
         mlflow.end_run()
@@ -294,7 +296,7 @@ def test_end_within_writes_the_status_and_takes_the_run_off_mlflows_stack(local_
     store, experiment_id = local_store
     run_id = mlflow.start_run(experiment_id=experiment_id).info.run_id
 
-    assert tracking._end_within(run_id, "KILLED", 10.0) is True
+    assert _end_within(run_id, "KILLED", 10.0) is True
 
     assert mlflow.active_run() is None
     assert "MLFLOW_RUN_ID" not in os.environ
@@ -314,7 +316,7 @@ def test_end_within_gives_up_on_a_locked_store_after_its_time(local_store):
     holder.execute("BEGIN EXCLUSIVE")  # another process's long write
     try:
         started = time.monotonic()
-        assert tracking._end_within(run_id, "KILLED", 0.5) is False
+        assert _end_within(run_id, "KILLED", 0.5) is False
         assert time.monotonic() - started < 5  # MLflow's own wait for the lock is 20 s
         assert mlflow.active_run() is None
     finally:
@@ -330,7 +332,7 @@ def test_end_within_gives_up_on_a_locked_store_after_its_time(local_store):
 
 
 def test_the_run_link_quotes_a_store_path_with_a_space(tmp_path):
-    store = tracking.resolve_store(str(tmp_path / "with space"))
+    store = resolve_store(str(tmp_path / "with space"))
     assert store.run_link("3", "abc") == (
         f"make ui STORE='{tmp_path}/with space', then http://127.0.0.1:5000/{LINK_PAGE}"
     )
@@ -341,7 +343,7 @@ def test_the_run_link_quotes_a_store_path_with_a_space(tmp_path):
 
 
 def test_the_run_link_quotes_a_store_path_with_a_quote(tmp_path):
-    store = tracking.resolve_store(str(tmp_path / "it's"))
+    store = resolve_store(str(tmp_path / "it's"))
     expected_store = "'" + str(tmp_path) + "/it'\"'\"'s'"
     assert store.run_link("3", "abc") == (
         f"make ui STORE={expected_store}, then http://127.0.0.1:5000/{LINK_PAGE}"
@@ -350,15 +352,15 @@ def test_the_run_link_quotes_a_store_path_with_a_quote(tmp_path):
 
 def test_process_tags_name_the_slurm_job_only_in_one(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    tags = tracking.process_tags()
+    tags = process_tags()
     assert tags["process.slurm_job_id"] == "4242"
     assert tags["process.host"] == socket.gethostname()
     assert tags["process.pid"] == str(os.getpid())
 
     monkeypatch.delenv("SLURM_JOB_ID")
-    assert "process.slurm_job_id" not in tracking.process_tags()
+    assert "process.slurm_job_id" not in process_tags()
     monkeypatch.setenv("SLURM_JOB_ID", "")
-    assert "process.slurm_job_id" not in tracking.process_tags()
+    assert "process.slurm_job_id" not in process_tags()
 
 
 # -- the model cache ----------------------------------------------------------------------------
@@ -476,13 +478,13 @@ def test_a_claim_held_by_another_process_says_whom_it_waits_for(tmp_path, caplog
         stdout=subprocess.PIPE,
         text=True,
     )
-    logger = logging.getLogger("src.model_cache")
+    logger = logging.getLogger("src.models.cache")
     release = ReleaseOnWait(holder)
     try:
         assert holder.stdout.readline() == "held\n"
         logger.addHandler(release)
         with (
-            caplog.at_level(logging.INFO, logger="src.model_cache"),
+            caplog.at_level(logging.INFO, logger="src.models.cache"),
             ModelCache(tmp_path).claim("k", holder="run new456"),
         ):
             note = (tmp_path / "k.holder").read_text()
@@ -499,6 +501,6 @@ def test_a_claim_held_by_another_process_says_whom_it_waits_for(tmp_path, caplog
 
 
 def test_a_free_claim_says_nothing(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="src.model_cache"), ModelCache(tmp_path).claim("k"):
+    with caplog.at_level(logging.INFO, logger="src.models.cache"), ModelCache(tmp_path).claim("k"):
         pass
     assert caplog.messages == []

@@ -13,11 +13,11 @@ import pytest
 from models.families import FAMILIES, build, file_stem
 from omegaconf import OmegaConf
 
-from src.experiment import analyzer_of
-from src.explain import build_analyzer
-from src.model import load_keras_file
-from src.paths import CONFIG_DIR, PROJECT_ROOT, group_options
-from src.tf_runtime import reset, tensorflow
+from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options
+from src.common.tf_runtime import reset, tensorflow
+from src.explain.configured import analyzer_of
+from src.explain.heatmaps import build_analyzer
+from src.models.zoo import load_keras_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 

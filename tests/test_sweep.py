@@ -17,9 +17,9 @@ from support import (
     train_cli,
 )
 
-from src.report import analyzer_label
-from src.sweep import expand_sweep, sweep_name_overrides
-from src.tf_runtime import threads_per_job
+from src.common.tf_runtime import threads_per_job
+from src.report.queries import analyzer_label
+from src.sweep.jobs import expand_sweep, sweep_name_overrides
 
 SMALL = ["dataset=digits", "dataset.train_size=300", "dataset.test_size=100", "train.epochs=1"]
 
@@ -263,7 +263,7 @@ import os
 
 import tensorflow as tf
 
-from src.model import build_cnn
+from src.models.zoo import build_cnn
 
 
 class Crashing(tf.keras.Model):
@@ -351,8 +351,8 @@ def test_two_sweeps_started_in_one_second_get_folders_of_their_own(tmp_path):
     from hydra.core.utils import setup_globals
     from omegaconf import OmegaConf
 
-    from src.cli import new_sweep_id, register_resolvers
-    from src.paths import CONFIG_DIR
+    from src.common.paths import CONFIG_DIR
+    from src.config.cli import new_sweep_id, register_resolvers
 
     register_resolvers()
     setup_globals()  # Hydra's ${now:}
@@ -371,7 +371,7 @@ def test_two_sweeps_started_in_one_second_get_folders_of_their_own(tmp_path):
 
 
 def test_a_missing_jobs_reason_with_parentheses_stays_whole():
-    from src.sweep import job_and_status
+    from src.sweep.jobs import job_and_status
 
     line = "seed=1 (no run: FAILED (…/a.png is not a readable image (cannot identify it)))"
     assert job_and_status(line) == (
@@ -382,7 +382,7 @@ def test_a_missing_jobs_reason_with_parentheses_stays_whole():
 
 
 def test_a_half_written_record_of_a_killed_job_is_skipped(tmp_path):
-    from src.sweep import JOBS_DONE, jobs_done
+    from src.sweep.jobs import JOBS_DONE, jobs_done
 
     (tmp_path / JOBS_DONE).write_text(
         '{"num": 0, "job": "seed=0", "ok": true}\n{"num": 1, "job": "se\n'
@@ -394,8 +394,8 @@ def test_a_half_written_record_of_a_killed_job_is_skipped(tmp_path):
 def test_a_worker_without_the_cached_sweep_id_takes_the_sweeps_from_its_environment(
     monkeypatch,
 ):
-    from src import cli
-    from src.tracking import SWEEP_ID_ENV
+    from src.config import cli
+    from src.tracking.lifecycle import SWEEP_ID_ENV
 
     monkeypatch.setattr(cli, "_sweep_id", None)
     monkeypatch.setenv(SWEEP_ID_ENV, "20261204-083212-1a2b3c")

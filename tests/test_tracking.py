@@ -10,25 +10,27 @@ import pytest
 from mlflow.tracking import MlflowClient
 from support import free_port
 
-from src import tracking
-from src.errors import UserError
-from src.paths import PROJECT_ROOT
+from src.common.errors import Terminated, UserError
+from src.common.paths import PROJECT_ROOT
+from src.tracking.lifecycle import tracked_run
+from src.tracking.records import log_config, log_dataset, log_epoch, log_image, run_tags
+from src.tracking.store import prepare, resolve_store
 
 
 def test_local_store_is_sqlite_with_artifacts_beside_it(tmp_path):
-    store = tracking.resolve_store(str(tmp_path / "store"))
+    store = resolve_store(str(tmp_path / "store"))
     assert store.tracking_uri == f"sqlite:///{tmp_path}/store/mlflow.db"
     assert store.artifact_root == (tmp_path / "store" / "artifacts").as_uri()
     assert store.run_link("3", "abc") == (
         f"make ui STORE={tmp_path / 'store'}, then "
         "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     )
-    project_store = tracking.resolve_store(str(PROJECT_ROOT / "mlruns"))
+    project_store = resolve_store(str(PROJECT_ROOT / "mlruns"))
     assert project_store.run_link("3", "abc").startswith("make ui, then http://127.0.0.1:5000/")
 
 
 def test_a_uri_replaces_the_local_store(tmp_path):
-    store = tracking.resolve_store(str(tmp_path), uri="http://127.0.0.1:5001")
+    store = resolve_store(str(tmp_path), uri="http://127.0.0.1:5001")
     assert (store.tracking_uri, store.artifact_root) == ("http://127.0.0.1:5001", None)
     assert store.run_link("3", "abc") == (
         "http://127.0.0.1:5001/#/experiments/3/runs/abc?workflowType=machine_learning"
@@ -36,9 +38,9 @@ def test_a_uri_replaces_the_local_store(tmp_path):
 
 
 def test_prepare_creates_the_experiment_once_with_artifacts_in_the_store(tmp_path):
-    store = tracking.resolve_store(str(tmp_path / "store"))
-    experiment_id = tracking.prepare(store, "lab")
-    assert tracking.prepare(store, "lab") == experiment_id
+    store = resolve_store(str(tmp_path / "store"))
+    experiment_id = prepare(store, "lab")
+    assert prepare(store, "lab") == experiment_id
     experiment = MlflowClient(store.tracking_uri).get_experiment(experiment_id)
     assert experiment.artifact_location == store.artifact_root
     assert (tmp_path / "store" / "mlflow.db").is_file()
@@ -48,14 +50,14 @@ def test_a_store_that_cannot_be_created_is_a_user_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot create the tracking store folder"):
-        tracking.prepare(tracking.resolve_store(str(blocker / "store")), "lab")
+        prepare(resolve_store(str(blocker / "store")), "lab")
 
 
 def test_an_unreachable_server_fails_fast_in_one_line(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(UserError) as error:
-        tracking.prepare(tracking.resolve_store(str(tmp_path), uri=uri), "lab")
+        prepare(resolve_store(str(tmp_path), uri=uri), "lab")
     assert time.monotonic() - started < 30
     assert str(error.value).startswith(f"cannot use the tracking store {uri}")
     assert "\n" not in str(error.value)
@@ -63,8 +65,8 @@ def test_an_unreachable_server_fails_fast_in_one_line(tmp_path):
 
 @pytest.fixture
 def experiment(tmp_path):
-    store = tracking.resolve_store(str(tmp_path / "store"))
-    return MlflowClient(store.tracking_uri), tracking.prepare(store, "lab")
+    store = resolve_store(str(tmp_path / "store"))
+    return MlflowClient(store.tracking_uri), prepare(store, "lab")
 
 
 def only_run(client, experiment_id):
@@ -74,8 +76,8 @@ def only_run(client, experiment_id):
 
 def test_run_ends_finished(experiment):
     client, experiment_id = experiment
-    with tracking.tracked_run(experiment_id, "ok", {"analyzer": "gradient"}) as run_id:
-        tracking.log_epoch(1, {"val_accuracy": 0.5})
+    with tracked_run(experiment_id, "ok", {"analyzer": "gradient"}) as run_id:
+        log_epoch(1, {"val_accuracy": 0.5})
     run = only_run(client, experiment_id)
     assert (run.info.run_id, run.info.status, run.info.run_name) == (run_id, "FINISHED", "ok")
     assert run.data.tags["analyzer"] == "gradient"
@@ -102,8 +104,8 @@ def get_sigterm():
 def test_run_never_stays_running(experiment, fault, status):
     client, experiment_id = experiment
     handler_before = signal.getsignal(signal.SIGTERM)
-    expected = (ValueError, KeyboardInterrupt, tracking.Terminated)
-    with pytest.raises(expected), tracking.tracked_run(experiment_id, "doomed", {}):
+    expected = (ValueError, KeyboardInterrupt, Terminated)
+    with pytest.raises(expected), tracked_run(experiment_id, "doomed", {}):
         fault()
     run = only_run(client, experiment_id)
     assert run.info.status == status
@@ -119,8 +121,8 @@ def test_config_is_logged_as_dotted_params_and_yaml(experiment):
         "model": {"dense_units": [64]},
         "seed": 0,
     }
-    with tracking.tracked_run(experiment_id, "cfg", {}) as run_id:
-        tracking.log_config(config)
+    with tracked_run(experiment_id, "cfg", {}) as run_id:
+        log_config(config)
     run = client.get_run(run_id)
     assert run.data.params == {
         "train.epochs": "5",
@@ -133,7 +135,7 @@ def test_config_is_logged_as_dotted_params_and_yaml(experiment):
 
 
 def test_tags_carry_versions_from_package_metadata():
-    tags = tracking.run_tags("gradient", "digits", 1, 3)
+    tags = run_tags("gradient", "digits", 1, 3)
     assert tags["version.innvestigate"] == "2.1.2"  # not innvestigate.__version__, which says 2.0.1
     assert tags["version.tensorflow"].startswith("2.14")
     assert {"git_commit", "git_dirty", "analyzer", "dataset", "seed", "epochs"} <= set(tags)
@@ -151,9 +153,9 @@ def test_the_data_is_a_dataset_input_and_the_heatmaps_an_image_per_step(experime
     }
     found = {}
     for name, source in sources.items():
-        with tracking.tracked_run(experiment_id, name, {}) as run_id:
-            tracking.log_dataset(name, "ca3ab2a37f84", source, images, labels, "training")
-            tracking.log_image("heatmaps", np.zeros((6, 6, 3), np.uint8), step=5)
+        with tracked_run(experiment_id, name, {}) as run_id:
+            log_dataset(name, "ca3ab2a37f84", source, images, labels, "training")
+            log_image("heatmaps", np.zeros((6, 6, 3), np.uint8), step=5)
         (entry,) = client.get_run(run_id).inputs.dataset_inputs
         found[name] = (entry.dataset.name, entry.dataset.digest, entry.dataset.source_type)
         artifacts = [a.path for a in client.list_artifacts(run_id, "images")]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from src.verdict import (
+from src.report.verdict import (
     Criterion,
     RunScores,
     build_verdict,
@@ -183,7 +183,7 @@ def test_many_criteria_are_split_into_tables_that_fit_and_keep_every_row():
 
 
 def test_the_default_criteria_come_from_the_score_registry():
-    from src.verdict import registry_criteria
+    from src.report.verdict import registry_criteria
 
     shown = [(c.score, c.short, c.higher_is_better) for c in registry_criteria()]
     assert shown[:5] == [
@@ -200,7 +200,7 @@ def test_the_default_criteria_come_from_the_score_registry():
 def test_verdict_md_shows_html_in_names_as_text():
     """Names come from the user (a swept value, a dataset's name): in verdict.md they are
     text, never HTML a Markdown renderer would run or draw, nor a table column break."""
-    from src.verdict import plain
+    from src.report.verdict import plain
 
     assert plain("a<b>&c|d") == "a&lt;b&gt;&amp;c\\|d"  # by hand
     evil = '<img src=x onerror="alert(1)"> | x'

@@ -1,9 +1,9 @@
 """The project's launchers, where Hydra looks for plugins (the ``hydra_plugins`` package): Hydra's
-submitit launchers with src/launcher.py's waiting, cancelling and progress."""
+submitit launchers with src/sweep/launcher.py's waiting, cancelling and progress."""
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-from src.launcher import Waiting
+from src.sweep.launcher import Waiting
 
 
 class SlurmLauncher(Waiting, submitit_launcher.SlurmLauncher):

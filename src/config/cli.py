@@ -1,0 +1,245 @@
+"""The command line around Hydra: the check of a whole command line before anything runs
+(:func:`preflight`), ``--help``'s list of config options, and the resolvers the configs use."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import textwrap
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from src.common.errors import UserError
+from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options
+from src.config.checks import check_score_name, validate
+
+_sweep_id: str | None = None  # the sweep this process runs (see new_sweep_id)
+
+
+def register_resolvers() -> None:
+    """Make ``${project_root:}``, ``${sweep_id:}`` and ``${describe_groups:...}`` (for
+    ``--help``) available to the configs (idempotent)."""
+    if not OmegaConf.has_resolver("project_root"):
+        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("sweep_id"):
+        # Cached in the config like Hydra's ${now:}: its jobs' configs (copies of the
+        # sweep's, pickled to workers) keep the value.
+        OmegaConf.register_new_resolver("sweep_id", sweep_id, use_cache=True)
+    if not OmegaConf.has_resolver("describe_groups"):
+        OmegaConf.register_new_resolver("describe_groups", describe_groups)
+
+
+def new_sweep_id() -> str:
+    """A new sweep's id, ``20261204-083212-1a2b3c``: its start to the second and six random hex
+    digits, so two sweeps started in the same second have their own folder
+    (``hydra.sweep.dir`` ends in it) and their own progress count."""
+    global _sweep_id
+    _sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return _sweep_id
+
+
+def sweep_id() -> str:
+    """The id of the sweep this process runs: the one it started, else (a worker's process,
+    should its config come without the sweep's cached value) the one the sweep's process
+    passed down in the environment; a new one only where no sweep is known."""
+    if _sweep_id is not None:
+        return _sweep_id
+    from src.tracking.lifecycle import SWEEP_ID_ENV  # in a job's process, which imports it anyway
+
+    return os.environ.get(SWEEP_ID_ENV) or new_sweep_id()
+
+
+def describe_groups(choices: Mapping[str, Any]) -> str:
+    """The config groups for ``--help``: each option with the opening comment of its file.
+
+    Hydra's help template lists a group's options on one line, without saying what they are;
+    each file's first comment line says it, so it is read from there. ``choices`` are the
+    options the composed config uses (Hydra's ``hydra.runtime.choices``), marked with ``*``.
+    """
+    groups = sorted(
+        path.name for path in CONFIG_DIR.iterdir() if path.is_dir() and path.name != "hydra"
+    )
+    width = max(len(name) for group in groups for name in group_options(group))
+    columns = max(60, shutil.get_terminal_size().columns - 1)
+    lines = []
+    for group in groups:
+        lines.append(f"{group}=")
+        for name in group_options(group):
+            mark = "*" if choices.get(group) == name else " "
+            prefix = f"  {mark} {name:<{width}}  "
+            lines.append(
+                textwrap.fill(
+                    config_summary(CONFIG_DIR / group / f"{name}.yaml"),
+                    width=columns,
+                    initial_indent=prefix,
+                    subsequent_indent=" " * len(prefix),
+                )
+            )
+    return "\n".join(lines)
+
+
+def config_summary(path: Path) -> str:
+    """The first line of a config file's opening comment (Hydra's ``# @package`` skipped)."""
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and not text.startswith("@"):
+            return text
+    return ""
+
+
+def check_group_overrides(overrides: Iterable[str]) -> None:
+    """Reject ``group=option`` overrides naming an option that does not exist.
+
+    Hydra reports these itself, over many lines with its search path; this gives the one-line
+    error with the valid choices. Overrides are parsed with Hydra's own parser so sweeps
+    (``analyzer=a,b``) and other syntax are understood the same way Hydra will.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    candidates = [arg for arg in overrides if "=" in arg and not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # noqa: BLE001 - malformed overrides are Hydra's to report
+        return
+    for override in parsed:
+        group = override.key_or_group.lstrip("+~")
+        if "." in group or "/" in group or not (CONFIG_DIR / group).is_dir():
+            continue
+        if override.is_delete():
+            continue
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
+        choices = group_options(group)
+        for value in values:
+            if value not in choices and value != "null":
+                raise UserError(f"unknown {group} '{value}'; choose one of: {', '.join(choices)}")
+
+
+def check_score_overrides(overrides: Iterable[str]) -> None:
+    """Reject ``evaluate.scores.NAME=...`` for a score that does not exist, naming the ones
+    that do (Hydra would only say the key is not in the config)."""
+    prefix = "evaluate.scores."
+    keys = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if "=" in arg]
+    for key in keys:
+        if key.startswith(prefix):
+            check_score_name(key.removeprefix(prefix))
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs a sweep over ``overrides`` runs, each as its sorted list of overrides.
+
+    The basic sweeper's expansion (the joblib and submitit launchers use that sweeper too),
+    written with Hydra's public override parser: every value of each swept key, the product
+    over keys, a later override of a key replacing an earlier one. A test checks it against
+    Hydra's own ``BasicSweeper.split_arguments``.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    choices: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise HydraException(f"{key}: the basic sweeper sweeps lists and ranges only")
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [sorted(job) for job in itertools.product(*choices.values())]
+
+
+def swept_keys(overrides: list[str]) -> list[str]:
+    """The keys to which a sweep over ``overrides`` gives more than one value, in order."""
+    values: dict[str, set[str]] = {}
+    for job in sweep_jobs(overrides):
+        for override in job:
+            key, _, value = override.partition("=")
+            values.setdefault(key.lstrip("+~"), set()).add(value)
+    order = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    swept = [key for key, seen in values.items() if len(seen) > 1]
+    return sorted(swept, key=lambda key: order.index(key) if key in order else len(order))
+
+
+def command_line_parser() -> argparse.ArgumentParser:
+    """Hydra's command-line flags (``hydra.main``'s, as of Hydra 1.3), so the overrides and
+    the flags that stop a run (``--help``, ``--cfg`` ...) are told apart before Hydra runs;
+    Hydra's own parser is internal."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("overrides", nargs="*")
+    for flag in ("--help", "--hydra-help", "--version", "--resolve", "--run", "--multirun"):
+        short = {"--help": ["-h"], "--run": ["-r"], "--multirun": ["-m"]}.get(flag, [])
+        parser.add_argument(flag, *short, action="store_true")
+    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+    parser.add_argument("--package", "-p")
+    parser.add_argument("--shell-completion", "-sc", action="store_true")
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("--config-name", "-cn")
+    parser.add_argument("--config-dir", "-cd")
+    parser.add_argument("--experimental-rerun")
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    return parser
+
+
+def preflight(argv: list[str]) -> None:
+    """Check a command line of ``python -m src.train`` before anything runs: the overrides
+    parse, name existing options and keys, and every job's composed config resolves and
+    validates. Raises :class:`UserError` with one line; Hydra's own reports of the same
+    problems span several lines and come after a sweep has begun.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    args, _ = command_line_parser().parse_known_args(argv)  # the rest: Hydra's to judge
+    if args.help or args.hydra_help or args.version or args.info or args.shell_completion:
+        return
+    if args.config_path or args.config_dir:
+        return  # another config tree: Hydra checks it
+    check_group_overrides(args.overrides)
+    check_score_overrides(args.overrides)
+    try:
+        jobs = sweep_jobs(args.overrides)
+    except HydraException as error:
+        raise UserError(f"cannot read the overrides: {_one_line(error)}") from error
+    if len(jobs) > 1 and not args.multirun:
+        raise UserError(
+            f"{' '.join(args.overrides)} asks for {len(jobs)} runs: add -m to sweep over them, "
+            "or write a list as key=[a,b]"
+        )
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for job in jobs:
+            where = f" (in the sweep's job {' '.join(job)})" if len(jobs) > 1 else ""
+            try:
+                cfg = compose(args.config_name or "config", overrides=job)
+                OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+                validate(cfg)
+            except UserError as error:
+                raise UserError(f"{error}{where}") from error
+            except (HydraException, OmegaConfBaseException, ValueError) as error:
+                raise UserError(f"{_one_line(error)}{where}") from error
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's and OmegaConf's messages, which span lines and add their own advice, in one."""
+    if getattr(error, "full_key", None) and getattr(error, "msg", None):  # OmegaConf's
+        return f"{error.full_key}: {' '.join(error.msg.split())}"
+    cause = error.__cause__
+    if cause is not None and "not in struct" in str(cause):
+        key = str(error).split("'")[1] if "'" in str(error) else str(cause)
+        return f"unknown key {key}: the config has no such key (to add one, write +{key}=VALUE)"
+    text = " ".join(str(error).split())
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f": {' '.join(str(cause).split())}"
+    return text[:400]

@@ -1,0 +1,164 @@
+"""Analyzers the project provides beside iNNvestigate's, reachable by the same names.
+
+``create_analyzer(method, model, **params)`` looks here first, then in iNNvestigate, so an
+analyzer config names any of them the same way and the pipeline has no per-analyzer code:
+
+- ``smoothgrad``: iNNvestigate 2.1.2's ``SmoothGrad`` ignores ``noise_scale``: its
+  ``GaussianSmoother._augment`` builds ``AddGaussianNoise()`` without a stddev, so the noise is
+  always N(0, 1), 100% of a [0, 1] pixel range. :class:`SmoothGrad` is the same analyzer with
+  the noise the config asks for (Smilkov et al. 2017: sigma = ``noise_scale`` x the image's
+  max - min) from a seeded random op, so the maps depend on ``noise_scale`` and reproduce.
+- ``baseline.noise``, ``baseline.input``, ``baseline.edge``: maps that explain nothing about
+  the model, which every score is read against: a freshly drawn Gaussian noise map, the image
+  itself, and the Sobel edge magnitude of the image. They never look at the model.
+
+Baselines are written here because no library ships them as analyzers (iNNvestigate's
+``random`` is the input plus noise, not noise).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from src.common.tf_runtime import innvestigate, tensorflow
+
+
+class Baseline:
+    """An analyzer-shaped map maker that ignores the model (and the explained class)."""
+
+    def __init__(self, model: Any = None, neuron_selection_mode: str = "max_activation") -> None:
+        del model, neuron_selection_mode  # the point of a baseline: it depends on neither
+
+    def create_analyzer_model(self) -> None:
+        """Nothing to build; here so :class:`src.explain.Explainer` treats it as any analyzer."""
+
+    def analyze(self, images: np.ndarray, neuron_selection: Any = None) -> np.ndarray:
+        del neuron_selection
+        return self.maps(np.asarray(images, dtype=np.float32)).astype(np.float32)
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NoiseBaseline(Baseline):
+    """Standard normal noise, drawn afresh at every call from a generator seeded by ``seed``:
+    the same run config gives the same maps, and a map never repeats within a run."""
+
+    def __init__(self, model: Any = None, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.generator = np.random.default_rng(seed)
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        return self.generator.standard_normal(images.shape)
+
+
+class InputBaseline(Baseline):
+    """The image itself as its own 'explanation'."""
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        return images.copy()
+
+
+class EdgeBaseline(Baseline):
+    """Sobel edge magnitude of each image's channels: ``hypot(sobel_rows, sobel_columns)``
+    (scipy), on one 2-D slice at a time: on the whole (N, H, W, C) array scipy's Sobel would
+    also smooth across images and channels."""
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        edges = np.empty_like(images)
+        for index in np.ndindex(images.shape[0], images.shape[3]):
+            plane = images[index[0], :, :, index[1]]
+            rows = ndimage.sobel(plane, axis=0, mode="nearest")
+            columns = ndimage.sobel(plane, axis=1, mode="nearest")
+            edges[index[0], :, :, index[1]] = np.hypot(rows, columns)
+        return edges
+
+
+@functools.cache
+def _smoothgrad_class() -> type:
+    """Made on first use: its base classes come with iNNvestigate, which imports TensorFlow."""
+    tf = tensorflow()
+    from innvestigate import layers as ilayers
+    from innvestigate.analyzer.gradient_based import SmoothGrad as InnvestigateSmoothGrad
+
+    class ScaledGaussianNoise(tf.keras.layers.Layer):
+        """``x + N(0, 1) * scale * (max(x) - min(x))``, max and min per image (over every axis
+        but the first), from a random op with a fixed seed."""
+
+        def __init__(self, scale: float, seed: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.scale, self.seed = float(scale), int(seed)
+
+        def call(self, inputs, *_args, **_kwargs):
+            axes = list(range(1, inputs.shape.rank))
+            spread = tf.reduce_max(inputs, axis=axes, keepdims=True) - tf.reduce_min(
+                inputs, axis=axes, keepdims=True
+            )
+            noise = tf.random.normal(tf.shape(inputs), dtype=inputs.dtype, seed=self.seed)
+            return inputs + noise * (self.scale * spread)
+
+    class SmoothGrad(InnvestigateSmoothGrad):
+        """iNNvestigate's SmoothGrad with the configured noise (see the module docstring)."""
+
+        def __init__(self, model, noise_scale: float = 0.1, seed: int = 0, **kwargs: Any):
+            super().__init__(model, noise_scale=noise_scale, **kwargs)
+            # The op seed, with the graph seed the run sets, fixes the noise sequence however
+            # many ops training added before (an unseeded op's seed is its position in the graph).
+            self._seed = int(seed) % 2**31
+
+        def _augment(self, Xs):
+            repeat = ilayers.Repeat(self._augment_by_n)  # (batch, n, ...)
+            add_noise = ScaledGaussianNoise(self._noise_scale, self._seed)
+            reshape = ilayers.AugmentationToBatchAxis(self._augment_by_n)
+            return [reshape(add_noise(repeat(X))) for X in (Xs if isinstance(Xs, list) else [Xs])]
+
+    return SmoothGrad
+
+
+def _smoothgrad(model: Any, **params: Any) -> Any:
+    return _smoothgrad_class()(model, **params)
+
+
+# method name -> constructor(model, **params), looked up before iNNvestigate's own names.
+PROJECT_ANALYZERS: dict[str, Callable[..., Any]] = {
+    "smoothgrad": _smoothgrad,
+    "baseline.noise": NoiseBaseline,
+    "baseline.input": InputBaseline,
+    "baseline.edge": EdgeBaseline,
+}
+
+
+def known_methods() -> list[str]:
+    return sorted(set(PROJECT_ANALYZERS) | set(innvestigate().analyzer.analyzers))
+
+
+def is_baseline(method: str) -> bool:
+    return method.startswith("baseline.")
+
+
+def takes_only_convnet_layers(method: str) -> bool:
+    """iNNvestigate's LRP analyzers refuse any layer outside its list of convnet layers
+    (``DepthwiseConv2D`` among them: see :func:`src.models.canonical.explainable`)."""
+    return method.startswith("lrp")
+
+
+def is_wrapper(analyzer: Any) -> bool:
+    """Whether ``analyzer`` is one of iNNvestigate's wrappers (integrated gradients, SmoothGrad:
+    an analyzer run on augmented inputs and reduced), whose built graph keeps the weights
+    the model had when it was built."""
+    from innvestigate.analyzer.wrapper import WrapperBase
+
+    return isinstance(analyzer, WrapperBase)
+
+
+def create(method: str, model: Any, **params: Any) -> Any:
+    """The project's analyzer of that name, else ``innvestigate.create_analyzer``."""
+    if method in PROJECT_ANALYZERS:
+        return PROJECT_ANALYZERS[method](model, **params)
+    return innvestigate().create_analyzer(method, model, **params)

@@ -1,0 +1,101 @@
+"""Localisation: does the map point at what the model is known to look at (the planted
+shortcut's masks)? Ties are broken by expected hits, not by pixel index (:func:`localisation`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from src.scores import metrics
+from src.scores.registry import (
+    Context,
+    Evaluation,
+    Metric,
+    Score,
+    register,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Ground truth: does the map point at what the model is known to look at?
+
+
+@register
+class Localisation(Score):
+    """Localisation against the planted marker's mask (experiment=shortcut), on |relevance|
+    summed over channels (:func:`localisation`)."""
+
+    name = "localisation"
+    needs = frozenset({"heatmaps", "masks"})
+    default = False
+    metrics = (
+        Metric(
+            "relevance_mass_accuracy",
+            "**ground truth**: the share of \\|relevance\\| inside the planted marker",
+            "higher",
+            "Arras et al. 2022; Quantus `RelevanceMassAccuracy`",
+            "localisation (relevance mass)",
+            "Mass",
+        ),
+        Metric(
+            "relevance_rank_accuracy",
+            "**ground truth**: of the k most relevant pixels (k = the marker's size), the "
+            "share inside the marker",
+            "higher",
+            "Arras et al. 2022; Quantus `RelevanceRankAccuracy`",
+            "localisation (relevance rank)",
+            "Rank",
+            headline=True,
+        ),
+        Metric(
+            "pointing_game",
+            "**ground truth**: 1 if the most relevant pixel is inside the marker, else 0",
+            "higher",
+            "Zhang et al. 2018; Quantus `PointingGame`",
+            "localisation (pointing game)",
+            "Point",
+        ),
+    )
+
+    def compute(self, context: Context, settings: Any, result: Evaluation) -> None:
+        for name, values in localisation(context.heatmaps, context.masks).items():
+            result.record(name, values)
+
+
+def localisation(heatmaps: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+    """Relevance mass accuracy, relevance rank accuracy and the pointing game per image, of
+    |relevance| (channels summed) of ``heatmaps`` (N, H, W[, C]) against ``masks`` (N, H, W).
+
+    As Quantus's (``abs=True``; a test checks they agree on maps without ties), except for
+    ties, which Quantus breaks by pixel index: its rank accuracy fills the top k with the
+    first of many equal (zero) pixels and its pointing game scores a hit if any of several
+    equal maxima is inside, so a map with many zeros gets credit for a marker near the top
+    left. Here tied pixels share the places they compete for: the expected score when ties are
+    broken at random. A blank map localises nothing: 0."""
+    maps = np.abs(metrics.per_image(heatmaps))
+    truth = np.asarray(masks, dtype=bool).reshape(len(maps), -1)
+    size = truth.sum(axis=1)
+    totals = maps.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mass = np.where(totals > 0, (maps * truth).sum(axis=1) / totals, 0.0)
+    rank = np.zeros(len(maps))
+    pointing = np.zeros(len(maps))
+    for index, (values, inside, k) in enumerate(zip(maps, truth, size, strict=True)):
+        rank[index] = _expected_hits(values, inside, k) / k
+        pointing[index] = _expected_hits(values, inside, 1)
+    blank = metrics.blank(heatmaps)
+    scores = {"relevance_mass_accuracy": mass, "relevance_rank_accuracy": rank}
+    scores["pointing_game"] = pointing
+    for values in scores.values():
+        values[blank] = 0.0
+    return scores
+
+
+def _expected_hits(values: np.ndarray, inside: np.ndarray, k: int) -> float:
+    """How many of the ``k`` largest ``values`` lie ``inside``, on average over the ways of
+    breaking ties at the k-th value."""
+    threshold = np.sort(values)[-k]
+    above, tied = values > threshold, values == threshold
+    places = k - above.sum()
+    return float((above & inside).sum() + places * (tied & inside).sum() / tied.sum())
