@@ -163,14 +163,7 @@ def _fingerprints(
     """The training's fingerprint (None for a model trained elsewhere) and the model's."""
     if pretrained:
         return None, pretrained.fingerprint  # the weights are the file's (or the run's)
-    training_key = fingerprint(
-        resolved["dataset"],
-        data.checksum,
-        resolved["model"],
-        resolved["train"],
-        cfg.seed,
-        intra_op_threads(),
-    )
+    training_key = fingerprint(resolved, data.checksum, intra_op_threads())
     return training_key, model_fingerprint(training_key, cfg.train.epochs)
 
 

@@ -41,30 +41,33 @@ TRAINING = TrainingResult(
 )
 
 
+def config(seed: int = 0, **sections) -> dict:
+    parts = {"dataset": DATASET, "model": MODEL, "train": TRAIN}
+    return {
+        "seed": seed,
+        "threads": None,
+        **{k: {**v, **sections.get(k, {})} for k, v in parts.items()},
+    }
+
+
 def test_fingerprint_depends_on_what_decides_the_weights_only():
-    key = fingerprint(DATASET, "sha", MODEL, TRAIN, seed=0, threads=2)
-    assert key == fingerprint(
-        {**DATASET, "class_names": ["zero"]}, "sha", MODEL, TRAIN, seed=0, threads=2
-    )
-    assert key == fingerprint(
-        DATASET, "sha", MODEL, {**TRAIN, "reuse": False, "cache_dir": "/x"}, seed=0, threads=2
-    )
-    assert key != fingerprint(DATASET, "sha", MODEL, TRAIN, seed=1, threads=2)
-    assert key != fingerprint(DATASET, "other data", MODEL, TRAIN, seed=0, threads=2)
-    assert key != fingerprint(
-        {**DATASET, "train_size": 301}, "sha", MODEL, TRAIN, seed=0, threads=2
-    )
-    assert key != fingerprint(
-        DATASET, "sha", {**MODEL, "dense_units": [32]}, TRAIN, seed=0, threads=2
-    )
+    key = fingerprint(config(), "sha", threads=2)
+    assert key == fingerprint(config(dataset={"class_names": ["zero"]}), "sha", threads=2)
+    assert key == fingerprint(config(dataset={"path": "/moved/there"}), "sha", threads=2)
+    assert key == fingerprint(config(train={"reuse": False, "cache_dir": "/x"}), "sha", threads=2)
+    assert key == fingerprint({**config(), "analyzer": {"name": "x"}}, "sha", threads=2)
+    assert key != fingerprint(config(seed=1), "sha", threads=2)
+    assert key != fingerprint(config(), "other data", threads=2)
+    assert key != fingerprint(config(dataset={"train_size": 301}), "sha", threads=2)
+    assert key != fingerprint(config(model={"dense_units": [32]}), "sha", threads=2)
     # Not the epoch count: the first k epochs of a longer training are the k-epoch model.
-    assert key == fingerprint(DATASET, "sha", MODEL, {**TRAIN, "epochs": 2}, seed=0, threads=2)
+    assert key == fingerprint(config(train={"epochs": 2}), "sha", threads=2)
     assert model_fingerprint(key, 1) != model_fingerprint(key, 2)
-    assert key != fingerprint(
-        DATASET, "sha", MODEL, {**TRAIN, "learning_rate": 0.1}, seed=0, threads=2
-    )
-    # TensorFlow's intra-op threads change the rounding, hence the weights.
-    assert key != fingerprint(DATASET, "sha", MODEL, TRAIN, seed=0, threads=1)
+    assert key != fingerprint(config(train={"learning_rate": 0.1}), "sha", threads=2)
+    # TensorFlow's intra-op threads change the rounding, hence the weights; what `threads` asked
+    # for counts only through them.
+    assert key != fingerprint(config(), "sha", threads=1)
+    assert key == fingerprint({**config(), "threads": 2}, "sha", threads=2)
 
 
 def test_each_tracking_store_has_its_own_entry_of_a_model():

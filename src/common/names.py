@@ -18,24 +18,12 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-# Keys a name shows on its own, or that do not change what a run computes.
-NOT_A_SETTING = frozenset(
-    {
-        "seed",
-        "train.epochs",
-        "analyzer",
-        "analyzer.name",
-        "threads",
-        "train.reuse",
-        "train.cache_dir",
-        "dataset.path",
-        "dataset.cache_dir",
-        "explain.batch_size",
-        "evaluate.batch_size",
-        "experiment",
-    }
-)
-NOT_A_SETTING_PREFIXES = ("tracking.", "paths.", "hydra.", "report.")
+from src.common import keys
+
+# Keys a name shows on its own (the analyzer, the seed), or that readers do not compare runs by
+# although they change the last bits (TensorFlow's threads; a bundle of overrides, named by what
+# it sets).
+NAMED_APART = frozenset({"seed", "analyzer", "analyzer.name", "threads", "experiment"})
 # The usual symbols of the analyzers' parameters, as papers write them.
 SYMBOLS = {
     "epsilon": "ε",
@@ -48,8 +36,11 @@ SYMBOLS = {
 
 
 def is_setting(key: str) -> bool:
+    """Whether ``key`` changes what a run computes (its role, :mod:`src.common.keys`: training or
+    explanation; not the training length, where the data lies, speed or records) and is not
+    named apart."""
     key = key.lstrip("+~")
-    return key not in NOT_A_SETTING and not key.startswith(NOT_A_SETTING_PREFIXES)
+    return keys.role(key) in (keys.Role.TRAINING, keys.Role.EXPLANATION) and key not in NAMED_APART
 
 
 def setting_text(key: str, value: object, others: Iterable[object] = ()) -> str:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from src.common import keys
 from src.common.errors import UserError
 from src.models.snapshots import (
     KEPT,
@@ -71,31 +72,15 @@ STALE_STAGING_S = 3600  # a staging folder this old was left by a killed process
 WAIT_NOTE_S = 60  # how often a job waiting for another's training says it still waits
 
 
-def fingerprint(
-    dataset: Mapping[str, Any],
-    data_checksum: str,
-    model: Mapping[str, Any],
-    train: Mapping[str, Any],
-    seed: int,
-    threads: int,
-) -> str:
-    """A short hash of everything that decides a training's weights and curve epoch by epoch,
-    ``threads`` (TensorFlow's intra-op threads) included: they change the rounding. Not the
-    epoch count: the first k epochs of a longer training are the k-epoch model."""
+def fingerprint(config: Mapping[str, Any], data_checksum: str, threads: int) -> str:
+    """A short hash of everything that decides a training's weights and curve epoch by epoch:
+    the keys of the resolved ``config`` whose role is training (:mod:`src.common.keys`; a config
+    group it does not know counts), the data's checksum, and ``threads``, TensorFlow's intra-op
+    threads, which change the rounding. Not the epoch count: the first k epochs of a longer
+    training are the k-epoch model."""
     spec = {
-        "dataset": {
-            "name": dataset["name"],
-            "sha256": data_checksum,
-            "train_size": dataset["train_size"],
-            "test_size": dataset["test_size"],  # the validation curve depends on it
-        },
-        "model": dict(model),
-        "train": {
-            key: value
-            for key, value in train.items()
-            if key not in ("reuse", "cache_dir", "epochs")
-        },
-        "seed": seed,
+        "config": keys.training_part(config),
+        "data_sha256": data_checksum,
         "intra_op_threads": threads,
         "tensorflow": metadata.version("tensorflow"),
     }

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.common import keys
 from src.common.errors import UserError, one_line
 from src.common.redact import redact
 from src.config.cli import sweep_jobs
@@ -29,10 +30,14 @@ def expand_sweep(overrides: list[str]) -> list[str]:
 
 
 def sweep_name_overrides(overrides: list[str]) -> list[str]:
-    """The overrides that say what a sweep compares: where it writes (``tracking.*``,
-    ``paths.*``, ``hydra.*``) would only crowd the parent run's name in the UI."""
-    where = ("tracking.", "paths.", "hydra.", "+hydra.")
-    return [override for override in overrides if not override.startswith(where)]
+    """The overrides that say what a sweep compares: records (where it writes, ``tracking.*``,
+    ``paths.*``, ``hydra.*``, the report's and the cache's switches; :mod:`src.common.keys`)
+    would only crowd the parent run's name in the UI."""
+    return [
+        override
+        for override in overrides
+        if keys.role(keys.override_key(override)) is not keys.Role.RECORDS
+    ]
 
 
 def sweep_experiment(config: DictConfig, swept: list[str]) -> str:

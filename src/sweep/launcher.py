@@ -37,29 +37,27 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
-from src.common import signals
+from src.common import keys, signals
 from src.common.errors import Terminated, UserError
 from src.common.outcome import WORKER_ENV, JobOutcome
 
 log = logging.getLogger(__name__)
-# Overrides that change what a job explains or scores, or where it writes, but not the model it
-# trains: jobs that differ only in these share one model (src/models/cache.py).
 EPOCHS_KEY = "train.epochs"
-NOT_MODEL_KEYS = ("analyzer", "explain", "evaluate", "report", "tracking", "paths", "hydra")
+
 POLL_S = 2.0
 # After scancel, SLURM sends SIGTERM and, KillWait (30 s by default) later, SIGKILL.
 CANCEL_WAIT_S = 60.0
 
 
 def model_group(overrides: Sequence[str]) -> tuple[str, ...]:
-    """The overrides that decide a job's training: jobs with the same share it, whatever they
-    explain and however many of its epochs they take (a shorter model is a snapshot of it)."""
+    """The overrides that decide a job's training (:mod:`src.common.keys`): jobs with the same
+    share it, whatever they explain and however many of its epochs they take (a shorter model is
+    a snapshot of it)."""
     return tuple(
         sorted(
             override
             for override in overrides
-            if not override.lstrip("+~").split("=")[0].startswith(NOT_MODEL_KEYS)
-            and override.lstrip("+~").split("=")[0] != EPOCHS_KEY
+            if keys.role(keys.override_key(override)) in keys.DECIDE_TRAINING
         )
     )
 
