@@ -1,7 +1,7 @@
 """The model builders under the names the configs give them: ``_target_: src.model.build_cnn``
-in ``conf/model/*.yaml``. That name is part of every run's params (``model._target_``) and of
-the training fingerprint that keys the model cache (tag ``model_fingerprint``), so it stays
-as it was when the builders moved to :mod:`src.models.zoo`."""
+in ``conf/model/*.yaml``. That name is in every run's params (``model._target_``), in the
+training fingerprint that keys the model cache, and in users' own configs and stores, so it
+is kept here; the builders themselves live in :mod:`src.models.zoo`."""
 
 from src.models.zoo import (
     build_cnn,

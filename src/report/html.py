@@ -42,12 +42,12 @@ def image(png: bytes, alt: str, caption: str = "") -> Image:
 
 
 def inline_markdown(text: str):
-    """The registry's descriptions (written for the README's table) as HTML: ``**bold**``,
+    """The registry's descriptions (written for the table of docs/scores.md) as HTML: ``**bold**``,
     ``*em*``, ```code``` and escaped pipes only, everything else escaped. A markdown library
     for these few marks would be one more dependency."""
     from markupsafe import Markup
 
-    # The README's table escapes its cells' pipes: "\|relevance\|".
+    # That table escapes its cells' pipes: "\|relevance\|".
     escaped = html.escape(text.replace("\\|", "|"), quote=False)
     escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
     escaped = re.sub(r"(?<![*\w])\*(?!\s)(.+?)\*(?![*\w])", r"<em>\1</em>", escaped)

@@ -1,4 +1,4 @@
-"""``python -m src.scores``: the README's table of the scores."""
+"""``python -m src.scores``: the table of the scores in docs/scores.md."""
 
 from src.scores import SCORES
 from src.scores.registry import markdown_table

@@ -1,7 +1,7 @@
 """Explanation quality on the first ``evaluate.n_images`` test images: every score of the
 registry (:mod:`src.scores.registry`), one class each in this package's family modules, in
 the order the verdict shows them. ``evaluate.scores.<name>`` switches a score,
-``evaluate.<name>`` configures it; ``python -m src.scores`` prints the README's table of them.
+``evaluate.<name>`` configures it; ``python -m src.scores`` prints their table (docs/scores.md).
 
 Every score is kept per image (``Evaluation.per_image``) so the verdict can test analyzers
 against baselines image by image. Every random draw comes from a generator seeded by the run's

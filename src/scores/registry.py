@@ -5,7 +5,7 @@ A score is a class registered by name (:func:`register`) that says what it needs
 its reference) and how it computes them from a :class:`Context`. ``evaluate.scores.<name>``
 switches it on or off, ``evaluate.<name>`` holds its settings; the run
 (:mod:`src.scores.evaluation`), the verdict, the comparison table, the figures and the
-README's score table (``python -m src.scores``) all read this registry.
+score table of docs/scores.md (``python -m src.scores``) all read this registry.
 
 No TensorFlow here. The scores themselves are defined in the family modules of
 :mod:`src.scores`, which register them as they are imported; the package imports them all and
@@ -51,7 +51,7 @@ class Metric:
     """One number a score logs as ``eval_<name>`` (and keeps per image in ``scores.npz``)."""
 
     name: str
-    what: str  # what it measures, for the README's table
+    what: str  # what it measures, for the table of docs/scores.md
     better: str  # "higher", "lower", or "—" (a count or a share to read alongside)
     reference: str = ""
     # In the verdict (with its baselines) if set: the criterion's name and column heading.
@@ -199,7 +199,7 @@ _REGISTRY: dict[str, Score] = {}
 
 def register(cls: type[Score]) -> type[Score]:
     """Class decorator: add a score to the registry (in definition order: the order of the
-    verdict's columns and the README's table)."""
+    verdict's columns and the table of docs/scores.md)."""
     if cls.name in _REGISTRY:
         raise ValueError(f"score {cls.name!r} is registered twice")
     unknown = set(cls.needs) - set(NEEDS)
@@ -247,7 +247,7 @@ def run_scores(
 
 
 def markdown_table(registry: Mapping[str, Score]) -> str:
-    """The README's table of scores (``python -m src.scores``)."""
+    """The table of scores in docs/scores.md (``python -m src.scores``)."""
     lines = [
         "| score (`evaluate.scores.…`) | metric | what it measures | better | reference |",
         "|---|---|---|---|---|",
