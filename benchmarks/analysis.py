@@ -26,7 +26,7 @@ from src.explain.heatmaps import Explainer
 from src.models.configured import build_model, train_model
 from src.models.training import compile_model
 
-# The seed report's three analyzers and three more expensive ones (the list).
+# The seed report's three analyzers and three more expensive ones.
 ANALYZERS = (
     "deep_taylor",
     "gradient",

@@ -40,12 +40,12 @@ def checks(results: dict) -> dict[str, dict]:
         )
     scoring = results["scoring"]
     for analyzer, entry in scoring["analyzers"].items():
-        if scoring.get("baseline"):  # the issue-13 code's own scores, side by side
+        if scoring.get("baseline"):  # the reference commit's own scores, side by side
             before = scoring["baseline"]["analyzers"][analyzer]["default"]["total_s"]
         else:  # without git: the same set of scores by today's code
             before = entry["before"]["total_s"]
         check(
-            f"{analyzer} default scores / issue-13 scores, seconds",
+            f"{analyzer} default scores / reference scores, seconds",
             entry["default"]["total_s"] / before,
             targets["scoring_vs_before"],
         )
@@ -404,7 +404,7 @@ def scoring_table(scoring: dict) -> list[str]:
         "",
         f"## 7. Scoring: seconds per score per analyzer ({scoring['n_images']} images, one model)",
         "",
-        '`issue 13 s`: the default scores of the code "Scores you can trust" shipped '
+        '`reference s`: the default scores of the reference commit '
         f"({(scoring.get('baseline') or {}).get('commit', 'not available')[:8]}), same model, "
         "same images, run side by side; `before`: the same set of scores by today's code (no "
         "LeRF, faithfulness correlation or ROAD); `default`: `evaluate=default`; `full`: "
@@ -412,7 +412,7 @@ def scoring_table(scoring: dict) -> list[str]:
         "",
         "| analyzer | "
         + " | ".join(names)
-        + " | issue 13 s | before s | default s | full s | default/issue 13 |",
+        + " | reference s | before s | default s | full s | default/reference |",
         "|---" * (len(names) + 6) + "|",
     ]
     for analyzer, entry in analyzers.items():

@@ -16,7 +16,7 @@ Sections (each a key of the JSON file and a table in the Markdown file):
 6. ``flops``: achieved GFLOP/s in training and analysis, from the model's FLOP count, next to
    the cores' float32 matmul peak.
 7. ``scoring``: seconds per score per analyzer (``benchmarks/scoring.py``), and the default
-   scores' total against the scores of "Scores you can trust" on the same model.
+   scores' total against the scores of a reference commit on the same model.
 8. ``grid``: drawing a sweep's heatmap grid as the explained images grow.
 9. ``headline``: ``make sweep``'s grid (3 analyzers x 3 seeds x 1/3/5 epochs, evaluation off
    as for the bare script) with reuse, without, and by the code before epoch snapshots
@@ -59,7 +59,7 @@ HEADLINE_QUICK = {"analyzers": "deep_taylor,gradient", "seeds": (0,), "epochs": 
 # The last commit before epoch snapshots ("A sweep pays only for the compute it needs"): the
 # headline sweep as it ran before, side by side.
 SWEEP_BASELINE = "6f04126390bb53c492a5f7d3886dc13bcbd0e03a"
-# The commit of "Scores you can trust": its default scores' cost is what section 7 compares with.
+# The reference commit of section 7: the default scores' cost is held to its scores' cost.
 SCORING_BASELINE = "40a7ef539b66a4196beabaf0c3a963ed8de1befc"
 MEMORY_ANALYZERS = "deep_taylor,gradient,input_t_gradient,lrp_epsilon"
 TARGETS = {
@@ -70,7 +70,7 @@ TARGETS = {
     "sweep_reuse_vs_bare": 2.5,
     "memory_growth": 1.10,
     "help_s": 1.5,
-    "scoring_vs_before": 2.0,  # default scores / the scores of "Scores you can trust", at most
+    "scoring_vs_before": 2.0,  # default scores / the reference commit's, at most
     # The sweep's grid: 100x more explained images, the same drawing (report.grid_images).
     "grid_images_growth": 1.25,
     "headline_vs_before": 0.60,  # the headline sweep / the same sweep before snapshots
@@ -234,7 +234,7 @@ class Bench:
 
     def scoring(self) -> dict:
         """Seconds per score per analyzer; and, side by side, the same model's scores by the
-        code "Scores you can trust" shipped (``SCORING_BASELINE``, from git), whose cost the
+        reference commit (``SCORING_BASELINE``, from git), whose cost the
         new default scores are held to (at most 2x)."""
         command = [sys.executable, "-m", "benchmarks.scoring", f"--data={self.data}"]
         if self.quick:

@@ -3,11 +3,11 @@
     python -m benchmarks.scoring --data data.npz --n-images 1000
 
 For each analyzer, in one process on the same model and images, one after another: the scores of
-``evaluate=default``, the scores "Scores you can trust" shipped (MoRF and random-order
+``evaluate=default``, the scores of the reference commit (MoRF and random-order
 perturbation, MPRT/eMPRT, random logit, Gini, conservation: ``evaluate=default`` without
 LeRF, faithfulness correlation and ROAD) and ``evaluate=full`` (robustness too). Prints one
 JSON object. Run by ``benchmarks/run.py`` in its own process, and once more with
-``PYTHONPATH`` on the code "Scores you can trust" shipped (``--sets=default``): that
+``PYTHONPATH`` on the reference commit's checkout (``--sets=default``): that
 checkout's own default scores are the cost the new ones are held to.
 """
 
@@ -19,10 +19,14 @@ import time
 
 from benchmarks.analysis import ANALYZERS, config
 from src.data import load_dataset
-from src.models.configured import build_model, train_model
-from src.scores.configured import evaluate_model
 
-# The set of scores "Scores you can trust" (issue 13) shipped: what the new ones are held to.
+try:
+    from src.models.configured import build_model, train_model
+    from src.scores.configured import evaluate_model
+except ModuleNotFoundError:  # run with PYTHONPATH on SCORING_BASELINE's checkout: a flat src/
+    from src.experiment import build_model, evaluate_model, train_model
+
+# The set of scores of the reference commit: what the default ones are held to.
 BEFORE = (
     "evaluate.perturbation.lerf=false",
     "evaluate.scores.faithfulness_correlation=false",

@@ -106,9 +106,9 @@ def test_a_number_beyond_its_target_is_reported_missed():
     costly = made_up_results()
     costly["scoring"]["analyzers"]["gradient"]["default"]["total_s"] = 8.1  # > 2 x 4.0
     assert [name for name, c in report.checks(costly).items() if not c["met"]] == [
-        "gradient default scores / issue-13 scores, seconds"
+        "gradient default scores / reference scores, seconds"
     ]
-    # With the issue-13 code measured side by side, the check holds the scores to that.
+    # With the reference commit measured side by side, the check holds the scores to that.
     costly["scoring"]["baseline"] = {
         "commit": "40a7ef5",
         "analyzers": {
@@ -117,7 +117,7 @@ def test_a_number_beyond_its_target_is_reported_missed():
         },
     }
     checks = report.checks(costly)
-    assert checks["gradient default scores / issue-13 scores, seconds"]["value"] == 8.1 / 4.7
+    assert checks["gradient default scores / reference scores, seconds"]["value"] == 8.1 / 4.7
     assert all(check["met"] for check in checks.values())
     slow_grid = made_up_results()
     slow_grid["grid"]["growth"]["seconds"] = 100.0  # drawing every explained image again
@@ -217,7 +217,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         assert set(entry["full"]["per_score_s"]) >= {"perturbation", "road", "robustness"}
         assert "road" not in entry["before"]["per_score_s"]
         assert all(entry[name]["total_s"] > 0 for name in ("before", "default", "full"))
-    # The code of "Scores you can trust", from git, scored the same model side by side (a
+    # The reference commit's code, from git, scored the same model side by side (a
     # shallow clone does not have that commit: the bench says so and compares without it).
     has_baseline = subprocess.run(
         ["git", "cat-file", "-e", f"{SCORING_BASELINE}^{{commit}}"], cwd=PROJECT_ROOT
