@@ -29,6 +29,7 @@ def test_roles_by_key_parent_and_default():
     assert role("~evaluate") is Role.EXPLANATION
     assert role("explain.batch_size") is Role.SPEED
     assert role("dataset.path") is Role.DATA_SOURCE
+    assert role("dataset.class_names") is Role.TRAINING  # their count sizes the output layer
     assert role("hydra.launcher.n_jobs") is Role.RECORDS
     # A config group nobody classified changes the training: never a shared model by mistake.
     assert role("augment.flip") is Role.TRAINING
@@ -46,6 +47,7 @@ def test_the_training_part_is_the_keys_whose_role_is_training():
     assert keys.training_part(config) == {
         "seed": 3,
         "dataset.name": "d",
+        "dataset.class_names": ["a"],
         "dataset.shortcut.size": 4,
         "train.batch_size": 64,
         "augment.flip": True,

@@ -38,7 +38,7 @@ ROLES: dict[str, Role] = {
     "dataset": Role.TRAINING,
     "dataset.path": Role.DATA_SOURCE,
     "dataset.cache_dir": Role.DATA_SOURCE,
-    "dataset.class_names": Role.RECORDS,
+    "dataset.class_names": Role.TRAINING,  # their count is the output layer's size
     "model": Role.TRAINING,
     "train": Role.TRAINING,
     "train.epochs": Role.LENGTH,

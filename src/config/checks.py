@@ -268,7 +268,7 @@ def validate_dataset(cfg: DictConfig) -> None:
 
 
 def validate_model(cfg: DictConfig) -> None:
-    """The model config's keys reach its builder (:func:`src.model.check_model_config`), and
+    """The model config's keys reach its builder (:func:`src.models.zoo.check_model_config`), and
     the built-in builders' sizes are positive."""
     from src.models.zoo import check_model_config
 

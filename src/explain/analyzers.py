@@ -34,7 +34,8 @@ class Baseline:
         del model, neuron_selection_mode  # the point of a baseline: it depends on neither
 
     def create_analyzer_model(self) -> None:
-        """Nothing to build; here so :class:`src.explain.Explainer` treats it as any analyzer."""
+        """Nothing to build; here so :class:`src.explain.heatmaps.Explainer` treats it as any
+        analyzer."""
 
     def analyze(self, images: np.ndarray, neuron_selection: Any = None) -> np.ndarray:
         del neuron_selection

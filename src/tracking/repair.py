@@ -1,14 +1,14 @@
 """Runs left RUNNING by a process that is gone (SIGKILL, a crashed worker, a lost machine).
 
 A run records the process that made it (tags ``process.host``, ``process.pid``,
-``process.started``, see :func:`src.tracking.process_tags`). A RUNNING run whose process no
-longer exists on this host, or whose pid now belongs to a later process, can never end by
-itself: ``python -m src.repair`` (``make repair``) marks it KILLED. A run made on another host
-in a SLURM job (tag ``process.slurm_job_id``) is asked about to the scheduler: once ``sacct``
-says the job has ended, its run is marked KILLED too. Other runs of other hosts, and runs
-without those tags (made by other tools), are left alone: their process cannot be checked from
-here. Every sweep does this for its store when it starts, and for its own jobs when it ends.
-"""
+``process.started``, see :func:`src.tracking.lifecycle.process_tags`). A RUNNING run whose
+process no longer exists on this host, or whose pid now belongs to a later process, can never
+end by itself: ``python -m src.repair`` (``make repair``) marks it KILLED. A run made on another
+host in a SLURM job (tag ``process.slurm_job_id``) is asked about to the scheduler: once
+``sacct`` says the job has ended, its run is marked KILLED too. Other runs of other hosts, and
+runs without those tags (made by other tools), are left alone: their process cannot be checked
+from here. Every sweep does this for its store when it starts, and for its own jobs when it
+ends."""
 
 from __future__ import annotations
 
