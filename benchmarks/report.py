@@ -404,7 +404,7 @@ def scoring_table(scoring: dict) -> list[str]:
         "",
         f"## 7. Scoring: seconds per score per analyzer ({scoring['n_images']} images, one model)",
         "",
-        '`reference s`: the default scores of the reference commit '
+        "`reference s`: the default scores of the reference commit "
         f"({(scoring.get('baseline') or {}).get('commit', 'not available')[:8]}), same model, "
         "same images, run side by side; `before`: the same set of scores by today's code (no "
         "LeRF, faithfulness correlation or ROAD); `default`: `evaluate=default`; `full`: "
