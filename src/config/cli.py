@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from src.common.errors import UserError
+from src.common.keys import override_key
 from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options
 from src.config.checks import check_score_name, validate
 
@@ -131,7 +132,7 @@ def check_score_overrides(overrides: Iterable[str]) -> None:
     """Reject ``evaluate.scores.NAME=...`` for a score that does not exist, naming the ones
     that do (Hydra would only say the key is not in the config)."""
     prefix = "evaluate.scores."
-    keys = [arg.split("=", 1)[0].lstrip("+~") for arg in overrides if "=" in arg]
+    keys = [override_key(arg) for arg in overrides if "=" in arg]
     for key in keys:
         if key.startswith(prefix):
             check_score_name(key.removeprefix(prefix))
@@ -167,7 +168,7 @@ def swept_keys(overrides: list[str]) -> list[str]:
         for override in job:
             key, _, value = override.partition("=")
             values.setdefault(key.lstrip("+~"), set()).add(value)
-    order = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    order = [override_key(override) for override in overrides]
     swept = [key for key, seen in values.items() if len(seen) > 1]
     return sorted(swept, key=lambda key: order.index(key) if key in order else len(order))
 

@@ -127,7 +127,7 @@ def _swept_env() -> str:
 def job_label(job: str, swept: list[str]) -> str:
     """A job (its overrides, joined by spaces) by the settings its sweep varies only:
     ``+model.crash=first``, not every path the command line gave."""
-    named = [item for item in job.split(" ") if item.split("=", 1)[0].lstrip("+~") in swept]
+    named = [item for item in job.split(" ") if keys.override_key(item) in swept]
     return " ".join(named) if named else job
 
 
