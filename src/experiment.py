@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src.common import names
+from src.common import names, sweep_context
 from src.common.tf_runtime import intra_op_threads
 from src.config.checks import validate, validate_for_images
 from src.data import Dataset, load_configured
@@ -43,13 +43,7 @@ from src.report.figures import figure_png, heatmap_figure, heatmap_strip, traini
 from src.scores.configured import evaluate_model, evaluation_enabled, model_only, shortcut_reliance
 from src.scores.registry import ModelOnly
 from src.tracking import records
-from src.tracking.lifecycle import (
-    EXPERIMENT_ENV,
-    PARENT_RUN_ENV,
-    SWEEP_ID_ENV,
-    SWEPT_KEYS_ENV,
-    tracked_run,
-)
+from src.tracking.lifecycle import tracked_run
 from src.tracking.store import prepare, resolve_store
 
 log = logging.getLogger(__name__)
@@ -60,8 +54,8 @@ def run_name(cfg: DictConfig, overrides: Sequence[str] = ()) -> str:
     apart (in a sweep, the swept ones: ``lrp_epsilon ε=0.01 · seed 0 · 5 ep``); for a model
     trained elsewhere, where it is from instead of the training length: ``… · model.keras``,
     ``… · run 1a2b3c4d``."""
-    swept = os.environ.get(SWEPT_KEYS_ENV) if os.environ.get(PARENT_RUN_ENV) else None
-    settings = names.settings_of(overrides, None if swept is None else json.loads(swept))
+    sweep = sweep_context.current()
+    settings = names.settings_of(overrides, None if sweep is None else sweep.swept_keys)
     target = cfg.model.get("_target_")
     if target == "src.model.load_keras_file":
         source = Path(str(cfg.model.path)).name
@@ -116,25 +110,25 @@ def checked_inputs(cfg: DictConfig, say: bool = True) -> tuple[Dataset, Any, Pre
 def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> float:
     """Run and track one experiment; returns the test accuracy.
 
-    In a sweep (``XAI_LAB_PARENT_RUN_ID`` set) the run is a child of the sweep's parent run.
+    In a sweep (:func:`src.common.sweep_context.current`) the run is a child of the sweep's
+    parent run.
     """
     validate(cfg)
     store = resolve_store(cfg.tracking.dir, cfg.tracking.uri)
-    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    sweep = sweep_context.current()
+    parent_run_id = sweep.parent_run_id if sweep else None
     # A sweep's jobs join their parent's experiment (one per dataset, or xai-lab for several).
-    experiment = (parent_run_id and os.environ.get(EXPERIMENT_ENV)) or str(
-        cfg.tracking.experiment_name
-    )
+    experiment = sweep.experiment if sweep else str(cfg.tracking.experiment_name)
     experiment_id = prepare(store, experiment)
     data, model, pretrained = checked_inputs(cfg)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     training_key, model_key = _fingerprints(cfg, resolved, data, pretrained)
     tags = _run_tags(cfg, data, model, pretrained, model_key)
-    if parent_run_id:
+    if sweep:
         tags.update(
             {
-                "sweep_id": os.environ.get(SWEEP_ID_ENV, ""),
+                "sweep_id": sweep.sweep_id,
                 "job_overrides": " ".join(sorted(job_overrides or [])),
             }
         )

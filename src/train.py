@@ -13,9 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.common import signals
+from src.common import signals, sweep_context
 from src.common.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
-from src.common.outcome import WORKER_ENV, JobOutcome
+from src.common.outcome import JobOutcome
 from src.common.redact import redact
 from src.config.cli import preflight, register_resolvers
 from src.sweep.parent import finish_sweeps
@@ -47,13 +47,13 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
     except StoreFault as fault:
         log.error("error: %s", fault)
         stopped = fault.exit_code == 130  # a signal was stopping the run
-        if multirun and (not stopped or os.environ.get(WORKER_ENV)):
+        if multirun and (not stopped or sweep_context.worker()):
             return JobOutcome("KILLED" if stopped else "FAILED", reason=str(fault))
         raise SystemExit(fault.exit_code) from None
     except (KeyboardInterrupt, Terminated) as stop:
         why = f"{stop}: " if isinstance(stop, TimeLimit) else ""
         log.error("interrupted: %sthe run was marked KILLED", why)
-        if os.environ.get(WORKER_ENV):
+        if sweep_context.worker():
             return JobOutcome("KILLED", reason=str(stop) or "interrupted")
         raise SystemExit(130) from None
     except Exception as error:

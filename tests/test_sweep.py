@@ -394,9 +394,11 @@ def test_a_half_written_record_of_a_killed_job_is_skipped(tmp_path):
 def test_a_worker_without_the_cached_sweep_id_takes_the_sweeps_from_its_environment(
     monkeypatch,
 ):
+    from src.common import sweep_context
     from src.config import cli
-    from src.tracking.lifecycle import SWEEP_ID_ENV
 
+    context = sweep_context.SweepContext("run1", "20261204-083212-1a2b3c", "xai-lab", (), 2)
     monkeypatch.setattr(cli, "_sweep_id", None)
-    monkeypatch.setenv(SWEEP_ID_ENV, "20261204-083212-1a2b3c")
+    monkeypatch.setattr(sweep_context, "_current", None)  # a worker: only the environment
+    monkeypatch.setenv(sweep_context.ENV, context.to_json())
     assert cli.sweep_id() == "20261204-083212-1a2b3c"

@@ -6,11 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Set in a submitit worker (to "slurm" or "local") by src/sweep/launcher.py: there an
-# interrupted job returns its outcome instead of stopping the process, which is the worker's
-# alone.
-WORKER_ENV = "XAI_LAB_WORKER"
-
 
 @dataclass(frozen=True)
 class JobOutcome:

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from src.common import sweep_context
 from src.common.errors import Terminated, TimeLimit
-from src.common.outcome import WORKER_ENV
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SLURM_JOB_ENV = "SLURM_JOB_ID"
@@ -40,7 +40,7 @@ _pending: int | None = None  # a signal waiting for the outermost block to end
 def stop_signals() -> tuple[int, ...]:
     """The signals that stop a run: SIGINT and SIGTERM, and in a SLURM job or a submitit
     worker the time-limit warning SIGUSR2."""
-    if os.environ.get(SLURM_JOB_ENV) or os.environ.get(WORKER_ENV):
+    if os.environ.get(SLURM_JOB_ENV) or sweep_context.worker():
         return (*STOP_SIGNALS, signal.SIGUSR2)
     return STOP_SIGNALS
 

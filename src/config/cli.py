@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shutil
 import textwrap
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from src.common import sweep_context
 from src.common.errors import UserError
 from src.common.keys import override_key
 from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options
@@ -48,13 +48,12 @@ def new_sweep_id() -> str:
 
 def sweep_id() -> str:
     """The id of the sweep this process runs: the one it started, else (a worker's process,
-    should its config come without the sweep's cached value) the one the sweep's process
-    passed down in the environment; a new one only where no sweep is known."""
+    should its config come without the sweep's cached value) the one of its sweep's context; a
+    new one only where no sweep is known."""
     if _sweep_id is not None:
         return _sweep_id
-    from src.tracking.lifecycle import SWEEP_ID_ENV  # in a job's process, which imports it anyway
-
-    return os.environ.get(SWEEP_ID_ENV) or new_sweep_id()
+    context = sweep_context.current()
+    return context.sweep_id if context else new_sweep_id()
 
 
 def describe_groups(choices: Mapping[str, Any]) -> str:

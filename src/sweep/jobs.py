@@ -17,7 +17,6 @@ from src.common.errors import UserError, one_line
 from src.common.redact import redact
 from src.config.cli import sweep_jobs
 
-SWEEP_JOBS_ENV = "XAI_LAB_SWEEP_JOBS"  # how many jobs the sweep has
 JOBS_DONE = "jobs_done.jsonl"  # in the sweep's folder: one line per ended job, with its outcome
 SLURM_LAUNCHER = "hydra_plugins.xai_lab.launcher.SlurmLauncher"
 # Launchers that pickle each job's config and overrides into files (submitit's .submitit/).
@@ -115,13 +114,6 @@ def _jobs_named(named: list[str], total: int) -> str:
     shown = "; ".join(named[:3])
     more = f"; and {len(named) - 3} more" if len(named) > 3 else ""
     return f"{len(named)} of {total} jobs: {shown}{more}"
-
-
-def _swept_env() -> str:
-    # with MLflow: imported only once a sweep runs
-    from src.tracking.lifecycle import SWEPT_KEYS_ENV
-
-    return SWEPT_KEYS_ENV
 
 
 def job_label(job: str, swept: list[str]) -> str:

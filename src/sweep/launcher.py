@@ -24,7 +24,6 @@ function, and:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import time
@@ -37,9 +36,9 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
-from src.common import keys, signals
+from src.common import keys, signals, sweep_context
 from src.common.errors import Terminated, UserError
-from src.common.outcome import WORKER_ENV, JobOutcome
+from src.common.outcome import JobOutcome
 
 log = logging.getLogger(__name__)
 EPOCHS_KEY = "train.epochs"
@@ -175,7 +174,7 @@ class Waiting:
         """The job, in the worker: stop signals (SIGTERM from scancel, SLURM's time-limit
         warning) end its run KILLED from its first moment, instead of submitit's handlers, which
         ignore SIGTERM and turn the warning into a requeue error."""
-        os.environ[WORKER_ENV] = self._EXECUTOR
+        sweep_context.set_worker(self._EXECUTOR)
         signals.install()
         return super().__call__(*args, **kwargs)  # type: ignore[misc]
 

@@ -1,13 +1,13 @@
 """One parent MLflow run per multirun: Hydra's ``on_multirun_start`` callback opens it, the
 entry point (src/train.py) closes it.
 
-``on_multirun_start`` opens the parent run and tells the jobs its id (an environment variable,
-inherited by joblib and submitit workers); each job's run becomes its child. The parent has one
-closer, :func:`finish_sweeps`, which the entry point calls on its way out whatever happened (the
-sweep ended, a job crashed, an interrupt): the parent gets the comparison and ends FINISHED if
-every job finished, KILLED if the sweep or a job was interrupted, FAILED otherwise; never
-RUNNING. (Hydra's ``on_multirun_end`` is not used: Hydra skips it when a job raises or the sweep
-is interrupted.)
+``on_multirun_start`` opens the parent run and tells the jobs about it (the sweep's context,
+src/common/sweep_context.py); each job's run becomes its child. The parent has one closer,
+:func:`finish_sweeps`, which the entry point calls on its way out whatever happened (the sweep
+ended, a job crashed, an interrupt): the parent gets the comparison and ends FINISHED if every
+job finished, KILLED if the sweep or a job was interrupted, FAILED otherwise; never RUNNING.
+(Hydra's ``on_multirun_end`` is not used: Hydra skips it when a job raises or the sweep is
+interrupted.)
 
 The sweep's jobs (its overrides expanded, checked, labelled, and the record of those that
 ended) are :mod:`src.sweep.jobs`'s.
@@ -28,7 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.common import names, signals
+from src.common import names, signals, sweep_context
 from src.common.errors import Terminated, UserError, one_line
 from src.common.outcome import JobOutcome
 from src.common.redact import redact
@@ -36,8 +36,6 @@ from src.config.cli import new_sweep_id, sweep_jobs, swept_keys
 from src.sweep.jobs import (
     JOBS_DONE,
     SLURM_LAUNCHER,
-    SWEEP_JOBS_ENV,
-    _swept_env,
     check_jobs,
     check_no_secret_in_job_files,
     expand_sweep,
@@ -68,6 +66,7 @@ class SweepTracker(Callback):
         self.status: str | None = None  # the parent's final status, once ended
         self.children: Counter[str] = Counter()  # its runs' statuses, once ended
         self.interrupted = False  # whether a signal stopped the sweep or its closing
+        self.context: sweep_context.SweepContext | None = None  # what its jobs learn of it
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
 
@@ -116,16 +115,10 @@ class SweepTracker(Callback):
         experiment: str,
         experiment_id: str,
     ) -> None:
-        """Open the parent run and tell the jobs about it (environment variables)."""
+        """Open the parent run and tell the jobs about it (the sweep's context)."""
         from mlflow.tracking import MlflowClient
 
-        from src.tracking.lifecycle import (
-            EXPERIMENT_ENV,
-            PARENT_RUN_ENV,
-            SWEEP_ID_ENV,
-            SWEPT_KEYS_ENV,
-            process_tags,
-        )
+        from src.tracking.lifecycle import process_tags
         from src.tracking.repair import repair
 
         sweep_id = self.sweep_id
@@ -162,11 +155,10 @@ class SweepTracker(Callback):
             path = Path(folder) / "sweep_jobs.json"
             path.write_text(json.dumps([redact(job) for job in jobs], indent=1))
             client.log_artifact(self.parent_run_id, str(path))
-        os.environ[PARENT_RUN_ENV] = self.parent_run_id
-        os.environ[SWEEP_ID_ENV] = sweep_id
-        os.environ[EXPERIMENT_ENV] = experiment
-        os.environ[SWEPT_KEYS_ENV] = json.dumps(swept)
-        os.environ[SWEEP_JOBS_ENV] = str(len(jobs))
+        self.context = sweep_context.SweepContext(
+            self.parent_run_id, sweep_id, experiment, tuple(swept), len(jobs)
+        )
+        sweep_context.begin(self.context)
         # Workers that an interrupt or a crash stops leave semaphores, which the resource
         # trackers (multiprocessing's, loky's) clean up, each with a warning printed after the
         # sweep's last line. The trackers' processes take their warning filters from here.
@@ -182,8 +174,8 @@ class SweepTracker(Callback):
         The jobs run in this process or in workers (joblib, submitit) that share the sweep's
         folder, so they count in a file there, under a lock.
         """
-        total = os.environ.get(SWEEP_JOBS_ENV)
-        if total is None:  # a single run
+        context = sweep_context.current()
+        if context is None:  # a single run
             return
         value = job_return._return_value
         if job_return.status != JobStatus.COMPLETED:  # an exception escaped the job
@@ -200,12 +192,12 @@ class SweepTracker(Callback):
                 file.write(json.dumps(record) + "\n")
             done = jobs_done(folder)
         failed = sum(1 for line in done if not line["ok"])
-        swept = json.loads(os.environ.get(_swept_env(), "[]"))
+        swept = list(context.swept_keys)
         why = "" if ok else f" · job {job_label(job, swept) or record['num']}: {record['outcome']}"
         log.info(
-            "sweep: %d/%s jobs done%s%s",
+            "sweep: %d/%d jobs done%s%s",
             len(done),
-            total,
+            context.jobs,
             f", {failed} failed" if failed else "",
             why,
         )
@@ -299,7 +291,7 @@ class SweepTracker(Callback):
         # Why each job did not finish: its run's, or, for a job that failed before its run
         # existed, what the job itself said when it ended.
         said = {line["job"]: line.get("outcome", "") for line in jobs_done(Path(self.sweep_dir))}
-        swept = json.loads(os.environ.get(_swept_env(), "[]"))
+        swept = list(self.context.swept_keys) if self.context else []
         for line in missing:
             job, status = job_and_status(line)
             if status == "no run" and said.get(job):
@@ -315,7 +307,11 @@ class SweepTracker(Callback):
 
 def finish_sweeps(interrupted: bool = False) -> list[SweepTracker]:
     """End every sweep this process started that is still open (the one closer of parent
-    runs); the sweeps, with their statuses."""
-    for tracker in _trackers:
-        tracker.finish(interrupted)
+    runs); the sweeps, with their statuses. A run this process makes afterwards is a single
+    run again."""
+    try:
+        for tracker in _trackers:
+            tracker.finish(interrupted)
+    finally:
+        sweep_context.end()
     return list(_trackers)

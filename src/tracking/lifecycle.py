@@ -1,6 +1,5 @@
 """A run's life cycle: started with a record of the process that makes it, ended with its
-status even when a signal stops it or the store fails; and how the jobs of a multirun learn
-their parent run (environment variables).
+status even when a signal stops it or the store fails.
 """
 
 from __future__ import annotations
@@ -28,13 +27,6 @@ log = logging.getLogger(__name__)
 HOST, PID, STARTED = "process.host", "process.pid", "process.started"
 # A run made in a SLURM job records the job's id too: src.repair asks sacct about it.
 SLURM_JOB = "process.slurm_job_id"
-# How the jobs of a multirun learn their parent run (inherited by joblib and submitit workers).
-PARENT_RUN_ENV = "XAI_LAB_PARENT_RUN_ID"
-SWEEP_ID_ENV = "XAI_LAB_SWEEP_ID"
-# The experiment of the sweep's parent run, which its jobs join; and the keys the sweep varies
-# (JSON), which the jobs' names show.
-EXPERIMENT_ENV = "XAI_LAB_EXPERIMENT"
-SWEPT_KEYS_ENV = "XAI_LAB_SWEPT_KEYS"
 # The experiment of a sweep over several datasets (one dataset's runs go to xai-lab-<dataset>).
 SHARED_EXPERIMENT = "xai-lab"
 
