@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.common import names, sweep_context
+from src.common.internals import random_layers
 from src.common.tf_runtime import intra_op_threads
 from src.config.checks import validate, validate_for_images
 from src.data import Dataset, load_configured
@@ -33,7 +34,6 @@ from src.models.training import (
     Resume,
     TrainingResult,
     TrainingState,
-    random_layers,
     test_only,
     weights_image,
 )
@@ -301,7 +301,9 @@ def _resume_point(
 ) -> tuple[Resume, str] | None:
     """The longest good cached snapshot of this training with fewer epochs (verified, its
     state and weights read), loaded into ``model``, and the run that trained it; or None
-    (train from the start)."""
+    (train from the start). A model whose layers draw random numbers while training is always
+    trained from the start: in graph mode they draw from stateful ops whose position a snapshot
+    cannot hold."""
     drawing = random_layers(model)
     for prefix in cache.prefixes(cache_key, below=int(cfg.train.epochs)):
         if drawing:

@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from src.common.internals import random_layers
 from src.experiment import load_data
 from src.explain.configured import explain_model
 from src.models.configured import build_model, train_model
-from src.models.training import Resume, TrainingState, random_layers
+from src.models.training import Resume, TrainingState
 
 
 def run_once(compose_config, seed: int):

@@ -220,10 +220,10 @@ ARGVS = [
 def test_the_command_line_is_read_as_hydra_reads_it(argv):
     from hydra._internal.utils import get_args_parser
 
-    from src.config.cli import command_line_parser
+    from src.common.internals import hydra_flags_parser
 
     theirs = vars(get_args_parser().parse_args(argv))
-    ours, rest = command_line_parser().parse_known_args(argv)
+    ours, rest = hydra_flags_parser().parse_known_args(argv)
     assert rest == []
     # --version is an action that prints and exits in Hydra's parser; here a flag.
     ours = {key: value for key, value in vars(ours).items() if key != "version"}

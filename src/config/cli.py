@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import shutil
 import textwrap
@@ -15,7 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from src.common import sweep_context
+from src.common import internals, sweep_context
 from src.common.errors import UserError
 from src.common.keys import override_key
 from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options
@@ -172,26 +171,6 @@ def swept_keys(overrides: list[str]) -> list[str]:
     return sorted(swept, key=lambda key: order.index(key) if key in order else len(order))
 
 
-def command_line_parser() -> argparse.ArgumentParser:
-    """Hydra's command-line flags (``hydra.main``'s, as of Hydra 1.3), so the overrides and
-    the flags that stop a run (``--help``, ``--cfg`` ...) are told apart before Hydra runs;
-    Hydra's own parser is internal."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("overrides", nargs="*")
-    for flag in ("--help", "--hydra-help", "--version", "--resolve", "--run", "--multirun"):
-        short = {"--help": ["-h"], "--run": ["-r"], "--multirun": ["-m"]}.get(flag, [])
-        parser.add_argument(flag, *short, action="store_true")
-    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
-    parser.add_argument("--package", "-p")
-    parser.add_argument("--shell-completion", "-sc", action="store_true")
-    parser.add_argument("--config-path", "-cp")
-    parser.add_argument("--config-name", "-cn")
-    parser.add_argument("--config-dir", "-cd")
-    parser.add_argument("--experimental-rerun")
-    parser.add_argument("--info", "-i", nargs="?", const="all")
-    return parser
-
-
 def preflight(argv: list[str]) -> None:
     """Check a command line of ``python -m src.train`` before anything runs: the overrides
     parse, name existing options and keys, and every job's composed config resolves and
@@ -202,7 +181,7 @@ def preflight(argv: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    args, _ = command_line_parser().parse_known_args(argv)  # the rest: Hydra's to judge
+    args, _ = internals.hydra_flags_parser().parse_known_args(argv)  # the rest: Hydra's to judge
     if args.help or args.hydra_help or args.version or args.info or args.shell_completion:
         return
     if args.config_path or args.config_dir:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from src.common import internals
 from src.common.errors import UserError
 from src.data.datasets import (
     DIGIT_NAMES,
@@ -172,14 +173,12 @@ def load_cifar10(path: str | None = None, cache_dir: str | None = "~/.keras/data
 def _read_cifar_batches(folder: Path) -> tuple[Arrays, tuple[Path, ...]]:
     """``data_batch_1`` .. ``data_batch_5`` and ``test_batch`` of the CIFAR-10 Python
     distribution (any number of images each), as ``(N, 32, 32, 3)`` bytes and labels."""
-    from keras.src.datasets.cifar import load_batch
-
     train = sorted(folder.glob("data_batch_*"))
     test = folder / "test_batch"
     if not train or not test.is_file():
         raise DataError(f"{folder} lacks the CIFAR-10 batches data_batch_1.. and test_batch")
     try:
-        parts = [load_batch(str(file)) for file in [*train, test]]
+        parts = [internals.read_cifar_batch(str(file)) for file in [*train, test]]
     except Exception as error:  # noqa: BLE001 - pickle and shape errors mean a corrupt batch
         raise DataError(f"{folder}: a CIFAR-10 batch cannot be read ({error})") from error
     images = [data.transpose(0, 2, 3, 1) for data, _ in parts]  # (N, 3, 32, 32) -> NHWC

@@ -14,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from src.common import internals
 from src.common.progress import progress_bar
 from src.common.tf_runtime import tensorflow
 
@@ -60,25 +61,14 @@ class Resume:
 SnapshotCallback = Callable[[int, TrainingResult, TrainingState], None]
 
 
-def random_layers(model) -> list[str]:
-    """The layers that draw random numbers while training (Dropout, GaussianNoise, random
-    augmentation). In graph mode they draw from stateful ops whose position a snapshot cannot
-    hold, so a training of such a model is never continued, only reused epoch for epoch."""
-    base = tensorflow().keras.__internal__.layers.BaseRandomLayer
-    return [layer.name for layer in model._flatten_layers() if isinstance(layer, base)]
-
-
 def weights_image(model) -> bytes:
     """The bytes of the HDF5 file ``model.save_weights(path)`` writes, made in memory. HDF5
     writing to a disk that fills up raised from h5py's destructors and then crashed the
     process (SIGSEGV) in this project's tests; from memory, the disk write is Python's, which
-    fails with an ``OSError``. Keras's own h5 saving helper fills the file (no public API
-    takes a file object)."""
-    from keras.src.saving.legacy import hdf5_format
-
+    fails with an ``OSError``."""
     image = io.BytesIO()
     with h5py.File(image, "w") as file:
-        hdf5_format.save_weights_to_hdf5_group(file, model)
+        internals.save_weights_to_h5(file, model)
     return image.getvalue()
 
 
@@ -88,9 +78,8 @@ def training_state(model) -> TrainingState:
 
 def _restore(model, state: TrainingState) -> None:
     """The optimizer's slots and step count, and the batch order's random state. Keras's
-    legacy (graph-mode) optimizers create their slots on the first step; ``_create_all_weights``
-    is how Keras's own loading makes them before setting them (no public way exists)."""
-    model.optimizer._create_all_weights(model.trainable_weights)
+    legacy (graph-mode) optimizers create their slots on the first step: they are made first."""
+    internals.create_optimizer_slots(model.optimizer, model.trainable_weights)
     model.optimizer.set_weights(state.optimizer_weights)
     np.random.set_state(state.random_state)
 

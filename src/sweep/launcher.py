@@ -31,12 +31,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
-from src.common import keys, signals, sweep_context
+from src.common import internals, keys, signals, sweep_context
 from src.common.errors import Terminated, UserError
 from src.common.outcome import JobOutcome
 
@@ -187,13 +186,7 @@ class Waiting:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         arguments = [
-            (
-                list(overrides),
-                "hydra.sweep.dir",
-                initial_job_idx + index,
-                f"job_id_for_{initial_job_idx + index}",
-                Singleton.get_state(),
-            )
+            internals.submitit_job_arguments(overrides, initial_job_idx + index)
             for index, overrides in enumerate(job_overrides)
         ]
         labels = job_labels(job_overrides, initial_job_idx)
@@ -300,23 +293,20 @@ class Waiting:
 
     def _returned(self, job: Any, label: str, overrides: Sequence[str]) -> JobReturn:
         """The job's JobReturn, with a JobOutcome as its value whatever became of it."""
-        from submitit.core.utils import UncompletedJobError
-
+        uncompleted = internals.uncompleted_job_error()
         try:
             if not job.paths.result_pickle.exists():  # results() would wait 15 s for it
-                raise UncompletedJobError(job.job_id)
+                raise uncompleted(job.job_id)
             returned = job.results()[0]
-        except UncompletedJobError:
+        except uncompleted:
             state = job.state
             status = "KILLED" if state.startswith(("CANCELLED", "TIMEOUT")) else "FAILED"
             outcome = JobOutcome(
                 status, reason=f"{self._EXECUTOR} job {job.job_id} {state.lower()}"
             )
-            return JobReturn(
-                overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=outcome
-            )
+            return internals.completed_job_return(overrides, outcome)
         if returned.status == JobStatus.FAILED:  # an exception in the job: a bug, in its log
-            error = returned._return_value
+            error = internals.job_return_value(returned)
             log.error(
                 "job %s failed: %s: %s (traceback: %s)",
                 label,
@@ -375,7 +365,7 @@ def _end_state(job: Any) -> str:
     if job.paths.result_pickle.exists():
         try:
             returned = job.results()[0]
-            value = returned._return_value
+            value = internals.job_return_value(returned)
             if isinstance(value, JobOutcome):
                 return value.summary()
             return "failed (see its log)" if returned.status == JobStatus.FAILED else "done"

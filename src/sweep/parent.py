@@ -28,7 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.common import names, signals, sweep_context
+from src.common import internals, names, signals, sweep_context
 from src.common.errors import Terminated, UserError, one_line
 from src.common.outcome import JobOutcome
 from src.common.redact import redact
@@ -177,7 +177,7 @@ class SweepTracker(Callback):
         context = sweep_context.current()
         if context is None:  # a single run
             return
-        value = job_return._return_value
+        value = internals.job_return_value(job_return)
         if job_return.status != JobStatus.COMPLETED:  # an exception escaped the job
             value = JobOutcome("FAILED", reason=one_line(value))
         ok = isinstance(value, JobOutcome) and value.finished

@@ -17,7 +17,7 @@ import mlflow
 import psutil
 from mlflow.tracking import MlflowClient
 
-from src.common import signals
+from src.common import internals, signals
 from src.common.errors import StoreFault, Terminated, TimeLimit, one_line
 from src.common.redact import redact
 from src.tracking.faults import _writing, store_fault
@@ -151,20 +151,8 @@ def _end_within(run_id: str, status: str, seconds: float) -> bool:
     try:
         writer.join(seconds)
     finally:  # even if another signal cuts the wait: never leave it to MLflow's exit hook
-        _forget_active_run(run_id)
+        internals.forget_active_run(run_id)
     return bool(ended)
-
-
-def _forget_active_run(run_id: str) -> None:
-    """Take ``run_id`` off MLflow's (thread-local) stack of active runs. MLflow has no public
-    call that does this without writing the status: this reaches into ``mlflow.tracking.fluent``,
-    and tests/test_faults.py fails if a new MLflow moves it."""
-    from mlflow.tracking import fluent
-
-    stack = fluent._active_run_stack.get()
-    if stack and stack[-1].info.run_id == run_id:
-        stack.pop()
-    fluent.MLFLOW_RUN_ID.unset()
 
 
 def process_tags() -> dict[str, str]:
