@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.common import names, sweep_context
@@ -20,7 +19,7 @@ from src.common.internals import random_layers
 from src.common.tf_runtime import intra_op_threads
 from src.config.checks import validate, validate_for_images
 from src.data import Dataset, load_configured
-from src.explain.configured import Explained, check_analyzer, explain_model
+from src.explain.configured import check_analyzer, explain_model
 from src.models.cache import (
     ModelCache,
     accuracy_mismatch,
@@ -39,9 +38,8 @@ from src.models.training import (
 )
 from src.models.zoo import Pretrained
 from src.report.evaluation import headline_scores, log_evaluation
-from src.report.figures import figure_png, heatmap_figure, heatmap_strip, training_figure
+from src.report.outcome import Shown, log_outcome
 from src.scores.configured import evaluate_model, evaluation_enabled, model_only, shortcut_reliance
-from src.scores.registry import ModelOnly
 from src.tracking import records
 from src.tracking.lifecycle import tracked_run
 from src.tracking.store import prepare, resolve_store
@@ -205,7 +203,7 @@ def _run_in_store(
     records.log_config(resolved)
     # What reproducing the run needs besides the config: the data files and the environment.
     records.log_data_files(data.files)
-    records.log_datasets(cfg, data)
+    records.log_datasets(cfg.dataset.name, data)
     records.log_environment()
     if pretrained:
         training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
@@ -214,7 +212,8 @@ def _run_in_store(
     else:
         training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
     explained = explain_model(cfg, data, model)
-    log_outcome(cfg, name, data, training, explained, model_only(cfg, cache_key))
+    show = shown(cfg, name)
+    log_outcome(show, data, training, explained, model_only(cfg, cache_key))
     headline = ""
     if data.shortcut is not None:
         reliance = shortcut_reliance(cfg, data, model, training.test_accuracy)
@@ -225,7 +224,7 @@ def _run_in_store(
         )
     if evaluation_enabled(cfg):
         evaluation = evaluate_model(cfg, data, model, cache_key)
-        log_evaluation(cfg, name, data, evaluation)
+        log_evaluation(evaluation, show.title, show.display, data.class_names)
         headline = headline_scores(evaluation.scores) + headline
     records.log_metrics(memory_mb())
     return training, headline
@@ -237,43 +236,16 @@ def trained_or_reused(
     """Train the model in the open run, or load it from the model cache if an earlier run
     trained it: the snapshot of this many epochs, or, failing that, the longest shorter one of
     the same training, trained on from there. While one job trains, the others that need the
-    same training wait here. Logs ``train_epochs_run``, the epochs this run trained.
-
-    A reused model's test loss and accuracy are measured, as a trained one's are (test_only),
-    not copied: an accuracy other than the recorded one is a warning and the run's tag
-    ``model_accuracy_mismatch``."""
+    same training wait here. Logs ``train_epochs_run``, the epochs this run trained."""
     cache = ModelCache(cfg.train.cache_dir)
     epochs = int(cfg.train.epochs)
     with cache.claim(cache_key, holder=f"run {run_id}"):
         cached = cache.load(cache_key, epochs) if cfg.train.reuse else None
         if cached is not None and _load_weights(model, cached.weights):
-            tested = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
-            mismatch = accuracy_mismatch(
-                cached.training.test_accuracy, tested.test_accuracy, len(data.test_labels)
-            )
-            if mismatch:
-                log.warning(
-                    "warning: the model cached in %s gets another test accuracy than when it "
-                    "was trained: %s",
-                    cached.folder,
-                    mismatch,
-                )
-            training = replace(
-                cached.training, test_loss=tested.test_loss, test_accuracy=tested.test_accuracy
-            )
-            model_uri = cached.model_uri
-            if not model_uri:  # a snapshot of a longer training: no run has logged it yet
-                model_uri = records.log_keras_model(model, data.test_images[:2])
-                cache.set_model_uri(cache_key, epochs, model_uri)
-            records.log_reused_training(
-                training.history, cached.trained_by_run, model_uri, accuracy_mismatch=mismatch
-            )
-            records.log_metrics({"train_epochs_run": 0})
-            log.info("reusing the model trained by run %s", cached.trained_by_run)
-            return training
+            return _reused(cached, cache, cache_key, epochs, model, data, cfg.train.batch_size)
         resume, continued = None, None
         if cfg.train.reuse:
-            continued = _resume_point(cfg, cache, cache_key, model)
+            continued = _resume_point(cache, cache_key, epochs, model)
         if continued is not None:
             resume, trained_by_run = continued
             records.log_continued_training(resume.training.history, resume.epochs, trained_by_run)
@@ -296,8 +268,42 @@ def trained_or_reused(
         return training
 
 
+def _reused(
+    cached, cache: ModelCache, cache_key: str, epochs: int, model, data: Dataset, batch_size: int
+) -> TrainingResult:
+    """The training of a cached model (its weights already in ``model``), logged as reused.
+
+    Its test loss and accuracy are measured, as a trained model's are (test_only), not copied:
+    an accuracy other than the recorded one is a warning and the run's tag
+    ``model_accuracy_mismatch``."""
+    tested = test_only(model, data.test_images, data.test_labels, batch_size)
+    mismatch = accuracy_mismatch(
+        cached.training.test_accuracy, tested.test_accuracy, len(data.test_labels)
+    )
+    if mismatch:
+        log.warning(
+            "warning: the model cached in %s gets another test accuracy than when it was "
+            "trained: %s",
+            cached.folder,
+            mismatch,
+        )
+    training = replace(
+        cached.training, test_loss=tested.test_loss, test_accuracy=tested.test_accuracy
+    )
+    model_uri = cached.model_uri
+    if not model_uri:  # a snapshot of a longer training: no run has logged it yet
+        model_uri = records.log_keras_model(model, data.test_images[:2])
+        cache.set_model_uri(cache_key, epochs, model_uri)
+    records.log_reused_training(
+        training.history, cached.trained_by_run, model_uri, accuracy_mismatch=mismatch
+    )
+    records.log_metrics({"train_epochs_run": 0})
+    log.info("reusing the model trained by run %s", cached.trained_by_run)
+    return training
+
+
 def _resume_point(
-    cfg: DictConfig, cache: ModelCache, cache_key: str, model
+    cache: ModelCache, cache_key: str, epochs: int, model
 ) -> tuple[Resume, str] | None:
     """The longest good cached snapshot of this training with fewer epochs (verified, its
     state and weights read), loaded into ``model``, and the run that trained it; or None
@@ -305,7 +311,7 @@ def _resume_point(
     trained from the start: in graph mode they draw from stateful ops whose position a snapshot
     cannot hold."""
     drawing = random_layers(model)
-    for prefix in cache.prefixes(cache_key, below=int(cfg.train.epochs)):
+    for prefix in cache.prefixes(cache_key, below=epochs):
         if drawing:
             log.info(
                 "training from the start, not from the %d-epoch snapshot: %s draw random "
@@ -344,68 +350,11 @@ def memory_mb() -> dict[str, float]:
     return memory
 
 
-def log_outcome(
-    cfg: DictConfig,
-    name: str,
-    data: Dataset,
-    training: TrainingResult,
-    explained: Explained,
-    kept: ModelOnly | None = None,
-) -> None:
-    explanation = explained.explanation
-    images = data.test_images[explained.indices]
-    labels = data.test_labels[explained.indices]
-    # Where the planted marker is (experiment=shortcut): outlined on the heatmaps, and kept.
-    masks = None if data.test_masks is None else data.test_masks[explained.indices]
-    extra = {} if masks is None else {"masks": masks}
-    records.log_metrics(
-        {
-            "test_loss": training.test_loss,
-            "test_accuracy": training.test_accuracy,
-            "train_time_s": training.train_time_s,
-            "analyzer_build_time_s": explanation.build_time_s,
-            "analysis_time_s": explanation.analysis_time_s,
-            "analysis_images_per_s": explanation.images_per_second,
-        }
-    )
-    if training.history:  # none for a model trained elsewhere
-        # The model's figure, the same for every analyzer: drawn once per model (~0.4 s).
-        def drawn() -> np.ndarray:
-            png = figure_png(training_figure(training.history), dpi="figure")
-            return np.frombuffer(png, dtype=np.uint8)
-
-        png = kept("figure training.png", drawn) if kept else drawn()
-        records.log_png(png.tobytes(), "figures/training.png")
-    figure = heatmap_figure(
-        images,
-        explanation.heatmaps,
-        labels,
-        explained.predictions,
-        list(data.class_names),
+def shown(cfg: DictConfig, name: str) -> Shown:
+    return Shown(
         title=f"{name} on {cfg.dataset.name}",
-        display=cfg.analyzer.display,
-        masks=masks,
-        explained=explanation.explained_classes,
-        # What a person looks at is bounded, whatever explain.n_images (heatmaps.npz: all).
-        max_images=cfg.report.grid_images,
-    )
-    analyzer = names.mlflow_name(cfg.analyzer.name, kind="file")  # a name: any text
-    records.log_figure(figure, f"figures/heatmaps_{analyzer}.png")
-    # The heatmaps as an MLflow image at step = epochs trained, so the chart view puts the
-    # runs' heatmaps side by side (and slides over training lengths).
-    trained_epochs = cfg.train.epochs if training.history else 0
-    strip = heatmap_strip(
-        images, explanation.heatmaps, cfg.analyzer.display, max_images=cfg.report.grid_images
-    )
-    records.log_image("heatmaps", strip, step=trained_epochs)
-    records.log_arrays(
-        "heatmaps.npz",
-        indices=explained.indices,
-        images=images,
-        labels=labels,
-        predictions=explained.predictions,
-        explained_classes=explanation.explained_classes,
-        heatmaps=explanation.heatmaps,
-        class_names=np.array(data.class_names),
-        **extra,
+        analyzer=str(cfg.analyzer.name),
+        display=str(cfg.analyzer.display),
+        images=int(cfg.report.grid_images),
+        epochs=int(cfg.train.epochs),
     )

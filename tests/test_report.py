@@ -389,3 +389,36 @@ def test_a_job_that_did_not_finish_is_listed_with_why():
         "seed=3 (FAILED)",
         "seed=4 (no run)",
     ]
+
+
+def test_a_runs_score_figures_are_titled_by_the_run_not_by_its_last_curve(monkeypatch):
+    """The perturbation and randomisation figures' title is the run's name and dataset
+    (before: the name of the last curve logged, ``mprt_blank_fraction on fashion_mnist``)."""
+    from src.report import evaluation as logged
+    from src.scores.registry import Evaluation
+
+    drawn = {}
+    for figure in ("perturbation_figure", "randomisation_figure"):
+        monkeypatch.setattr(
+            logged, figure, lambda *args, figure=figure, **kwargs: drawn.setdefault(figure, args)
+        )
+    for writer in ("log_metrics", "log_arrays", "log_curve", "log_figure"):
+        monkeypatch.setattr(logged.records, writer, lambda *args, **kwargs: None)
+    steps = np.array([0.9, 0.5, 0.2])
+    evaluation = Evaluation(
+        curves={
+            "perturbation_accuracy": steps,
+            "perturbation_accuracy_random": steps,
+            "perturbation_accuracy_lerf": steps,
+            "mprt_curve": steps,
+            "mprt_blank_fraction": steps,
+        },
+        randomised_layers=["dense", "conv"],
+        randomisation_examples=[np.zeros((1, 4, 4))],
+        randomisation_classes=np.array([3]),
+    )
+    logged.log_evaluation(evaluation, "gradient · seed 0 · 1 ep on digits", "heat", "0123")
+    # perturbation_figure(curve, random curve, title, lerf curve)
+    assert drawn["perturbation_figure"][2] == "gradient · seed 0 · 1 ep on digits"
+    # randomisation_figure(layers, curve, examples, title, display, blank curve)
+    assert drawn["randomisation_figure"][3:5] == ("gradient · seed 0 · 1 ep on digits", "heat")

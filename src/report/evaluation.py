@@ -6,11 +6,9 @@ line.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
-
-from src.data import Dataset
 from src.report.charts import perturbation_figure, randomisation_figure
 from src.scores.registry import curves
 from src.tracking import records
@@ -35,7 +33,9 @@ def headline_scores(scores: dict[str, float]) -> str:
     )
 
 
-def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evaluation) -> None:
+def log_evaluation(
+    evaluation: Evaluation, title: str, display: str, class_names: Sequence[str]
+) -> None:
     from src.scores import SCORES
 
     records.log_metrics({f"eval_{name}": value for name, value in evaluation.scores.items()})
@@ -49,7 +49,6 @@ def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evalua
     first_steps = {curve.name: curve.first_step for curve in curves(SCORES)}
     for name, values in evaluation.curves.items():
         records.log_curve(f"eval_{name}", values, first_step=first_steps.get(name, 0))
-    title = f"{name} on {cfg.dataset.name}"
     if evaluation.perturbation_curve is not None:
         records.log_figure(
             perturbation_figure(
@@ -67,10 +66,10 @@ def log_evaluation(cfg: DictConfig, name: str, data: Dataset, evaluation: Evalua
                 evaluation.randomisation_curve,
                 evaluation.randomisation_examples,
                 title,
-                cfg.analyzer.display,
+                display,
                 evaluation.blank_curve,
                 row_labels=[
-                    f"test image {index}\nexplains {data.class_names[int(explained)]}"
+                    f"test image {index}\nexplains {class_names[int(explained)]}"
                     for index, explained in enumerate(evaluation.randomisation_classes)
                 ],
             ),

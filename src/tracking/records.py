@@ -256,13 +256,13 @@ def log_dataset(
     mlflow.log_input(dataset, context=context)
 
 
-def log_datasets(cfg: Any, data: Any) -> None:
+def log_datasets(name: str, data: Any) -> None:
     """The data as an MLflow dataset input (the runs table's Dataset column): the dataset's
     name, as digest the first 12 hex digits of ``data_sha256`` (the SHA-256 of the arrays as
     loaded), where it came from. One input, the training split: MLflow keeps one per name and
     digest, and the digest covers both splits."""
     log_dataset(
-        names.mlflow_name(cfg.dataset.name, kind="label", limit=names.MAX_DATASET_NAME),
+        names.mlflow_name(name, kind="label", limit=names.MAX_DATASET_NAME),
         data.checksum[:12],
         data.source,
         data.train_images,
