@@ -127,63 +127,80 @@ def validate_scores(cfg: DictConfig) -> None:
                 "(a planted marker), or switch it off"
             )
     if "perturbation" in enabled:
-        _positive_int(cfg, "evaluate.perturbation.steps")
-        _one_of(cfg, "evaluate.perturbation.function", PERTURBATIONS)
-        if not isinstance(cfg.evaluate.perturbation.lerf, bool):
-            raise UserError(
-                "evaluate.perturbation.lerf must be true or false, got "
-                f"{cfg.evaluate.perturbation.lerf!r}"
-            )
-        shape = cfg.evaluate.perturbation.region_shape
-        if not OmegaConf.is_list(shape) or len(shape) != 2:
-            shown = list(shape) if OmegaConf.is_list(shape) else shape
-            raise UserError(
-                f"evaluate.perturbation.region_shape must be [height, width], got {shown!r}"
-            )
-        _positive_int(cfg, "evaluate.perturbation.region_shape.0")
-        _positive_int(cfg, "evaluate.perturbation.region_shape.1")
+        _check_perturbation(cfg)
     if "faithfulness_correlation" in enabled:
-        _positive_int(cfg, "evaluate.faithfulness_correlation.subset_size")
-        runs = cfg.evaluate.faithfulness_correlation.runs
-        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
-            raise UserError(
-                "evaluate.faithfulness_correlation.runs must be an integer >= 2 (a correlation "
-                f"needs two points), got {runs!r}"
-            )
+        _check_faithfulness_correlation(cfg)
     if "road" in enabled:
-        percentages = cfg.evaluate.road.percentages
-        if not OmegaConf.is_list(percentages) or not percentages:
-            raise UserError(
-                f"evaluate.road.percentages must be a list of percentages, got {percentages!r}"
-            )
-        for value in percentages:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 < value < 100
-            ):
-                raise UserError(
-                    "evaluate.road.percentages must be percentages above 0 and below 100 (some "
-                    f"pixels must stay to impute from), got {value!r}"
-                )
-        _number(cfg, "evaluate.road.noise", 0)
+        _check_road(cfg)
     if "randomisation" in enabled:
         _positive_int(cfg, "evaluate.randomisation.n_examples")
         _positive_int(cfg, "evaluate.randomisation.emprt_bins")
     if "robustness" in enabled:
-        for key in ("n_images", "samples"):
-            _positive_int(cfg, f"evaluate.robustness.{key}")
-        for key in ("radius", "lipschitz_std"):
-            value = cfg.evaluate.robustness[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise UserError(
-                    f"evaluate.robustness.{key} must be a positive number, got {value!r}"
-                )
-        if cfg.evaluate.robustness.n_images > cfg.evaluate.n_images:
+        _check_robustness(cfg)
+
+
+def _check_perturbation(cfg: DictConfig) -> None:
+    """``evaluate.perturbation``: its steps, function, direction and region shape (whether the
+    regions fit the images is :func:`validate_for_images`'s, which knows their size)."""
+    _positive_int(cfg, "evaluate.perturbation.steps")
+    _one_of(cfg, "evaluate.perturbation.function", PERTURBATIONS)
+    if not isinstance(cfg.evaluate.perturbation.lerf, bool):
+        raise UserError(
+            "evaluate.perturbation.lerf must be true or false, got "
+            f"{cfg.evaluate.perturbation.lerf!r}"
+        )
+    shape = cfg.evaluate.perturbation.region_shape
+    if not OmegaConf.is_list(shape) or len(shape) != 2:
+        shown = list(shape) if OmegaConf.is_list(shape) else shape
+        raise UserError(
+            f"evaluate.perturbation.region_shape must be [height, width], got {shown!r}"
+        )
+    _positive_int(cfg, "evaluate.perturbation.region_shape.0")
+    _positive_int(cfg, "evaluate.perturbation.region_shape.1")
+
+
+def _check_faithfulness_correlation(cfg: DictConfig) -> None:
+    """``evaluate.faithfulness_correlation``: a subset size, and at least two runs to
+    correlate."""
+    _positive_int(cfg, "evaluate.faithfulness_correlation.subset_size")
+    runs = cfg.evaluate.faithfulness_correlation.runs
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
+        raise UserError(
+            "evaluate.faithfulness_correlation.runs must be an integer >= 2 (a correlation "
+            f"needs two points), got {runs!r}"
+        )
+
+
+def _check_road(cfg: DictConfig) -> None:
+    """``evaluate.road``: percentages strictly between 0 and 100, and a noise >= 0."""
+    percentages = cfg.evaluate.road.percentages
+    if not OmegaConf.is_list(percentages) or not percentages:
+        raise UserError(
+            f"evaluate.road.percentages must be a list of percentages, got {percentages!r}"
+        )
+    for value in percentages:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
             raise UserError(
-                f"evaluate.robustness.n_images is {cfg.evaluate.robustness.n_images}, more "
-                f"than the {cfg.evaluate.n_images} scored images (evaluate.n_images)"
+                "evaluate.road.percentages must be percentages above 0 and below 100 (some "
+                f"pixels must stay to impute from), got {value!r}"
             )
+    _number(cfg, "evaluate.road.noise", 0)
+
+
+def _check_robustness(cfg: DictConfig) -> None:
+    """``evaluate.robustness``: positive counts and radii, and no more images than are
+    scored (its images are the first of those)."""
+    for key in ("n_images", "samples"):
+        _positive_int(cfg, f"evaluate.robustness.{key}")
+    for key in ("radius", "lipschitz_std"):
+        value = cfg.evaluate.robustness[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise UserError(f"evaluate.robustness.{key} must be a positive number, got {value!r}")
+    if cfg.evaluate.robustness.n_images > cfg.evaluate.n_images:
+        raise UserError(
+            f"evaluate.robustness.n_images is {cfg.evaluate.robustness.n_images}, more "
+            f"than the {cfg.evaluate.n_images} scored images (evaluate.n_images)"
+        )
 
 
 def validate_shortcut(cfg: DictConfig) -> None:

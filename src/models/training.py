@@ -173,11 +173,7 @@ def train(
     the weights of ``resume.epochs`` epochs and the training goes on from there, to the same
     weights, curve and scores as training ``epochs`` from the start."""
     keras = tensorflow().keras
-    done = resume.epochs if resume else 0
-    history: dict[str, list[float]] = {
-        key: list(values) for key, values in (resume.training.history if resume else {}).items()
-    }
-    time_before = resume.training.train_time_s if resume else 0.0
+    done, history, time_before = _starting_point(resume)
     steps = int(np.ceil(len(train_images) / batch_size))
     bar = progress_bar((epochs - done) * steps, "training", "batch")
     first_step: list[float | None] = []
@@ -208,9 +204,33 @@ def train(
     finally:
         bar.close()
     train_time_s = time_before + time.perf_counter() - started
+    return _tested(model, test_images, test_labels, batch_size, history, train_time_s, first_step)
 
-    # Evaluated as a reused model is (test_only), not taken from the last epoch's validation:
-    # fit's validation sums the loss otherwise, and differs from it in the last bits.
+
+def _starting_point(resume: Resume | None) -> tuple[int, dict[str, list[float]], float]:
+    """Where :func:`train` starts: the epochs done, a copy of the curve so far (the training
+    appends to it, the snapshot's stays as it was) and the seconds so far; nothing without
+    ``resume``."""
+    done = resume.epochs if resume else 0
+    history: dict[str, list[float]] = {
+        key: list(values) for key, values in (resume.training.history if resume else {}).items()
+    }
+    time_before = resume.training.train_time_s if resume else 0.0
+    return done, history, time_before
+
+
+def _tested(
+    model,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    batch_size: int,
+    history: dict[str, list[float]],
+    train_time_s: float,
+    first_step: list[float | None],
+) -> TrainingResult:
+    """The result of :func:`train`: its curve and time, and the trained model's test scores.
+    Evaluated as a reused model is (test_only), not taken from the last epoch's validation:
+    fit's validation sums the loss otherwise, and differs from it in the last bits."""
     tested = test_only(model, test_images, test_labels, batch_size)
     return TrainingResult(
         history=history,

@@ -138,24 +138,10 @@ def heatmap_figure(
             continue
         image = images[index]
         correct = labels[index] == predictions[index]
-        _show_input(top, image)
-        top.set_title(f"true {class_names[labels[index]]}", fontsize=TEXT_SIZE, pad=16)
-        top.text(
-            0.5,
-            1.02,
-            f"pred {class_names[predictions[index]]}",
-            transform=top.transAxes,
-            ha="center",
-            va="bottom",
-            fontsize=TEXT_SIZE,
-            color="black" if correct else "crimson",
+        _draw_input(
+            top, image, class_names[labels[index]], class_names[predictions[index]], correct
         )
-        drawn = _show_relevance(bottom, maps[index], display)
-        bottom.set_title(f"explains {class_names[explained[index]]}", fontsize=TEXT_SIZE)
-        # The input's outline over the heatmap, so relevance can be read against the shape.
-        bottom.contour(
-            image.mean(axis=-1), levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6
-        )
+        drawn = _draw_heatmap(bottom, image, maps[index], class_names[explained[index]], display)
         if masks is not None:
             for axis in (top, bottom):
                 outline_mask(axis, masks[index])
@@ -164,6 +150,33 @@ def heatmap_figure(
     bar.ax.tick_params(labelsize=TEXT_SIZE - 1)
     figure.suptitle(title, fontsize=TEXT_SIZE + 2)
     return figure
+
+
+def _draw_input(axis, image: np.ndarray, true: str, predicted: str, correct: bool) -> None:
+    """One input of :func:`heatmap_figure` with its true class above it, and above that its
+    predicted class (crimson when wrong, so a misclassified image stands out)."""
+    _show_input(axis, image)
+    axis.set_title(f"true {true}", fontsize=TEXT_SIZE, pad=16)
+    axis.text(
+        0.5,
+        1.02,
+        f"pred {predicted}",
+        transform=axis.transAxes,
+        ha="center",
+        va="bottom",
+        fontsize=TEXT_SIZE,
+        color="black" if correct else "crimson",
+    )
+
+
+def _draw_heatmap(axis, image: np.ndarray, normalised_map: np.ndarray, explains: str, display: str):
+    """One heatmap of :func:`heatmap_figure` (``normalised_map`` from :func:`normalise`) with
+    the class it explains above it. Returns the image, for the colour bar."""
+    drawn = _show_relevance(axis, normalised_map, display)
+    axis.set_title(f"explains {explains}", fontsize=TEXT_SIZE)
+    # The input's outline over the heatmap, so relevance can be read against the shape.
+    axis.contour(image.mean(axis=-1), levels=[0.5], colors=OUTLINE_COLOURS[display], linewidths=0.6)
+    return drawn
 
 
 def heatmap_strip(

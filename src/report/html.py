@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.report.verdict import Verdict, letters
+from src.report.verdict import Cell, Verdict, letters
 from src.scores.compare import mean_std_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -83,23 +83,7 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
                 cells.append({"text": "–", "best": False, "beats": "", "title": "not scored"})
                 continue
             seeds.add(cell.n_seeds)
-            text = f"{cell.mean:.3f}"
-            if not math.isnan(cell.half_width):
-                text += f" ± {cell.half_width:.3f}"
-            beaten = [marks[b] for b in verdict.baselines if cell.beats.get(b)]
-            title = "; ".join(
-                f"{'beats' if cell.beats[b] else 'does not beat'} {b}: p = {cell.p_values[b]:.2g}"
-                for b in verdict.baselines
-                if b in cell.beats
-            )
-            cells.append(
-                {
-                    "text": text,
-                    "best": cell.best,
-                    "beats": ", ".join(beaten),
-                    "title": f"{cell.n_seeds} seed(s)" + (f"; {title}" if title else ""),
-                }
-            )
+            cells.append(_cell_view(cell, verdict.baselines, marks))
         rows.append(
             {
                 "name": verdict.name(label, epochs),
@@ -107,12 +91,7 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
                 "cells": cells,
             }
         )
-    counts = sorted(seeds)
-    seeds_text = (
-        f"{counts[0]} seed{'s' if counts[0] != 1 else ''}"
-        if len(counts) == 1
-        else f"{counts[0]}–{counts[-1]} seeds"
-    )
+    seeds_text = _seeds_text(seeds)
     baselines = ", ".join(f"{letter} = {baseline}" for baseline, letter in marks.items())
     return {
         "criteria": criteria,
@@ -122,6 +101,38 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
         "seeds_text": seeds_text,
         "several_epochs": verdict.several_epochs,
     }
+
+
+def _cell_view(cell: Cell, baselines: Sequence[str], marks: Mapping[str, str]) -> dict:
+    """One scored cell of :func:`verdict_view`: its mean (± the interval's half-width, with two
+    seeds or more), the letters (``marks``) of the baselines it beats, and in its title the
+    seeds and each paired test's p-value."""
+    text = f"{cell.mean:.3f}"
+    if not math.isnan(cell.half_width):
+        text += f" ± {cell.half_width:.3f}"
+    beaten = [marks[b] for b in baselines if cell.beats.get(b)]
+    title = "; ".join(
+        f"{'beats' if cell.beats[b] else 'does not beat'} {b}: p = {cell.p_values[b]:.2g}"
+        for b in baselines
+        if b in cell.beats
+    )
+    return {
+        "text": text,
+        "best": cell.best,
+        "beats": ", ".join(beaten),
+        "title": f"{cell.n_seeds} seed(s)" + (f"; {title}" if title else ""),
+    }
+
+
+def _seeds_text(seeds: set[int]) -> str:
+    """How many seeds the cells are over (``seeds``: each cell's count): "3 seeds", or
+    "2–3 seeds" where cells differ."""
+    counts = sorted(seeds)
+    return (
+        f"{counts[0]} seed{'s' if counts[0] != 1 else ''}"
+        if len(counts) == 1
+        else f"{counts[0]}–{counts[-1]} seeds"
+    )
 
 
 def render_report(**context) -> str:

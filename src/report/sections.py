@@ -15,6 +15,7 @@ from src.common.redact import redact
 from src.explain import analyzers
 from src.report.figures import figure_png
 from src.report.html import (
+    Image,
     arrow,
     image,
     inline_markdown,
@@ -24,6 +25,7 @@ from src.report.verdict import (
     Verdict,
 )
 from src.scores import SCORES
+from src.scores.registry import Metric
 
 # Whether higher is better for the table's other measures; None: read alongside.
 MEASURE_BETTER = {
@@ -119,7 +121,7 @@ def criterion_sections(
     """Per score of the registry that the verdict judges: its criteria (what each measures),
     each criterion's rows with their 95% intervals, the score's curves, and (several training
     lengths) the criteria against epochs."""
-    from src.report.charts import metrics_vs_epochs, quality_curves, score_intervals
+    from src.report.charts import metrics_vs_epochs, quality_curves
 
     judged = {c.score for c in verdict.criteria}
     sections = []
@@ -127,25 +129,7 @@ def criterion_sections(
         metrics = [m for m in score.metrics if m.criterion and m.name in judged]
         if not metrics:
             continue
-        images = []
-        for metric in metrics:
-            rows = [
-                (
-                    verdict.name(label, epochs),
-                    cell.mean,
-                    cell.half_width,
-                    label in verdict.baselines,
-                    cell.best,
-                )
-                for label, epochs in verdict.rows
-                if (cell := verdict.cells.get((label, epochs, metric.name))) is not None
-            ]
-            figure = score_intervals(
-                rows, f"{metric.short}: {metric.criterion}", bool(metric.higher_is_better)
-            )
-            images.append(
-                image(figure_png(figure), f"{metric.short}: mean and 95% interval over seeds")
-            )
+        images = [_interval_image(verdict, metric) for metric in metrics]
         panels = [
             (f"{EVALUATION_PREFIX}{curve.name}", curve.what, curve.first_step)
             for curve in score.curves
@@ -180,6 +164,29 @@ def criterion_sections(
             }
         )
     return sections
+
+
+def _interval_image(verdict: Verdict, metric: Metric) -> Image:
+    """One criterion's figure of :func:`criterion_sections`: each row's mean and 95% interval
+    over seeds (``metric``: the registry's :class:`src.scores.registry.Metric`), the baselines
+    and the best row marked; rows the criterion has no cell for are left out."""
+    from src.report.charts import score_intervals
+
+    rows = [
+        (
+            verdict.name(label, epochs),
+            cell.mean,
+            cell.half_width,
+            label in verdict.baselines,
+            cell.best,
+        )
+        for label, epochs in verdict.rows
+        if (cell := verdict.cells.get((label, epochs, metric.name))) is not None
+    ]
+    figure = score_intervals(
+        rows, f"{metric.short}: {metric.criterion}", bool(metric.higher_is_better)
+    )
+    return image(figure_png(figure), f"{metric.short}: mean and 95% interval over seeds")
 
 
 def provenance(

@@ -120,6 +120,10 @@ def paired_test(
 def build_verdict(
     runs: Sequence[RunScores], criteria: Sequence[Criterion] | None = None
 ) -> Verdict:
+    """The verdict of ``runs``: one row per analyzer label and training length (analyzers
+    first, then baselines), one cell per criterion (of ``criteria``, the registry's if None,
+    that some run scored), each with its paired tests against the baselines and the best
+    analyzer marked; notes where MPRT's randomised maps went blank."""
     criteria = registry_criteria() if criteria is None else criteria
     groups: dict[tuple[str, int], list[RunScores]] = {}
     for run in runs:
@@ -128,6 +132,37 @@ def build_verdict(
     criteria = [c for c in criteria if any(c.score in run.means for run in runs)]
     rows = sorted(groups, key=lambda key: (is_baseline[key[0]], key[1], key[0]))
     baselines = sorted({row for row, _ in rows if is_baseline[row]})
+    cells = _cells(groups, criteria, baselines)
+    _mark_best(cells, rows, criteria, is_baseline)
+    verdict = Verdict(
+        rows=rows,
+        baselines=baselines,
+        criteria=list(criteria),
+        cells=cells,
+        several_epochs=len({epochs for _, epochs in rows}) > 1,
+    )
+    for label, epochs in rows:
+        shares = [
+            run.means["mprt_blank_fraction_full"]
+            for run in groups[label, epochs]
+            if "mprt_blank_fraction_full" in run.means
+        ]
+        if shares and np.mean(shares) > BLANK_NOTE:
+            verdict.notes.append(
+                f"{verdict.name(label, epochs)}: {np.mean(shares):.0%} of its maps are blank once "
+                "every layer is randomised; MPRT counts them as completely changed"
+            )
+    return verdict
+
+
+def _cells(
+    groups: Mapping[tuple[str, int], Sequence[RunScores]],
+    criteria: Sequence[Criterion],
+    baselines: Sequence[str],
+) -> dict[tuple[str, int, str], Cell]:
+    """Per row (``groups``: (label, epochs) -> its runs) and criterion the runs scored: the mean
+    over seeds with its interval, and the paired test against each baseline row of the same
+    training length (not against itself)."""
     cells: dict[tuple[str, int, str], Cell] = {}
     for (label, epochs), group in groups.items():
         for criterion in criteria:
@@ -150,6 +185,17 @@ def build_verdict(
                     cell.p_values[baseline] = p
                     cell.beats[baseline] = p < ALPHA
                     cell.pairs_dropped[baseline] = dropped
+    return cells
+
+
+def _mark_best(
+    cells: Mapping[tuple[str, int, str], Cell],
+    rows: Sequence[tuple[str, int]],
+    criteria: Sequence[Criterion],
+    is_baseline: Mapping[str, bool],
+) -> None:
+    """Mark the best mean per criterion and training length among the analyzers (baselines
+    are what the analyzers are measured against, never the best); ties are all best."""
     for criterion in criteria:
         for epochs in {epochs for _, epochs in rows}:
             candidates = [
@@ -162,25 +208,6 @@ def build_verdict(
                 best = pick(cell.mean for cell in candidates)
                 for cell in candidates:
                     cell.best = cell.mean == best
-    verdict = Verdict(
-        rows=rows,
-        baselines=baselines,
-        criteria=list(criteria),
-        cells=cells,
-        several_epochs=len({epochs for _, epochs in rows}) > 1,
-    )
-    for label, epochs in rows:
-        shares = [
-            run.means["mprt_blank_fraction_full"]
-            for run in groups[label, epochs]
-            if "mprt_blank_fraction_full" in run.means
-        ]
-        if shares and np.mean(shares) > BLANK_NOTE:
-            verdict.notes.append(
-                f"{verdict.name(label, epochs)}: {np.mean(shares):.0%} of its maps are blank once "
-                "every layer is randomised; MPRT counts them as completely changed"
-            )
-    return verdict
 
 
 def _paired(

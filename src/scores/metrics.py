@@ -245,8 +245,6 @@ def noisy_linear_imputation(
     with the unknowns in raster order it is banded, about one image row wide, so LAPACK's
     banded Cholesky solves it (``scipy.linalg.solveh_banded``), the same numbers in a fraction
     of the time (tests compare with Quantus's)."""
-    from scipy.linalg import solveh_banded
-
     n, k = removed.shape
     if k == 0:
         return images.copy()
@@ -269,9 +267,33 @@ def noisy_linear_imputation(
     image_index = np.repeat(np.arange(n), k)
     pixels = removed.reshape(-1)
     unknown[image_index, pixels] = np.tile(np.arange(k), n)
+    diagonal, right, couplings = _imputation_system(
+        values, unknown, image_index, pixels, (height, width), k
+    )
+    solution = _solve_imputation(diagonal, right, couplings, n, k)
+    solution = solution + noise * generator.standard_normal(solution.shape)
+    filled = values.copy()
+    filled[image_index, pixels] = solution
+    return filled.reshape(images.shape).astype(images.dtype)
+
+
+def _imputation_system(
+    values: np.ndarray,
+    unknown: np.ndarray,
+    image_index: np.ndarray,
+    pixels: np.ndarray,
+    size: tuple[int, int],
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]]:
+    """The linear system of :func:`noisy_linear_imputation`, negated, ``M x = r``: M's diagonal
+    is the weight of the in-image neighbours, -w couples two unknown neighbours, r holds the
+    weighted known neighbours. ``unknown`` (N, H*W) numbers each image's removed pixels (the
+    unknowns, -1 elsewhere); ``image_index`` and ``pixels`` are the removed pixels, image by
+    image. Returns the diagonal, r, and the couplings as (image, equation, variable, weight)
+    with variable > equation (M is symmetric: its upper half is all the solver reads)."""
+    height, width = size
+    n = len(values)
     row, column = pixels // width, pixels % width
-    # The negated system M x = r: M's diagonal is the weight of the in-image neighbours, -w
-    # couples two unknown neighbours, r holds the weighted known neighbours.
     diagonal = np.zeros(n * k)
     right = np.zeros((n * k, values.shape[2]))
     couplings = []  # (image, equation, variable, weight) with variable > equation
@@ -289,14 +311,25 @@ def noisy_linear_imputation(
         couplings.append(
             (images_of[~known][upper], equation[upper], variable[~known][upper], weight)
         )
-    # All images' systems as one block-diagonal banded matrix: one LAPACK call per chunk.
+    return diagonal, right, couplings
+
+
+def _solve_imputation(
+    diagonal: np.ndarray,
+    right: np.ndarray,
+    couplings: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+    n: int,
+    k: int,
+) -> np.ndarray:
+    """The unknowns (N*k, C) of the ``n`` images' systems from :func:`_imputation_system`,
+    solved as one block-diagonal banded matrix: one LAPACK call per chunk
+    (``scipy.linalg.solveh_banded``, banded Cholesky; the band is as wide as the farthest
+    coupling, about one image row)."""
+    from scipy.linalg import solveh_banded
+
     band = max([int((v - e).max()) for _, e, v, _ in couplings if len(e)], default=0)
     storage = np.zeros((band + 1, n * k))
     storage[band] = diagonal
     for image, equation, variable, weight in couplings:
         storage[band + equation - variable, image * k + variable] = -weight
-    solution = solveh_banded(storage, right, check_finite=False).reshape(n * k, -1)
-    solution = solution + noise * generator.standard_normal(solution.shape)
-    filled = values.copy()
-    filled[image_index, pixels] = solution
-    return filled.reshape(images.shape).astype(images.dtype)
+    return solveh_banded(storage, right, check_finite=False).reshape(n * k, -1)
