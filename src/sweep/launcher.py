@@ -36,7 +36,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
 from src.common import internals, keys, signals, sweep_context
-from src.common.errors import Terminated, UserError
+from src.common.errors import Terminated, UserError, one_line
 from src.common.outcome import JobOutcome
 
 log = logging.getLogger(__name__)
@@ -229,9 +229,7 @@ class Waiting:
             self._cancel(jobs, watch)
             raise
         except Exception as error:  # sbatch refused a wave, the scheduler went away…
-            log.error(
-                "error: the sweep's jobs could not be run: %s: %s", type(error).__name__, error
-            )
+            log.error("error: the sweep's jobs could not be run: %s", one_line(error))
             self._cancel(jobs, watch, why="error")
             raise SystemExit(1) from None  # the parent is then ended, FAILED (src/train.py)
         return [

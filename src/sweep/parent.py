@@ -159,13 +159,7 @@ class SweepTracker(Callback):
             self.parent_run_id, sweep_id, experiment, tuple(swept), len(jobs)
         )
         sweep_context.begin(self.context)
-        # Workers that an interrupt or a crash stops leave semaphores, which the resource
-        # trackers (multiprocessing's, loky's) clean up, each with a warning printed after the
-        # sweep's last line. The trackers' processes take their warning filters from here.
-        quiet = [f"ignore::UserWarning:{module}.resource_tracker" for module in RESOURCE_TRACKERS]
-        os.environ["PYTHONWARNINGS"] = ",".join(
-            filter(None, [os.environ.get("PYTHONWARNINGS"), *quiet])
-        )
+        _quiet_resource_trackers()
         log.info("sweep %s: %d jobs, parent run %s", sweep_id, len(jobs), self.parent_run_id)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -303,6 +297,16 @@ class SweepTracker(Callback):
         KILLED``."""
         runs = ", ".join(f"{count} {status}" for status, count in sorted(self.children.items()))
         return f"{self.status}; its runs: {runs or 'none'}"
+
+
+def _quiet_resource_trackers() -> None:
+    """Workers that an interrupt or a crash stops leave semaphores, which the resource trackers
+    (multiprocessing's, loky's) clean up, each with a warning printed after the sweep's last
+    line. The trackers' processes take their warning filters from the environment."""
+    quiet = [f"ignore::UserWarning:{module}.resource_tracker" for module in RESOURCE_TRACKERS]
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        filter(None, [os.environ.get("PYTHONWARNINGS"), *quiet])
+    )
 
 
 def finish_sweeps(interrupted: bool = False) -> list[SweepTracker]:
