@@ -216,7 +216,7 @@ def _run_in_store(
     log_outcome(show, data, training, explained, model_only(cfg, cache_key))
     headline = ""
     if data.shortcut is not None:
-        reliance = shortcut_reliance(cfg, data, model, training.test_accuracy)
+        reliance = shortcut_reliance(data, model, training.test_accuracy, cfg.evaluate.batch_size)
         records.log_metrics(reliance)
         headline += (
             f" · marker moved: accuracy {reliance['shortcut_accuracy_moved']:.3f}, "

@@ -91,7 +91,7 @@ def model_only(cfg: DictConfig, cache_key: str, say: bool = False) -> ModelOnly 
 
 
 def shortcut_reliance(
-    cfg: DictConfig, data: Dataset, model, test_accuracy: float
+    data: Dataset, model, test_accuracy: float, batch_size: int
 ) -> dict[str, float]:
     """How much the model relies on the planted marker: its accuracy on the test images with
     the marker of their class (the test set as trained and tested: ``test_accuracy``),
@@ -102,7 +102,7 @@ def shortcut_reliance(
     moved, _ = shortcut.draw(clean, other)
 
     def predicted(images: np.ndarray) -> np.ndarray:
-        return model.predict(images, batch_size=cfg.evaluate.batch_size, verbose=0).argmax(axis=1)
+        return model.predict(images, batch_size=batch_size, verbose=0).argmax(axis=1)
 
     on_moved = predicted(moved)
     return {
