@@ -45,7 +45,7 @@ $(VENV)/.installed-system-tests: $(VENV)/.installed
 	touch $@
 
 # Today's Keras 3, apart from the project (which cannot import it): the tests use it only to
-# make model files the way users make them (tests/models/keras3_files.py).
+# make model files the way users make them (tests/makers/keras3_files.py).
 KERAS3_VENV := .venv-keras3
 $(KERAS3_VENV)/.installed: $(VENV)/.installed
 	@python="$(PYTHON_FOR_VENV)"; [ -n "$$python" ] || python=$$(scripts/find-python) || exit 2; \
@@ -82,7 +82,7 @@ test: install ## The fast test suite (about 8 min on 2 cores)
 	$(PY) -m pytest -q
 
 support-table: install-system-tests ## Measure the support table of docs/models.md (every analyzer on every model family, Keras 3 files too) and write it there
-	XAI_LAB_WRITE_SUPPORT_TABLE=1 $(PY) -m pytest -q -m slow tests/test_support_table.py
+	XAI_LAB_WRITE_SUPPORT_TABLE=1 $(PY) -m pytest -q -m slow tests/explain/test_support_table.py
 
 test-slow: install ## The slow end-to-end tests (real CLI in subprocesses)
 	$(PY) -m pytest -q -m slow

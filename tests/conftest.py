@@ -101,9 +101,9 @@ KERAS3_PYTHON = PROJECT_ROOT / ".venv-keras3" / "bin" / "python"
 
 @pytest.fixture(scope="session")
 def keras3_files(tmp_path_factory) -> Path:
-    """Every family of ``tests/models/families.py`` saved by Keras 3 as .keras and .h5, with
+    """Every family of ``tests/makers/families.py`` saved by Keras 3 as .keras and .h5, with
     Keras 3's own outputs of every layer, and the odd files to refuse (one run of
-    ``tests/models/keras3_files.py`` in the Keras 3 environment)."""
+    ``tests/makers/keras3_files.py`` in the Keras 3 environment)."""
     import subprocess
 
     from support import require
@@ -111,7 +111,7 @@ def keras3_files(tmp_path_factory) -> Path:
     require(KERAS3_PYTHON.exists(), "the Keras 3 environment .venv-keras3")
     out = tmp_path_factory.mktemp("keras3")
     made = subprocess.run(
-        [str(KERAS3_PYTHON), str(PROJECT_ROOT / "tests" / "models" / "keras3_files.py"), str(out)],
+        [str(KERAS3_PYTHON), str(PROJECT_ROOT / "tests" / "makers" / "keras3_files.py"), str(out)],
         capture_output=True,
         text=True,
         timeout=600,

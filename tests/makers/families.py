@@ -3,7 +3,7 @@
 Written against the Keras API that Keras 2 (the project's ``tf.keras``) and Keras 3 share, so
 the same function builds a family in both: ``build(name, keras)``. Layers keep Keras's default
 names on purpose (``dense``, ``dense_1``, ...): most authors never name them. Imports nothing
-of the project (``tests/models/keras3_files.py`` runs it under Keras 3).
+of the project (``tests/makers/keras3_files.py`` runs it under Keras 3).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SRC = PROJECT_ROOT / "src"
 ARCHITECTURE = PROJECT_ROOT / "docs" / "architecture.md"
 ARROW = re.compile(r"^\s*(\w+)\s*-->\s*(\w+)\s*$")

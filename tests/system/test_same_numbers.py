@@ -30,7 +30,7 @@ from support import all_runs, client_for, command_line
 REFERENCE_COMMIT = "be894bf2e5282a3226bbb467f5b3582d1e9a64bd"
 
 # From this file's place, not from src.paths: src/ is what moves.
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # What `python -m src.train` needs from a tree (git archive's paths).
 CODE = ("src", "conf", "hydra_plugins", "pyproject.toml")

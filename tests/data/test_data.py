@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import colour_npz, image_folder
 
 from src.data import DataError, load_dataset, read_idx, write_idx
 from src.data import readers as data
@@ -194,24 +195,6 @@ def test_jobs_in_one_process_share_one_read_only_copy_of_their_data(compose_conf
     assert smaller is not first and len(smaller.test_images) == 20
 
 
-def colour_npz(path, train=120, test=40, classes=5, size=32, names=True):
-    """RGB images: class k is a bright square in colour channel k % 3 at a place of its own."""
-    rng = np.random.default_rng(0)
-
-    def split(count):
-        labels = np.arange(count) % classes
-        images = rng.integers(0, 60, size=(count, size, size, 3), dtype=np.uint8)
-        for image, label in zip(images, labels, strict=True):
-            row = 4 + 5 * label
-            image[row : row + 4, 6:26, label % 3] = 250
-        return images, labels.astype(np.int64)
-
-    (x_train, y_train), (x_test, y_test) = split(train), split(test)
-    extra = {"class_names": np.array([f"class {k}" for k in range(classes)])} if names else {}
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, **extra)
-    return path
-
-
 def test_an_npz_of_any_shape_and_class_count_loads_with_its_class_names(tmp_path):
     from src.data import load_npz, prepare
 
@@ -283,22 +266,6 @@ def test_a_users_own_loader_outside_src_works_by_target(user_package):
 
     with pytest.raises(UserError, match="unknown key dataset.colour: mydata.loaders.stripes takes"):
         load_configured({**spec, "colour": 1})
-
-
-def image_folder(root, classes=("cat", "dog", "eel"), per_class=(4, 2), size=(20, 24)):
-    """PNG and JPEG files of solid colours, one colour per class, in train/ and test/."""
-    from PIL import Image
-
-    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250)]
-    for split, count in zip(("train", "test"), per_class, strict=True):
-        for label, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for index in range(count):
-                suffix = ".png" if index % 2 == 0 else ".jpg"
-                Image.new("RGB", size, colours[label]).save(folder / f"{index}{suffix}")
-            (folder / "notes.txt").write_text("not an image")
-    return root
 
 
 def test_an_image_folder_loads_resized_with_folder_names_as_classes(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models.families import FAMILIES, build, file_stem
+from makers.families import FAMILIES, build, file_stem
 from omegaconf import OmegaConf
 
 from src.common.paths import CONFIG_DIR, PROJECT_ROOT, group_options

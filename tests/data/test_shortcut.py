@@ -82,7 +82,7 @@ def test_a_shortcut_sweep_scores_every_analyzer_against_the_marker(tmp_path):
     """experiment=shortcut end to end on the digits: the marker in every training image, so
     the model leans on it; every run logs the reliance and the localisation scores, keeps the
     masks, outlines the marker; the sweep's verdict judges localisation against the baseline."""
-    from tests.support import client_for, sweep_runs, train_cli
+    from support import client_for, sweep_runs, train_cli
 
     result = train_cli(
         tmp_path,

@@ -153,7 +153,7 @@ def test_an_analyzer_that_cannot_explain_the_model_says_which_can(compose_config
 def test_the_resnet_builder_is_the_resnet_family_of_the_support_table():
     """model=resnet is the network the support table and the Keras 3 tests call ResNet-style:
     the same layers in the same order, the same parameter count, a logits head."""
-    from models.families import resnet
+    from makers.families import resnet
 
     from src.common.tf_runtime import reset, tensorflow
     from src.models.canonical import output_kind

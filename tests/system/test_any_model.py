@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import all_runs, client_for, sweep_runs, train_cli
-from test_data import colour_npz
+from support import all_runs, client_for, colour_npz, image_folder, sweep_runs, train_cli
 
 SCORES = ("eval_aopc", "eval_mprt", "eval_emprt", "eval_random_logit", "eval_gini")
 
@@ -125,8 +124,6 @@ def test_a_model_of_an_earlier_run_scores_exactly_as_when_it_was_trained(tmp_pat
 
 @pytest.mark.slow
 def test_an_image_folder_trains_an_mlp_and_is_explained(tmp_path):
-    from test_data import image_folder
-
     root = image_folder(tmp_path / "pets", per_class=(12, 4), size=(24, 24))
     result = train_cli(
         tmp_path,

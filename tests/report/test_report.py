@@ -1,7 +1,7 @@
 """The sweep's comparison as a person reads it: names that tell runs apart, figures whose text
 never overlaps and that are drawn at a bounded size, and the self-contained HTML pages
 (src/common/names.py, src/report/figures.py, src/report/, src/report/html.py). The page in a
-real browser: tests/test_browser.py."""
+real browser: tests/system/test_browser.py."""
 
 from __future__ import annotations
 
@@ -212,7 +212,8 @@ def preview_pixels(figure, points: float, preview_width: float) -> float:
 
 
 # MLflow 3.17's artifact view shows an image ~820 px wide in a 1400-px window (measured in
-# Chromium: tests/test_browser.py checks the figure there); 700 leaves room for a narrower one.
+# Chromium: tests/system/test_browser.py checks the figure there); 700 leaves room for a
+# narrower one.
 MLFLOW_PREVIEW_WIDTH = 700
 
 

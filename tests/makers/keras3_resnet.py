@@ -2,7 +2,7 @@
 (BatchNorm, Add, global average pooling, logits) on Fashion-MNIST's IDX files and save it as
 ``OUT.keras`` and ``OUT.h5``, as a user of today's Keras would.
 
-    .venv-keras3/bin/python tests/models/keras3_resnet.py /usr/share/datasets/fashion-mnist OUT \\
+    .venv-keras3/bin/python tests/makers/keras3_resnet.py /usr/share/datasets/fashion-mnist OUT \\
         [epochs] [train images]
 """
 

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from models.families import FAMILIES, file_stem
+from makers.families import FAMILIES, file_stem
 from support import all_runs, assert_one_line_error, train_cli
 
 from src.common.errors import UserError
@@ -59,7 +59,7 @@ def test_a_keras3_file_computes_what_keras3_computes_layer_by_layer(keras3_files
 
 def test_the_families_use_every_layer_the_project_says_it_rebuilds():
     """So every supported layer is checked against Keras 3 by the test above."""
-    from models.families import build
+    from makers.families import build
 
     reset(0)
     used = {"InputLayer"}

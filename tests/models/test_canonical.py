@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from models.families import FAMILIES, build
+from makers.families import FAMILIES, build
 
 from src.common.errors import UserError
 from src.common.tf_runtime import innvestigate, reset, tensorflow
