@@ -24,6 +24,12 @@ from mlflow.tracking import MlflowClient
 
 from src.common.paths import PROJECT_ROOT
 
+# A small run: the bundled digits (offline) and 300 training images. Every test that runs the
+# lab starts from it and adds what it needs: `[*SMALL, "train.epochs=1"]`.
+SMALL = ["dataset=digits", "dataset.train_size=300"]
+# ...with no scores: a run that stops after its explanation.
+SMALL_UNSCORED = [*SMALL, "evaluate=off"]
+
 
 def default_overrides(tmp_path: Path) -> list[str]:
     return [

@@ -29,7 +29,7 @@ from mlflow.utils.validation import (
     _validate_param_name,
     _validate_tag_name,
 )
-from support import client_for, run_module, sweep_runs, train_cli
+from support import SMALL, client_for, run_module, sweep_runs, train_cli
 
 from src.common import names
 from src.common.names import mlflow_name
@@ -302,8 +302,7 @@ def test_mlflow_takes_every_kind_of_name_made_of_hostile_values(store):
 
 # Scored with AOPC alone, on 8 images: the parent's metrics come from the verdict.
 QUICK = [
-    "dataset=digits",
-    "dataset.train_size=300",
+    *SMALL,
     "dataset.test_size=100",
     "train.epochs=1",
     "evaluate.n_images=8",

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-from support import free_port, make_service, train_cli
+from support import SMALL, free_port, make_service, train_cli
 
 from src.common.redact import RedactFilter, RedactHydraOutputs, redact, redact_file
 from src.tracking.faults import store_fault
@@ -27,7 +27,7 @@ from src.tracking.records import log_config
 from src.tracking.store import _reason, prepare, resolve_store
 
 SECRET = "PLANTED-S3cret-42"
-TINY = ("dataset=digits", "dataset.train_size=300", "train.epochs=1")
+TINY = (*SMALL, "train.epochs=1")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import SMALL
 
 from src.common.errors import UserError
 from src.common.paths import group_options
@@ -30,7 +31,7 @@ def trained(tmp_path_factory):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             config_name="config",
-            overrides=["dataset=digits", "dataset.train_size=300", "train.epochs=1"],
+            overrides=[*SMALL, "train.epochs=1"],
         )
     data = load_dataset("digits", train_size=300)
     model = build_model(cfg, data.input_shape, data.num_classes)

@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from support import SMALL
 
 from src.common.tf_runtime import reset, tensorflow
 from src.data import load_dataset
@@ -89,8 +90,7 @@ def digits_model():
             return compose(
                 config_name="config",
                 overrides=[
-                    "dataset=digits",
-                    "dataset.train_size=300",
+                    *SMALL,
                     "train.epochs=1",
                     "evaluate.n_images=6",
                     "evaluate.randomisation.n_examples=6",

@@ -9,19 +9,14 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from support import (
-    all_runs,
-    client_for,
-    run_module,
-    sweep_runs,
-    train_cli,
-)
+from support import SMALL, all_runs, client_for, run_module, sweep_runs, train_cli
 
 from src.common.tf_runtime import threads_per_job
 from src.report.queries import analyzer_label
 from src.sweep.jobs import expand_sweep, sweep_name_overrides
 
-SMALL = ["dataset=digits", "dataset.train_size=300", "dataset.test_size=100", "train.epochs=1"]
+# The runs here: SMALL, 100 test images, one epoch.
+QUICK = [*SMALL, "dataset.test_size=100", "train.epochs=1"]
 
 
 def test_expand_sweep_lists_every_combination_as_hydra_launches_it():
@@ -83,7 +78,7 @@ def test_labels_tell_apart_settings_the_sweep_varied_besides_seed_and_epochs():
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, launcher):
     sweep = [
-        *SMALL,
+        *QUICK,
         "-m",
         "analyzer=gradient,input_t_gradient",
         "seed=0,1",
@@ -197,7 +192,7 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
 
 @pytest.mark.slow
 def test_a_second_sweep_reuses_every_model_and_the_report_defaults_to_it(tmp_path):
-    sweep = [*SMALL, "-m", "analyzer=gradient,deep_taylor", "seed=3"]
+    sweep = [*QUICK, "-m", "analyzer=gradient,deep_taylor", "seed=3"]
     assert train_cli(tmp_path, *sweep).returncode == 0
     assert train_cli(tmp_path, *sweep).returncode == 0
     parents, children = sweep_runs(tmp_path)
@@ -229,7 +224,7 @@ def test_bad_input_in_a_sweep_is_refused_once_before_anything_exists(tmp_path):
     naming its jobs, exit 2, no run, no folder, no report link."""
     files = ",".join(str(tmp_path / name) for name in ("a.h5", "b.keras"))
     sweep = [
-        *SMALL,
+        *QUICK,
         "-m",
         "analyzer=gradient,lrp_epsilon",
         "model=keras_file",
@@ -245,7 +240,7 @@ def test_bad_input_in_a_sweep_is_refused_once_before_anything_exists(tmp_path):
             f"(2 of 4 jobs: analyzer=gradient model.path={tmp_path / name}; "
             f"analyzer=lrp_epsilon model.path={tmp_path / name})"
         ), line
-    params = [*SMALL, "-m", "analyzer=lrp_epsilon", "analyzer.params.epsilon=0.1,-1", "seed=0,1"]
+    params = [*QUICK, "-m", "analyzer=lrp_epsilon", "analyzer.params.epsilon=0.1,-1", "seed=0,1"]
     result = train_cli(tmp_path, *params)
     assert result.returncode == 2, result.stderr[-3000:]
     (error,) = [line for line in result.stderr.splitlines() if "error: " in line]
@@ -286,7 +281,7 @@ def test_every_failed_jobs_reason_is_kept_and_the_others_finish(tmp_path):
     """Two jobs crash (a bug, not bad input): each one's reason is printed as it fails, its
     traceback is in its train.log, and the sweep's summary names both; the third finishes."""
     (tmp_path / "crashing.py").write_text(CRASHING_BUILDER)
-    sweep = [*SMALL, "-m", "model._target_=crashing.build", "+model.crash=none,first,second"]
+    sweep = [*QUICK, "-m", "model._target_=crashing.build", "+model.crash=none,first,second"]
     result = train_cli(tmp_path, *sweep)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -318,7 +313,7 @@ def test_every_failed_jobs_reason_is_kept_and_the_others_finish(tmp_path):
 
 @pytest.mark.slow
 def test_the_submitit_launcher_path_works_locally(tmp_path):
-    sweep = [*SMALL, "-m", "analyzer=gradient,deep_taylor", "hydra/launcher=local"]
+    sweep = [*QUICK, "-m", "analyzer=gradient,deep_taylor", "hydra/launcher=local"]
     result = train_cli(tmp_path, *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
     (parent,), children = sweep_runs(tmp_path)
@@ -329,7 +324,7 @@ def test_the_submitit_launcher_path_works_locally(tmp_path):
 
 @pytest.mark.slow
 def test_a_cached_model_that_cannot_be_read_is_trained_again_with_a_warning(tmp_path):
-    run = [*SMALL, "analyzer=gradient"]
+    run = [*QUICK, "analyzer=gradient"]
     assert train_cli(tmp_path, *run).returncode == 0
     (weights,) = (tmp_path / "store" / "model_cache").glob("*/epoch-*/weights.h5")
     weights.write_bytes(weights.read_bytes()[:200])

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import h5py
 import pytest
-from support import all_runs, client_for, default_overrides, sweep_runs
+from support import SMALL, all_runs, client_for, default_overrides, sweep_runs
 
 EPOCHS = 2
-SMALL = [
-    "dataset=digits",
-    "dataset.train_size=300",
-    "dataset.test_size=100",
-    f"train.epochs={EPOCHS}",
-    "evaluate=off",
-]
+# What each job of the two sweeps runs.
+JOBS = [*SMALL, "dataset.test_size=100", f"train.epochs={EPOCHS}", "evaluate=off"]
 PARALLEL = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 # Same seeds in both sweeps: the same two models, each to be trained once and reused 3 times.
 SWEEPS = {
@@ -55,7 +50,7 @@ def test_two_parallel_sweeps_share_the_store_and_the_model_cache(tmp_path):
     processes = {}
     try:
         for name, grid in SWEEPS.items():
-            processes[name] = start_sweep(tmp_path, name, *SMALL, *PARALLEL, *grid)
+            processes[name] = start_sweep(tmp_path, name, *JOBS, *PARALLEL, *grid)
         returncodes = {name: process.wait(timeout=600) for name, process in processes.items()}
     finally:  # on a timeout or an error here: stop both sweeps and their workers
         for process in processes.values():

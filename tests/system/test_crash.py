@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from support import all_runs, client_for, metrics_logged, signal_when, sweep_runs, train_cli
+from support import SMALL, all_runs, client_for, metrics_logged, signal_when, sweep_runs, train_cli
 
 pytestmark = pytest.mark.slow
 # 4 jobs, 2 models (one per seed), 2 workers: the models are trained by the first two jobs.
@@ -14,8 +14,7 @@ SWEEP = [
     "-m",
     "hydra/launcher=joblib",
     "hydra.launcher.n_jobs=2",
-    "dataset=digits",
-    "dataset.train_size=300",
+    *SMALL,
     "train.epochs=3",
     "evaluate=off",
     "analyzer=gradient,deep_taylor",

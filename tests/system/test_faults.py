@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import all_runs, assert_one_line_error, client_for, train_cli
+from support import SMALL, all_runs, assert_one_line_error, client_for, train_cli
 
-SMALL = [
-    "dataset.train_size=300",
+# What every run here sets besides its dataset: one epoch, 100 test images, 6 explained, no scores.
+QUICK = [
     "dataset.test_size=100",
     "train.epochs=1",
     "explain.n_images=6",
@@ -34,7 +34,7 @@ def base() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="xai-lab-faults-")).resolve()
     folder.chmod(0o755)
     try:
-        result = train_cli(folder, "dataset=digits", *SMALL)
+        result = train_cli(folder, *SMALL, *QUICK)
         assert result.returncode == 0, result.stderr[-3000:]
         yield folder
     finally:
@@ -141,7 +141,7 @@ def test_corrupt_data_fails_in_one_line_and_changes_nothing_stored(
 ):
     path_override, message = corrupt(tmp_path, idx_folder, npz_file)
     before = snapshot(base)
-    result = train_cli(base, "dataset=mnist", path_override, *SMALL)
+    result = train_cli(base, "dataset=mnist", path_override, "dataset.train_size=300", *QUICK)
     assert result.returncode == 2, result.stderr[-3000:]
     assert_one_line_error(result, message)
     assert snapshot(base) == before
@@ -199,7 +199,7 @@ def test_a_store_that_cannot_be_written_fails_in_one_line_and_changes_nothing(ba
     own.chmod(0o777)
     command = [sys.executable, "-m", "src.train", f"tracking.dir={store}"]
     command += [f"paths.output_dir={own / 'outputs'}", f"paths.report_dir={own / 'reports'}"]
-    command, options = unprivileged([*command, "dataset=digits", *SMALL])
+    command, options = unprivileged([*command, *SMALL, *QUICK])
     before = snapshot(base)
     try:
         if os.geteuid() == 0:
@@ -232,7 +232,7 @@ def test_an_unreadable_cached_model_is_trained_again_and_earlier_runs_stay(base)
     before = snapshot(base)
     (weights,) = (base / "store" / "model_cache").glob("*/epoch-*/weights.h5")
     weights.write_bytes(weights.read_bytes()[:200])
-    result = train_cli(base, "dataset=digits", *SMALL)
+    result = train_cli(base, *SMALL, *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]
     (warning,) = [line for line in result.stderr.splitlines() if "training again" in line]
     assert f"{weights} is damaged (its SHA-256 differs" in warning
@@ -256,7 +256,7 @@ def test_a_cache_folder_that_cannot_be_made_fails_in_one_line_before_any_run(bas
     blocker.write_text("not a folder")
     before = snapshot(base)
     try:
-        result = train_cli(base, "dataset=digits", *SMALL, f"train.cache_dir={blocker / 'cache'}")
+        result = train_cli(base, *SMALL, *QUICK, f"train.cache_dir={blocker / 'cache'}")
     finally:
         blocker.unlink()
     assert result.returncode == 2, result.stderr[-3000:]

@@ -17,13 +17,21 @@ import subprocess
 import time
 
 import pytest
-from support import Stopped, all_runs, client_for, command_line, signal_when, sweep_runs
+from support import (
+    SMALL,
+    SMALL_UNSCORED,
+    Stopped,
+    all_runs,
+    client_for,
+    command_line,
+    signal_when,
+    sweep_runs,
+)
 
 pytestmark = pytest.mark.slow
 SIGNALS = pytest.mark.parametrize(
     "signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"]
 )
-SMALL = ["dataset=digits", "dataset.train_size=300", "evaluate=off"]
 # `python -c INJECT` runs src.train with one function wrapped; see the module docstring.
 INJECT = """
 import importlib, os, runpy
@@ -80,7 +88,7 @@ def assert_stopped_cleanly(stopped: Stopped, message: str) -> None:
 
 @SIGNALS
 def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
-    stopped = signal_when(tmp_path, signum, *SMALL, "train.epochs=500")
+    stopped = signal_when(tmp_path, signum, *SMALL_UNSCORED, "train.epochs=500")
     assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
     (run,) = all_runs(tmp_path)
     assert run.info.status == "KILLED"
@@ -96,7 +104,7 @@ def artifacts(tmp_path, run_id: str) -> set[str]:
 @SIGNALS
 def test_a_signal_during_analysis_ends_the_run_killed(tmp_path, signum):
     stopped = interrupted_in(
-        tmp_path, "analysis", signum, *SMALL, "train.epochs=1", "explain.batch_size=2"
+        tmp_path, "analysis", signum, *SMALL_UNSCORED, "train.epochs=1", "explain.batch_size=2"
     )
     assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
     (run,) = all_runs(tmp_path)
@@ -108,7 +116,7 @@ def test_a_signal_during_analysis_ends_the_run_killed(tmp_path, signum):
 
 @SIGNALS
 def test_a_signal_while_logging_ends_the_run_killed(tmp_path, signum):
-    stopped = interrupted_in(tmp_path, "logging", signum, *SMALL, "train.epochs=1")
+    stopped = interrupted_in(tmp_path, "logging", signum, *SMALL_UNSCORED, "train.epochs=1")
     assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
     (run,) = all_runs(tmp_path)
     assert run.info.status == "KILLED"
@@ -121,7 +129,7 @@ def test_a_signal_while_logging_ends_the_run_killed(tmp_path, signum):
 def test_a_signal_during_a_store_write_lets_the_write_finish(tmp_path, signum):
     """Raised where it came, the signal would roll the write back (and could leave the database
     locked for the write that marks the run KILLED); it waits for the write to return."""
-    stopped = interrupted_in(tmp_path, "store write", signum, *SMALL, "train.epochs=3")
+    stopped = interrupted_in(tmp_path, "store write", signum, *SMALL_UNSCORED, "train.epochs=3")
     assert_stopped_cleanly(stopped, "interrupted: the run was marked KILLED")
     (run,) = all_runs(tmp_path)
     assert run.info.status == "KILLED"
@@ -132,7 +140,7 @@ def test_ctrl_c_once_the_log_says_a_run_scores_ends_it_killed_within_10_s(tmp_pa
     """Ctrl-C from outside, once the run's log shows its scored images explained (the scores
     themselves run next): the process ends within 10 s, with the run KILLED."""
     log = tmp_path / "stderr.txt"
-    args = ["dataset=digits", "dataset.train_size=300", "train.epochs=1", "evaluate.n_images=300"]
+    args = [*SMALL, "train.epochs=1", "evaluate.n_images=300"]
     with log.open("w") as stderr:
         process = subprocess.Popen(
             command_line(tmp_path, ("-m", "src.train"), args),
@@ -165,7 +173,9 @@ def test_ctrl_c_once_the_log_says_a_run_scores_ends_it_killed_within_10_s(tmp_pa
 
 
 def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
-    stopped = signal_when(tmp_path, signal.SIGINT, "-m", *SMALL, "train.epochs=500", "seed=0,1")
+    stopped = signal_when(
+        tmp_path, signal.SIGINT, "-m", *SMALL_UNSCORED, "train.epochs=500", "seed=0,1"
+    )
     assert "interrupted: the run was marked KILLED" in stopped.stderr
     assert_stopped_cleanly(
         stopped, "interrupted: the sweep's parent run is KILLED; its runs: 1 KILLED"
@@ -181,7 +191,13 @@ def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path):
     ids=["ctrl-c to every process", "sigterm to the sweep's process"],
 )
 def test_an_interrupted_parallel_sweep_leaves_no_run_running(tmp_path, signum, group):
-    sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMALL, "seed=0,1,2"]
+    sweep = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *SMALL_UNSCORED,
+        "seed=0,1,2",
+    ]
     stopped = signal_when(tmp_path, signum, *sweep, "train.epochs=500", group=group)
     (parent,), children = sweep_runs(tmp_path)
     statuses = [kid.info.status for kid in children[parent.info.run_id]]

@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import MEASURED, all_runs, client_for, run_record, train_cli
+from support import MEASURED, SMALL, all_runs, client_for, run_record, train_cli
 
 from src.common.paths import PROJECT_ROOT
 from src.data import IDX_FILES, load_dataset, write_idx
 from src.tracking.records import PACKAGES, environment, flatten
 
 # Small, but every part of a run: training with validation, explanation, every score.
-SMALL = [
-    "dataset=digits",
-    "dataset.train_size=300",
+EVERY_PART = [
+    *SMALL,
     "train.epochs=2",
     "explain.n_images=6",
     "evaluate.n_images=16",
@@ -82,7 +81,7 @@ def git_head() -> str:
 @pytest.mark.slow
 def test_the_same_config_and_seed_in_two_processes_gives_identical_results(tmp_path):
     for _ in range(2):
-        result = train_cli(tmp_path, *SMALL)
+        result = train_cli(tmp_path, *EVERY_PART)
         assert result.returncode == 0, result.stderr[-3000:]
     first, second = sorted(all_runs(tmp_path), key=lambda run: run.info.start_time)
     client = client_for(tmp_path)
@@ -175,8 +174,7 @@ def test_the_same_config_and_seed_in_two_processes_gives_identical_results(tmp_p
 
 # Every score, and noise drawn by TensorFlow (SmoothGrad) and by NumPy (the noise baseline).
 SCORED = [
-    "dataset=digits",
-    "dataset.train_size=300",
+    *SMALL,
     "train.epochs=2",
     "explain.n_images=6",
     "evaluate.n_images=24",

@@ -20,6 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
+from support import SMALL
 
 from src import experiment
 from src.common.errors import Terminated
@@ -126,7 +127,6 @@ def while_uploading(monkeypatch, send: Sender, name: str) -> None:
 
 # Scoring is stopped in the randomisation test; the scores before it are not needed.
 CHEAP_SCORES_OFF = ("perturbation", "faithfulness_correlation", "road", "complexity")
-SMALL = ["dataset=digits", "dataset.train_size=300", "train.epochs=1", "evaluate=off"]
 PHASES = {
     # phase: (signal, overrides)
     "training": (signal.SIGINT, ["train.reuse=false", "train.epochs=3"]),
@@ -147,7 +147,7 @@ def test_a_signal_in_each_phase_ends_the_run_killed_at_once(
     lab, handlers, monkeypatch, tmp_path, phase
 ):
     signum, overrides = PHASES[phase]
-    cfg = composed(lab, *SMALL, *overrides)
+    cfg = composed(lab, *SMALL, "train.epochs=1", "evaluate=off", *overrides)
     send, drawn = Sender(signum), []
     if phase == "training":
         at_progress(monkeypatch, training, "training", send)

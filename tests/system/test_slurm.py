@@ -23,6 +23,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from support import (
+    SMALL_UNSCORED,
     all_runs,
     assert_one_line_error,
     client_for,
@@ -38,7 +39,6 @@ from src.common.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 CLUSTER = PROJECT_ROOT / "scripts" / "slurm-cluster"
-SMALL = ["dataset=digits", "dataset.train_size=300", "evaluate=off"]
 ON_SLURM = ["hydra/launcher=slurm", "hydra.launcher.mem_gb=2"]
 
 
@@ -90,7 +90,7 @@ def sweep_command(tmp_path: Path, url: str, *args: str, cpus: int = 1) -> list[s
         f"train.cache_dir={tmp_path / 'cache'}",
         *ON_SLURM,
         f"hydra.launcher.cpus_per_task={cpus}",
-        *SMALL,
+        *SMALL_UNSCORED,
         *args,
     ]
 
@@ -267,7 +267,7 @@ def test_a_sweep_on_slurm_trains_each_seed_once_to_the_same_models_as_from_the_s
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    local = train_cli(scratch, "-m", *SMALL, *grid, "train.reuse=false")
+    local = train_cli(scratch, "-m", *SMALL_UNSCORED, *grid, "train.reuse=false")
     assert local.returncode == 0, local.stderr[-3000:]
 
     def by_job(client, runs, folder):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from support import (
+    SMALL_UNSCORED,
     all_runs,
     command_line,
     free_port,
@@ -30,8 +31,7 @@ from support import (
 )
 
 pytestmark = pytest.mark.slow
-SMALL = ["dataset=digits", "dataset.train_size=300", "evaluate=off"]
-LONG = [*SMALL, "train.epochs=2000"]  # stopped by the fault long before it ends
+LONG = [*SMALL_UNSCORED, "train.epochs=2000"]  # stopped by the fault long before it ends
 
 
 def start_training(tmp_path: Path, *args: str, **popen: object) -> subprocess.Popen:
@@ -153,7 +153,7 @@ def test_a_full_artifact_disk_fails_the_run_in_one_line(tmp_path):
     """Artifacts on their own, full, disk: the run ends FAILED (the database takes the end)."""
     artifacts = tmp_path / "store" / "artifacts"
     with mounted_tmpfs(artifacts, "64k"):
-        result = run_module(tmp_path, "src.train", *SMALL, "train.epochs=1", timeout=600)
+        result = run_module(tmp_path, "src.train", *SMALL_UNSCORED, "train.epochs=1", timeout=600)
         assert result.returncode == 1, result.stderr[-3000:]
         assert_one_error_line(result.stderr, "its disk is full")
         (run,) = all_runs(tmp_path)
@@ -281,14 +281,14 @@ def test_a_kill_while_a_fresh_store_is_made_leaves_it_usable(tmp_path):
         "runpy.run_module('src.train', run_name='__main__', alter_sys=True)\n"
     )
     killed = subprocess.run(
-        command_line(tmp_path, ("-c", killer), [*SMALL, "train.epochs=1"]),
+        command_line(tmp_path, ("-c", killer), [*SMALL_UNSCORED, "train.epochs=1"]),
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    again = run_module(tmp_path, "src.train", *SMALL, "train.epochs=1", timeout=600)
+    again = run_module(tmp_path, "src.train", *SMALL_UNSCORED, "train.epochs=1", timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     (run,) = all_runs(tmp_path)
     assert run.info.status == "FINISHED"

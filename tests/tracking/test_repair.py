@@ -11,7 +11,15 @@ import sys
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
-from support import all_runs, client_for, run_module, signal_when, sweep_runs, train_cli
+from support import (
+    SMALL_UNSCORED,
+    all_runs,
+    client_for,
+    run_module,
+    signal_when,
+    sweep_runs,
+    train_cli,
+)
 
 from src.tracking.lifecycle import HOST, PID, STARTED, process_started, process_tags
 from src.tracking.repair import repair
@@ -113,7 +121,7 @@ def test_repair_marks_a_run_whose_process_was_killed_with_sigkill(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_marks_runs_a_killed_sweep_left_running_when_it_starts(tmp_path):
-    sweep = ["-m", "dataset=digits", "dataset.train_size=300", "evaluate=off", "seed=0,1"]
+    sweep = ["-m", *SMALL_UNSCORED, "seed=0,1"]
     stopped = signal_when(tmp_path, signal.SIGKILL, *sweep, "train.epochs=500")
     assert stopped.returncode == -signal.SIGKILL
     (killed_parent,), children = sweep_runs(tmp_path)
