@@ -1,55 +1,41 @@
-"""Shared fixtures: configs composed with Hydra's compose API, small data written to tmp_path."""
+"""Shared fixtures: configs composed with Hydra's compose API, small data written to tmp_path.
+The helpers they use, and the tests' other helpers, are in support.py."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from src.common.paths import CONFIG_DIR, PROJECT_ROOT
 from src.config.cli import register_resolvers
 from src.data import IDX_FILES, write_idx
 from src.tracking import set_up
 
 # MLflow's settings and loggers as the entry points make them (src/train.py, src/report/,
 # src/tracking/repair.py): for the runs, stores and reports the tests make in this process.
+# Before anything imports MLflow, as in the entry points: support.py imports it.
 set_up()
 
 register_resolvers()
+
+from support import KERAS3_PYTHON, MAKERS, composed, require, synthetic_split  # noqa: E402
 
 Compose = Callable[..., DictConfig]
 
 
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Compose:
-    """Compose the real config with overrides; the store and outputs go to ``tmp_path``."""
+    """Compose the real config with overrides; the store, outputs and reports go to
+    ``tmp_path`` (support.composed)."""
 
     def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(
-                config_name="config",
-                overrides=[
-                    f"tracking.dir={tmp_path / 'mlruns'}",
-                    f"paths.output_dir={tmp_path / 'outputs'}",
-                    *overrides,
-                ],
-            )
+        return composed(tmp_path, *overrides)
 
     return _compose
-
-
-def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable fake digits: class k is a bright bar at row 2k + 4, plus a little noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 10
-    images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
-    for image, label in zip(images, labels, strict=True):
-        image[2 * label + 4 : 2 * label + 6, 4:24] = 255
-    return images, labels.astype(np.uint8)
 
 
 @pytest.fixture
@@ -96,22 +82,15 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
     return _write
 
 
-KERAS3_PYTHON = PROJECT_ROOT / ".venv-keras3" / "bin" / "python"
-
-
 @pytest.fixture(scope="session")
 def keras3_files(tmp_path_factory) -> Path:
     """Every family of ``tests/makers/families.py`` saved by Keras 3 as .keras and .h5, with
     Keras 3's own outputs of every layer, and the odd files to refuse (one run of
     ``tests/makers/keras3_files.py`` in the Keras 3 environment)."""
-    import subprocess
-
-    from support import require
-
     require(KERAS3_PYTHON.exists(), "the Keras 3 environment .venv-keras3")
     out = tmp_path_factory.mktemp("keras3")
     made = subprocess.run(
-        [str(KERAS3_PYTHON), str(PROJECT_ROOT / "tests" / "makers" / "keras3_files.py"), str(out)],
+        [str(KERAS3_PYTHON), str(MAKERS / "keras3_files.py"), str(out)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,4 +1,6 @@
-"""Helpers for tests that run the real CLI in a subprocess and read the store back."""
+"""The tests' helpers, in one place: where a test's store and outputs go, the real config
+composed, the real CLI run in a subprocess and its store read back, small data files, and the
+services and system packages some tests need. Fixtures live in conftest.py and use these."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
 
-from src.common.paths import PROJECT_ROOT
+from src.common.paths import CONFIG_DIR, PROJECT_ROOT
 
 # A small run: the bundled digits (offline) and 300 training images. Every test that runs the
 # lab starts from it and adds what it needs: `[*SMALL, "train.epochs=1"]`.
@@ -31,12 +35,31 @@ SMALL = ["dataset=digits", "dataset.train_size=300"]
 SMALL_UNSCORED = [*SMALL, "evaluate=off"]
 
 
+# The Keras 3 environment (`make install-system-tests`) and the scripts it runs to make model
+# files (tests/makers/).
+KERAS3_PYTHON = PROJECT_ROOT / ".venv-keras3" / "bin" / "python"
+MAKERS = Path(__file__).resolve().parent / "makers"
+
+
+def store_dir(folder: Path) -> Path:
+    """The store of a test's runs in ``folder`` (a tmp_path): every helper here puts it there."""
+    return folder / "store"
+
+
 def default_overrides(tmp_path: Path) -> list[str]:
+    """The store, Hydra's outputs and the reports in ``tmp_path``, never in the project."""
     return [
-        f"tracking.dir={tmp_path / 'store'}",
+        f"tracking.dir={store_dir(tmp_path)}",
         f"paths.output_dir={tmp_path / 'outputs'}",
         f"paths.report_dir={tmp_path / 'reports'}",
     ]
+
+
+def composed(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The real config composed with ``overrides``, as a run in ``tmp_path`` gets it (see
+    :func:`default_overrides`)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=[*default_overrides(tmp_path), *overrides])
 
 
 def command_line(tmp_path: Path, start: Sequence[str], args: Sequence[str]) -> list[str]:
@@ -78,11 +101,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
 
 
 def client_for(tmp_path: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    return MlflowClient(f"sqlite:///{store_dir(tmp_path) / 'mlflow.db'}")
 
 
 def all_runs(tmp_path: Path) -> list[Run]:
-    if not (tmp_path / "store" / "mlflow.db").exists():
+    if not (store_dir(tmp_path) / "mlflow.db").exists():
         return []
     client = client_for(tmp_path)
     experiments = client.search_experiments()
@@ -131,7 +154,7 @@ def signal_when(
     """Start ``python -m src.train <args>`` and send ``signum`` once ``ready()`` (by default:
     once the first epoch's metrics are in the store), to the whole process group if ``group``
     (as Ctrl-C in a terminal does, reaching every worker too)."""
-    db = tmp_path / "store" / "mlflow.db"
+    db = store_dir(tmp_path) / "mlflow.db"
     ready = ready or (lambda: metrics_logged(db) > 0)
     process = subprocess.Popen(
         command_line(tmp_path, ("-m", "src.train"), args),
@@ -271,7 +294,17 @@ def mounted_tmpfs(folder: Path, size: str) -> contextlib.AbstractContextManager:
     return unmount()
 
 
-# -- data files a user brings --------------------------------------------------------------
+# -- data files -------------------------------------------------------------------------------
+
+
+def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake digits: class k is a bright bar at row 2k + 4, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        image[2 * label + 4 : 2 * label + 6, 4:24] = 255
+    return images, labels.astype(np.uint8)
 
 
 def colour_npz(path, train=120, test=40, classes=5, size=32, names=True):

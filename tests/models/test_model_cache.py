@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from mlflow.tracking import MlflowClient
+from support import client_for, composed, store_dir
 
-from src.common.paths import CONFIG_DIR
 from src.experiment import run_experiment
 from src.models.cache import (
     ModelCache,
@@ -405,18 +403,8 @@ class Trained:
 
     def run(self, epochs: int):
         """Restore nothing; run once more with ``epochs``: the new run's record."""
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=[
-                    f"tracking.dir={self.folder / 'mlruns'}",
-                    f"paths.output_dir={self.folder / 'outputs'}",
-                    f"train.epochs={epochs}",
-                    *RUN,
-                ],
-            )
-        run_experiment(cfg)
-        client = MlflowClient(f"sqlite:///{self.folder / 'mlruns' / 'mlflow.db'}")
+        run_experiment(composed(self.folder, f"train.epochs={epochs}", *RUN))
+        client = client_for(self.folder)
         experiments = [e.experiment_id for e in client.search_experiments()]
         return client.search_runs(experiments, order_by=["attributes.start_time DESC"])[0]
 
@@ -435,7 +423,7 @@ def trained(tmp_path_factory) -> Iterator[Trained]:
     folder = tmp_path_factory.mktemp("snapshots")
     made = Trained(folder, folder, folder, "", {}, {})
     first = made.run(3)
-    (entry,) = (folder / "mlruns" / "model_cache").glob("*-*/")
+    (entry,) = (store_dir(folder) / "model_cache").glob("*-*/")
     shutil.copytree(entry, folder / "pristine")
     second = made.run(2)
     assert second.data.tags["model_reused"] == "true"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from mlflow.tracking import MlflowClient
+from support import client_for, store_dir
 
 from benchmarks import report
 from benchmarks.run import SCORING_BASELINE, SWEEP_BASELINE, TARGETS, _ratios
@@ -176,7 +176,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
             "benchmarks.run",
             "--quick",
             f"--out={tmp_path / 'results'}",
-            f"--tracking-dir={tmp_path / 'store'}",
+            f"--tracking-dir={store_dir(tmp_path)}",
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -275,7 +275,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     )
     for heading in headings:
         assert heading in markdown
-    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    client = client_for(tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("benchmarks").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.metrics["targets_missed"] == sum(

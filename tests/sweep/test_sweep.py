@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from support import SMALL, all_runs, client_for, run_module, sweep_runs, train_cli
+from support import SMALL, all_runs, client_for, run_module, store_dir, sweep_runs, train_cli
 
 from src.common.tf_runtime import threads_per_job
 from src.report.queries import analyzer_label
@@ -326,7 +326,7 @@ def test_the_submitit_launcher_path_works_locally(tmp_path):
 def test_a_cached_model_that_cannot_be_read_is_trained_again_with_a_warning(tmp_path):
     run = [*QUICK, "analyzer=gradient"]
     assert train_cli(tmp_path, *run).returncode == 0
-    (weights,) = (tmp_path / "store" / "model_cache").glob("*/epoch-*/weights.h5")
+    (weights,) = (store_dir(tmp_path) / "model_cache").glob("*/epoch-*/weights.h5")
     weights.write_bytes(weights.read_bytes()[:200])
     result = train_cli(tmp_path, *run)
     assert result.returncode == 0, result.stderr[-3000:]

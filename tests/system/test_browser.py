@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.entities import Run
-from support import client_for, free_port, make_service, require, train_cli
+from support import client_for, free_port, make_service, require, store_dir, train_cli
 
 from src.common.paths import PROJECT_ROOT
 from src.report.figures import DPI, TEXT_SIZE
@@ -74,7 +74,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
 @pytest.fixture(scope="module")
 def ui(sweep: tuple[Path, Run]) -> Iterator[str]:
     tmp_path, _ = sweep
-    with make_service("ui", free_port(), STORE=str(tmp_path / "store")) as url:
+    with make_service("ui", free_port(), STORE=str(store_dir(tmp_path))) as url:
         yield url
 
 

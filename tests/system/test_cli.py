@@ -10,13 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from support import (
-    all_runs,
-    assert_one_line_error,
-    client_for,
-    free_port,
-    train_cli,
-)
+from support import all_runs, assert_one_line_error, client_for, free_port, store_dir, train_cli
 
 from src.common.paths import CONFIG_DIR
 from src.config.cli import config_summary
@@ -43,13 +37,13 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
     assert (
         run.info.run_id in summary
         and "test accuracy" in summary
-        and f"make ui STORE={tmp_path / 'store'}, then http://127.0.0.1:5000/#/experiments/"
+        and f"make ui STORE={store_dir(tmp_path)}, then http://127.0.0.1:5000/#/experiments/"
         f"{run.info.experiment_id}/runs/{run.info.run_id}"
         in summary
     )
 
     # The store is where the config put it, not in the working directory.
-    assert run.info.artifact_uri.startswith((tmp_path / "store" / "artifacts").as_uri())
+    assert run.info.artifact_uri.startswith((store_dir(tmp_path) / "artifacts").as_uri())
     assert not (tmp_path / "mlruns").exists()
 
     tags = run.data.tags

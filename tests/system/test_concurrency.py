@@ -13,7 +13,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from support import SMALL, all_runs, client_for, default_overrides, sweep_runs
+from support import SMALL, all_runs, client_for, default_overrides, store_dir, sweep_runs
 
 EPOCHS = 2
 # What each job of the two sweeps runs.
@@ -103,7 +103,7 @@ def test_two_parallel_sweeps_share_the_store_and_the_model_cache(tmp_path):
         assert kid.data.tags.get("trained_by_run", kid.info.run_id) == trainer.info.run_id
 
     # One complete cache entry per model, and no staging folder left behind.
-    cache = tmp_path / "store" / "model_cache"
+    cache = store_dir(tmp_path) / "model_cache"
     assert not list(cache.glob(".*.tmp")), sorted(path.name for path in cache.iterdir())
     entries = [path for path in cache.iterdir() if path.suffix not in (".lock", ".holder")]
     # An entry per training, a snapshot per epoch; the model of EPOCHS epochs is the last.

@@ -6,7 +6,16 @@ import os
 import signal
 
 import pytest
-from support import SMALL, all_runs, client_for, metrics_logged, signal_when, sweep_runs, train_cli
+from support import (
+    SMALL,
+    all_runs,
+    client_for,
+    metrics_logged,
+    signal_when,
+    store_dir,
+    sweep_runs,
+    train_cli,
+)
 
 pytestmark = pytest.mark.slow
 # 4 jobs, 2 models (one per seed), 2 workers: the models are trained by the first two jobs.
@@ -28,7 +37,7 @@ def test_a_killed_worker_leaves_the_other_runs_intact_and_a_rerun_completes(tmp_
     def kill_the_third_jobs_worker() -> bool:
         """Once two jobs have finished and a third is running, SIGKILL the worker running it
         (the run's process.pid tag says which)."""
-        if metrics_logged(tmp_path / "store" / "mlflow.db") == 0:
+        if metrics_logged(store_dir(tmp_path) / "mlflow.db") == 0:
             return False  # the store may still be being created: no client before then
         runs = [r for r in all_runs(tmp_path) if r.data.tags.get("sweep_role") != "parent"]
         running = [r for r in runs if r.info.status == "RUNNING"]
@@ -68,7 +77,7 @@ def test_a_killed_worker_leaves_the_other_runs_intact_and_a_rerun_completes(tmp_
     )
 
     # The same sweep again: every job finishes, on the models the first sweep trained.
-    cache = tmp_path / "store" / "model_cache"
+    cache = store_dir(tmp_path) / "model_cache"
     entries = sorted(path.name for path in cache.iterdir() if path.is_dir())
     assert len(entries) == 2
     rerun = train_cli(tmp_path, *SWEEP)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import SMALL, all_runs, assert_one_line_error, client_for, train_cli
+from support import SMALL, all_runs, assert_one_line_error, client_for, store_dir, train_cli
 
 # What every run here sets besides its dataset: one epoch, 100 test images, 6 explained, no scores.
 QUICK = [
@@ -61,7 +61,7 @@ def snapshot(base: Path) -> dict:
         }
         for run in all_runs(base)
     }
-    store = base / "store"
+    store = store_dir(base)
     files = {
         str(path.relative_to(store)): hashlib.sha256(path.read_bytes()).hexdigest()
         for folder in ("artifacts", "model_cache")
@@ -189,7 +189,7 @@ UNWRITABLE = {
 @pytest.mark.slow
 @pytest.mark.parametrize("part, message", UNWRITABLE.values(), ids=UNWRITABLE.keys())
 def test_a_store_that_cannot_be_written_fails_in_one_line_and_changes_nothing(base, part, message):
-    store = base / "store"
+    store = store_dir(base)
     checked = [store, store / "mlflow.db", store / "artifacts"]
     target = store / part if part else store
     modes = {path: path.stat().st_mode & 0o7777 for path in checked}
@@ -230,7 +230,7 @@ def test_a_store_that_cannot_be_written_fails_in_one_line_and_changes_nothing(ba
 @pytest.mark.slow
 def test_an_unreadable_cached_model_is_trained_again_and_earlier_runs_stay(base):
     before = snapshot(base)
-    (weights,) = (base / "store" / "model_cache").glob("*/epoch-*/weights.h5")
+    (weights,) = (store_dir(base) / "model_cache").glob("*/epoch-*/weights.h5")
     weights.write_bytes(weights.read_bytes()[:200])
     result = train_cli(base, *SMALL, *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]

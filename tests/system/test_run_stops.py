@@ -17,14 +17,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
-from support import SMALL
+from support import SMALL, client_for, composed
 
 from src import experiment
 from src.common.errors import Terminated
-from src.common.paths import CONFIG_DIR
 from src.explain import heatmaps as explain
 from src.models import training
 from src.report.figures import heatmap_figure, heatmap_strip
@@ -38,19 +34,6 @@ def lab(tmp_path_factory) -> Path:
     """One store and one model cache for the module: the phases after training reuse the
     model trained once, and the store is created once."""
     return tmp_path_factory.mktemp("lab")
-
-
-def composed(lab: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=[
-                f"tracking.dir={lab / 'store'}",
-                f"train.cache_dir={lab / 'cache'}",
-                f"paths.output_dir={lab / 'outputs'}",
-                *overrides,
-            ],
-        )
 
 
 @pytest.fixture
@@ -147,7 +130,8 @@ def test_a_signal_in_each_phase_ends_the_run_killed_at_once(
     lab, handlers, monkeypatch, tmp_path, phase
 ):
     signum, overrides = PHASES[phase]
-    cfg = composed(lab, *SMALL, "train.epochs=1", "evaluate=off", *overrides)
+    cache = f"train.cache_dir={lab / 'cache'}"
+    cfg = composed(lab, cache, *SMALL, "train.epochs=1", "evaluate=off", *overrides)
     send, drawn = Sender(signum), []
     if phase == "training":
         at_progress(monkeypatch, training, "training", send)
@@ -165,7 +149,7 @@ def test_a_signal_in_each_phase_ends_the_run_killed_at_once(
         experiment.run_experiment(cfg)
     stopped_after = time.monotonic() - send.sent_at
 
-    client = MlflowClient(f"sqlite:///{lab / 'store' / 'mlflow.db'}")
+    client = client_for(lab)
     experiments = [e.experiment_id for e in client.search_experiments()]
     (run,) = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
     assert run.info.status == "KILLED"

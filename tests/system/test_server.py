@@ -25,6 +25,7 @@ from support import (
     listening_addresses,
     make_service,
     require,
+    store_dir,
     train_cli,
 )
 
@@ -128,8 +129,8 @@ def train_and_read_back(tmp_path: Path, url: str, artifacts: Path) -> Run:
 
     # Nothing went to a local store on the client's side (only the model cache is there:
     # train.cache_dir is beside tracking.dir whatever the store, with entries per store).
-    assert not (tmp_path / "store" / "mlflow.db").exists()
-    assert not (tmp_path / "store" / "artifacts").exists()
+    assert not (store_dir(tmp_path) / "mlflow.db").exists()
+    assert not (store_dir(tmp_path) / "artifacts").exists()
     assert not (tmp_path / "mlruns").exists()
     return run
 

@@ -28,6 +28,7 @@ from support import (
     metrics_logged,
     mounted_tmpfs,
     run_module,
+    store_dir,
 )
 
 pytestmark = pytest.mark.slow
@@ -106,7 +107,7 @@ def repair(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_sigterm_while_another_process_locks_the_store_exits_130_within_30_s(tmp_path):
     """SLURM's grace between SIGTERM and SIGKILL is 30 s; MLflow waits 20 s for a lock per
     write. The run says it is left RUNNING, and `make repair` ends it once the lock is gone."""
-    database = tmp_path / "store" / "mlflow.db"
+    database = store_dir(tmp_path) / "mlflow.db"
     process = start_training(tmp_path, *LONG)
     wait_until(lambda: metrics_logged(database) > 0, process)
     with locked(database, 90):
@@ -129,7 +130,7 @@ def test_sigterm_while_another_process_locks_the_store_exits_130_within_30_s(tmp
 def test_a_store_locked_longer_than_mlflow_waits_fails_the_run_in_one_line(tmp_path, seconds):
     """MLflow waits 20 s for the lock per write: the write fails; the end status waits in turn,
     and is retried, until the lock is gone."""
-    database = tmp_path / "store" / "mlflow.db"
+    database = store_dir(tmp_path) / "mlflow.db"
     process = start_training(tmp_path, *LONG)
     wait_until(lambda: metrics_logged(database) > 0, process)
     with locked(database, seconds):
@@ -151,7 +152,7 @@ def fill(folder: Path) -> Path:
 
 def test_a_full_artifact_disk_fails_the_run_in_one_line(tmp_path):
     """Artifacts on their own, full, disk: the run ends FAILED (the database takes the end)."""
-    artifacts = tmp_path / "store" / "artifacts"
+    artifacts = store_dir(tmp_path) / "artifacts"
     with mounted_tmpfs(artifacts, "64k"):
         result = run_module(tmp_path, "src.train", *SMALL_UNSCORED, "train.epochs=1", timeout=600)
         assert result.returncode == 1, result.stderr[-3000:]
@@ -163,7 +164,7 @@ def test_a_full_artifact_disk_fails_the_run_in_one_line(tmp_path):
 def test_a_store_whose_disk_fills_up_leaves_the_run_for_make_repair(tmp_path):
     """Database and artifacts on one disk that fills up mid-run: neither the next write nor
     the end status fits; the line says so, and `make repair` ends the run once there is room."""
-    store = tmp_path / "store"
+    store = store_dir(tmp_path)
     with mounted_tmpfs(store, "8m"):
         process = start_training(tmp_path, *LONG)
         wait_until(lambda: metrics_logged(store / "mlflow.db") > 0, process)
@@ -259,7 +260,7 @@ def test_ctrl_c_with_stdout_closed_still_ends_the_sweep_and_its_runs(tmp_path):
 def test_a_kill_while_a_fresh_store_is_made_leaves_it_usable(tmp_path):
     """SIGKILL while MLflow creates the tables of a new store (a second or so of migrations)
     used to leave a database every later run refused ("table … already exists")."""
-    store = tmp_path / "store"
+    store = store_dir(tmp_path)
     store.mkdir()
     killer = (
         "import os, signal, threading, time\n"
