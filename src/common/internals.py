@@ -1,6 +1,6 @@
 """Every reach into a library's private parts, in one place, each with the reason no public way
-exists. tests/test_internals.py exercises each against the installed library, so an upgrade that
-moves one fails a fast test that names it, not a run.
+exists. tests/common/test_internals.py exercises each against the installed library, so an
+upgrade that moves one fails a fast test that names it, not a run.
 
 Not here: iNNvestigate's internal modules (``innvestigate.backend.graph``,
 ``innvestigate.analyzer.wrapper`` ...), which the explainers build on. 2.1.2 is iNNvestigate's last
@@ -114,7 +114,7 @@ def hydra_flags_parser() -> argparse.ArgumentParser:
     """Hydra's command-line flags (``hydra.main``'s, as of Hydra 1.3) beside the overrides, so
     the overrides and the flags that stop a run (``--help``, ``--cfg`` ...) are told apart before
     Hydra runs. Hydra's own parser is internal (``hydra._internal.utils.get_args_parser``); this
-    is a copy of its flags, which tests/test_internals.py compares with it."""
+    is a copy of its flags, which tests/common/test_internals.py compares with it."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("overrides", nargs="*")
     for flag in ("--help", "--hydra-help", "--version", "--resolve", "--run", "--multirun"):
