@@ -79,7 +79,9 @@ def at_progress(monkeypatch, module, description: str, send: Sender) -> None:
 
 def while_drawing(monkeypatch, send: Sender, drawn: list) -> None:
     """``send`` as the run's heatmap figure starts to be rendered to PNG."""
-    original = experiment.heatmap_figure
+    from src.report import outcome
+
+    original = outcome.heatmap_figure
 
     def heatmap_figure(*args, **kwargs):
         figure = original(*args, **kwargs)
@@ -93,7 +95,7 @@ def while_drawing(monkeypatch, send: Sender, drawn: list) -> None:
         figure.savefig = rendering
         return figure
 
-    monkeypatch.setattr(experiment, "heatmap_figure", heatmap_figure)
+    monkeypatch.setattr(outcome, "heatmap_figure", heatmap_figure)
 
 
 def while_uploading(monkeypatch, send: Sender, name: str) -> None:
