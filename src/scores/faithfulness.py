@@ -15,6 +15,7 @@ from src.scores.registry import (
     PERTURBATION_NOISE,
     RANDOM_ORDER,
     SUBSETS,
+    Better,
     Context,
     Curve,
     Evaluation,
@@ -43,7 +44,7 @@ class RegionPerturbation(Score):
             "**faithfulness**: regions (`region_shape`, 7×7) are replaced by Gaussian noise in "
             "order of decreasing mean relevance (MoRF), `steps` (15) steps, with iNNvestigate's "
             "`Perturbation`; the area over each image's correct/wrong curve",
-            "higher",
+            Better.HIGHER,
             "Samek et al. 2017",
             "faithfulness (MoRF AOPC)",
             "AOPC",
@@ -53,7 +54,7 @@ class RegionPerturbation(Score):
             "aopc_lerf",
             "the same regions in order of *increasing* relevance (LeRF, `lerf`: true): the "
             "least relevant regions should not matter",
-            "lower",
+            Better.LOWER,
             "Samek et al. 2017",
             "faithfulness (LeRF AOPC)",
             "LeRF",
@@ -62,13 +63,13 @@ class RegionPerturbation(Score):
             "abpc",
             "MoRF AOPC − LeRF AOPC per image, the area between the two curves: MoRF alone "
             "rewards maps that destroy any image fast",
-            "higher",
+            Better.HIGHER,
             "Schulz et al. 2020",
             "faithfulness (MoRF − LeRF)",
             "ABPC",
         ),
-        Metric("aopc_random", "MoRF's AOPC with the regions in a random order", "—"),
-        Metric("aopc_gain", "`aopc` − `aopc_random`", "higher"),
+        Metric("aopc_random", "MoRF's AOPC with the regions in a random order", Better.NEITHER),
+        Metric("aopc_gain", "`aopc` − `aopc_random`", Better.HIGHER),
     )
     curves = (
         Curve("perturbation_accuracy", "accuracy after k regions perturbed, MoRF"),
@@ -158,7 +159,7 @@ class FaithfulnessCorrelation(Score):
             "**faithfulness**: per image, `runs` (50) random subsets of `subset_size` (224) "
             "input values are set to the image's minimum; Pearson correlation between the "
             "relevance in each subset and the drop of the explained logit (a blank map: 0)",
-            "higher",
+            Better.HIGHER,
             "Bhatt et al. 2020; Quantus `FaithfulnessCorrelation`",
             "faithfulness correlation",
             "FCorr",

@@ -10,6 +10,7 @@ import numpy as np
 
 from src.scores import metrics
 from src.scores.registry import (
+    Better,
     Context,
     Evaluation,
     Metric,
@@ -33,7 +34,7 @@ class Localisation(Score):
         Metric(
             "relevance_mass_accuracy",
             "**ground truth**: the share of \\|relevance\\| inside the planted marker",
-            "higher",
+            Better.HIGHER,
             "Arras et al. 2022; Quantus `RelevanceMassAccuracy`",
             "localisation (relevance mass)",
             "Mass",
@@ -42,7 +43,7 @@ class Localisation(Score):
             "relevance_rank_accuracy",
             "**ground truth**: of the k most relevant pixels (k = the marker's size), the "
             "share inside the marker",
-            "higher",
+            Better.HIGHER,
             "Arras et al. 2022; Quantus `RelevanceRankAccuracy`",
             "localisation (relevance rank)",
             "Rank",
@@ -51,7 +52,7 @@ class Localisation(Score):
         Metric(
             "pointing_game",
             "**ground truth**: 1 if the most relevant pixel is inside the marker, else 0",
-            "higher",
+            Better.HIGHER,
             "Zhang et al. 2018; Quantus `PointingGame`",
             "localisation (pointing game)",
             "Point",

@@ -11,6 +11,7 @@ import numpy as np
 from src.scores import metrics
 from src.scores.libraries import _quantus
 from src.scores.registry import (
+    Better,
     Context,
     Evaluation,
     Metric,
@@ -33,8 +34,8 @@ class Complexity(Score):
     metrics = (
         Metric(
             "gini",
-            "**complexity**: Gini index of \\|relevance\\| per image",
-            "higher = sparser",
+            "**complexity**: Gini index of \\|relevance\\| per image (higher: sparser)",
+            Better.HIGHER,
             "Chalasani et al. 2020; Quantus `Sparseness`",
             "complexity (Gini)",
             "Gini",
@@ -72,13 +73,13 @@ class Conservation(Score):
         Metric(
             "conservation_error",
             "Deep Taylor and LRP: \\|Σ relevance − explained logit\\| / \\|logit\\|",
-            "lower",
+            Better.LOWER,
         ),
         Metric(
             "relevance_blowup_share",
             "Deep Taylor and LRP: the share of images whose \\|Σ relevance\\| is more than 2× "
             "the explained logit; above 5% the run prints a warning",
-            "lower",
+            Better.LOWER,
         ),
     )
 
@@ -106,7 +107,7 @@ class BlankMaps(Score):
             "blank_fraction",
             "the share of the analyzer's maps that are constant (all zero, typically) on the "
             "trained model: they rank no pixel above another",
-            "—",
+            Better.NEITHER,
         ),
     )
 

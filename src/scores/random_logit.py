@@ -12,6 +12,7 @@ from src.scores import metrics
 from src.scores.libraries import _quantus
 from src.scores.registry import (
     OFF_CLASSES,
+    Better,
     Context,
     Evaluation,
     Metric,
@@ -35,7 +36,7 @@ class RandomLogit(Score):
             "random_logit",
             "**class sensitivity**: per image the SSIM of the map of the explained class with "
             "the map of another class drawn at random",
-            "lower",
+            Better.LOWER,
             "Sixt et al. 2020; Quantus `RandomLogit`",
             "random logit (SSIM)",
             "rlogit",

@@ -15,6 +15,7 @@ from src.common.tf_runtime import tensorflow
 from src.scores import metrics
 from src.scores.registry import (
     LAYER_SEEDS,
+    Better,
     Context,
     Curve,
     Evaluation,
@@ -122,24 +123,24 @@ class Randomisation(Score):
             "**sanity check**, cascading model-parameter randomisation: layers re-initialised "
             "top-down, one more per step; per image the Spearman correlation of \\|map\\| "
             "with the trained model's, averaged over steps (a map gone blank: 0)",
-            "lower",
+            Better.LOWER,
             "Adebayo et al. 2018; Quantus `MPRT`",
             "randomisation (MPRT, mean over layers)",
             "MPRT",
             headline=True,
         ),
-        Metric("mprt_full", "the same once every layer is re-initialised", "lower"),
+        Metric("mprt_full", "the same once every layer is re-initialised", Better.LOWER),
         Metric(
             "mprt_blank_fraction_full",
             "the share of maps that are constant once every layer is re-initialised",
-            "—",
+            Better.NEITHER,
         ),
         Metric(
             "emprt",
             "**sanity check**, efficient MPRT: per image the relative rise of the map's "
             "discrete entropy (`emprt_bins`, 100 bins) from the trained to the fully "
             "randomised model",
-            "higher",
+            Better.HIGHER,
             "Hedström et al. 2024; Quantus `EfficientMPRT`",
             "randomisation (eMPRT)",
             "eMPRT",
@@ -149,7 +150,7 @@ class Randomisation(Score):
             "emprt_undefined_fraction",
             "the share of images whose original map is constant (no entropy rise defined; "
             "left out of `eval_emprt`)",
-            "—",
+            Better.NEITHER,
         ),
     )
     curves = (

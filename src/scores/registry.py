@@ -19,6 +19,7 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -46,23 +47,35 @@ def generator(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
 
 
+class Better(Enum):
+    """Which way a metric is better."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    NEITHER = "—"  # a count or a share, read alongside the others
+
+
 @dataclass(frozen=True)
 class Metric:
     """One number a score logs as ``eval_<name>`` (and keeps per image in ``scores.npz``)."""
 
     name: str
     what: str  # what it measures, for the table of docs/scores.md
-    better: str  # "higher", "lower", or "—" (a count or a share to read alongside)
+    better: Better
     reference: str = ""
     # In the verdict (with its baselines) if set: the criterion's name and column heading.
     criterion: str = ""
     short: str = ""
     headline: bool = False  # named in a run's summary line
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.better, Better):
+            raise TypeError(f"metric {self.name}: better must be a Better, not {self.better!r}")
+
     @property
     def higher_is_better(self) -> bool | None:
         """True or False from ``better``; None for a count or share read alongside."""
-        return {"higher": True, "lower": False}.get(self.better.split()[0])
+        return {Better.HIGHER: True, Better.LOWER: False}.get(self.better)
 
 
 @dataclass(frozen=True)
@@ -256,7 +269,8 @@ def markdown_table(registry: Mapping[str, Score]) -> str:
         state = "on" if score.default else "off"
         for index, m in enumerate(score.metrics):
             first = f"`{score.name}` ({state})" if index == 0 else ""
-            lines.append(f"| {first} | `eval_{m.name}` | {m.what} | {m.better} | {m.reference} |")
+            better = m.better.value
+            lines.append(f"| {first} | `eval_{m.name}` | {m.what} | {better} | {m.reference} |")
         for curve in score.curves:
             lines.append(f"| | `eval_{curve.name}` (per step) | {curve.what} | | |")
     return "\n".join(lines)

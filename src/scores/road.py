@@ -12,6 +12,7 @@ import numpy as np
 from src.scores import metrics
 from src.scores.registry import (
     IMPUTATION_NOISE,
+    Better,
     Context,
     Curve,
     Evaluation,
@@ -34,7 +35,7 @@ class Road(Score):
             "**faithfulness without the shape leak**: the most relevant `percentages` (10…90%) "
             "of pixels are removed and filled in by noisy linear imputation (ROAD, MoRF); the "
             "area over each image's correct/wrong curve",
-            "higher",
+            Better.HIGHER,
             "Rong et al. 2022; Quantus `ROAD`",
             "faithfulness (ROAD, MoRF)",
             "ROAD",

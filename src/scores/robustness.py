@@ -15,6 +15,7 @@ from src.scores.libraries import _quantus
 from src.scores.registry import (
     LIPSCHITZ_NOISE,
     SENSITIVITY_NOISE,
+    Better,
     Context,
     Evaluation,
     Metric,
@@ -45,7 +46,7 @@ class Robustness(Score):
             "max_sensitivity",
             "**robustness**: per image the largest ‖map(x + δ) − map(x)‖ / ‖map(x)‖ over "
             "`samples` (20) draws of uniform noise δ in ±`radius` (0.2)",
-            "lower",
+            Better.LOWER,
             "Yeh et al. 2019; Quantus `MaxSensitivity`",
             "robustness (max sensitivity)",
             "MaxSens",
@@ -54,7 +55,7 @@ class Robustness(Score):
             "local_lipschitz",
             "**robustness**: per image the largest ‖map(x + δ) − map(x)‖ / ‖δ‖ over `samples` "
             "draws of Gaussian δ (σ `lipschitz_std`, 0.1), maps normalised by their max",
-            "lower",
+            Better.LOWER,
             "Alvarez-Melis & Jaakkola 2018; Quantus `LocalLipschitzEstimate`",
             "robustness (local Lipschitz)",
             "Lipschitz",

@@ -452,7 +452,7 @@ def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
 @pytest.fixture
 def a_new_score():
     """A score added the way the README says: one registered class (and a config switch)."""
-    from src.scores.registry import _REGISTRY, Metric, Score, register
+    from src.scores.registry import _REGISTRY, Better, Metric, Score, register
 
     @register
     class PositiveShare(Score):
@@ -460,7 +460,13 @@ def a_new_score():
         needs = frozenset({"heatmaps"})
         default = False
         metrics = (
-            Metric("positive_share", "share of positive relevance", "higher", "", "pos", "Pos"),
+            Metric(
+                "positive_share",
+                "share of positive relevance",
+                Better.HIGHER,
+                criterion="pos",
+                short="Pos",
+            ),
         )
 
         def compute(self, context, settings, result):

@@ -436,7 +436,7 @@ def test_the_docs_score_table_is_the_registrys():
 
 def test_every_score_is_registered_once_with_what_the_verdict_needs():
     from src.scores import SCORES
-    from src.scores.registry import NEEDS
+    from src.scores.registry import NEEDS, Better
 
     assert list(SCORES)[:3] == ["perturbation", "faithfulness_correlation", "road"]
     names = [m.name for score in SCORES.values() for m in score.metrics]
@@ -444,9 +444,9 @@ def test_every_score_is_registered_once_with_what_the_verdict_needs():
     for score in SCORES.values():
         assert score.needs <= set(NEEDS), score.name
         for m in score.metrics:
-            assert m.better.split()[0] in ("higher", "lower", "—"), m.name
+            assert isinstance(m.better, Better), m.name
             if m.criterion:  # judged in the verdict: needs a direction and a column heading
-                assert m.better != "—" and m.short, m.name
+                assert m.better is not Better.NEITHER and m.short, m.name
 
 
 class TopLeftModel:

@@ -110,9 +110,11 @@ def sweep(code: Path, folder: Path) -> None:
     assert result.returncode == 0, f"the sweep from {code} failed:\n{result.stderr[-3000:]}"
 
 
-def runs_by_job(folder: Path, code: Path) -> dict[tuple[str, ...], object]:
+def runs_by_job(
+    folder: Path, code: Path, children: set[tuple[str, ...]] = CHILDREN
+) -> dict[tuple[str, ...], object]:
     """The sweep's runs: the parent (the run with no parent) and each child by its analyzer, seed
-    and training length; each made by the code in ``code``."""
+    and training length (``children``: those expected); each made by the code in ``code``."""
     runs = {}
     for run in all_runs(folder):
         params = run.data.params
@@ -125,7 +127,7 @@ def runs_by_job(folder: Path, code: Path) -> dict[tuple[str, ...], object]:
         assert job not in runs, f"two runs for {job} in {folder}"
         assert run.info.status == "FINISHED", (run.info.run_name, run.info.status)
         runs[job] = run
-    assert set(runs) == {PARENT, *CHILDREN}, sorted(runs)
+    assert set(runs) == {PARENT, *children}, sorted(runs)
     return runs
 
 
@@ -142,9 +144,16 @@ def arrays(client, run, artifact: str, folder: Path) -> dict[str, np.ndarray]:
         return {name: npz[name] for name in npz.files}
 
 
-def differences(old_folder: Path, old_code: Path, new_folder: Path) -> list[str]:
+def differences(
+    old_folder: Path,
+    old_code: Path,
+    new_folder: Path,
+    children: set[tuple[str, ...]] = CHILDREN,
+    new_code: Path = PROJECT_ROOT,
+) -> list[str]:
     """Every way the new sweep's runs differ from the old one's."""
-    old_runs, new_runs = runs_by_job(old_folder, old_code), runs_by_job(new_folder, PROJECT_ROOT)
+    old_runs = runs_by_job(old_folder, old_code, children)
+    new_runs = runs_by_job(new_folder, new_code, children)
     old_client, new_client = client_for(old_folder), client_for(new_folder)
     found = []
     for job in sorted(old_runs):
