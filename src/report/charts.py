@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from src.report.figures import _figure, _show_relevance, normalise
+from src.scores.registry import Panel
 
 
 def metrics_vs_epochs(table, metrics: Sequence[str]):
@@ -172,39 +173,39 @@ def randomisation_figure(
 
 def quality_curves(
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-    panels: Sequence[tuple[str, str, int]],
+    panels: Sequence[Panel],
     title: str,
 ):
-    """One panel per per-step score (``panels``: metric, what the steps are, first step), one
-    line per analyzer with the seeds' spread shaded; the random order's mean, gray and dashed,
-    on the most-relevant-first panel.
+    """One panel per per-step score, one line per analyzer with the seeds' spread shaded; a
+    panel's baseline (the random order, on the most-relevant-first panel) as the mean over
+    analyzers, gray and dashed.
 
     ``curves`` maps a metric name to ``{analyzer: (mean, std)}`` per step.
     """
-    panels = [panel for panel in panels if curves.get(panel[0])]
+    panels = [panel for panel in panels if curves.get(panel.metric)]
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure = _figure(figsize=(4.6 * columns, 3.6 * rows + 0.4))
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat[len(panels) :]:
         axis.set_visible(False)
-    for axis, (key, what, first_step) in zip(axes.flat, panels, strict=False):
+    for axis, panel in zip(axes.flat, panels, strict=False):
+        key, what, first_step = panel.metric, panel.what, panel.first_step
         for analyzer, (mean, std) in curves[key].items():
             steps = np.arange(len(mean)) + first_step
             (line,) = axis.plot(steps, mean, marker="o", markersize=3, label=analyzer)
             axis.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
             axis.set_xticks(steps)
-        if key == "eval_perturbation_accuracy":
-            random_orders = list(curves.get("eval_perturbation_accuracy_random", {}).values())
-            if random_orders:
-                baseline = np.mean([mean for mean, _ in random_orders], axis=0)
-                axis.plot(
-                    np.arange(len(baseline)),
-                    baseline,
-                    color="gray",
-                    linestyle="--",
-                    label="random order",
-                )
+        baselines = list(curves.get(panel.baseline, {}).values()) if panel.baseline else []
+        if baselines:
+            baseline = np.mean([mean for mean, _ in baselines], axis=0)
+            axis.plot(
+                np.arange(len(baseline)),
+                baseline,
+                color="gray",
+                linestyle="--",
+                label=panel.baseline_label,
+            )
         axis.set_title(key.removeprefix("eval_").replace("_", " "), fontsize=9)
         axis.set_xlabel(what, fontsize=8)
         axis.legend(fontsize=6)

@@ -19,7 +19,7 @@ from src.common import names
 from src.common.redact import redact
 from src.scores import SCORES
 from src.scores.compare import mean_std_text, seed_stability
-from src.scores.registry import curves
+from src.scores.registry import curves, panels
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,8 @@ EVALUATION_PREFIX = "eval_"  # explanation-quality scores, compared when runs lo
 STABILITY = "stability_spearman"
 # Per-step metrics of the runs, drawn as one line per analyzer in quality_curves.png.
 CURVES = tuple(f"{EVALUATION_PREFIX}{curve.name}" for curve in curves(SCORES))
-# Their panels: (metric, what a step is, first step); the random order joins MoRF's panel.
-PANELS = tuple(
-    (f"{EVALUATION_PREFIX}{curve.name}", curve.what, curve.first_step)
-    for curve in curves(SCORES)
-    if curve.name != "perturbation_accuracy_random"
-)
+# Their panels (a baseline, such as the random order, drawn in its curve's panel).
+PANELS = panels(curves(SCORES), EVALUATION_PREFIX)
 
 
 def score_order(column: str) -> int:

@@ -25,7 +25,7 @@ from src.report.verdict import (
     Verdict,
 )
 from src.scores import SCORES
-from src.scores.registry import Metric
+from src.scores.registry import Metric, panels
 
 # Whether higher is better for the table's other measures; None: read alongside.
 MEASURE_BETTER = {
@@ -130,14 +130,10 @@ def criterion_sections(
         if not metrics:
             continue
         images = [_interval_image(verdict, metric) for metric in metrics]
-        panels = [
-            (f"{EVALUATION_PREFIX}{curve.name}", curve.what, curve.first_step)
-            for curve in score.curves
-            if curve.name != "perturbation_accuracy_random"
-        ]
-        if any(per_step.get(panel[0]) for panel in panels):
+        drawn = panels(score.curves, EVALUATION_PREFIX)
+        if any(per_step.get(panel.metric) for panel in drawn):
             figure = quality_curves(
-                per_step, panels, title=f"{longest} epochs, mean ± std over seeds"
+                per_step, drawn, title=f"{longest} epochs, mean ± std over seeds"
             )
             images.append(image(figure_png(figure), f"{score.name.replace('_', ' ')}: curves"))
         if table["epochs"].nunique() > 1:

@@ -74,7 +74,12 @@ class RegionPerturbation(Score):
     curves = (
         Curve("perturbation_accuracy", "accuracy after k regions perturbed, MoRF"),
         Curve("perturbation_accuracy_lerf", "the same, LeRF"),
-        Curve("perturbation_accuracy_random", "the same, random order"),
+        Curve(
+            "perturbation_accuracy_random",
+            "the same, random order",
+            baseline_of="perturbation_accuracy",
+            label="random order",
+        ),
     )
 
     def compute(self, context: Context, settings: Any, result: Evaluation) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -80,11 +80,42 @@ class Metric:
 
 @dataclass(frozen=True)
 class Curve:
-    """A per-step metric (``eval_<name>``, step = ``first_step`` + index) the report draws."""
+    """A per-step metric (``eval_<name>``, step = ``first_step`` + index) the report draws: in a
+    panel of its own, or, as ``baseline_of`` another curve, gray and dashed in that one's."""
 
     name: str
     what: str
     first_step: int = 0
+    baseline_of: str = ""
+    label: str = ""  # a baseline's name in the panel's legend
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A panel of the report's curves: the metric, what a step is, the first step, and the
+    baseline drawn in it (the metric of the curve that is its ``baseline_of``, or "")."""
+
+    metric: str
+    what: str
+    first_step: int
+    baseline: str = ""
+    baseline_label: str = ""
+
+
+def panels(of: Sequence[Curve], prefix: str = "eval_") -> tuple[Panel, ...]:
+    """The panels of curves ``of``: one per curve that is not another's baseline."""
+    baselines = {curve.baseline_of: curve for curve in of if curve.baseline_of}
+    return tuple(
+        Panel(
+            f"{prefix}{curve.name}",
+            curve.what,
+            curve.first_step,
+            f"{prefix}{baselines[curve.name].name}" if curve.name in baselines else "",
+            baselines[curve.name].label if curve.name in baselines else "",
+        )
+        for curve in of
+        if not curve.baseline_of
+    )
 
 
 @dataclass

@@ -518,3 +518,20 @@ def test_noisy_linear_imputation_fills_every_channel_of_a_colour_pixel():
     np.testing.assert_array_equal(
         np.delete(filled.reshape(9, 3), 4, 0), np.delete(image.reshape(9, 3), 4, 0)
     )
+
+
+def test_a_baseline_curve_is_drawn_in_the_panel_of_the_curve_it_is_the_baseline_of():
+    from src.scores.registry import Curve, Panel, panels
+
+    drawn = panels(
+        (
+            Curve("morf", "accuracy after k regions perturbed"),
+            Curve("random", "the same, random order", baseline_of="morf", label="random order"),
+            Curve("mprt", "similarity after k layers", 1),
+        ),
+        prefix="eval_",
+    )
+    assert drawn == (
+        Panel("eval_morf", "accuracy after k regions perturbed", 0, "eval_random", "random order"),
+        Panel("eval_mprt", "similarity after k layers", 1),
+    )
