@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -44,10 +43,7 @@ def test_a_job_in_the_sweeps_process_sees_the_sweep_it_began():
 
 def test_a_worker_process_sees_the_same_sweep_through_its_environment():
     sweep_context.begin(CONTEXT)
-    read = (
-        "from src.common import sweep_context; import json, dataclasses; "
-        "print(json.dumps(dataclasses.asdict(sweep_context.current())))"
-    )
+    read = "from src.common import sweep_context; print(sweep_context.current().to_json())"
     result = subprocess.run(
         [sys.executable, "-c", read],
         cwd=PROJECT_ROOT,
@@ -56,8 +52,7 @@ def test_a_worker_process_sees_the_same_sweep_through_its_environment():
         text=True,
         check=True,
     )
-    seen = json.loads(result.stdout)
-    assert SweepContext(**{**seen, "swept_keys": tuple(seen["swept_keys"])}) == CONTEXT
+    assert SweepContext.from_json(result.stdout) == CONTEXT
 
 
 def test_after_the_sweep_a_run_in_the_same_process_is_a_single_run_again():
