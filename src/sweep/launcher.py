@@ -330,8 +330,9 @@ class _Progress:
             waiting = {index: job for index, job in jobs.items() if index not in self.ended}
             pending = [job.job_id for job in waiting.values() if job.state == "PENDING"]
             reasons = pending_reasons(pending)
+            ending = _still_ending(waiting)
             for index, job in waiting.items():
-                ended = job.done()
+                ended = job.done() and job.job_id not in ending
                 state = job.state if not ended else _end_state(job)
                 if state == "PENDING" and reasons.get(job.job_id, "None") != "None":
                     state = f"PENDING ({reasons[job.job_id]})"
@@ -355,6 +356,18 @@ class _Progress:
             if deadline is not None and time.monotonic() > deadline:
                 return
             time.sleep(POLL_S)
+
+
+def _still_ending(jobs: Mapping[int, Any]) -> set[str]:
+    """The jobs the scheduler counts as ended that have not yet said how: ``scancel`` or a time
+    limit makes a job CANCELLED or TIMEOUT at once, while its process is still ending its run
+    and writing its result, which it does before it leaves ``squeue`` (COMPLETING)."""
+    unsaid = {
+        index: job
+        for index, job in jobs.items()
+        if not job.paths.result_pickle.exists() and job.done()
+    }
+    return set(in_queue(unsaid)) if unsaid else set()
 
 
 def _end_state(job: Any) -> str:

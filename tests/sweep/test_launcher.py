@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from src.common import internals
 from src.common.errors import UserError
 from src.common.outcome import JobOutcome
+from src.sweep import launcher
 from src.sweep.launcher import check_request, job_labels, model_group, pending_reasons, waves
 from src.tracking.lifecycle import HOST, PID, SLURM_JOB, STARTED, process_tags
 from src.tracking.repair import repair
@@ -368,6 +370,57 @@ def test_this_hosts_runs_are_judged_by_their_process_not_asked_to_sacct(bin_dir,
     assert result.alive == [alive]
     assert calls_of(calls) == []
     assert client.get_run(alive).info.status == "RUNNING"
+
+
+# -- a job's end, as the sweep's progress tells it -------------------------------------------------
+
+
+class CancelledJob:
+    """A job ``scancel`` has stopped: the scheduler counts it ended (CANCELLED) at once, while
+    its process is still ending its run; the process writes its result ``polls`` polls later."""
+
+    def __init__(self, folder: Path, polls: int) -> None:
+        self.job_id, self.state, self.polls = "4_0", "CANCELLED", polls
+        self.paths = type("Paths", (), {"result_pickle": folder / "4_0_result.pkl"})()
+
+    def done(self) -> bool:
+        return True
+
+    def poll(self) -> None:
+        self.polls -= 1
+        if self.polls == 0:
+            self.paths.result_pickle.write_bytes(b"")
+
+    def results(self) -> list:
+        outcome = JobOutcome("KILLED", reason="stopped by SIGTERM")
+        return [internals.completed_job_return(["seed=0"], outcome)]
+
+
+def test_a_cancelled_job_is_done_once_it_has_said_how_it_ended(tmp_path, monkeypatch, caplog):
+    job = CancelledJob(tmp_path, polls=3)
+
+    def in_queue(jobs):  # squeue lists the job (COMPLETING) until its process has ended
+        job.poll()
+        return [] if job.paths.result_pickle.exists() else [job.job_id]
+
+    monkeypatch.setattr(launcher, "in_queue", in_queue)
+    monkeypatch.setattr(launcher, "POLL_S", 0.0)
+    with caplog.at_level(logging.INFO, logger=launcher.__name__):
+        launcher._Progress(["seed=0"], 1).until_done({0: job})
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[-1] == "sweep: 1/1 jobs done · seed=0 4_0: KILLED (stopped by SIGTERM)"
+    assert "sweep: job seed=0 4_0: CANCELLED" in lines  # while it was ending
+
+
+def test_a_job_that_ended_without_a_result_is_done_with_the_schedulers_state(
+    tmp_path, monkeypatch, caplog
+):
+    job = CancelledJob(tmp_path, polls=-1)  # killed outright: never writes a result
+    monkeypatch.setattr(launcher, "in_queue", lambda jobs: [])
+    with caplog.at_level(logging.INFO, logger=launcher.__name__):
+        launcher._Progress(["seed=0"], 1).until_done({0: job})
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["sweep: 1/1 jobs done · seed=0 4_0: CANCELLED"]
 
 
 # -- a job's outcome in one line ----------------------------------------------------------------
