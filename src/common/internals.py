@@ -13,7 +13,8 @@ imports none of them.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 # MLflow ---------------------------------------------------------------------------------------
@@ -59,6 +60,27 @@ def create_optimizer_slots(optimizer: Any, variables: Sequence[Any]) -> None:
     that ``set_weights`` can restore a saved state. Keras's own model loading does it this way;
     no public call does."""
     optimizer._create_all_weights(variables)
+
+
+@contextlib.contextmanager
+def live_variable_reads() -> Iterator[None]:
+    """While active, graph-mode Keras wraps raw TensorFlow ops (iNNvestigate's backward pass is
+    ``tf.gradients``) into ``TensorFlowOpLayer``s that keep their other inputs, the weights'
+    variable reads among them, as tensors. By default it evaluates those inputs once, to NumPy
+    constants (``keras/src/engine/base_layer_utils.py``, ``_create_keras_history_helper``): a
+    built analyzer model called again on new inputs (what iNNvestigate's augment-and-reduce
+    wrappers, integrated gradients and SmoothGrad, do) then computes its backward pass with the
+    weights the model had when it was built. Keras has no public switch; the module flag
+    ``_UNSAFE_GRAPH_OP_LAYER_CREATION`` is it (what it gives up, config serialisation of such
+    layers, analyzer models never use)."""
+    from keras.src.engine import base_layer_utils
+
+    before = base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION
+    base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION = True
+    try:
+        yield
+    finally:
+        base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION = before
 
 
 def read_cifar_batch(path: str) -> tuple[Any, Any]:

@@ -7,7 +7,10 @@ analyzer config names any of them the same way and the pipeline has no per-analy
   ``GaussianSmoother._augment`` builds ``AddGaussianNoise()`` without a stddev, so the noise is
   always N(0, 1), 100% of a [0, 1] pixel range. :class:`SmoothGrad` is the same analyzer with
   the noise the config asks for (Smilkov et al. 2017: sigma = ``noise_scale`` x the image's
-  max - min) from a seeded random op, so the maps depend on ``noise_scale`` and reproduce.
+  max - min) from a stateless random op keyed by the seed: the same image in the same place
+  of a batch gets the same noise at every call, so a map is a function of the weights and the
+  image, and the randomisation cascade and robustness compare maps under the same noise
+  (common random numbers) rather than under fresh noise.
 - ``baseline.noise``, ``baseline.input``, ``baseline.edge``: maps that explain nothing about
   the model, which every score is read against: a freshly drawn Gaussian noise map, the image
   itself, and the Sobel edge magnitude of the image. They never look at the model.
@@ -90,7 +93,8 @@ def _smoothgrad_class() -> type:
 
     class ScaledGaussianNoise(tf.keras.layers.Layer):
         """``x + N(0, 1) * scale * (max(x) - min(x))``, max and min per image (over every axis
-        but the first), from a random op with a fixed seed."""
+        but the first); the noise from a stateless op keyed by ``seed``: the same at every
+        call for the same shape."""
 
         def __init__(self, scale: float, seed: int, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -101,7 +105,9 @@ def _smoothgrad_class() -> type:
             spread = tf.reduce_max(inputs, axis=axes, keepdims=True) - tf.reduce_min(
                 inputs, axis=axes, keepdims=True
             )
-            noise = tf.random.normal(tf.shape(inputs), dtype=inputs.dtype, seed=self.seed)
+            noise = tf.random.stateless_normal(
+                tf.shape(inputs), seed=[self.seed, 0], dtype=inputs.dtype
+            )
             return inputs + noise * (self.scale * spread)
 
     class SmoothGrad(InnvestigateSmoothGrad):
@@ -109,8 +115,6 @@ def _smoothgrad_class() -> type:
 
         def __init__(self, model, noise_scale: float = 0.1, seed: int = 0, **kwargs: Any):
             super().__init__(model, noise_scale=noise_scale, **kwargs)
-            # The op seed, with the graph seed the run sets, fixes the noise sequence however
-            # many ops training added before (an unseeded op's seed is its position in the graph).
             self._seed = int(seed) % 2**31
 
         def _augment(self, Xs):
@@ -147,15 +151,6 @@ def takes_only_convnet_layers(method: str) -> bool:
     """iNNvestigate's LRP analyzers refuse any layer outside its list of convnet layers
     (``DepthwiseConv2D`` among them: see :func:`src.models.canonical.explainable`)."""
     return method.startswith("lrp")
-
-
-def is_wrapper(analyzer: Any) -> bool:
-    """Whether ``analyzer`` is one of iNNvestigate's wrappers (integrated gradients, SmoothGrad:
-    an analyzer run on augmented inputs and reduced), whose built graph keeps the weights
-    the model had when it was built."""
-    from innvestigate.analyzer.wrapper import WrapperBase
-
-    return isinstance(analyzer, WrapperBase)
 
 
 def create(method: str, model: Any, **params: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from src.common import internals
 from src.common.errors import UserError
 from src.common.progress import progress_bar
 from src.explain import analyzers
@@ -101,11 +102,15 @@ def _reason(said: str) -> str:
 
 
 def build_analyzer(analyzer: Any) -> None:
-    """Build the analyzer's graph; a model it cannot be built for -> NotExplainable."""
+    """Build the analyzer's graph, reading the model's weights where they are at each call
+    (:func:`src.common.internals.live_variable_reads`: else integrated gradients' and
+    SmoothGrad's maps keep the weights of the build, and do not follow the randomisation
+    cascade's); a model it cannot be built for -> NotExplainable."""
     from tensorflow.errors import OpError
 
     try:
-        analyzer.create_analyzer_model()
+        with internals.live_variable_reads():
+            analyzer.create_analyzer_model()
     except (ValueError, NotImplementedError, OpError) as error:
         said = str(error)
         if "PartitionedCall" in said:  # TensorFlow's grouped convolution is a function call

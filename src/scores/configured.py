@@ -13,7 +13,6 @@ import numpy as np
 from omegaconf import DictConfig
 
 from src.data import Dataset
-from src.explain.analyzers import is_wrapper
 from src.explain.configured import analysis_batch, analyzer_for
 from src.explain.heatmaps import (
     Explainer,
@@ -46,18 +45,6 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
     def explain_classes(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
         return explainer.explain(images, classes, batch_size, description).heatmaps
 
-    def explain_anew(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
-        """An explainer built on the model's current weights: after the randomisation
-        cascade changed them, the graph of iNNvestigate's augment-and-reduce wrappers
-        (integrated gradients, SmoothGrad) built before still computes with the trained
-        ones."""
-        fresh = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
-        return fresh.explain(images, classes, batch_size, description).heatmaps
-
-    # The other analyzers compute with the model's variables and follow them; a baseline
-    # ignores the model and keeps drawing from its own stream.
-    follows = not is_wrapper(explainer.analyzer)
-
     return evaluate(
         cfg.evaluate,
         model,
@@ -69,7 +56,6 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
         seed=cfg.seed,
         masks=None if data.test_masks is None else data.test_masks[:count],
         model_only=model_only(cfg, cache_key, say=True),
-        explain_anew=None if follows else explain_anew,
     )
 
 

@@ -60,7 +60,6 @@ def evaluate(
     seed: int,
     masks: np.ndarray | None = None,
     model_only: ModelOnly | None = None,
-    explain_anew: Explain | None = None,
 ) -> Evaluation:
     """Score the analyzer's heatmaps of ``images`` (``cfg`` is the ``evaluate`` config) with
     every score ``cfg.scores`` switches on.
@@ -70,8 +69,6 @@ def evaluate(
     model is explained for the same classes. ``masks`` (N, H, W) mark where the ground truth
     is (experiment=shortcut), for the localisation scores. ``model_only(name, compute)``
     keeps work that depends on the model alone for the other analyzers' runs.
-    ``explain_anew`` explains with an explainer built on the model's current weights, for
-    the randomisation cascade.
     """
     logit_model = explainable(model)
     logits = logit_model.predict(images, batch_size=cfg.batch_size, verbose=0)
@@ -89,7 +86,6 @@ def evaluate(
         seed=seed,
         masks=masks,
         model_only=model_only,
-        explain_anew=explain_anew,
     )
     context.logit_model = logit_model
     return run_scores(registered(), cfg.scores, cfg, context, log.info)

@@ -170,7 +170,7 @@ class Randomisation(Score):
         similarities, blanks = [], []
         examples = [heatmaps[: settings.n_examples]]
         for step, _ in enumerate(cascade(model, context.seed), start=1):
-            randomised = context.explain_current(
+            randomised = context.explain(
                 context.images, context.classes, f"randomised {step}/{len(layers)}"
             )
             similarities.append(metrics.randomisation_similarity(heatmaps, randomised))

@@ -137,14 +137,6 @@ class Context:
     # (name, compute) -> compute()'s array, kept with the model for every analyzer's run (the
     # model cache); None: computed each time.
     model_only: ModelOnly | None = None
-    # An explainer built anew on the model's weights as they are now: iNNvestigate's wrapped
-    # analyzers (integrated gradients, SmoothGrad) keep the weights they were built with;
-    # None: ``explain`` follows the weights.
-    explain_anew: Explain | None = None
-
-    def explain_current(self, images: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
-        """The maps of the model as its weights are now (see ``explain_anew``)."""
-        return (self.explain_anew or self.explain)(images, classes, what)
 
     def of_model(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """Work that depends on the model alone (not the analyzer): done once per model.

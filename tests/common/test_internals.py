@@ -78,6 +78,36 @@ def test_a_legacy_optimizers_slots_exist_before_its_first_step():
     assert len(model.optimizer.get_weights()) == 1 + 2 * len(model.trainable_weights)
 
 
+def test_raw_ops_wrapped_with_live_variable_reads_follow_the_weights():
+    """A Keras model over a raw TensorFlow op that reads a variable, called again on a new
+    input (as iNNvestigate's wrappers call their inner analyzer's model): by default the
+    variable was read once, when Keras wrapped the op; with live reads it is read at each
+    call. The flag is restored after."""
+    from keras.src.engine import base_layer_utils
+
+    tf = tensorflow()
+
+    def model_over_a_raw_op():
+        dense = tf.keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+        inputs = tf.keras.Input((2,))
+        outputs = tf.matmul(dense(inputs), tf.transpose(dense.kernel))  # raw op, reads kernel
+        return dense, tf.keras.Model(inputs, outputs)
+
+    def called_again(model):
+        other = tf.keras.Input((2,))
+        again = tf.keras.Model(other, model(other))
+        return float(again.predict(np.ones((1, 2), np.float32), verbose=0)[0, 0])
+
+    dense, snapshot = model_over_a_raw_op()
+    with internals.live_variable_reads():
+        live_dense, live = model_over_a_raw_op()
+    assert base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION is False
+    for layer in (dense, live_dense):
+        layer.set_weights([np.full((2, 1), 3.0, np.float32)])
+    assert called_again(snapshot) == 6.0 * 1.0  # the kernel of the build (ones) in the raw op
+    assert called_again(live) == 6.0 * 3.0
+
+
 def test_a_cifar_batch_file_is_read_as_channels_first_bytes_and_labels(tmp_path):
     data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
     path = tmp_path / "data_batch_1"

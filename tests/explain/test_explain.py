@@ -163,6 +163,22 @@ def test_smoothgrad_honours_noise_scale_and_matches_a_plain_reference(trained):
     assert np.linalg.norm(small - far) > 0.3 * np.linalg.norm(far)
 
 
+def test_smoothgrads_noise_is_the_same_at_every_call_of_one_explainer(trained):
+    """A stateless op keyed by the seed: one explainer called again on the same batch gives
+    the same maps, so the randomisation cascade and the robustness checks, which call the
+    run's explainer again, compare maps under the same noise."""
+    model, images, labels = trained
+    analyzer = create_analyzer(
+        innvestigate().model_wo_softmax(model),
+        "smoothgrad",
+        {"augment_by_n": 8, "noise_scale": 0.2, "postprocess": "abs", "seed": 1},
+        "true_label",
+    )
+    explainer = Explainer(analyzer, "true_label")
+    first = explainer.explain(images[:3], labels[:3], 3).heatmaps
+    np.testing.assert_array_equal(explainer.explain(images[:3], labels[:3], 3).heatmaps, first)
+
+
 def test_smoothgrad_with_another_seed_draws_other_noise(trained):
     # (Bit-identical maps for the same seed in a new process: test_reproducibility.)
     model, images, labels = trained
