@@ -134,6 +134,7 @@ def validate_scores(cfg: DictConfig) -> None:
         _check_road(cfg)
     if "randomisation" in enabled:
         _positive_int(cfg, "evaluate.randomisation.n_examples")
+        _positive_int(cfg, "evaluate.randomisation.draws")
         _positive_int(cfg, "evaluate.randomisation.emprt_bins")
     if "robustness" in enabled:
         _check_robustness(cfg)

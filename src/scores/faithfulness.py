@@ -15,6 +15,7 @@ from src.scores.registry import (
     PERTURBATION_NOISE,
     RANDOM_ORDER,
     SUBSETS,
+    TIE_BREAK,
     Better,
     Context,
     Curve,
@@ -119,7 +120,9 @@ def perturbation_correct(context: Context, settings: Any, heatmaps: np.ndarray) 
 
     iNNvestigate's ``Perturbation`` ranks and perturbs the regions; the loop is here because
     its ``PerturbationAnalysis`` only reports each batch's accuracy. Step k perturbs the k most
-    relevant regions of the original image.
+    relevant regions of the original image. Regions of equal mean relevance are ranked by
+    uniform random keys, the same at every step (:func:`src.scores.metrics.ranked`), not in
+    the order NumPy's quicksort leaves them.
     """
     from innvestigate.tools.perturbate import Perturbation
 
@@ -130,20 +133,33 @@ def perturbation_correct(context: Context, settings: Any, heatmaps: np.ndarray) 
         value_range=(0.0, 1.0),
     )
     images, labels = context.images, context.labels
+    rows, columns = (
+        -(-size // region)
+        for size, region in zip(images.shape[1:3], settings.region_shape, strict=True)
+    )
+    ties = generator(context.seed, TIE_BREAK).random((len(images), 1, rows, columns))
     batch_size = context.cfg.batch_size
     correct = np.zeros((settings.steps + 1, len(images)), dtype=bool)
     for step in range(settings.steps + 1):
         perturbation.num_perturbed_regions = step
-        perturbed = np.concatenate(
-            [
-                perturbation.perturbate_on_batch(
-                    images[start : start + batch_size], heatmaps[start : start + batch_size]
-                )
-                for start in range(0, len(images), batch_size)
-            ]
-        )
-        correct[step] = context.predict_classes(perturbed) == labels
+        batches = []
+        for start in range(0, len(images), batch_size):
+            batch = slice(start, start + batch_size)
+            # iNNvestigate calls it on the aggregated regions (n, 1, rows, columns): the rank of
+            # each region, 0 the most relevant.
+            perturbation._compute_region_ordering = _region_ranks(ties[batch])
+            batches.append(perturbation.perturbate_on_batch(images[batch], heatmaps[batch]))
+        correct[step] = context.predict_classes(np.concatenate(batches)) == labels
     return correct
+
+
+def _region_ranks(ties: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def ranks(regions: np.ndarray) -> np.ndarray:
+        flat = regions.reshape(*regions.shape[:2], -1)
+        order = metrics.ranked(flat, ties.reshape(flat.shape))
+        return order.argsort(axis=-1).reshape(regions.shape)
+
+    return ranks
 
 
 def perturbation_function(name: str, noise: np.random.Generator) -> Callable | str:

@@ -79,17 +79,19 @@ def _reseeded(initializer, seed: int):
     return type(initializer).from_config(config)
 
 
-def cascade(model, seed: int) -> Iterator[str]:
+def cascade(model, seed: int, draw: int = 0) -> Iterator[str]:
     """Re-initialise the layers with weights top-down, one more per step, and yield each
     layer's name once it is randomised; the trained weights are restored at the end (also
     when the caller stops early or fails). Every weight of a layer (a BatchNorm's gamma,
     beta and moving statistics too) gets fresh values from its own initializer under a seed
-    drawn from (``seed``, LAYER_SEEDS); layers without initializers are skipped
-    (:func:`randomisable_layers`)."""
+    drawn from (``seed``, LAYER_SEEDS): the ``draw``-th of independent re-initialisations;
+    layers without initializers are skipped (:func:`randomisable_layers`)."""
     layers, _ = randomisable_layers(model)
     session = tensorflow().compat.v1.keras.backend.get_session()
     trained = [layer.get_weights() for layer in layers]
-    seeds = generator(seed, LAYER_SEEDS).integers(2**31, size=len(layers))
+    # Draw k takes the k-th block of the stream: draw 0's seeds are those of a single draw.
+    stream = generator(seed, LAYER_SEEDS).integers(2**31, size=(draw + 1) * len(layers))
+    seeds = stream[draw * len(layers) :]
     try:
         for layer, layer_seed in zip(layers, seeds, strict=True):
             fresh = [
@@ -110,6 +112,9 @@ class Randomisation(Score):
     each step explain the same classes again and compare with the original maps per image
     (:func:`src.scores.metrics.randomisation_similarity`: a map that went blank counts as changed).
     ``mprt`` is the mean over steps, ``mprt_full`` the last step (every layer randomised).
+    One re-initialisation is one draw of random weights, and the score moves with it (Deep
+    Taylor's MPRT by ±0.1 on the seed CNN): every score is the mean over
+    ``evaluate.randomisation.draws`` independent cascades, and the spread is logged.
 
     eMPRT (Hedström et al. 2024) randomises bottom-up; with Quantus's default
     ``skip_layers=True`` only the fully randomised network counts, which is the same network
@@ -130,6 +135,13 @@ class Randomisation(Score):
             headline=True,
         ),
         Metric("mprt_full", "the same once every layer is re-initialised", Better.LOWER),
+        Metric(
+            "mprt_draw_sd",
+            "how much `eval_mprt` moves between independent re-initialisations: the standard "
+            "deviation of the draws' means (`evaluate.randomisation.draws`; the scores are "
+            "their mean)",
+            Better.NEITHER,
+        ),
         Metric(
             "mprt_blank_fraction_full",
             "the share of maps that are constant once every layer is re-initialised",
@@ -152,6 +164,11 @@ class Randomisation(Score):
             "left out of `eval_emprt`)",
             Better.NEITHER,
         ),
+        Metric(
+            "emprt_draw_sd",
+            "the same spread for `eval_emprt`",
+            Better.NEITHER,
+        ),
     )
     curves = (
         Curve("mprt_curve", "MPRT's mean similarity after k layers re-initialised", 1),
@@ -161,32 +178,61 @@ class Randomisation(Score):
     def compute(self, context: Context, settings: Any, result: Evaluation) -> None:
         model, heatmaps = context.model, context.heatmaps
         layers, skipped = randomisable_layers(model)
-        log.info("randomisation: %d layers on %d images", len(layers), len(context.images))
+        draws = int(settings.draws)
+        log.info(
+            "randomisation: %d layers on %d images, %d draw(s)",
+            len(layers),
+            len(context.images),
+            draws,
+        )
         if skipped:
             log.info(
                 "randomisation: skipped %s",
                 "; ".join(f"{name} ({why})" for name, why in skipped.items()),
             )
-        similarities, blanks = [], []
-        examples = [heatmaps[: settings.n_examples]]
-        for step, _ in enumerate(cascade(model, context.seed), start=1):
-            randomised = context.explain(
-                context.images, context.classes, f"randomised {step}/{len(layers)}"
-            )
-            similarities.append(metrics.randomisation_similarity(heatmaps, randomised))
-            blanks.append(float(np.mean(metrics.blank(randomised))))
-            examples.append(randomised[: settings.n_examples])
-        per_step = np.array(similarities)  # (steps, N)
+        similarities, blanks, emprts = [], [], []  # per draw
+        for draw in range(draws):
+            similarity, blank, randomised, examples = self._draw(context, settings, draw, draws)
+            similarities.append(similarity)
+            blanks.append(blank)
+            emprts.append(metrics.emprt(heatmaps, randomised, settings.emprt_bins))
+            if draw == 0:  # the figure shows the first draw
+                result.randomisation_examples = [heatmaps[: settings.n_examples], *examples]
+        per_step = np.mean(similarities, axis=0)  # (steps, N): the mean over draws
         result.randomised_layers = [layer.name for layer in layers]
         result.curves["mprt_curve"] = per_step.mean(axis=1)
-        result.curves["mprt_blank_fraction"] = np.array(blanks)
-        result.randomisation_examples = examples
+        result.curves["mprt_blank_fraction"] = np.mean(blanks, axis=0)
         result.randomisation_classes = context.classes[: settings.n_examples]
         result.record("mprt", per_step.mean(axis=0))
         result.record("mprt_full", per_step[-1])
-        result.scores["mprt_blank_fraction_full"] = blanks[-1]
-        emprt = metrics.emprt(heatmaps, randomised, settings.emprt_bins)
-        # The original map is constant: no rise in entropy is defined; counted, not hidden.
+        result.scores["mprt_draw_sd"] = _spread([s.mean() for s in similarities])
+        result.scores["mprt_blank_fraction_full"] = float(np.mean(blanks, axis=0)[-1])
+        # The original map is constant: no rise in entropy is defined; counted, not hidden
+        # (the same images in every draw: it depends on the trained model's maps only).
+        emprt = np.mean(emprts, axis=0)
         result.scores["emprt_undefined_fraction"] = float(np.mean(np.isnan(emprt)))
         if not np.isnan(emprt).all():
             result.record("emprt", emprt)
+            result.scores["emprt_draw_sd"] = _spread([np.nanmean(e) for e in emprts])
+
+    @staticmethod
+    def _draw(context: Context, settings: Any, draw: int, draws: int):
+        """One cascade: per step the similarity of each image's map to its trained map
+        (steps, N) and the share of blank maps; the fully randomised model's maps; the
+        first maps of each step for the figure."""
+        similarities, blanks, examples = [], [], []
+        steps = len(randomisable_layers(context.model)[0])
+        randomised = context.heatmaps
+        of_draws = f", draw {draw + 1}/{draws}" if draws > 1 else ""
+        for step, _ in enumerate(cascade(context.model, context.seed, draw), start=1):
+            what = f"randomised {step}/{steps}{of_draws}"
+            randomised = context.explain(context.images, context.classes, what)
+            similarities.append(metrics.randomisation_similarity(context.heatmaps, randomised))
+            blanks.append(float(np.mean(metrics.blank(randomised))))
+            examples.append(randomised[: settings.n_examples])
+        return np.array(similarities), np.array(blanks), randomised, examples
+
+
+def _spread(values: list[float]) -> float:
+    """The sample standard deviation of the draws' means (NaN from one draw: no spread)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")

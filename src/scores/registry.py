@@ -35,6 +35,7 @@ NEEDS = {
 # Independent random streams of one run's scoring, each seeded by (seed, stream).
 PERTURBATION_NOISE, RANDOM_ORDER, LAYER_SEEDS, OFF_CLASSES = 1, 2, 3, 4
 SUBSETS, IMPUTATION_NOISE, SENSITIVITY_NOISE, LIPSCHITZ_NOISE = 5, 6, 8, 9
+TIE_BREAK = 10
 
 # (images, classes, what the progress bar says) -> heatmaps
 Explain = Callable[[np.ndarray, np.ndarray, str], np.ndarray]

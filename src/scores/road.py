@@ -12,6 +12,7 @@ import numpy as np
 from src.scores import metrics
 from src.scores.registry import (
     IMPUTATION_NOISE,
+    TIE_BREAK,
     Better,
     Context,
     Curve,
@@ -50,7 +51,9 @@ class Road(Score):
         noise = generator(context.seed, IMPUTATION_NOISE)
         correct = np.zeros((len(percentages) + 1, len(images)), dtype=bool)
         correct[0] = context.predict_classes(images) == context.labels
-        for step, removed in enumerate(metrics.road_orders(context.heatmaps, percentages), 1):
+        ties = generator(context.seed, TIE_BREAK).random(metrics.per_image(images).shape)
+        orders = metrics.road_orders(context.heatmaps, percentages, ties)
+        for step, removed in enumerate(orders, 1):
             imputed = metrics.noisy_linear_imputation(images, removed, settings.noise, noise)
             correct[step] = context.predict_classes(imputed) == context.labels
         result.curves["road_accuracy"] = correct.mean(axis=1)

@@ -284,8 +284,33 @@ def test_road_removes_the_most_relevant_pixels_first():
     from src.scores.metrics import road_orders
 
     heatmap = np.array([[[4.0, 1.0], [3.0, 2.0]]])  # pixel ranks: 0, 2, 3, 1
-    orders = list(road_orders(heatmap, [25, 50, 100]))
+    keys = np.array([[0.9, 0.1, 0.5, 0.3]])  # no ties: the keys change nothing
+    orders = list(road_orders(heatmap, [25, 50, 100], keys))
     assert [order.tolist() for order in orders] == [[[0]], [[0, 2]], [[0, 2, 3, 1]]]
+
+
+def test_tied_pixels_are_ranked_by_their_random_keys_not_by_position():
+    from src.scores.metrics import ranked, road_orders
+
+    # Pixel 2 first; 0, 1, 3 tie at 0 and come in the order of their keys: 1 (.1), 3 (.3), 0.
+    values = np.array([[0.0, 0.0, 1.0, 0.0], [2.0, 2.0, 2.0, 1.0]])
+    keys = np.array([[0.5, 0.1, 0.9, 0.3], [0.2, 0.8, 0.1, 0.5]])
+    assert ranked(values, keys).tolist() == [[2, 1, 3, 0], [2, 0, 1, 3]]
+    # ROAD's first half of a map that is zero but for one pixel: that pixel, then a tied one
+    # by its key (a stable sort took pixel 0, whatever the keys).
+    heatmap = np.array([[[0.0, 0.0], [5.0, 0.0]]])
+    (half,) = road_orders(heatmap, [50], np.array([[0.7, 0.6, 0.5, 0.2]]))
+    assert half.tolist() == [[2, 3]]
+
+
+def test_every_order_of_a_tie_is_equally_likely():
+    from src.scores.metrics import ranked
+
+    keys = np.random.default_rng(0).random((6000, 3))
+    orders = ranked(np.zeros((6000, 3)), keys)
+    _, counts = np.unique(orders, axis=0, return_counts=True)
+    assert len(counts) == 6  # 3! orders
+    assert counts.min() > 900 and counts.max() < 1100  # 1000 each, ±3 sd
 
 
 def test_noisy_linear_imputation_by_hand():
@@ -322,7 +347,7 @@ def test_noisy_linear_imputation_matches_quantus():
     rng = np.random.default_rng(2)
     images = rng.random((3, 9, 7, 1))
     for percentage in (20, 60, 90):
-        removed = next(road_orders(rng.random(images.shape), [percentage]))
+        removed = next(road_orders(rng.random(images.shape), [percentage], rng.random((3, 63))))
         ours = noisy_linear_imputation(images, removed, 0.0, rng)
         for image, pixels, mine in zip(images, removed, ours, strict=True):
             theirs = quantus.functions.perturb_func.noisy_linear_imputation(
@@ -535,3 +560,51 @@ def test_a_baseline_curve_is_drawn_in_the_panel_of_the_curve_it_is_the_baseline_
         Panel("eval_morf", "accuracy after k regions perturbed", 0, "eval_random", "random order"),
         Panel("eval_mprt", "similarity after k layers", 1),
     )
+
+
+class ZeroedRegions:
+    """A model that says which 2 x 2 regions of a 4 x 4 image of 0.5 are zeroed: predict()
+    records it, and answers class 0."""
+
+    def __init__(self) -> None:
+        self.zeroed: list[list[int]] = []
+
+    def predict(self, images, batch_size=None, verbose=0):
+        regions = images.reshape(len(images), 2, 2, 2, 2).transpose(0, 1, 3, 2, 4)
+        self.zeroed.append(np.flatnonzero(regions.reshape(len(images), 4, 4).max(axis=2) == 0))
+        return np.tile([1.0, 0.0], (len(images), 1))
+
+
+def test_regions_of_equal_relevance_are_perturbed_in_the_order_of_their_random_keys():
+    from omegaconf import OmegaConf
+
+    from src.scores.faithfulness import _region_ranks, perturbation_correct
+    from src.scores.registry import TIE_BREAK, Context, generator
+
+    # By hand: regions 0, 1, 3 tie at 1 and come by their keys (.1 < .2 < .4), region 2 last.
+    regions = np.array([[[[1.0, 1.0], [0.0, 1.0]]]])
+    keys = np.array([[[[0.4, 0.2], [0.9, 0.1]]]])
+    assert _region_ranks(keys)(regions).tolist() == [[[[2, 1], [3, 0]]]]
+    # Through iNNvestigate's Perturbation: a blank map (every region tied) loses first the
+    # region with the smallest key of the run's stream (NumPy's sort took region 0).
+    seed = 1
+    first = int(np.argmin(generator(seed, TIE_BREAK).random((1, 1, 2, 2))))
+    assert first != 0  # the seed chosen so that position would not do
+    model = ZeroedRegions()
+    images = np.full((1, 4, 4, 1), 0.5, np.float32)
+    context = Context(
+        OmegaConf.create({"batch_size": 8}),
+        model,
+        images,
+        np.zeros(1, int),
+        np.zeros(1, int),
+        None,
+        None,
+        None,
+        "gradient",
+        seed,
+    )
+    settings = OmegaConf.create({"steps": 2, "region_shape": [2, 2], "function": "zeros"})
+    perturbation_correct(context, settings, np.zeros_like(images))
+    assert model.zeroed[1].tolist() == [first]
+    assert first in model.zeroed[2].tolist() and len(model.zeroed[2]) == 2
