@@ -52,6 +52,9 @@ import numpy as np
 from benchmarks import report
 from src.common.paths import PROJECT_ROOT
 
+# The sweeps timed are the grids named, without the baselines a sweep over analyzers adds
+# (compare.baselines): `++` sets the key in the code of any commit, which may not have it.
+NO_BASELINES = ["++compare.baselines=[]"]
 SWEEP_ANALYZERS = "deep_taylor,gradient,input_t_gradient"
 # make sweep's grid (the Makefile's sweep target); quick: a smaller one on digits.
 HEADLINE = {"analyzers": SWEEP_ANALYZERS, "seeds": (0, 1, 2), "epochs": (1, 3, 5)}
@@ -160,6 +163,7 @@ class Bench:
             f"tracking.dir={self.work / store}",
             f"paths.output_dir={self.work / 'outputs'}",
             f"paths.report_dir={self.work / 'reports'}",
+            *NO_BASELINES,
             *overrides,
         ]
         return run_child(command, cwd=PROJECT_ROOT, env=env)
@@ -416,6 +420,7 @@ class Bench:
             f"tracking.dir={self.work / store}",
             f"paths.output_dir={self.work / 'outputs'}",
             f"paths.report_dir={self.work / 'reports'}",
+            *NO_BASELINES,
             *overrides,
         ]
         if checkout is None:

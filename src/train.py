@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import traceback
+from datetime import datetime
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,7 +18,7 @@ from src.common import signals, sweep_context
 from src.common.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
 from src.common.outcome import JobOutcome
 from src.common.redact import redact
-from src.config.cli import preflight, register_resolvers
+from src.config.cli import preflight, register_resolvers, with_baselines
 from src.sweep.parent import finish_sweeps
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,17 @@ def job_log(hydra_cfg) -> str:
 def main() -> None:
     register_resolvers()
     try:
+        sys.argv[1:], added = with_baselines(sys.argv[1:])
         preflight(sys.argv[1:])
     except UserError as error:
         print(f"error: {redact(str(error))}", file=sys.stderr)
         raise SystemExit(2) from None
+    if added:
+        print(
+            f"[{datetime.now():%H:%M:%S}] sweep: with the baselines {', '.join(added)}, on the "
+            "same models (compare.baselines; compare.baselines=[] leaves them out)",
+            file=sys.stderr,
+        )
     signals.install()  # for the process's life, so a signal never cuts a store write halfway
     interrupted = False
     try:

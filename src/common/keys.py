@@ -51,6 +51,7 @@ ROLES: dict[str, Role] = {
     "evaluate.batch_size": Role.SPEED,
     "experiment": Role.TRAINING,  # a bundle of overrides: it may change anything
     "report": Role.RECORDS,
+    "compare": Role.RECORDS,  # which jobs a sweep adds, never a job's numbers
     "tracking": Role.RECORDS,
     "paths": Role.RECORDS,
     "hydra": Role.RECORDS,

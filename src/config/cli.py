@@ -171,6 +171,69 @@ def swept_keys(overrides: list[str]) -> list[str]:
     return sorted(swept, key=lambda key: order.index(key) if key in order else len(order))
 
 
+def with_baselines(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A sweep over analyzers (``-m analyzer=a,b``) with the baselines of
+    ``compare.baselines`` that it does not name added to its analyzers, and those added: every
+    comparison is read against maps that ignore the model. Anything else is returned as it
+    is. The baselines are read from the config the command line composes (an experiment may set
+    them); one that is not a baseline is a UserError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args, _ = internals.hydra_flags_parser().parse_known_args(argv)
+    if not args.multirun or args.config_path or args.config_dir:
+        return argv, []
+    candidates = [arg for arg in args.overrides if "=" in arg]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # noqa: BLE001 - malformed overrides are preflight's to report
+        return argv, []
+    swept = [
+        (arg, override)
+        for arg, override in zip(candidates, parsed, strict=True)
+        if override.get_key_element() == "analyzer" and override.is_sweep_override()
+    ]
+    if not swept:
+        return argv, []
+    arg, override = swept[-1]
+    analyzers = list(override.sweep_string_iterator())
+    fixed = [  # what can set compare.baselines: not a sweep, not Hydra's own settings
+        arg
+        for arg, override in zip(candidates, parsed, strict=True)
+        if not override.is_sweep_override() and not arg.lstrip("+~").startswith("hydra")
+    ]
+    added = [name for name in _baselines(fixed, args.config_name) if name not in analyzers]
+    if not added:
+        return argv, []
+    index = len(argv) - 1 - argv[::-1].index(arg)
+    return [*argv[:index], f"analyzer={','.join(analyzers + added)}", *argv[index + 1 :]], added
+
+
+def _baselines(overrides: list[str], config_name: str | None) -> list[str]:
+    """``compare.baselines`` of the config composed with ``overrides``, each checked."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
+            cfg = compose(config_name or "config", overrides=overrides)
+        except Exception:  # noqa: BLE001 - preflight reports a config that does not compose
+            return []
+    names = [str(name) for name in OmegaConf.select(cfg, "compare.baselines", default=[]) or []]
+    choices = [
+        option
+        for option in group_options("analyzer")
+        if str(OmegaConf.load(CONFIG_DIR / "analyzer" / f"{option}.yaml").method).startswith(
+            "baseline."
+        )
+    ]
+    for name in names:
+        if name not in choices:
+            raise UserError(
+                f"compare.baselines: {name!r} is not a baseline; choose from: "
+                f"{', '.join(choices)} (or [] for none)"
+            )
+    return names
+
+
 def preflight(argv: list[str]) -> None:
     """Check a command line of ``python -m src.train`` before anything runs: the overrides
     parse, name existing options and keys, and every job's composed config resolves and

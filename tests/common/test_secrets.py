@@ -27,7 +27,7 @@ from src.tracking.records import log_config
 from src.tracking.store import _reason, prepare, resolve_store
 
 SECRET = "PLANTED-S3cret-42"
-TINY = (*SMALL, "train.epochs=1")
+TINY = (*SMALL, "train.epochs=1", "compare.baselines=[]")
 
 
 @pytest.mark.parametrize(

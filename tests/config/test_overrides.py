@@ -228,3 +228,43 @@ def test_the_command_line_is_read_as_hydra_reads_it(argv):
     # --version is an action that prints and exits in Hydra's parser; here a flag.
     ours = {key: value for key, value in vars(ours).items() if key != "version"}
     assert {key: theirs[key] for key in ours} == ours
+
+
+# -- the baselines a sweep over analyzers adds --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, expected, added",
+    [
+        (  # the card's command: every default baseline, after the analyzers asked for
+            ["-m", "dataset=fashion_mnist", "analyzer=deep_taylor,gradient"],
+            ["-m", "dataset=fashion_mnist", "analyzer=deep_taylor,gradient,noise,edge,input"],
+            ["noise", "edge", "input"],
+        ),
+        (  # one named already is not run twice; a launcher's override does not stop it
+            ["-m", "analyzer=gradient,noise", "hydra/launcher=joblib", "seed=0,1"],
+            ["-m", "analyzer=gradient,noise,edge,input", "hydra/launcher=joblib", "seed=0,1"],
+            ["edge", "input"],
+        ),
+        (  # chosen on the command line
+            ["-m", "analyzer=gradient,deep_taylor", "compare.baselines=[edge]"],
+            ["-m", "analyzer=gradient,deep_taylor,edge", "compare.baselines=[edge]"],
+            ["edge"],
+        ),
+        (["-m", "analyzer=gradient,deep_taylor", "compare.baselines=[]"], None, []),  # opted out
+        (["-m", "seed=0,1"], None, []),  # no sweep over analyzers
+        (["-m", "analyzer=gradient", "seed=0,1"], None, []),
+        (["analyzer=gradient"], None, []),  # a single run
+    ],
+)
+def test_a_sweep_over_analyzers_adds_the_baselines_it_does_not_name(argv, expected, added):
+    from src.config.cli import with_baselines
+
+    assert with_baselines(argv) == (argv if expected is None else expected, added)
+
+
+def test_a_baseline_that_is_not_one_is_refused_naming_the_baselines():
+    from src.config.cli import with_baselines
+
+    with pytest.raises(UserError, match="'gradient' is not a baseline; choose from: edge, input, "):
+        with_baselines(["-m", "analyzer=a,b", "compare.baselines=[gradient]"])

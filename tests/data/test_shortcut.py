@@ -93,6 +93,7 @@ def test_a_shortcut_sweep_scores_every_analyzer_against_the_marker(tmp_path):
         "train.epochs=4",
         "evaluate.n_images=100",
         "analyzer=input_t_gradient,edge",
+        "compare.baselines=[]",
         "seed=0,1",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -173,6 +173,7 @@ def test_a_sweep_explains_a_keras3_logits_resnet_from_both_file_kinds(keras3_fil
         "model=keras_file",
         f"model.path={paths}",
         "analyzer=lrp_epsilon,deep_taylor",
+        "compare.baselines=[]",
         "evaluate.n_images=40",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -16,7 +16,7 @@ from src.report.queries import analyzer_label
 from src.sweep.jobs import expand_sweep, sweep_name_overrides
 
 # The runs here: SMALL, 100 test images, one epoch.
-QUICK = [*SMALL, "dataset.test_size=100", "train.epochs=1"]
+QUICK = [*SMALL, "dataset.test_size=100", "train.epochs=1", "compare.baselines=[]"]
 
 
 def test_expand_sweep_lists_every_combination_as_hydra_launches_it():
@@ -397,3 +397,24 @@ def test_a_worker_without_the_cached_sweep_id_takes_the_sweeps_from_its_environm
     monkeypatch.setattr(sweep_context, "_current", None)  # a worker: only the environment
     monkeypatch.setenv(sweep_context.ENV, context.to_json())
     assert cli.sweep_id() == "20261204-083212-1a2b3c"
+
+
+@pytest.mark.slow
+def test_a_sweep_over_analyzers_runs_the_baselines_on_the_same_model_without_being_asked(tmp_path):
+    sweep = [*SMALL, "dataset.test_size=100", "train.epochs=1", "evaluate.n_images=30"]
+    result = train_cli(tmp_path, "-m", *sweep, "analyzer=gradient,input_t_gradient")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sweep: with the baselines noise, edge, input, on the same models" in result.stderr
+    (parent,), children = sweep_runs(tmp_path)
+    kids = children[parent.info.run_id]
+    assert sorted(kid.data.params["analyzer.name"] for kid in kids) == [
+        "edge",
+        "gradient",
+        "input",
+        "input_t_gradient",
+        "noise",
+    ]
+    # One model: trained once, the four other jobs reuse it.
+    assert sorted(kid.data.tags["model_reused"] for kid in kids) == ["false"] + ["true"] * 4
+    verdict = (tmp_path / "reports" / parent.info.run_id / "verdict.md").read_text("utf-8")
+    assert "noise" in verdict and "edge" in verdict and "input" in verdict

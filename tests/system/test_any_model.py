@@ -22,6 +22,7 @@ def test_lenet_on_rgb_32x32_with_5_classes_is_explained_and_scored_by_three_anal
         "evaluate.n_images=40",
         "evaluate.perturbation.region_shape=[8,8]",
         "analyzer=deep_taylor,gradient,lrp_epsilon",
+        "compare.baselines=[]",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (parent,), children = sweep_runs(tmp_path)
@@ -87,6 +88,7 @@ def test_a_keras_file_made_elsewhere_is_explained_in_a_sweep_without_training(tm
         f"model.path={path}",
         "evaluate.n_images=40",
         "analyzer=deep_taylor,gradient,lrp_epsilon",
+        "compare.baselines=[]",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training:" not in result.stderr  # no progress bar of training

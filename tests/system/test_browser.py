@@ -58,6 +58,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
         "-m",
         "dataset=digits",
         "analyzer=deep_taylor,gradient",
+        "compare.baselines=[]",
         "seed=0",
         "train.epochs=2",
         "evaluate.n_images=50",

@@ -17,7 +17,13 @@ from support import SMALL, all_runs, client_for, default_overrides, store_dir, s
 
 EPOCHS = 2
 # What each job of the two sweeps runs.
-JOBS = [*SMALL, "dataset.test_size=100", f"train.epochs={EPOCHS}", "evaluate=off"]
+JOBS = [
+    *SMALL,
+    "dataset.test_size=100",
+    f"train.epochs={EPOCHS}",
+    "evaluate=off",
+    "compare.baselines=[]",
+]
 PARALLEL = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 # Same seeds in both sweeps: the same two models, each to be trained once and reused 3 times.
 SWEEPS = {

@@ -28,6 +28,7 @@ SWEEP = [
     "evaluate=off",
     "analyzer=gradient,deep_taylor",
     "seed=0,1",
+    "compare.baselines=[]",
 ]
 
 

@@ -179,6 +179,7 @@ SCORED = [
     "explain.n_images=6",
     "evaluate.n_images=24",
     "seed=3",
+    "compare.baselines=[]",
 ]
 
 

@@ -162,7 +162,14 @@ def assert_no_traceback(stderr: str) -> None:
 def test_a_sweep_on_slurm_reports_progress_and_reuses_models_after_training(
     tmp_path, slurm, server
 ):
-    result = run_sweep(tmp_path, server, slurm, "train.epochs=2", "analyzer=gradient,deep_taylor")
+    result = run_sweep(
+        tmp_path,
+        server,
+        slurm,
+        "train.epochs=2",
+        "analyzer=gradient,deep_taylor",
+        "compare.baselines=[]",
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert_no_traceback(result.stderr)
     # The first job trains; the second, which reuses its model, waits in SLURM's queue (not on
@@ -255,7 +262,7 @@ def test_a_sweep_on_slurm_trains_each_seed_once_to_the_same_models_as_from_the_s
     """Two training lengths on SLURM: the 2-epoch job trains first (its snapshots are the
     1-epoch model), 2 epochs trained in all; every metric and heatmap is that of a run that
     trained its epochs from the start (here, with the basic launcher and the same 2 threads)."""
-    grid = ["train.epochs=1,2", "analyzer=gradient,input_t_gradient"]
+    grid = ["train.epochs=1,2", "analyzer=gradient,input_t_gradient", "compare.baselines=[]"]
     result = run_sweep(tmp_path, server, slurm, *grid, cpus=2)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "sweep: submitted 1 slurm job(s)" in result.stderr
