@@ -18,7 +18,7 @@ from src.common.redact import redact
 from src.config.cli import register_resolvers
 from src.report.page import build_report, log_report
 from src.report.queries import latest_parent, readable
-from src.report.verdict import terminal_table
+from src.report.verdict_text import terminal_table
 
 log = logging.getLogger(__name__)
 

@@ -63,15 +63,15 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
 
 def score_intervals(
-    rows: Sequence[tuple[str, float, float, bool, bool]], title: str, higher_is_better: bool
+    rows: Sequence[tuple[str, float, float, float, bool, bool]], title: str, higher_is_better: bool
 ):
-    """One criterion at a glance: per row (``label, mean, half-width of the 95% interval,
-    baseline?, best?``) a dot with its interval; baselines gray, the best marked."""
+    """One criterion at a glance: per row (``label, mean, interval's low and high, baseline?,
+    best?``) a dot with its interval (none where it is nan); baselines gray, the best marked."""
     figure = _figure(figsize=(5.2, 0.36 * len(rows) + 1.1), layout="constrained")
     axis = figure.subplots()
-    for position, (_, mean, half_width, baseline, best) in enumerate(rows):
+    for position, (_, mean, low, high, baseline, best) in enumerate(rows):
         colour = "gray" if baseline else ("tab:green" if best else "tab:blue")
-        error = None if np.isnan(half_width) else half_width
+        error = None if np.isnan(low) else [[mean - low], [high - mean]]
         axis.errorbar(
             mean,
             position,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.report.verdict import Cell, Verdict, letters
+from src.report.verdict import Cell, Verdict
+from src.report.verdict_text import interval, letters, over_what
 from src.scores.compare import mean_std_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -99,17 +99,15 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
         "baselines": baselines,
         "notes": verdict.notes,
         "seeds_text": seeds_text,
+        "over_what": over_what(verdict).capitalize(),
         "several_epochs": verdict.several_epochs,
     }
 
 
 def _cell_view(cell: Cell, baselines: Sequence[str], marks: Mapping[str, str]) -> dict:
-    """One scored cell of :func:`verdict_view`: its mean (± the interval's half-width, with two
-    seeds or more), the letters (``marks``) of the baselines it beats, and in its title the
-    seeds and each paired test's p-value."""
-    text = f"{cell.mean:.3f}"
-    if not math.isnan(cell.half_width):
-        text += f" ± {cell.half_width:.3f}"
+    """One scored cell of :func:`verdict_view`: its mean and 95% bootstrap interval, whether it
+    is best or tied best, the letters (``marks``) of the baselines it beats, and in its title
+    the seeds and each paired test's p-value."""
     beaten = [marks[b] for b in baselines if cell.beats.get(b)]
     title = "; ".join(
         f"{'beats' if cell.beats[b] else 'does not beat'} {b}: p = {cell.p_values[b]:.2g}"
@@ -117,8 +115,10 @@ def _cell_view(cell: Cell, baselines: Sequence[str], marks: Mapping[str, str]) -
         if b in cell.beats
     )
     return {
-        "text": text,
+        "text": f"{cell.mean:.3f}",
+        "interval": interval(cell),
         "best": cell.best,
+        "tied": cell.tied_best,
         "beats": ", ".join(beaten),
         "title": f"{cell.n_seeds} seed(s)" + (f"; {title}" if title else ""),
     }

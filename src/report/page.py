@@ -67,13 +67,8 @@ from src.report.sections import (
     provenance,
     table_columns,
 )
-from src.report.verdict import (
-    RunScores,
-    Verdict,
-    build_verdict,
-    markdown,
-    parent_metrics,
-)
+from src.report.verdict import RunScores, Verdict, build_verdict
+from src.report.verdict_text import markdown, parent_metrics
 from src.scores import SCORES
 from src.scores.registry import criteria
 

@@ -163,8 +163,8 @@ def criterion_sections(
 
 
 def _interval_image(verdict: Verdict, metric: Metric) -> Image:
-    """One criterion's figure of :func:`criterion_sections`: each row's mean and 95% interval
-    over seeds (``metric``: the registry's :class:`src.scores.registry.Metric`), the baselines
+    """One criterion's figure of :func:`criterion_sections`: each row's mean and 95% bootstrap
+    interval (``metric``: the registry's :class:`src.scores.registry.Metric`), the baselines
     and the best row marked; rows the criterion has no cell for are left out."""
     from src.report.charts import score_intervals
 
@@ -172,7 +172,8 @@ def _interval_image(verdict: Verdict, metric: Metric) -> Image:
         (
             verdict.name(label, epochs),
             cell.mean,
-            cell.half_width,
+            cell.low,
+            cell.high,
             label in verdict.baselines,
             cell.best,
         )
@@ -182,7 +183,7 @@ def _interval_image(verdict: Verdict, metric: Metric) -> Image:
     figure = score_intervals(
         rows, f"{metric.short}: {metric.criterion}", bool(metric.higher_is_better)
     )
-    return image(figure_png(figure), f"{metric.short}: mean and 95% interval over seeds")
+    return image(figure_png(figure), f"{metric.short}: mean and 95% bootstrap interval")
 
 
 def provenance(

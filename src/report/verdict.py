@@ -1,32 +1,37 @@
-"""The verdict of a sweep: per criterion, each analyzer's score over seeds, whether it beats each
-baseline the sweep ran, and the best one marked.
+"""The verdict of a sweep: per criterion, each analyzer's score over images and seeds with an
+interval, whether it beats each baseline the sweep ran, and the analyzers against each other.
 
-- **Mean and 95% interval over seeds**: the runs' ``eval_<score>`` (each a mean over the scored
-  images), Student's t interval ``mean ± t(0.975, n-1) · sd / sqrt(n)`` (none with one seed).
+- **Mean and interval**: the runs' ``eval_<score>`` (each a mean over the scored images)
+  averaged over seeds, with the 95% percentile bootstrap interval over images × seeds
+  (:mod:`src.report.judgement`; with one seed, over images only).
 - **Beats a baseline**: a paired test over images: for every seed, image i of the analyzer's
   run is paired with image i of the baseline's run of the same seed and training length (the
   same test image, the same trained model); the one-sided Wilcoxon signed-rank test (scipy)
-  over all pairs, in the score's better direction, at p < 0.05 without correction for the
-  several comparisons. Pairs where either score is undefined (eMPRT of a blank map) are left
-  out, and counted in ``verdict.md``.
-- **Best**: the analyzer (not a baseline) with the best mean per criterion and training length.
+  over all pairs, in the score's better direction, at p < 0.05. "Beats every baseline" asks
+  each test to pass at 0.05 (an intersection-union test, which needs no correction). Pairs
+  where either score is undefined (eMPRT of a blank map) are left out, and counted in
+  ``verdict.md``.
+- **Best, tied best**: the analyzers (not the baselines) tested pair by pair
+  (:func:`src.report.judgement.rank`: two-sided Wilcoxon, Holm over the pairs of a criterion);
+  the top one is *best* only if it beats every other, else the ones it does not beat are
+  *tied best* with it.
+- **How far the judgement holds**: Kendall's τ between the criteria's rankings, the share of
+  resamples each analyzer ranks top in, and the pairs a test would need to separate the top two
+  where this sweep could not.
 
 Pure pandas/scipy on values read from the store: no TensorFlow, no MLflow.
 """
 
 from __future__ import annotations
 
-import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from src.common import names
+from src.report import judgement
+from src.report.judgement import ALPHA, TIE, Ranking
 
-ALPHA = 0.05
-TIE = 1e-12  # per-image score differences smaller than this are ties
 # Above this share of maps gone blank under randomisation, the verdict says so: MPRT counts a
 # blank map as completely changed, which is what makes such an analyzer look best there.
 BLANK_NOTE = 0.1
@@ -66,13 +71,19 @@ class RunScores:
 @dataclass
 class Cell:
     mean: float
-    std: float  # over seeds
-    half_width: float  # of the 95% t interval; nan with one seed
+    std: float  # over seeds; nan with one
+    low: float  # the 95% bootstrap interval over images x seeds; nan without per-image scores
+    high: float
     n_seeds: int
     beats: dict[str, bool] = field(default_factory=dict)  # baseline row -> significantly better
     p_values: dict[str, float] = field(default_factory=dict)
     pairs_dropped: dict[str, int] = field(default_factory=dict)  # undefined pairs left out
-    best: bool = False
+    best: bool = False  # beats every other analyzer
+    tied_best: bool = False  # the top analyzer, or one it does not beat, where none beats all
+
+    @property
+    def beats_every_baseline(self) -> bool:
+        return bool(self.beats) and all(self.beats.values())
 
 
 @dataclass
@@ -83,19 +94,27 @@ class Verdict:
     cells: dict[tuple[str, int, str], Cell]  # (label, epochs, score) -> cell
     several_epochs: bool
     notes: list[str] = field(default_factory=list)  # lines printed under the table
+    rankings: dict[tuple[str, int], Ranking] = field(default_factory=dict)  # (score, epochs)
+    top_shares: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    # Kendall's tau between two criteria's rankings of the analyzers, at the longest training.
+    agreement: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (score, epochs) -> (image x seed pairs a test would need, pairs this sweep had), where
+    # the top two analyzers are tied.
+    needed: dict[tuple[str, int], tuple[float, int]] = field(default_factory=dict)
+    # (score, epochs) -> Kendall's tau of its ranking with the ranking at the longest training.
+    across_epochs: dict[tuple[str, int], float] = field(default_factory=dict)
+    seeds: int = 0  # the most seeds any cell is over
 
     def name(self, label: str, epochs: int) -> str:
         return f"{label} {epochs}ep" if self.several_epochs else label
 
+    @property
+    def analyzers(self) -> list[tuple[str, int]]:
+        return [row for row in self.rows if row[0] not in self.baselines]
 
-def interval_half_width(values: Sequence[float]) -> float:
-    """Half the width of the 95% Student t interval of the mean; nan for fewer than 2 values."""
-    from scipy.stats import t
-
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return float("nan")
-    return float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    @property
+    def longest(self) -> int:
+        return max((epochs for _, epochs in self.rows), default=0)
 
 
 def paired_test(
@@ -122,8 +141,8 @@ def build_verdict(
 ) -> Verdict:
     """The verdict of ``runs``: one row per analyzer label and training length (analyzers
     first, then baselines), one cell per criterion (of ``criteria``, the registry's if None,
-    that some run scored), each with its paired tests against the baselines and the best
-    analyzer marked; notes where MPRT's randomised maps went blank."""
+    that some run scored), each with its paired tests against the baselines; the analyzers
+    ranked against each other; notes where MPRT's randomised maps went blank."""
     criteria = registry_criteria() if criteria is None else criteria
     groups: dict[tuple[str, int], list[RunScores]] = {}
     for run in runs:
@@ -132,15 +151,15 @@ def build_verdict(
     criteria = [c for c in criteria if any(c.score in run.means for run in runs)]
     rows = sorted(groups, key=lambda key: (is_baseline[key[0]], key[1], key[0]))
     baselines = sorted({row for row, _ in rows if is_baseline[row]})
-    cells = _cells(groups, criteria, baselines)
-    _mark_best(cells, rows, criteria, is_baseline)
     verdict = Verdict(
         rows=rows,
         baselines=baselines,
         criteria=list(criteria),
-        cells=cells,
+        cells=_cells(groups, criteria, baselines),
         several_epochs=len({epochs for _, epochs in rows}) > 1,
     )
+    verdict.seeds = max((cell.n_seeds for cell in verdict.cells.values()), default=0)
+    _rank(verdict, groups)
     for label, epochs in rows:
         shares = [
             run.means["mprt_blank_fraction_full"]
@@ -166,13 +185,19 @@ def _cells(
     cells: dict[tuple[str, int, str], Cell] = {}
     for (label, epochs), group in groups.items():
         for criterion in criteria:
-            values = [run.means[criterion.score] for run in group if criterion.score in run.means]
-            if not values:
+            scored = [run for run in group if criterion.score in run.means]
+            if not scored:
                 continue
+            values = [run.means[criterion.score] for run in scored]
+            per_seed = [
+                run.per_image[criterion.score] for run in scored if criterion.score in run.per_image
+            ]
+            low, high = judgement.bootstrap_interval(per_seed) if per_seed else (np.nan, np.nan)
             cell = Cell(
                 mean=float(np.mean(values)),
                 std=float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
-                half_width=interval_half_width(values),
+                low=low,
+                high=high,
                 n_seeds=len(values),
             )
             cells[label, epochs, criterion.score] = cell
@@ -188,26 +213,57 @@ def _cells(
     return cells
 
 
-def _mark_best(
-    cells: Mapping[tuple[str, int, str], Cell],
-    rows: Sequence[tuple[str, int]],
-    criteria: Sequence[Criterion],
-    is_baseline: Mapping[str, bool],
-) -> None:
-    """Mark the best mean per criterion and training length among the analyzers (baselines
-    are what the analyzers are measured against, never the best); ties are all best."""
-    for criterion in criteria:
-        for epochs in {epochs for _, epochs in rows}:
-            candidates = [
-                cells[label, e, criterion.score]
-                for label, e in rows
-                if e == epochs and not is_baseline[label] and (label, e, criterion.score) in cells
-            ]
-            if candidates:
-                pick = max if criterion.higher_is_better else min
-                best = pick(cell.mean for cell in candidates)
-                for cell in candidates:
-                    cell.best = cell.mean == best
+def _rank(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]]) -> None:
+    """The analyzers against each other per criterion and training length: best or tied best,
+    the top shares of resamples, the pairs needed where the top two are tied; the criteria's
+    agreement at the longest training, and each ranking's agreement with that one."""
+    signed: dict[str, dict[str, float]] = {}
+    for criterion in verdict.criteria:
+        for epochs in sorted({epochs for _, epochs in verdict.analyzers}):
+            labels = [label for label, e in verdict.analyzers if e == epochs]
+            aligned = _aligned({label: groups[label, epochs] for label in labels}, criterion.score)
+            if len(aligned) < 2:
+                continue
+            key = (criterion.score, epochs)
+            ranking = judgement.rank(aligned, criterion.higher_is_better)
+            verdict.rankings[key] = ranking
+            verdict.top_shares[key] = judgement.top_shares(aligned, criterion.higher_is_better)
+            for label in ranking.tied_best:
+                cell = verdict.cells[label, epochs, criterion.score]
+                cell.best, cell.tied_best = ranking.best == label, ranking.best is None
+            if ranking.best is None:
+                first, second = (aligned[label] for label in ranking.order[:2])
+                difference = judgement.paired_differences(first, second)
+                verdict.needed[key] = (judgement.pairs_needed(difference), len(difference))
+        sign = 1.0 if criterion.higher_is_better else -1.0
+        ranking = verdict.rankings.get((criterion.score, verdict.longest))
+        if ranking is not None:
+            signed[criterion.short] = {k: sign * v for k, v in ranking.means.items()}
+            for (score, epochs), other in verdict.rankings.items():
+                if score == criterion.score and epochs != verdict.longest:
+                    mine = {k: sign * v for k, v in other.means.items()}
+                    tau = judgement.kendall_matrix({"a": mine, "b": signed[criterion.short]})
+                    verdict.across_epochs[score, epochs] = tau["a", "b"]
+    verdict.agreement = judgement.kendall_matrix(signed)
+
+
+def _aligned(groups: Mapping[str, Sequence[RunScores]], score: str) -> dict[str, list[np.ndarray]]:
+    """Per analyzer, its per-image scores on the seeds every analyzer ran, seed by seed, cut to
+    the images all of them scored: aligned for paired tests."""
+    by_label = {
+        label: {run.seed: run.per_image[score] for run in runs if score in run.per_image}
+        for label, runs in groups.items()
+    }
+    by_label = {label: seeds for label, seeds in by_label.items() if seeds}
+    if not by_label:
+        return {}
+    seeds = sorted(set.intersection(*(set(seeds) for seeds in by_label.values())))
+    counts = {seed: min(len(seeds_[seed]) for seeds_ in by_label.values()) for seed in seeds}
+    return {
+        label: [values[seed][: counts[seed]] for seed in seeds]
+        for label, values in by_label.items()
+        if seeds
+    }
 
 
 def _paired(
@@ -226,174 +282,3 @@ def _paired(
     if not first:
         return np.empty(0), np.empty(0)
     return np.concatenate(first), np.concatenate(second)
-
-
-def letters(baselines: Sequence[str]) -> dict[str, str]:
-    """One letter per baseline for the terminal: its first letter not taken yet."""
-    taken: dict[str, str] = {}
-    for baseline in baselines:
-        candidates = [c for c in baseline.lower() if c.isalpha() and c not in taken.values()]
-        taken[baseline] = candidates[0] if candidates else "?"
-    return taken
-
-
-def _cell_text(cell: Cell | None, marks: Mapping[str, str]) -> str:
-    if cell is None:
-        return "–"
-    text = f"{cell.mean:.3f}"
-    if not math.isnan(cell.half_width):
-        text += f"±{cell.half_width:.3f}"
-    beaten = "".join(
-        (letter if cell.beats[baseline] else ".")
-        for baseline, letter in marks.items()
-        if baseline in cell.beats
-    )
-    return f"{text}{'*' if cell.best else ' '}{beaten}"
-
-
-def terminal_table(verdict: Verdict, width: int = 100) -> str:
-    """The verdict as plain-text tables of at most ``width`` columns, with a legend: as many
-    criteria side by side as fit, the next ones in another table below, rows repeated."""
-    marks = letters(verdict.baselines)
-    names = [verdict.name(label, epochs) for label, epochs in verdict.rows]
-    texts = [
-        [_cell_text(verdict.cells.get((label, epochs, c.score)), marks) for c in verdict.criteria]
-        for label, epochs in verdict.rows
-    ]
-    headings = [f"{c.short} {'↑' if c.higher_is_better else '↓'}" for c in verdict.criteria]
-    widths = [max([len(h)] + [len(row[i]) for row in texts]) for i, h in enumerate(headings)]
-    widest = max(widths, default=0) + 1
-    name_width = max(8, min(max(len(name) for name in [*names, "analyzer"]), width - widest, 30))
-    blocks: list[list[int]] = [[]]
-    for index, column_width in enumerate(widths):
-        used = name_width + sum(widths[i] + 1 for i in blocks[-1])
-        if blocks[-1] and used + column_width + 1 > width:
-            blocks.append([])
-        blocks[-1].append(index)
-
-    def line(first: str, cells: Sequence[str], columns: Sequence[int]) -> str:
-        first = first if len(first) <= name_width else first[: name_width - 1] + "…"
-        return " ".join([f"{first:<{name_width}}", *(f"{cells[i]:>{widths[i]}}" for i in columns)])
-
-    lines: list[str] = []
-    for block in blocks:
-        if lines:
-            lines.append("")
-        header = line("analyzer", headings, block)
-        lines.append(header)
-        ruled = False
-        for (label, _), name, row in zip(verdict.rows, names, texts, strict=True):
-            if label in verdict.baselines and not ruled:
-                lines.append("-" * len(header))
-                ruled = True
-            lines.append(line(name, row, block))
-    lines.extend(legend(verdict, marks, width))
-    for note in verdict.notes:
-        lines.extend(textwrap.wrap(f"note: {note}", width=width, subsequent_indent="  "))
-    return "\n".join(lines)
-
-
-def legend(verdict: Verdict, marks: Mapping[str, str], width: int = 100) -> list[str]:
-    """The legend's items, packed into lines of at most ``width``; no item is split."""
-    items = ["mean±95% t interval over seeds", "* best analyzer", "↑/↓ better"]
-    if marks:
-        items += [f"{letter} = beats {baseline}" for baseline, letter in marks.items()]
-        items.append(f". = does not (paired Wilcoxon over images × seeds, p < {ALPHA})")
-    lines = [""]
-    for item in items:
-        joined = f"{lines[-1]}; {item}" if lines[-1] else item
-        if len(joined) <= width or not lines[-1]:
-            lines[-1] = joined
-        else:
-            lines.append(item)
-    return lines
-
-
-def plain(text: str) -> str:
-    """Text from names (a dataset's, a swept value) shown as written in Markdown: what a
-    renderer would take for HTML (``<``, ``&``) as entities, a table's ``|`` escaped."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-
-
-def markdown(verdict: Verdict, title: str) -> str:
-    """``verdict.md``: the table with p-values, the protocol, and what a number means."""
-    lines = [f"# Verdict: {plain(title)}", ""]
-    header = [
-        "analyzer",
-        *(
-            f"{c.short} ({'higher' if c.higher_is_better else 'lower'} is better)"
-            for c in verdict.criteria
-        ),
-    ]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, epochs in verdict.rows:
-        cells = []
-        for criterion in verdict.criteria:
-            cell = verdict.cells.get((label, epochs, criterion.score))
-            if cell is None:
-                cells.append("–")
-                continue
-            text = f"{cell.mean:.3f}"
-            if not math.isnan(cell.half_width):
-                text += f" ± {cell.half_width:.3f}"
-            if cell.best:
-                text = f"**{text}**"
-            tests = [
-                f"{'beats' if cell.beats[b] else 'not'} {b} (p={cell.p_values[b]:.2g}"
-                + (
-                    f", {cell.pairs_dropped[b]} undefined pairs left out"
-                    if cell.pairs_dropped[b]
-                    else ""
-                )
-                + ")"
-                for b in verdict.baselines
-                if b in cell.beats
-            ]
-            cells.append("<br>".join([text, *tests]))
-        name = plain(verdict.name(label, epochs))
-        if label in verdict.baselines:
-            name += " (baseline)"
-        lines.append("| " + " | ".join([name, *cells]) + " |")
-    lines += ["", *(f"- {c.short}: {c.name}" for c in verdict.criteria), ""]
-    lines += [*(f"Note: {plain(note)}." for note in verdict.notes), ""] if verdict.notes else []
-    lines.append(
-        "Mean over seeds ± the half-width of the 95% Student t interval (n seeds); bold: the "
-        "best analyzer per criterion. 'beats B': a one-sided Wilcoxon signed-rank test over "
-        "the per-image scores paired by test image and seed, in the criterion's better "
-        f"direction, p < {ALPHA}, not corrected for the number of comparisons. Baselines "
-        "explain nothing about the model: `input` and `edge` ignore it, so a randomisation "
-        "test calls them unchanged (MPRT 1, eMPRT 0); a fresh `noise` map changes completely "
-        "(MPRT ≈ 0) although it explains nothing. A score is evidence only where it beats "
-        "the baselines."
-    )
-    return "\n".join(lines) + "\n"
-
-
-# The symbols of a row's settings spelt out in metric names (typed more easily in a search).
-SPELT_OUT = {"ε": "eps", "α": "alpha", "β": "beta", "σ": "sigma", "=": ":"}
-
-
-def metric_name(text: str, taken: set[str] | None = None, limit: int = names.MAX_KEY) -> str:
-    """``text`` as an MLflow metric name (:func:`src.common.names.mlflow_name`), its symbols spelt
-    out: ``lrp ε=0.1`` -> ``lrp eps:0.1``."""
-    for symbol, word in SPELT_OUT.items():
-        text = text.replace(symbol, word)
-    return names.mlflow_name(text, taken, limit=limit)
-
-
-def parent_metrics(verdict: Verdict) -> dict[str, float]:
-    """``<score>/<row>`` (the mean over seeds) and ``<score>_std/<row>``, so MLflow's chart
-    view, which groups metrics by what comes before the ``/``, shows one section per score
-    with the analyzers side by side. Each row's name is valid, fits beside the longest score's
-    name, and is its own, whatever the values the sweep varied."""
-    scores = {score for _, _, score in verdict.cells}
-    room = names.MAX_KEY - max((len(f"{score}_std/") for score in scores), default=0)
-    taken: set[str] = set()
-    rows = {row: metric_name(verdict.name(*row), taken, room) for row in verdict.rows}
-    metrics = {}
-    for (label, epochs, score), cell in verdict.cells.items():
-        row = rows[label, epochs]
-        metrics[f"{score}/{row}"] = cell.mean
-        if not math.isnan(cell.std):
-            metrics[f"{score}_std/{row}"] = cell.std
-    return metrics

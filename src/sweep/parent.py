@@ -244,7 +244,7 @@ class SweepTracker(Callback):
         from mlflow.tracking import MlflowClient
 
         from src.report.page import build_report, log_report
-        from src.report.verdict import terminal_table
+        from src.report.verdict_text import terminal_table
         from src.tracking.repair import repair
 
         client = MlflowClient(self.store.tracking_uri)

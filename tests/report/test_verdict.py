@@ -8,17 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from src.report.verdict import (
-    Criterion,
-    RunScores,
-    build_verdict,
-    interval_half_width,
-    markdown,
-    metric_name,
-    paired_test,
-    parent_metrics,
-    terminal_table,
-)
+from src.report.verdict import Criterion, RunScores, build_verdict, paired_test
+from src.report.verdict_text import markdown, metric_name, parent_metrics, terminal_table
 
 AOPC = Criterion("faithfulness", "aopc", True, "AOPC")
 MPRT = Criterion("randomisation", "mprt", False, "MPRT")
@@ -34,12 +25,6 @@ def run(row, seed, aopc, mprt, baseline=False, epochs=5):
         means={"aopc": float(np.nanmean(aopc)), "mprt": float(np.nanmean(mprt))},
         per_image={"aopc": aopc, "mprt": mprt},
     )
-
-
-def test_interval_by_hand():
-    # values 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653 -> 4.302653 / sqrt(3) = 2.484138
-    assert interval_half_width([1.0, 2.0, 3.0]) == pytest.approx(4.302653 / math.sqrt(3), 1e-6)
-    assert math.isnan(interval_half_width([1.0]))
 
 
 def test_paired_test_by_hand():
@@ -75,8 +60,11 @@ def test_verdict_means_intervals_beats_and_best():
     good = verdict.cells["good", 5, "aopc"]
     # per-seed means 0.635 and 0.835: mean 0.735, sd sqrt(0.02)
     assert good.mean == pytest.approx(0.735) and good.std == pytest.approx(math.sqrt(0.02))
-    assert good.half_width == pytest.approx(12.706205 * 0.1, 1e-6)  # t(0.975, 1) sd / sqrt(2)
-    assert good.n_seeds == 2 and good.best
+    # A t interval over the two seeds would be 0.735 ± 1.27, far outside AOPC's range; the
+    # bootstrap's stays between the lowest and the highest image's score.
+    assert 0.6 <= good.low < good.mean < good.high <= 0.87
+    # good beats meh on all 16 pairs (distinct differences): the only pair, p = 2 / 2**16.
+    assert good.n_seeds == 2 and good.best and not good.tied_best
     # 16 pairs (8 images x 2 seeds), all better: p = 1 / 2**16, one-sided exact.
     assert good.beats == {"noise": True}
     assert good.p_values["noise"] == pytest.approx(2.0**-16)
@@ -104,8 +92,11 @@ def test_pairs_are_made_per_seed_and_image():
 
 
 def test_several_training_lengths_are_rows_of_their_own_and_best_is_per_length():
-    runs = [run("a", 0, [0.5], [0.5], epochs=1), run("a", 0, [0.9], [0.5], epochs=3)]
-    runs += [run("b", 0, [0.7], [0.5], epochs=1), run("b", 0, [0.8], [0.5], epochs=3)]
+    # 8 images, every difference of its own sign and size: two-sided exact p = 2 / 2**8.
+    steps = 0.01 * np.arange(8)
+    runs = [run("a", 0, 0.5 + steps, [0.5], epochs=1), run("a", 0, 0.9 + steps, [0.5], epochs=3)]
+    runs += [run("b", 0, 0.7 + 2 * steps, [0.5], epochs=1)]
+    runs += [run("b", 0, 0.8 + 2 * steps, [0.5], epochs=3)]
     verdict = build_verdict(runs, [AOPC])
     assert verdict.name("a", 3) == "a 3ep"
     assert verdict.cells["b", 1, "aopc"].best and verdict.cells["a", 3, "aopc"].best
@@ -125,8 +116,9 @@ def test_terminal_table_fits_100_columns_and_marks_what_it_says():
     assert max(len(line) for line in lines) <= 100
     assert lines[0].split()[:3] == ["analyzer", "AOPC", "↑"]
     gradient = next(line for line in lines if line.startswith("gradient"))
-    assert "0.400±0.000 ein" in gradient  # beats all three baselines on AOPC, not the best
-    assert "0.200±0.000*ein" in gradient  # the best MPRT, and beats all three
+    assert "0.400 ein" in gradient  # beats all three baselines on AOPC, not the best
+    assert "0.200*ein" in gradient  # the best MPRT, and beats all three
+    assert "mean over images × 3 seeds (95% bootstrap intervals in verdict.md)" in table
     assert any(set(line) == {"-"} for line in lines)  # baselines below a rule
     assert "e = beats edge" in table and "n = beats noise" in table
 
@@ -137,8 +129,10 @@ def test_markdown_and_parent_metrics():
     verdict = build_verdict(runs, [AOPC, MPRT])
     text = markdown(verdict, "sweep · analyzer=lrp,noise")
     assert "| noise (baseline) |" in text
-    # 2 images x 2 seeds: the smallest one-sided p is 1/16 > 0.05, so not significant.
-    assert "**0.550 ± 0.000**<br>not noise (p=0.062)" in text
+    # 2 images x 2 seeds: the smallest one-sided p is 1/16 > 0.05, so not significant. The
+    # interval: each seed's resampled mean is 0.5 with probability 1/4, so is the whole mean
+    # with probability 5/32 (> 2.5%): [0.5, 0.6]. One analyzer: nobody to be best against.
+    assert "| 0.550 [0.500, 0.600]<br>not noise (p=0.062) |" in text
     metrics = parent_metrics(verdict)
     # One chart section per score in MLflow (the part before "/"), the rows side by side.
     assert metrics["aopc/lrp eps:0.1"] == pytest.approx(0.55)
@@ -200,7 +194,7 @@ def test_the_default_criteria_come_from_the_score_registry():
 def test_verdict_md_shows_html_in_names_as_text():
     """Names come from the user (a swept value, a dataset's name): in verdict.md they are
     text, never HTML a Markdown renderer would run or draw, nor a table column break."""
-    from src.report.verdict import plain
+    from src.report.verdict_text import plain
 
     assert plain("a<b>&c|d") == "a&lt;b&gt;&amp;c\\|d"  # by hand
     evil = '<img src=x onerror="alert(1)"> | x'

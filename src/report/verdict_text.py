@@ -1,0 +1,256 @@
+"""The verdict in words: the terminal's tables and legend, ``verdict.md``, and the parent run's
+metric names. Every caption says what was computed: an interval only where there is one, and
+over what.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+
+from src.common import names
+from src.report.judgement import ALPHA
+from src.report.verdict import Cell, Verdict
+
+
+def letters(baselines: Sequence[str]) -> dict[str, str]:
+    """One letter per baseline for the terminal: its first letter not taken yet."""
+    taken: dict[str, str] = {}
+    for baseline in baselines:
+        candidates = [c for c in baseline.lower() if c.isalpha() and c not in taken.values()]
+        taken[baseline] = candidates[0] if candidates else "?"
+    return taken
+
+
+def mark(cell: Cell) -> str:
+    """``*`` best, ``=`` tied best, else a space."""
+    return "*" if cell.best else ("=" if cell.tied_best else " ")
+
+
+def interval(cell: Cell) -> str:
+    """``[low, high]``, or nothing where no interval was computed."""
+    return "" if math.isnan(cell.low) else f"[{cell.low:.3f}, {cell.high:.3f}]"
+
+
+def _cell_text(cell: Cell | None, marks: Mapping[str, str]) -> str:
+    if cell is None:
+        return "–"
+    beaten = "".join(
+        (letter if cell.beats[baseline] else ".")
+        for baseline, letter in marks.items()
+        if baseline in cell.beats
+    )
+    return f"{cell.mean:.3f}{mark(cell)}{beaten}"
+
+
+def terminal_table(verdict: Verdict, width: int = 100) -> str:
+    """The verdict as plain-text tables of at most ``width`` columns, with a legend: as many
+    criteria side by side as fit, the next ones in another table below, rows repeated."""
+    marks = letters(verdict.baselines)
+    names_ = [verdict.name(label, epochs) for label, epochs in verdict.rows]
+    texts = [
+        [_cell_text(verdict.cells.get((label, epochs, c.score)), marks) for c in verdict.criteria]
+        for label, epochs in verdict.rows
+    ]
+    headings = [f"{c.short} {'↑' if c.higher_is_better else '↓'}" for c in verdict.criteria]
+    widths = [max([len(h)] + [len(row[i]) for row in texts]) for i, h in enumerate(headings)]
+    widest = max(widths, default=0) + 1
+    name_width = max(8, min(max(len(name) for name in [*names_, "analyzer"]), width - widest, 30))
+    blocks: list[list[int]] = [[]]
+    for index, column_width in enumerate(widths):
+        used = name_width + sum(widths[i] + 1 for i in blocks[-1])
+        if blocks[-1] and used + column_width + 1 > width:
+            blocks.append([])
+        blocks[-1].append(index)
+
+    def line(first: str, cells: Sequence[str], columns: Sequence[int]) -> str:
+        first = first if len(first) <= name_width else first[: name_width - 1] + "…"
+        return " ".join([f"{first:<{name_width}}", *(f"{cells[i]:>{widths[i]}}" for i in columns)])
+
+    lines: list[str] = []
+    for block in blocks:
+        if lines:
+            lines.append("")
+        header = line("analyzer", headings, block)
+        lines.append(header)
+        ruled = False
+        for (label, _), name, row in zip(verdict.rows, names_, texts, strict=True):
+            if label in verdict.baselines and not ruled:
+                lines.append("-" * len(header))
+                ruled = True
+            lines.append(line(name, row, block))
+    lines.extend(legend(verdict, marks, width))
+    for note in verdict.notes:
+        lines.extend(textwrap.wrap(f"note: {note}", width=width, subsequent_indent="  "))
+    return "\n".join(lines)
+
+
+def over_what(verdict: Verdict) -> str:
+    """What a mean (and its interval) is over."""
+    if verdict.seeds == 1:
+        return "mean over images, one seed"
+    return f"mean over images × {verdict.seeds} seeds"
+
+
+def legend(verdict: Verdict, marks: Mapping[str, str], width: int = 100) -> list[str]:
+    """The legend's items, packed into lines of at most ``width``; an item is split only if
+    it is longer than a line."""
+    items = [
+        f"{over_what(verdict)} (95% bootstrap intervals in verdict.md)",
+        f"* best: beats every other analyzer (paired Wilcoxon, Holm, p < {ALPHA})",
+        "= tied best: not told apart from the top one",
+        "↑/↓ better",
+    ]
+    if marks:
+        items += [f"{letter} = beats {baseline}" for baseline, letter in marks.items()]
+        items.append(f". = does not (paired Wilcoxon over images × seeds, p < {ALPHA})")
+    else:
+        items.append("no baseline ran: no score here is read against maps that ignore the model")
+    lines = [""]
+    pieces = [piece for item in items for piece in textwrap.wrap(item, width=width)]
+    for item in pieces:
+        joined = f"{lines[-1]}; {item}" if lines[-1] else item
+        if len(joined) <= width or not lines[-1]:
+            lines[-1] = joined
+        else:
+            lines.append(item)
+    return lines
+
+
+def plain(text: str) -> str:
+    """Text from names (a dataset's, a swept value) shown as written in Markdown: what a
+    renderer would take for HTML (``<``, ``&``) as entities, a table's ``|`` escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def _markdown_cell(cell: Cell, baselines: Sequence[str]) -> str:
+    text = f"{cell.mean:.3f}"
+    if cell.best or cell.tied_best:
+        text = f"**{text}**" + (" (tied)" if cell.tied_best else "")
+    if interval(cell):
+        text += f" {interval(cell)}"
+    tests = [
+        f"{'beats' if cell.beats[b] else 'not'} {b} (p={cell.p_values[b]:.2g}"
+        + (f", {cell.pairs_dropped[b]} undefined pairs left out" if cell.pairs_dropped[b] else "")
+        + ")"
+        for b in baselines
+        if b in cell.beats
+    ]
+    return "<br>".join([text, *tests])
+
+
+def markdown(verdict: Verdict, title: str) -> str:
+    """``verdict.md``: the table with intervals and p-values, the analyzers against each other,
+    how far the judgement holds, the protocol."""
+    lines = [f"# Verdict: {plain(title)}", ""]
+    header = [
+        "analyzer",
+        *(
+            f"{c.short} ({'higher' if c.higher_is_better else 'lower'} is better)"
+            for c in verdict.criteria
+        ),
+    ]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, epochs in verdict.rows:
+        cells = [
+            "–" if cell is None else _markdown_cell(cell, verdict.baselines)
+            for criterion in verdict.criteria
+            for cell in [verdict.cells.get((label, epochs, criterion.score))]
+        ]
+        name = plain(verdict.name(label, epochs))
+        if label in verdict.baselines:
+            name += " (baseline)"
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    lines += ["", *(f"- {c.short}: {c.name}" for c in verdict.criteria), ""]
+    lines += [*(f"Note: {plain(note)}." for note in verdict.notes), ""] if verdict.notes else []
+    lines += judgement_lines(verdict)
+    lines.append(
+        f"{over_what(verdict).capitalize()}, [the 95% percentile bootstrap interval: seeds "
+        "drawn with replacement, then images within each; with one seed it covers the test "
+        "images, not another training]. Bold: best (it beats every other analyzer: two-sided "
+        "Wilcoxon signed-rank tests over images × seeds, Holm-adjusted over the pairs, "
+        f"p < {ALPHA}), or tied best. 'beats B': a one-sided Wilcoxon signed-rank test over "
+        "the per-image scores paired by test image and seed, in the criterion's better direction, "
+        f"p < {ALPHA}. Baselines explain nothing about the model: `input` and `edge` ignore it, "
+        "so a randomisation test calls them unchanged (MPRT 1, eMPRT 0); a fresh `noise` map "
+        "changes completely (MPRT ≈ 0) although it explains nothing. A score is evidence only "
+        "where it beats the baselines."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def judgement_lines(verdict: Verdict) -> list[str]:
+    """verdict.md's sections on the analyzers against each other and how far that holds."""
+    if not verdict.rankings:
+        return []
+    short = {c.score: c.short for c in verdict.criteria}
+    lines = ["## The analyzers against each other", ""]
+    for (score, epochs), ranking in verdict.rankings.items():
+        where = f"{short[score]}" + (f", {epochs} epochs" if verdict.several_epochs else "")
+        if ranking.best:
+            said = f"**{plain(ranking.best)}** beats every other analyzer"
+        else:
+            said = "tied best: " + ", ".join(plain(label) for label in ranking.tied_best)
+        top = ranking.order[0]
+        tests = ", ".join(
+            f"vs {plain(label)} p={ranking.adjusted[top, label]:.2g}" for label in ranking.order[1:]
+        )
+        shares = verdict.top_shares.get((score, epochs), {})
+        line = f"- {where}: {said} ({plain(top)} {tests})"
+        line += f"; top in {shares.get(top, 0):.0%} of resamples"
+        needed = verdict.needed.get((score, epochs))
+        if needed is not None:
+            count, had = needed
+            line += (
+                f"; to tell {plain(top)} from {plain(ranking.order[1])} apart would take about "
+                f"{count:.0f} image × seed pairs (this sweep: {had})"
+                if math.isfinite(count)
+                else f"; {plain(top)} and {plain(ranking.order[1])} do not differ on average"
+            )
+        tau = verdict.across_epochs.get((score, epochs))
+        if tau is not None and not math.isnan(tau):
+            line += f"; Kendall τ with the ranking at {verdict.longest} epochs: {tau:.2f}"
+        lines.append(line)
+    criteria = [c.short for c in verdict.criteria if (c.short, c.short) in verdict.agreement]
+    if len(criteria) > 1:
+        lines += ["", "## How the criteria agree (Kendall's τ of their rankings)", ""]
+        lines += ["| | " + " | ".join(criteria) + " |", "|" + "---|" * (len(criteria) + 1)]
+        for first in criteria:
+            values = [verdict.agreement[first, second] for second in criteria]
+            lines.append(
+                f"| {first} | "
+                + " | ".join("–" if math.isnan(v) else f"{v:.2f}" for v in values)
+                + " |"
+            )
+    return [*lines, ""]
+
+
+# The symbols of a row's settings spelt out in metric names (typed more easily in a search).
+SPELT_OUT = {"ε": "eps", "α": "alpha", "β": "beta", "σ": "sigma", "=": ":"}
+
+
+def metric_name(text: str, taken: set[str] | None = None, limit: int = names.MAX_KEY) -> str:
+    """``text`` as an MLflow metric name (:func:`src.common.names.mlflow_name`), its symbols spelt
+    out: ``lrp ε=0.1`` -> ``lrp eps:0.1``."""
+    for symbol, word in SPELT_OUT.items():
+        text = text.replace(symbol, word)
+    return names.mlflow_name(text, taken, limit=limit)
+
+
+def parent_metrics(verdict: Verdict) -> dict[str, float]:
+    """``<score>/<row>`` (the mean over seeds) and ``<score>_std/<row>``, so MLflow's chart
+    view, which groups metrics by what comes before the ``/``, shows one section per score
+    with the analyzers side by side. Each row's name is valid, fits beside the longest score's
+    name, and is its own, whatever the values the sweep varied."""
+    scores = {score for _, _, score in verdict.cells}
+    room = names.MAX_KEY - max((len(f"{score}_std/") for score in scores), default=0)
+    taken: set[str] = set()
+    rows = {row: metric_name(verdict.name(*row), taken, room) for row in verdict.rows}
+    metrics = {}
+    for (label, epochs, score), cell in verdict.cells.items():
+        row = rows[label, epochs]
+        metrics[f"{score}/{row}"] = cell.mean
+        if not math.isnan(cell.std):
+            metrics[f"{score}_std/{row}"] = cell.std
+    return metrics
