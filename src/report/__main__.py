@@ -51,6 +51,8 @@ def hydra_main(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
     if report.table is not None:
         print(readable(report.table).to_string(index=False))
+    if report.answer is not None:
+        print("\n" + "\n".join(report.answer.lines()))
     if report.verdict is not None:
         print(f"\n{terminal_table(report.verdict)}")
     log.info(

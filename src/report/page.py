@@ -14,10 +14,12 @@
 - ``metrics_vs_epochs.png``: those against epochs, one line per analyzer (bars for one
   training length);
 - ``quality_curves.png``: per analyzer (longest training), the scores' per-step curves;
-- ``verdict.md``: per criterion, each analyzer's mean and 95% interval over seeds, whether it
-  beats each baseline the sweep ran (a paired test over images), the best marked
-  (:mod:`src.report.verdict`); also logged on the parent as metrics ``<score>/<row>`` and
-  ``<score>_std/<row>``, and printed;
+- ``answer.md`` / ``answer.json``: which analyzer(s) to trust on this model, on which criteria,
+  what was set aside and what limits the answer (:mod:`src.report.answer`); printed first;
+- ``verdict.md``: per criterion, each analyzer's mean and 95% bootstrap interval, whether it
+  beats each baseline the sweep ran (a paired test over images), best or tied best against
+  the other analyzers, how the criteria agree (:mod:`src.report.verdict`); also logged on the
+  parent as metrics ``<score>/<row>`` and ``<score>_std/<row>``, and printed;
 - ``missing.txt``: the jobs of the sweep that did not finish, if any.
 
 The parent also gets its jobs' dataset inputs, so its row in the UI names the data. The runs
@@ -37,6 +39,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from src.common.redact import redact
+from src.report.answer import Answer, answer
 from src.report.figures import figure_png
 from src.report.html import (
     image,
@@ -81,6 +84,7 @@ class Report:
     runs: list[Run]  # the sweep's child runs, finished or not
     missing: list[str]  # the jobs without a finished run, with their status
     verdict: Verdict | None = None  # None if no finished job was scored
+    answer: Answer | None = None  # read off the verdict
 
 
 def build_report(
@@ -106,8 +110,13 @@ def build_report(
     write_page(folder / "table.html", table_page(title, table, scores, others, better, missing))
 
     verdict = sweep_verdict(jobs)
+    said = None
     if verdict is not None:
         (folder / "verdict.md").write_text(redact(markdown(verdict, title)), encoding="utf-8")
+        said = answer(verdict)
+        (folder / "answer.md").write_text(redact(said.markdown(title)), encoding="utf-8")
+        (folder / "answer.json").write_text(redact(said.to_json()), encoding="utf-8")
+        page["answer"] = said.lines()
 
     longest = max(job.epochs for job in jobs)
     first_seed = min(job.seed for job in jobs if job.epochs == longest)
@@ -122,7 +131,7 @@ def build_report(
     first = min(jobs, key=lambda job: job.run.info.run_name or "").run
     page["config"], page["config_run"] = job_config(client, first), first.info.run_name
     write_page(folder / "report.html", render_report(**page))
-    return Report(table, runs, missing, verdict)
+    return Report(table, runs, missing, verdict, said)
 
 
 def _empty_page(
@@ -133,6 +142,7 @@ def _empty_page(
     return {
         "title": title,
         "subtitle": "",
+        "answer": [],
         "missing": missing,
         "verdict": None,
         "sections": [],
@@ -239,6 +249,7 @@ def sweep_verdict(jobs: list[Job]) -> Verdict | None:
                 if key.startswith(EVALUATION_PREFIX)
             },
             per_image=job.scores,
+            method=job.run.data.params.get("analyzer.method", ""),
         )
         for job in jobs
         if job.scores

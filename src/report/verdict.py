@@ -43,16 +43,30 @@ class Criterion:
     score: str  # the run's metric is eval_<score>; scores.npz holds it per image
     higher_is_better: bool
     short: str  # column heading in the terminal
+    # How the answer reads it (:class:`src.scores.registry.Score`, ``Metric``).
+    evidence: bool = True
+    noise_passes: bool = False
+    blank_passes: bool = False
 
 
 def registry_criteria() -> tuple[Criterion, ...]:
     """The verdict's criteria, in the order they are shown: every metric of the score
     registry (:mod:`src.scores`) that names a criterion."""
     from src.scores import SCORES
-    from src.scores.registry import criteria
 
     return tuple(
-        Criterion(m.criterion, m.name, bool(m.higher_is_better), m.short) for m in criteria(SCORES)
+        Criterion(
+            m.criterion,
+            m.name,
+            bool(m.higher_is_better),
+            m.short,
+            score.evidence,
+            score.noise_passes,
+            m.blank_passes,
+        )
+        for score in SCORES.values()
+        for m in score.metrics
+        if m.criterion
     )
 
 
@@ -66,6 +80,7 @@ class RunScores:
     epochs: int
     means: Mapping[str, float]  # score -> the run's eval_<score>
     per_image: Mapping[str, np.ndarray]  # score -> one value per scored image
+    method: str = ""  # analyzer.method (baseline.noise, ...)
 
 
 @dataclass
@@ -104,6 +119,9 @@ class Verdict:
     # (score, epochs) -> Kendall's tau of its ranking with the ranking at the longest training.
     across_epochs: dict[tuple[str, int], float] = field(default_factory=dict)
     seeds: int = 0  # the most seeds any cell is over
+    noise_rows: list[str] = field(default_factory=list)  # baselines of fresh noise
+    # (label, epochs) -> the mean share of its maps blank once every layer is randomised
+    blank_shares: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def name(self, label: str, epochs: int) -> str:
         return f"{label} {epochs}ep" if self.several_epochs else label
@@ -159,6 +177,7 @@ def build_verdict(
         several_epochs=len({epochs for _, epochs in rows}) > 1,
     )
     verdict.seeds = max((cell.n_seeds for cell in verdict.cells.values()), default=0)
+    verdict.noise_rows = sorted({run.row for run in runs if run.method == "baseline.noise"})
     _rank(verdict, groups)
     for label, epochs in rows:
         shares = [
@@ -166,7 +185,10 @@ def build_verdict(
             for run in groups[label, epochs]
             if "mprt_blank_fraction_full" in run.means
         ]
-        if shares and np.mean(shares) > BLANK_NOTE:
+        if not shares:
+            continue
+        verdict.blank_shares[label, epochs] = float(np.mean(shares))
+        if np.mean(shares) > BLANK_NOTE:
             verdict.notes.append(
                 f"{verdict.name(label, epochs)}: {np.mean(shares):.0%} of its maps are blank once "
                 "every layer is randomised; MPRT counts them as completely changed"

@@ -30,6 +30,7 @@ BLOWUP_WARNING = 0.05
 @register
 class Complexity(Score):
     name = "complexity"
+    evidence = False  # a property: a sparse map can be as unfaithful as any
     needs = frozenset({"heatmaps"})
     metrics = (
         Metric(

@@ -30,6 +30,7 @@ class RandomLogit(Score):
     depends on which class it explains."""
 
     name = "random_logit"
+    noise_passes = True  # fresh noise is unlike any other map, whatever the class
     needs = frozenset({"heatmaps", "explain"})
     metrics = (
         Metric(

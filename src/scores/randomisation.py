@@ -121,6 +121,7 @@ class Randomisation(Score):
     as the cascade's last step (the same seed per layer), so it reuses that step's maps."""
 
     name = "randomisation"
+    noise_passes = True  # fresh noise is unlike the trained model's map: MPRT 0
     needs = frozenset({"heatmaps", "model", "explain"})
     metrics = (
         Metric(
@@ -133,6 +134,7 @@ class Randomisation(Score):
             "randomisation (MPRT, mean over layers)",
             "MPRT",
             headline=True,
+            blank_passes=True,
         ),
         Metric("mprt_full", "the same once every layer is re-initialised", Better.LOWER),
         Metric(

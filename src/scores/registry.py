@@ -68,6 +68,9 @@ class Metric:
     criterion: str = ""
     short: str = ""
     headline: bool = False  # named in a run's summary line
+    # A map that goes blank passes this criterion without explaining anything (Binder et al.
+    # 2023): the answer sets it aside for an analyzer whose maps go blank.
+    blank_passes: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.better, Better):
@@ -219,6 +222,12 @@ class Score:
     metrics: ClassVar[tuple[Metric, ...]]
     curves: ClassVar[tuple[Curve, ...]] = ()
     default: ClassVar[bool] = True  # on in conf/evaluate/default.yaml (a test keeps them equal)
+    # Whether its criteria are evidence that maps explain the model (the answer counts them),
+    # or a property of maps read alongside (a sparse or a stable map can still be unfaithful).
+    evidence: ClassVar[bool] = True
+    # A map of fresh noise passes it by construction (it changes with anything): the answer
+    # reads its criteria against the baselines that ignore the model, not against noise.
+    noise_passes: ClassVar[bool] = False
     # The analyzers it applies to, by the prefix of analyzer.method (all if empty).
     methods_key: ClassVar[str] = ""
 

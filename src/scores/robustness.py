@@ -39,6 +39,7 @@ class Robustness(Score):
     in the run) and perturbed by seeded noise (Quantus's own draws from ``np.random``)."""
 
     name = "robustness"
+    evidence = False  # a property: a constant map is perfectly robust
     needs = frozenset({"heatmaps", "model", "explain"})
     default = False
     metrics = (

@@ -272,6 +272,8 @@ class SweepTracker(Callback):
             self.status = "FINISHED"
         elif self.interrupted or self.children["KILLED"]:
             self.status = "KILLED"
+        if report.answer is not None:
+            log.info("answer (%s):\n%s", folder / "answer.md", "\n".join(report.answer.lines()))
         if report.verdict is not None:
             log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
         summary = f"{expected - len(missing)} of {expected} jobs finished"

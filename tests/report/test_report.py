@@ -349,6 +349,7 @@ def test_the_report_page_is_self_contained_and_escapes_what_it_shows():
     page = render_report(
         title="sweep · x",
         subtitle="s",
+        answer=["Trust a<b> on this model (5 epochs): …", "Limit: one seed"],
         missing=["seed=2 (FAILED)"],
         verdict=view,
         sections=[],
@@ -363,6 +364,8 @@ def test_the_report_page_is_self_contained_and_escapes_what_it_shows():
     assert '<meta charset="utf-8">' in page
     assert "a&lt;b&gt;" in page and "a<b>" not in page
     assert "(baseline)" in page and "seed=2 (FAILED)" in page
+    # The answer first, above the verdict, escaped like every name.
+    assert page.index("<p>Trust a&lt;b&gt; on this model") < page.index('id="verdict"')
     # Nothing to fetch: no script, no stylesheet or font link, every image inline.
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert re.findall(r'src="([^"]+)"', page) == ["data:image/png;base64,iVBORw=="]

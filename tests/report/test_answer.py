@@ -1,0 +1,94 @@
+"""The answer read off a verdict (src/report/answer.py), on hand-made scores: evidence is beating
+every baseline (fresh noise aside where it passes by construction), a blank-passing criterion
+is set aside for an analyzer whose maps go blank, properties are not evidence, and the answer
+says when no analyzer earned trust and what limits it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from src.report.answer import answer
+from src.report.verdict import Criterion, RunScores, build_verdict
+
+AOPC = Criterion("faithfulness", "aopc", True, "AOPC")
+MPRT = Criterion("randomisation", "mprt", False, "MPRT", True, True, True)
+GINI = Criterion("complexity", "gini", True, "Gini", False)
+STEPS = 0.01 * np.arange(8)  # 8 images, every difference its own size: exact tests
+
+
+def run(row, seed, aopc, mprt, gini, method="", blank=None):
+    scores = {"aopc": aopc + STEPS, "mprt": mprt + STEPS, "gini": gini + STEPS}
+    means = {name: float(values.mean()) for name, values in scores.items()}
+    if blank is not None:
+        means["mprt_blank_fraction_full"] = blank
+    return RunScores(row, method.startswith("baseline."), seed, 5, means, scores, method)
+
+
+def baselines(seed, names=("noise", "input", "edge")):
+    # noise: AOPC of a random order, MPRT ~0 (it changes with anything); input and edge ignore
+    # the model: MPRT 1. None is sparse.
+    scores = {"noise": (0.1, 0.0, 0.2), "input": (0.1, 1.0, 0.3), "edge": (0.1, 1.0, 0.4)}
+    return [run(name, seed, *scores[name], method=f"baseline.{name}") for name in names]
+
+
+def sweep(seeds=(0, 1), names=("noise", "input", "edge"), **analyzers):
+    runs = []
+    for seed in seeds:
+        runs += baselines(seed, names)
+        runs += [run(label, seed, *values) for label, values in analyzers.items()]
+    return answer(build_verdict(runs, [AOPC, MPRT, GINI]))
+
+
+def test_the_analyzer_that_beats_every_baseline_on_most_evidence_is_trusted():
+    """good beats every baseline on AOPC, and on MPRT the baselines that ignore the model (not
+    noise, which no map can beat there); sparse beats them only on Gini, a property."""
+    said = sweep(good=(0.6, 0.3, 0.5), sparse=(0.1, 1.0, 0.9))
+    assert said.trusted == ["good"]
+    assert said.evidence == {"good": ["AOPC", "MPRT"], "sparse": []}
+    assert said.counted == ["AOPC", "MPRT"]  # Gini read alongside, never evidence
+    assert said.headline == (
+        "Trust good on this model (5 epochs): it beats every baseline on 2 of 2 criteria "
+        "(AOPC, MPRT), and is best or tied best on AOPC, MPRT."
+    )
+    assert said.limits == []  # two seeds, every default baseline, two analyzers
+    assert json.loads(said.to_json())["trusted"] == ["good"]
+
+
+def test_a_criterion_a_blank_map_passes_is_set_aside_for_an_analyzer_whose_maps_go_blank():
+    runs = []
+    for seed in (0, 1):
+        runs += baselines(seed)
+        runs += [run("blanking", seed, 0.6, 0.2, 0.5, blank=0.5)]
+        runs += [run("steady", seed, 0.6, 0.3, 0.5, blank=0.0)]
+    said = answer(build_verdict(runs, [AOPC, MPRT]))
+    assert said.evidence == {"steady": ["AOPC", "MPRT"], "blanking": ["AOPC"]}
+    assert said.trusted == ["steady"]
+    assert said.set_aside == [
+        "MPRT for blanking (50% of its maps go blank under randomisation, and a blank map "
+        "passes it)"
+    ]
+
+
+def test_no_analyzer_beating_every_baseline_is_said_plainly():
+    said = sweep(meh=(0.1, 1.0, 0.5), other=(0.1, 1.0, 0.6))
+    assert said.trusted == []
+    assert said.headline == (
+        "No analyzer earned trust here: none beats every baseline on any of AOPC, MPRT."
+    )
+    assert said.unbeaten == ["AOPC", "MPRT"]
+
+
+def test_without_baselines_there_is_no_answer_and_one_seed_is_a_limit():
+    said = sweep(seeds=(0,), names=(), good=(0.6, 0.3, 0.5), other=(0.5, 0.4, 0.5))
+    assert said.trusted == []
+    assert said.headline.startswith("No answer: the sweep ran no baseline")
+    assert said.limits[0].startswith("one seed: the intervals cover the test images")
+
+
+def test_equal_evidence_names_both_and_a_missing_baseline_is_a_limit():
+    said = sweep(names=("noise", "input"), first=(0.6, 0.3, 0.5), second=(0.5, 0.4, 0.5))
+    assert said.trusted == ["first", "second"]
+    assert said.headline.startswith("Trust first and second on this model (5 epochs): each ")
+    assert said.limits == ["no edge baseline: no score is read against it"]
