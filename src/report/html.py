@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from src.report.verdict import Cell, Verdict
-from src.report.verdict_text import interval, letters, over_what
+from src.report.verdict_text import (
+    agreement_table,
+    interval,
+    letters,
+    over_what,
+    ranking_sentences,
+)
 from src.scores.compare import mean_std_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -100,6 +106,8 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
         "notes": verdict.notes,
         "seeds_text": seeds_text,
         "over_what": over_what(verdict).capitalize(),
+        "rankings": ranking_sentences(verdict),
+        "agreement": dict(zip(("criteria", "rows"), agreement_table(verdict), strict=True)),
         "several_epochs": verdict.several_epochs,
     }
 

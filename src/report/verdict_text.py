@@ -180,49 +180,72 @@ def markdown(verdict: Verdict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ranking_sentences(verdict: Verdict) -> list[str]:
+    """Per criterion (and training length) the analyzers against each other, in a sentence:
+    best or tied best, the Holm-adjusted p-values of the top one against the others, the share
+    of resamples it stays on top in, the pairs a test would need where the top two are tied,
+    and the agreement with the ranking at the longest training."""
+    short = {c.score: c.short for c in verdict.criteria}
+    sentences = []
+    for (score, epochs), ranking in verdict.rankings.items():
+        where = short[score] + (f", {epochs} epochs" if verdict.several_epochs else "")
+        if ranking.best:
+            said = f"{ranking.best} beats every other analyzer"
+        else:
+            said = "tied best: " + ", ".join(ranking.tied_best)
+        top = ranking.order[0]
+        tests = ", ".join(
+            f"vs {label} p={ranking.adjusted[top, label]:.2g}" for label in ranking.order[1:]
+        )
+        share = verdict.top_shares.get((score, epochs), {}).get(top, 0.0)
+        sentence = f"{where}: {said} ({top} {tests}); top in {share:.0%} of resamples"
+        needed = verdict.needed.get((score, epochs))
+        if needed is not None:
+            count, had = needed
+            second = ranking.order[1]
+            sentence += (
+                f"; to tell {top} from {second} apart would take about {count:.0f} image × seed "
+                f"pairs (this sweep: {had})"
+                if math.isfinite(count)
+                else f"; {top} and {second} do not differ on average"
+            )
+        tau = verdict.across_epochs.get((score, epochs))
+        if tau is not None and not math.isnan(tau):
+            sentence += f"; Kendall τ with the ranking at {verdict.longest} epochs: {tau:.2f}"
+        sentences.append(sentence)
+    return sentences
+
+
+def agreement_table(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
+    """The criteria (short names) and the rows of Kendall's τ between their rankings ("–"
+    where undefined); no criteria if fewer than two ranked the analyzers."""
+    criteria = [c.short for c in verdict.criteria if (c.short, c.short) in verdict.agreement]
+    if len(criteria) < 2:
+        return [], []
+    rows = [
+        [
+            "–" if math.isnan(tau := verdict.agreement[first, second]) else f"{tau:.2f}"
+            for second in criteria
+        ]
+        for first in criteria
+    ]
+    return criteria, rows
+
+
 def judgement_lines(verdict: Verdict) -> list[str]:
     """verdict.md's sections on the analyzers against each other and how far that holds."""
     if not verdict.rankings:
         return []
-    short = {c.score: c.short for c in verdict.criteria}
     lines = ["## The analyzers against each other", ""]
-    for (score, epochs), ranking in verdict.rankings.items():
-        where = f"{short[score]}" + (f", {epochs} epochs" if verdict.several_epochs else "")
-        if ranking.best:
-            said = f"**{plain(ranking.best)}** beats every other analyzer"
-        else:
-            said = "tied best: " + ", ".join(plain(label) for label in ranking.tied_best)
-        top = ranking.order[0]
-        tests = ", ".join(
-            f"vs {plain(label)} p={ranking.adjusted[top, label]:.2g}" for label in ranking.order[1:]
-        )
-        shares = verdict.top_shares.get((score, epochs), {})
-        line = f"- {where}: {said} ({plain(top)} {tests})"
-        line += f"; top in {shares.get(top, 0):.0%} of resamples"
-        needed = verdict.needed.get((score, epochs))
-        if needed is not None:
-            count, had = needed
-            line += (
-                f"; to tell {plain(top)} from {plain(ranking.order[1])} apart would take about "
-                f"{count:.0f} image × seed pairs (this sweep: {had})"
-                if math.isfinite(count)
-                else f"; {plain(top)} and {plain(ranking.order[1])} do not differ on average"
-            )
-        tau = verdict.across_epochs.get((score, epochs))
-        if tau is not None and not math.isnan(tau):
-            line += f"; Kendall τ with the ranking at {verdict.longest} epochs: {tau:.2f}"
-        lines.append(line)
-    criteria = [c.short for c in verdict.criteria if (c.short, c.short) in verdict.agreement]
-    if len(criteria) > 1:
+    lines += [f"- {plain(sentence)}" for sentence in ranking_sentences(verdict)]
+    criteria, rows = agreement_table(verdict)
+    if criteria:
         lines += ["", "## How the criteria agree (Kendall's τ of their rankings)", ""]
         lines += ["| | " + " | ".join(criteria) + " |", "|" + "---|" * (len(criteria) + 1)]
-        for first in criteria:
-            values = [verdict.agreement[first, second] for second in criteria]
-            lines.append(
-                f"| {first} | "
-                + " | ".join("–" if math.isnan(v) else f"{v:.2f}" for v in values)
-                + " |"
-            )
+        lines += [
+            f"| {first} | " + " | ".join(row) + " |"
+            for first, row in zip(criteria, rows, strict=True)
+        ]
     return [*lines, ""]
 
 

@@ -92,3 +92,34 @@ def test_equal_evidence_names_both_and_a_missing_baseline_is_a_limit():
     assert said.trusted == ["first", "second"]
     assert said.headline.startswith("Trust first and second on this model (5 epochs): each ")
     assert said.limits == ["no edge baseline: no score is read against it"]
+
+
+def test_report_html_shows_the_answer_the_rankings_and_the_agreement_of_criteria():
+    from src.report.html import render_report, verdict_view
+
+    runs = []
+    for seed in (0, 1):
+        runs += baselines(seed)
+        runs += [run("good", seed, 0.6, 0.3, 0.5), run("meh", seed, 0.1, 0.5, 0.5)]
+    verdict = build_verdict(runs, [AOPC, MPRT])
+    said = answer(verdict)
+    page = render_report(
+        title="sweep",
+        subtitle="",
+        answer=said.lines(),
+        missing=[],
+        verdict=verdict_view(verdict, {}),
+        sections=[],
+        grid=None,
+        measures="",
+        measure_images=[],
+        provenance=[],
+        runs=[],
+        config="",
+        config_run="",
+    )
+    assert page.index("Trust good on this model") < page.index('id="verdict"')
+    assert "AOPC: good beats every other analyzer (good vs meh p=" in page
+    # AOPC and MPRT rank good over meh alike: tau 1 off the diagonal too.
+    agreement = page[page.index('id="agreement-table"') :]
+    assert agreement.count("<td>1.00</td>") == 4
