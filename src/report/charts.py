@@ -63,10 +63,15 @@ def metrics_vs_epochs(table, metrics: Sequence[str]):
 
 
 def score_intervals(
-    rows: Sequence[tuple[str, float, float, float, bool, bool]], title: str, higher_is_better: bool
+    rows: Sequence[tuple[str, float, float, float, bool, bool]],
+    title: str,
+    higher_is_better: bool,
+    bounds: tuple[float, float] | None = None,
 ):
     """One criterion at a glance: per row (``label, mean, interval's low and high, baseline?,
-    best?``) a dot with its interval (none where it is nan); baselines gray, the best marked."""
+    best?``) a dot with its interval (none where it is nan); baselines gray, the best marked.
+    The axis spans the score's ``bounds`` where it has them (a difference looks as large as it
+    is), else the values, and the label says it is zoomed."""
     figure = _figure(figsize=(5.2, 0.36 * len(rows) + 1.1), layout="constrained")
     axis = figure.subplots()
     for position, (_, mean, low, high, baseline, best) in enumerate(rows):
@@ -84,7 +89,14 @@ def score_intervals(
     axis.set_yticks(range(len(rows)), [row[0] for row in rows], fontsize=8)
     axis.invert_yaxis()
     axis.grid(axis="x", alpha=0.3)
-    axis.set_xlabel(f"{'higher' if higher_is_better else 'lower'} is better", fontsize=8)
+    better = f"{'higher' if higher_is_better else 'lower'} is better"
+    if bounds is not None:
+        low, high = bounds
+        margin = 0.02 * (high - low)
+        axis.set_xlim(low - margin, high + margin)
+        axis.set_xlabel(f"{better}; the axis spans the score's range", fontsize=8)
+    else:
+        axis.set_xlabel(f"{better}; the axis is zoomed to the values", fontsize=8)
     axis.set_title(title, fontsize=9)
     return figure
 

@@ -181,7 +181,7 @@ def _interval_image(verdict: Verdict, metric: Metric) -> Image:
         if (cell := verdict.cells.get((label, epochs, metric.name))) is not None
     ]
     figure = score_intervals(
-        rows, f"{metric.short}: {metric.criterion}", bool(metric.higher_is_better)
+        rows, f"{metric.short}: {metric.criterion}", bool(metric.higher_is_better), metric.bounds
     )
     return image(figure_png(figure), f"{metric.short}: mean and 95% bootstrap interval")
 

@@ -50,6 +50,7 @@ class RegionPerturbation(Score):
             "faithfulness (MoRF AOPC)",
             "AOPC",
             headline=True,
+            bounds=(0.0, 1.0),
         ),
         Metric(
             "aopc_lerf",
@@ -59,6 +60,7 @@ class RegionPerturbation(Score):
             "Samek et al. 2017",
             "faithfulness (LeRF AOPC)",
             "LeRF",
+            bounds=(0.0, 1.0),
         ),
         Metric(
             "abpc",
@@ -68,6 +70,7 @@ class RegionPerturbation(Score):
             "Schulz et al. 2020",
             "faithfulness (MoRF − LeRF)",
             "ABPC",
+            bounds=(-1.0, 1.0),
         ),
         Metric("aopc_random", "MoRF's AOPC with the regions in a random order", Better.NEITHER),
         Metric("aopc_gain", "`aopc` − `aopc_random`", Better.HIGHER),
@@ -184,6 +187,7 @@ class FaithfulnessCorrelation(Score):
             "Bhatt et al. 2020; Quantus `FaithfulnessCorrelation`",
             "faithfulness correlation",
             "FCorr",
+            bounds=(-1.0, 1.0),
         ),
     )
 

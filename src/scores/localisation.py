@@ -38,6 +38,7 @@ class Localisation(Score):
             "Arras et al. 2022; Quantus `RelevanceMassAccuracy`",
             "localisation (relevance mass)",
             "Mass",
+            bounds=(0.0, 1.0),
         ),
         Metric(
             "relevance_rank_accuracy",
@@ -48,6 +49,7 @@ class Localisation(Score):
             "localisation (relevance rank)",
             "Rank",
             headline=True,
+            bounds=(0.0, 1.0),
         ),
         Metric(
             "pointing_game",
@@ -56,6 +58,7 @@ class Localisation(Score):
             "Zhang et al. 2018; Quantus `PointingGame`",
             "localisation (pointing game)",
             "Point",
+            bounds=(0.0, 1.0),
         ),
     )
 

@@ -41,6 +41,7 @@ class Complexity(Score):
             "complexity (Gini)",
             "Gini",
             headline=True,
+            bounds=(0.0, 1.0),
         ),
     )
 

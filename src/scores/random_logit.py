@@ -42,6 +42,7 @@ class RandomLogit(Score):
             "random logit (SSIM)",
             "rlogit",
             headline=True,
+            bounds=(-1.0, 1.0),
         ),
     )
 

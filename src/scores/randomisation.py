@@ -135,6 +135,7 @@ class Randomisation(Score):
             "MPRT",
             headline=True,
             blank_passes=True,
+            bounds=(-1.0, 1.0),
         ),
         Metric("mprt_full", "the same once every layer is re-initialised", Better.LOWER),
         Metric(

@@ -71,6 +71,9 @@ class Metric:
     # A map that goes blank passes this criterion without explaining anything (Binder et al.
     # 2023): the answer sets it aside for an analyzer whose maps go blank.
     blank_passes: bool = False
+    # The values it can take, where bounded: the report's charts span them, so that a 0.005
+    # difference does not fill half a chart.
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.better, Better):

@@ -40,6 +40,7 @@ class Road(Score):
             "Rong et al. 2022; Quantus `ROAD`",
             "faithfulness (ROAD, MoRF)",
             "ROAD",
+            bounds=(0.0, 1.0),
         ),
     )
     curves = (Curve("road_accuracy", "accuracy after each percentage removed (step 0: none)"),)

@@ -123,3 +123,15 @@ def test_report_html_shows_the_answer_the_rankings_and_the_agreement_of_criteria
     # AOPC and MPRT rank good over meh alike: tau 1 off the diagonal too.
     agreement = page[page.index('id="agreement-table"') :]
     assert agreement.count("<td>1.00</td>") == 4
+
+
+def test_an_interval_chart_spans_the_scores_range_so_a_small_difference_looks_small():
+    from src.report.charts import score_intervals
+
+    rows = [("a", 0.500, 0.49, 0.51, False, True), ("b", 0.505, 0.50, 0.51, False, False)]
+    ranged = score_intervals(rows, "AOPC", True, bounds=(0.0, 1.0)).axes[0]
+    assert ranged.get_xlim() == (-0.02, 1.02)
+    assert "the axis spans the score's range" in ranged.get_xlabel()
+    zoomed = score_intervals(rows, "eMPRT", True).axes[0]
+    assert zoomed.get_xlim()[1] - zoomed.get_xlim()[0] < 0.1
+    assert "the axis is zoomed to the values" in zoomed.get_xlabel()
