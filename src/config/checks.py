@@ -138,6 +138,25 @@ def validate_scores(cfg: DictConfig) -> None:
         _positive_int(cfg, "evaluate.randomisation.emprt_bins")
     if "robustness" in enabled:
         _check_robustness(cfg)
+    _check_controls(cfg)
+
+
+def _check_controls(cfg: DictConfig) -> None:
+    """``evaluate.controls``: known names, a positive blur."""
+    from src.scores.controls import CONTROLS
+
+    controls = cfg.evaluate.get("controls")
+    if controls is None:
+        return
+    for name in controls.names:
+        if name not in CONTROLS:
+            raise UserError(
+                f"evaluate.controls.names: no control {name!r}; choose from: "
+                f"{', '.join(CONTROLS)} (or [] for none)"
+            )
+    _number(cfg, "evaluate.controls.blur_sigma", 0.0)
+    if float(controls.blur_sigma) <= 0:
+        raise UserError(f"evaluate.controls.blur_sigma must be > 0, got {controls.blur_sigma}")
 
 
 def _check_perturbation(cfg: DictConfig) -> None:

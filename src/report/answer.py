@@ -6,9 +6,11 @@ declared rule, at the longest training the sweep ran:
   have without explaining anything) on which it beats every baseline the sweep ran. Where fresh
   noise passes a criterion by construction (MPRT, eMPRT, random logit: noise changes with
   anything), the baselines that ignore the model (``input``, ``edge``) are the ones to beat.
-- **Set aside** for an analyzer: a criterion a blank map passes (MPRT) when more than
-  :data:`src.report.verdict.BLANK_NOTE` of its maps went blank under randomisation (Binder et
-  al., CVPR 2023: blank-like maps pass top-down randomisation checks).
+- **Set aside** for every analyzer: a criterion a control passed (the verdict marks it
+  uninformative on this model: :mod:`src.scores.controls`). For one analyzer: a criterion a
+  blank map passes (MPRT) when more than :data:`src.report.verdict.BLANK_NOTE` of its maps
+  went blank under randomisation (Binder et al., CVPR 2023: blank-like maps pass top-down
+  randomisation checks).
 - **Trust**: the analyzer(s) with evidence on the most criteria; named together when they
   tie. None with any evidence: no analyzer earned trust here, and the answer says so.
 - **Limits**: one seed (the intervals cover the test images, not another training), a missing
@@ -86,6 +88,14 @@ def answer(verdict: Verdict) -> Answer:
         counted=[c.short for c in counted],
     )
     read = set()
+    for criterion in counted:
+        reasons = verdict.uninformative.get(criterion.score)
+        if reasons:
+            read.add(criterion.short)
+            result.set_aside.append(
+                f"{criterion.short} for every analyzer (uninformative on this model: {reasons[0]})"
+            )
+    uninformative = set(verdict.uninformative)
     for label in analyzers:
         result.evidence[label], result.best[label] = [], []
         for criterion in counted:
@@ -95,7 +105,7 @@ def answer(verdict: Verdict) -> Answer:
             if cell.best or cell.tied_best:
                 result.best[label].append(criterion.short)
             required = _required(verdict, criterion, cell.beats)
-            if not required:
+            if not required or criterion.score in uninformative:
                 continue
             read.add(criterion.short)
             blank = verdict.blank_shares.get((label, epochs), 0.0)

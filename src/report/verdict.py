@@ -47,6 +47,7 @@ class Criterion:
     evidence: bool = True
     noise_passes: bool = False
     blank_passes: bool = False
+    controls: tuple[str, ...] = ()  # the controls it must not be fooled by
 
 
 def registry_criteria() -> tuple[Criterion, ...]:
@@ -63,6 +64,7 @@ def registry_criteria() -> tuple[Criterion, ...]:
             score.evidence,
             score.noise_passes,
             m.blank_passes,
+            tuple(sorted(score.controls)),
         )
         for score in SCORES.values()
         for m in score.metrics
@@ -101,6 +103,19 @@ class Cell:
         return bool(self.beats) and all(self.beats.values())
 
 
+@dataclass(frozen=True)
+class Control:
+    mean: float  # the control's score, over images x seeds
+    source: float  # the analyzer's own
+    beats_every_baseline: bool
+    fooled: bool
+
+
+# Controls that must not beat the baselines either (a blurred map may: it is a coarser version
+# of a map that can be informative).
+MUST_NOT_BEAT_BASELINES = ("inverted", "blank_like")
+
+
 @dataclass
 class Verdict:
     rows: list[tuple[str, int]]  # (label, epochs), analyzers first, then baselines
@@ -122,6 +137,10 @@ class Verdict:
     noise_rows: list[str] = field(default_factory=list)  # baselines of fresh noise
     # (label, epochs) -> the mean share of its maps blank once every layer is randomised
     blank_shares: dict[tuple[str, int], float] = field(default_factory=dict)
+    # (score, analyzer label, control) -> how the control made of its maps scored
+    controls: dict[tuple[str, str, str], Control] = field(default_factory=dict)
+    # score -> why it is uninformative on this model (a control passed it)
+    uninformative: dict[str, list[str]] = field(default_factory=dict)
 
     def name(self, label: str, epochs: int) -> str:
         return f"{label} {epochs}ep" if self.several_epochs else label
@@ -179,6 +198,11 @@ def build_verdict(
     verdict.seeds = max((cell.n_seeds for cell in verdict.cells.values()), default=0)
     verdict.noise_rows = sorted({run.row for run in runs if run.method == "baseline.noise"})
     _rank(verdict, groups)
+    _controls(verdict, groups)
+    short = {c.score: c.short for c in verdict.criteria}
+    for score, reasons in verdict.uninformative.items():
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        verdict.notes.append(f"{short[score]} is uninformative on this model: {reasons[0]}{more}")
     for label, epochs in rows:
         shares = [
             run.means["mprt_blank_fraction_full"]
@@ -267,6 +291,56 @@ def _rank(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]
                     tau = judgement.kendall_matrix({"a": mine, "b": signed[criterion.short]})
                     verdict.across_epochs[score, epochs] = tau["a", "b"]
     verdict.agreement = judgement.kendall_matrix(signed)
+
+
+def _controls(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]]) -> None:
+    """At the longest training, each analyzer's controls per criterion that declares them:
+    the control is fooling the criterion where it scores at least as well as the analyzer's
+    own maps, or (inverted, blank-like) beats every baseline; such a criterion is marked
+    uninformative on this model, with why."""
+    epochs = verdict.longest
+    for criterion in verdict.criteria:
+        sign = 1.0 if criterion.higher_is_better else -1.0
+        for label in (label for label, e in verdict.analyzers if e == epochs):
+            source = verdict.cells.get((label, epochs, criterion.score))
+            for control in criterion.controls:
+                name = f"control.{control}.{criterion.score}"
+                runs = [run for run in groups[label, epochs] if name in run.per_image]
+                if source is None or not runs:
+                    continue
+                mean = float(np.mean([np.nanmean(run.per_image[name]) for run in runs]))
+                required = [
+                    b
+                    for b in verdict.baselines
+                    if (b, epochs) in groups
+                    and not (criterion.noise_passes and b in verdict.noise_rows)
+                ]
+                as_control = [
+                    RunScores(
+                        label, False, run.seed, epochs, {}, {criterion.score: run.per_image[name]}
+                    )
+                    for run in runs
+                ]
+                beats = bool(required) and all(
+                    paired_test(
+                        *_paired(as_control, groups[b, epochs], criterion.score),
+                        criterion.higher_is_better,
+                    )[0]
+                    < ALPHA
+                    for b in required
+                )
+                at_or_above = sign * (mean - source.mean) >= 0
+                fooled = at_or_above or (beats and control in MUST_NOT_BEAT_BASELINES)
+                verdict.controls[criterion.score, label, control] = Control(
+                    mean, source.mean, beats, fooled
+                )
+                if fooled:
+                    shown = f"the {control.replace('_', '-')} maps of {label}"
+                    verdict.uninformative.setdefault(criterion.score, []).append(
+                        f"{shown} score at or above its own ({mean:.3f} vs {source.mean:.3f})"
+                        if at_or_above
+                        else f"{shown} beat every baseline ({mean:.3f})"
+                    )
 
 
 def _aligned(groups: Mapping[str, Sequence[RunScores]], score: str) -> dict[str, list[np.ndarray]]:

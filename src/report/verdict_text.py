@@ -232,12 +232,43 @@ def agreement_table(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
     return criteria, rows
 
 
+def control_lines(verdict: Verdict) -> list[str]:
+    """verdict.md's table of the controls: per criterion and analyzer, each control's score
+    beside the analyzer's own, and whether it fooled the criterion."""
+    if not verdict.controls:
+        return []
+    short = {c.score: c.short for c in verdict.criteria}
+    lines = [
+        "",
+        f"## Controls ({verdict.longest} epochs): maps no criterion may be fooled by",
+        "",
+        "| criterion | analyzer | control | control's score | its own | beats every baseline "
+        "| fooled |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (score, label, control), result in verdict.controls.items():
+        lines.append(
+            f"| {short[score]} | {plain(label)} | {control.replace('_', '-')} | "
+            f"{result.mean:.3f} | {result.source:.3f} | "
+            f"{'yes' if result.beats_every_baseline else 'no'} | "
+            f"{'**yes**' if result.fooled else 'no'} |"
+        )
+    lines += [
+        "",
+        "A control fools a criterion where it scores at least as well as the analyzer's own "
+        "maps, or (inverted, blank-like) beats every baseline: that criterion is "
+        "uninformative on this model, and the answer does not count it.",
+    ]
+    return lines
+
+
 def judgement_lines(verdict: Verdict) -> list[str]:
     """verdict.md's sections on the analyzers against each other and how far that holds."""
     if not verdict.rankings:
         return []
     lines = ["## The analyzers against each other", ""]
     lines += [f"- {plain(sentence)}" for sentence in ranking_sentences(verdict)]
+    lines += control_lines(verdict)
     criteria, rows = agreement_table(verdict)
     if criteria:
         lines += ["", "## How the criteria agree (Kendall's τ of their rankings)", ""]

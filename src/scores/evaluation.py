@@ -36,7 +36,9 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
+from src.explain.analyzers import is_baseline
 from src.models.canonical import explainable
+from src.scores.controls import score_controls
 from src.scores.registry import (
     Context,
     Evaluation,
@@ -88,4 +90,7 @@ def evaluate(
         model_only=model_only,
     )
     context.logit_model = logit_model
-    return run_scores(registered(), cfg.scores, cfg, context, log.info)
+    result = run_scores(registered(), cfg.scores, cfg, context, log.info)
+    if not is_baseline(method):  # a baseline is what the controls are read against
+        score_controls(dict(registered()), cfg.scores, cfg, context, result, log.info)
+    return result

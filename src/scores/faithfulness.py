@@ -38,6 +38,7 @@ class RegionPerturbation(Score):
     """MoRF and LeRF region perturbation, against a random order (Samek et al. 2017)."""
 
     name = "perturbation"
+    controls = frozenset({"inverted", "blurred"})
     needs = frozenset({"heatmaps", "model"})
     metrics = (
         Metric(
@@ -176,6 +177,7 @@ def perturbation_function(name: str, noise: np.random.Generator) -> Callable | s
 @register
 class FaithfulnessCorrelation(Score):
     name = "faithfulness_correlation"
+    controls = frozenset({"inverted", "blurred"})
     needs = frozenset({"heatmaps", "model"})
     metrics = (
         Metric(

@@ -121,6 +121,7 @@ class Randomisation(Score):
     as the cascade's last step (the same seed per layer), so it reuses that step's maps."""
 
     name = "randomisation"
+    controls = frozenset({"blank_like"})
     noise_passes = True  # fresh noise is unlike the trained model's map: MPRT 0
     needs = frozenset({"heatmaps", "model", "explain"})
     metrics = (

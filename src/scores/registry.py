@@ -231,6 +231,8 @@ class Score:
     # A map of fresh noise passes it by construction (it changes with anything): the answer
     # reads its criteria against the baselines that ignore the model, not against noise.
     noise_passes: ClassVar[bool] = False
+    # The controls (src/scores/controls.py) its criteria must not be fooled by.
+    controls: ClassVar[frozenset[str]] = frozenset()
     # The analyzers it applies to, by the prefix of analyzer.method (all if empty).
     methods_key: ClassVar[str] = ""
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 @register
 class Road(Score):
     name = "road"
+    controls = frozenset({"inverted", "blurred"})
     needs = frozenset({"heatmaps", "model"})
     metrics = (
         Metric(

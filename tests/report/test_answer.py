@@ -135,3 +135,30 @@ def test_an_interval_chart_spans_the_scores_range_so_a_small_difference_looks_sm
     zoomed = score_intervals(rows, "eMPRT", True).axes[0]
     assert zoomed.get_xlim()[1] - zoomed.get_xlim()[0] < 0.1
     assert "the axis is zoomed to the values" in zoomed.get_xlabel()
+
+
+def test_a_criterion_a_control_passes_is_uninformative_and_not_counted():
+    """On AOPC the inverted maps of good score above good's own: AOPC does not read the maps'
+    order on this model. On MPRT the blank-like control of good scores 0 (every map blank),
+    better than good's 0.3: MPRT rewards collapse. Neither is counted; the answer says why."""
+    aopc = Criterion("faithfulness", "aopc", True, "AOPC", controls=("blurred", "inverted"))
+    mprt = Criterion("randomisation", "mprt", False, "MPRT", True, True, True, ("blank_like",))
+    runs = []
+    for seed in (0, 1):
+        runs += baselines(seed)
+        good = run("good", seed, 0.6, 0.3, 0.5)
+        good.per_image["control.inverted.aopc"] = 0.7 + STEPS
+        good.per_image["control.blurred.aopc"] = 0.5 + STEPS  # below good's own: fine
+        good.per_image["control.blank_like.mprt"] = np.zeros(8)
+        runs.append(good)
+    verdict = build_verdict(runs, [aopc, mprt])
+    assert verdict.uninformative == {
+        "aopc": ["the inverted maps of good score at or above its own (0.735 vs 0.635)"],
+        "mprt": ["the blank-like maps of good score at or above its own (0.000 vs 0.335)"],
+    }
+    assert not verdict.controls["aopc", "good", "blurred"].fooled
+    assert verdict.controls["aopc", "good", "inverted"].beats_every_baseline
+    assert "AOPC is uninformative on this model: the inverted maps of good" in verdict.notes[0]
+    said = answer(verdict)
+    assert said.trusted == [] and said.evidence == {"good": []}
+    assert said.set_aside[0].startswith("AOPC for every analyzer (uninformative on this model")
