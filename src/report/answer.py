@@ -24,6 +24,7 @@ and the parent run show.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from src.report.verdict import BLANK_NOTE, Criterion, Verdict
@@ -175,4 +176,13 @@ def _limits(
     unread = [c.short for c in counted if c.short not in read]
     if verdict.baselines and unread:
         limits.append(f"no baseline to read {', '.join(unread)} against")
+    small = [
+        f"{c.short} (about {needed:.0f} image × seed pairs needed, {had} here)"
+        for c in counted
+        if c.score not in verdict.uninformative
+        for needed, had in [verdict.needed.get((c.score, verdict.longest), (math.nan, 0))]
+        if math.isfinite(needed) and needed > had
+    ]
+    if small:
+        limits.append("too small to tell the top two apart on " + ", ".join(small))
     return limits

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from src.report.answer import answer
 from src.report.verdict import Criterion, RunScores, build_verdict
@@ -162,3 +163,26 @@ def test_a_criterion_a_control_passes_is_uninformative_and_not_counted():
     said = answer(verdict)
     assert said.trusted == [] and said.evidence == {"good": []}
     assert said.set_aside[0].startswith("AOPC for every analyzer (uninformative on this model")
+
+
+def test_a_sweep_too_small_to_separate_the_top_two_says_how_much_more_it_would_take():
+    """a and b differ by +0.1 and -0.05 alternately over 8 images x 2 seeds: the paired test
+    cannot tell them apart; the differences' mean 0.025 over their sd 0.0775 is an effect of
+    0.3227, which needs ((1.95996 + 0.84162) / 0.3227)^2 / (3 / pi) = 78.9 -> 79 pairs."""
+    runs = []
+    for seed in (0, 1):
+        runs += baselines(seed)
+        runs.append(run("a", seed, 0.6, 0.3, 0.5))
+        b = run("b", seed, 0.6, 0.3, 0.5)
+        b.per_image["aopc"] = b.per_image["aopc"] - np.where(np.arange(8) % 2, 0.1, -0.05)
+        b.means["aopc"] = float(b.per_image["aopc"].mean())
+        runs.append(b)
+    verdict = build_verdict(runs, [AOPC])
+    needed, had = verdict.needed["aopc", 5]
+    difference = np.tile(np.where(np.arange(8) % 2, 0.1, -0.05), 2)
+    effect = difference.mean() / difference.std(ddof=1)
+    assert effect == pytest.approx(0.3227, abs=1e-4)
+    assert (needed, had) == (79, 16)
+    assert answer(verdict).limits == [
+        "too small to tell the top two apart on AOPC (about 79 image × seed pairs needed, 16 here)"
+    ]
