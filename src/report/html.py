@@ -107,6 +107,7 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
         "seeds_text": seeds_text,
         "over_what": over_what(verdict).capitalize(),
         "rankings": ranking_sentences(verdict),
+        "controls": _controls_view(verdict),
         "agreement": dict(zip(("criteria", "rows"), agreement_table(verdict), strict=True)),
         "several_epochs": verdict.several_epochs,
     }
@@ -130,6 +131,24 @@ def _cell_view(cell: Cell, baselines: Sequence[str], marks: Mapping[str, str]) -
         "beats": ", ".join(beaten),
         "title": f"{cell.n_seeds} seed(s)" + (f"; {title}" if title else ""),
     }
+
+
+def _controls_view(verdict: Verdict) -> list[dict]:
+    """The controls' rows: per criterion and analyzer, each control's score beside the
+    analyzer's own, whether it beat every baseline, and whether it fooled the criterion."""
+    short = {c.score: c.short for c in verdict.criteria}
+    return [
+        {
+            "criterion": short[score],
+            "analyzer": label,
+            "control": control.replace("_", "-"),
+            "mean": f"{result.mean:.3f}",
+            "source": f"{result.source:.3f}",
+            "beats": "yes" if result.beats_every_baseline else "no",
+            "fooled": result.fooled,
+        }
+        for (score, label, control), result in verdict.controls.items()
+    ]
 
 
 def _seeds_text(seeds: set[int]) -> str:

@@ -40,12 +40,16 @@ CHROMIUM_FLAGS = [
 ]
 SCREENSHOTS = Path(os.environ.get("XAI_LAB_TEST_OUTPUT", PROJECT_ROOT / "test-output")) / "browser"
 # The parent is named by what the sweep compares (not by where it writes: tracking.dir etc.).
+# A sweep over analyzers runs the default baselines too (compare.baselines).
 PARENT = (
-    "sweep · dataset=digits analyzer=deep_taylor,gradient seed=0 train.epochs=2 "
-    "evaluate.n_images=50"
+    "sweep · dataset=digits analyzer=deep_taylor,gradient,noise,edge,input seed=0 "
+    "train.epochs=2 evaluate.n_images=50"
 )
 EXPERIMENT = "xai-lab-digits"  # one experiment per dataset
-CHILDREN = ("deep_taylor · seed 0 · 2 ep", "gradient · seed 0 · 2 ep")
+CHILDREN = tuple(
+    f"{analyzer} · seed 0 · 2 ep"
+    for analyzer in ("deep_taylor", "gradient", "noise", "edge", "input")
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,6 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
         "-m",
         "dataset=digits",
         "analyzer=deep_taylor,gradient",
-        "compare.baselines=[]",
         "seed=0",
         "train.epochs=2",
         "evaluate.n_images=50",
@@ -259,7 +262,14 @@ def test_the_sweeps_html_report_opens_offline_with_every_image(browser, sweep):
     assert errors == []
     assert all(url.startswith(("file:", "data:")) for url in fetched), fetched
     headings = page.locator("h2").all_inner_texts()
-    assert headings[0].startswith("Verdict") and "Provenance" in headings[-1]
+    assert headings[:2] == ["The answer", "Verdict: which explanation can be trusted"]
+    assert "Provenance" in headings[-1]
+    # The answer on top; the analyzers against each other, the controls and the agreement of
+    # criteria under the verdict.
+    expect(page.locator("#answer")).to_contain_text("one seed")
+    expect(page.locator("ul.rankings li").first).to_be_visible()
+    expect(page.locator("#controls-table")).to_contain_text("blank-like")
+    expect(page.locator("#agreement-table")).to_contain_text("AOPC")
     table = page.locator("#verdict-table")
     expect(table).to_be_visible()
     expect(table.locator("th").first).to_have_text("analyzer")
