@@ -200,7 +200,11 @@ def _charts(
     from src.report.charts import metrics_vs_epochs, quality_curves
     from src.report.figures import save_figure
 
-    metrics = [m for m in ("test_accuracy", "analysis_time_s", STABILITY) if f"{m}_mean" in table]
+    metrics = [
+        m
+        for m in ("test_accuracy", "analysis_time_s", STABILITY)
+        if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()
+    ]
     judged = {f"{EVALUATION_PREFIX}{m.name}" for m in criteria(SCORES)}
     metrics += [
         c.removesuffix("_mean")

@@ -39,8 +39,13 @@ MEASURE_BETTER = {
 
 def table_columns(table: pd.DataFrame) -> tuple[list[str], list[str], dict[str, bool | None]]:
     """The table's metrics split into explanation-quality scores (``eval_*``, registry order)
-    and the rest (accuracy, stability, cost), and each one's better direction."""
-    metrics = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
+    and the rest (accuracy, stability, cost), and each one's better direction; a metric no row
+    has a value of (stability across seeds, with one seed) is left out, not shown empty."""
+    metrics = [
+        c.removesuffix("_mean")
+        for c in table.columns
+        if c.endswith("_mean") and table[c].notna().any()
+    ]
     scores = [m for m in metrics if m.startswith(EVALUATION_PREFIX)]
     others = [m for m in metrics if not m.startswith(EVALUATION_PREFIX)]
     better: dict[str, bool | None] = dict(MEASURE_BETTER)

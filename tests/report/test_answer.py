@@ -186,3 +186,21 @@ def test_a_sweep_too_small_to_separate_the_top_two_says_how_much_more_it_would_t
     assert answer(verdict).limits == [
         "too small to tell the top two apart on AOPC (about 79 image × seed pairs needed, 16 here)"
     ]
+
+
+def test_a_measure_no_row_has_a_value_of_is_left_out_not_charted_empty():
+    """Stability across seeds with one seed is NaN in every row: no column, no empty chart."""
+    import pandas as pd
+
+    from src.report.sections import table_columns
+
+    table = pd.DataFrame(
+        {
+            "analyzer": ["a", "b"],
+            "test_accuracy_mean": [0.9, 0.9],
+            "stability_spearman_mean": [np.nan, np.nan],
+            "eval_aopc_mean": [0.5, 0.4],
+        }
+    )
+    scores, others, _ = table_columns(table)
+    assert scores == ["eval_aopc"] and others == ["test_accuracy"]
