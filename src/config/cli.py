@@ -187,15 +187,18 @@ def with_baselines(argv: list[str]) -> tuple[list[str], list[str]]:
         parsed = OverridesParser.create().parse_overrides(candidates)
     except Exception:  # noqa: BLE001 - malformed overrides are preflight's to report
         return argv, []
-    swept = [
+    last = [
         (arg, override)
         for arg, override in zip(candidates, parsed, strict=True)
-        if override.get_key_element() == "analyzer" and override.is_sweep_override()
-    ]
-    if not swept:
+        if override.get_key_element() == "analyzer"
+    ][-1:]  # a later override of a key replaces the earlier ones
+    if not last or not last[0][1].is_sweep_override():
         return argv, []
-    arg, override = swept[-1]
-    analyzers = list(override.sweep_string_iterator())
+    arg, override = last[0]
+    try:
+        analyzers = list(override.sweep_string_iterator())
+    except Exception:  # noqa: BLE001 - a sweep preflight cannot read either: it says so
+        return argv, []
     fixed = [  # what can set compare.baselines: not a sweep, not Hydra's own settings
         arg
         for arg, override in zip(candidates, parsed, strict=True)

@@ -255,6 +255,9 @@ def test_the_command_line_is_read_as_hydra_reads_it(argv):
         (["-m", "seed=0,1"], None, []),  # no sweep over analyzers
         (["-m", "analyzer=gradient", "seed=0,1"], None, []),
         (["analyzer=gradient"], None, []),  # a single run
+        # A later override replaces the sweep: one analyzer, nothing to compare.
+        (["-m", "analyzer=gradient,deep_taylor", "analyzer=noise"], None, []),
+        (["-m", "analyzer=glob(lrp_e*)"], None, []),  # preflight says it cannot read it
     ],
 )
 def test_a_sweep_over_analyzers_adds_the_baselines_it_does_not_name(argv, expected, added):
