@@ -80,7 +80,8 @@ def answer(verdict: Verdict) -> Answer:
     """The answer of ``verdict`` by the rule of the module docstring."""
     epochs = verdict.longest
     analyzers = [label for label, e in verdict.analyzers if e == epochs]
-    counted = [c for c in verdict.criteria if c.evidence]
+    evidence = [c for c in verdict.criteria if c.evidence]
+    counted = [c for c in evidence if c.score not in verdict.uninformative]
     result = Answer(
         trusted=[],
         epochs=epochs,
@@ -89,14 +90,13 @@ def answer(verdict: Verdict) -> Answer:
         counted=[c.short for c in counted],
     )
     read = set()
-    for criterion in counted:
+    for criterion in evidence:
         reasons = verdict.uninformative.get(criterion.score)
         if reasons:
             read.add(criterion.short)
             result.set_aside.append(
                 f"{criterion.short} for every analyzer (uninformative on this model: {reasons[0]})"
             )
-    uninformative = set(verdict.uninformative)
     for label in analyzers:
         result.evidence[label], result.best[label] = [], []
         for criterion in counted:
@@ -106,7 +106,7 @@ def answer(verdict: Verdict) -> Answer:
             if cell.best or cell.tied_best:
                 result.best[label].append(criterion.short)
             required = _required(verdict, criterion, cell.beats)
-            if not required or criterion.score in uninformative:
+            if not required:
                 continue
             read.add(criterion.short)
             blank = verdict.blank_shares.get((label, epochs), 0.0)
@@ -127,7 +127,7 @@ def answer(verdict: Verdict) -> Answer:
     result.evidence = dict(
         sorted(result.evidence.items(), key=lambda item: (-len(item[1]), analyzers.index(item[0])))
     )
-    result.limits = _limits(verdict, analyzers, counted, read)
+    result.limits = _limits(verdict, analyzers, evidence, read)
     result.headline = _headline(result)
     return result
 
@@ -137,6 +137,11 @@ def _headline(result: Answer) -> str:
         return (
             "No answer: the sweep ran no baseline (compare.baselines=[]), so nothing says how "
             "far above chance any score is."
+        )
+    if not result.counted:
+        return (
+            "No answer: every criterion that could be evidence is uninformative on this model "
+            "(a control passed it) or was not scored."
         )
     if not result.trusted:
         return (

@@ -161,7 +161,9 @@ def test_a_criterion_a_control_passes_is_uninformative_and_not_counted():
     assert verdict.controls["aopc", "good", "inverted"].beats_every_baseline
     assert "AOPC is uninformative on this model: the inverted maps of good" in verdict.notes[0]
     said = answer(verdict)
-    assert said.trusted == [] and said.evidence == {"good": []}
+    assert said.trusted == [] and said.evidence == {"good": []} and said.counted == []
+    assert said.headline.startswith("No answer: every criterion that could be evidence is ")
+    assert said.unbeaten == []  # set aside, not unbeaten
     assert said.set_aside[0].startswith("AOPC for every analyzer (uninformative on this model")
 
 
