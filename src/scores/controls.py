@@ -44,9 +44,13 @@ def blurred(heatmaps: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _blank_when_randomised(explain: Explain) -> Explain:
+    """``explain``, but constant (zero) maps, the images' shape, for the randomised model:
+    nothing is explained for them."""
+
     def explain_blank_like(images: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
-        maps = explain(images, classes, what)
-        return np.zeros_like(maps) if what.startswith(RANDOMISED) else maps
+        if what.startswith(RANDOMISED):
+            return np.zeros(images.shape, dtype=np.float32)
+        return explain(images, classes, what)
 
     return explain_blank_like
 

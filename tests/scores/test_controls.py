@@ -68,6 +68,22 @@ def test_each_control_is_scored_by_the_scores_that_declare_it_and_kept_per_image
     assert "control.blurred.total" not in result.per_image  # not declared by the score
 
 
+def test_the_blank_like_control_explains_nothing_for_the_randomised_model():
+    asked = []
+
+    def explain(images, classes, what):
+        asked.append(what)
+        return np.ones(images.shape, np.float32)
+
+    maps = np.ones((2, 3, 3, 1), np.float32)
+    context = Context(None, None, maps, None, np.zeros(2, int), None, maps, explain, "g", 0)
+    context.logit_model = None
+    blank = controls.controlled(context, "blank_like", None).explain
+    assert not blank(maps, np.zeros(2, int), "randomised 3/5, draw 2/3").any()
+    assert blank(maps, np.zeros(2, int), "random logit").all()
+    assert asked == ["random logit"]  # the randomised model was never explained
+
+
 def test_an_unknown_control_names_the_controls():
     with pytest.raises(ValueError, match="no control 'sharpened'; the controls: inverted, "):
         controls.controlled(None, "sharpened", None)
