@@ -147,7 +147,7 @@ def explainable(model, depthwise_as_conv: bool = False) -> Any:
     ``get_layer_from_config``); a linear layer a BatchNorm was folded into computes its
     weights from both layers' variables. ``depthwise_as_conv`` writes depthwise convolutions
     as grouped ``Conv2D`` (iNNvestigate's LRP refuses ``DepthwiseConv2D``; the other
-    analyzers take it, and some of them cannot differentiate a grouped convolution twice)."""
+    analyzers take it as it is)."""
     keras = tensorflow().keras
     input_name, nodes, output_name = graph(model)
     taken = {layer.name for layer in model.layers}
