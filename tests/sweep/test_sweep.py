@@ -128,6 +128,8 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         "table.csv",
         "table.html",
         "verdict.md",
+        "answer.md",
+        "answer.json",
     }
     expected.add("missing.txt")
     assert artifacts == {f"comparison/{name}" for name in expected}
@@ -172,7 +174,10 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
     assert headings[::2] == criteria
     rows = [line for line in verdict.splitlines() if line.startswith(("analyzer", "gradient"))]
     assert len(rows) == 2 * len(headers) and max(len(line) for line in rows) <= 100
-    assert re.search(r"^gradient +\d\.\d{3}±\d\.\d{3}", verdict, re.M)
+    assert re.search(r"^gradient +\d\.\d{3}[*= ]", verdict, re.M)
+    # The answer comes first (this sweep ran no baseline: it says there is none to give).
+    answer = result.stderr[result.stderr.index("answer (") : result.stderr.index("verdict (")]
+    assert "No answer: the sweep ran no baseline (compare.baselines=[])" in answer
     assert "sweep 4 of 4 jobs finished" in verdict.splitlines()[-1]
     assert "| gradient |" in (tmp_path / "reports" / parent.info.run_id / "verdict.md").read_text()
 
@@ -184,7 +189,8 @@ def test_a_sweep_trains_each_model_once_and_compares_on_its_parent(tmp_path, lau
         f"paths.report_dir={tmp_path / 'again'}",
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    assert re.search(r"^input_t_gradient +\d\.\d{3}±", rebuilt.stdout, re.M)  # the verdict
+    assert re.search(r"^input_t_gradient +\d\.\d{3}[*= ]", rebuilt.stdout, re.M)  # the verdict
+    assert "No answer: the sweep ran no baseline" in rebuilt.stdout  # the answer, first
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "again" / parent.info.run_id / "table.csv"), table
     )
