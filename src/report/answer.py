@@ -182,7 +182,7 @@ def _limits(
     if verdict.baselines and unread:
         limits.append(f"no baseline to read {', '.join(unread)} against")
     small = [
-        f"{c.short} (about {needed:.0f} image × seed pairs needed, {had} here)"
+        f"{c.short} (about {needed:,.0f} image × seed pairs needed, {had:,} here)"
         for c in counted
         if c.score not in verdict.uninformative
         for needed, had in [verdict.needed.get((c.score, verdict.longest), (math.nan, 0))]

@@ -108,7 +108,7 @@ class Control:
     mean: float  # the control's score, over images x seeds
     source: float  # the analyzer's own
     beats_every_baseline: bool
-    fooled: bool
+    fooled: str  # how it fooled the criterion ("at or above", "better than", ...), or ""
 
 
 # Controls that must not beat the baselines either (a blurred map may: it is a coarser version
@@ -294,53 +294,73 @@ def _rank(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]
 
 
 def _controls(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]]) -> None:
-    """At the longest training, each analyzer's controls per criterion that declares them:
-    the control is fooling the criterion where it scores at least as well as the analyzer's
-    own maps, or (inverted, blank-like) beats every baseline; such a criterion is marked
-    uninformative on this model, with why."""
+    """At the longest training, each analyzer's controls per criterion that declares them. The
+    inverted and blank-like maps fool a criterion where they score at least as well as the
+    analyzer's own maps (where those beat every baseline), or beat every baseline; the blurred
+    maps where they score better than the analyzer's own in a paired test (p < ALPHA: the
+    criterion rewards blur; a blurred faithful map may well be as faithful). Such a criterion
+    is marked uninformative on this model, with why."""
     epochs = verdict.longest
     for criterion in verdict.criteria:
-        sign = 1.0 if criterion.higher_is_better else -1.0
         for label in (label for label, e in verdict.analyzers if e == epochs):
             source = verdict.cells.get((label, epochs, criterion.score))
             for control in criterion.controls:
-                name = f"control.{control}.{criterion.score}"
-                runs = [run for run in groups[label, epochs] if name in run.per_image]
-                if source is None or not runs:
+                result = _control(verdict, groups, criterion, label, control)
+                if source is None or result is None:
                     continue
-                mean = float(np.mean([np.nanmean(run.per_image[name]) for run in runs]))
-                required = [
-                    b
-                    for b in verdict.baselines
-                    if (b, epochs) in groups
-                    and not (criterion.noise_passes and b in verdict.noise_rows)
-                ]
-                as_control = [
-                    RunScores(
-                        label, False, run.seed, epochs, {}, {criterion.score: run.per_image[name]}
-                    )
-                    for run in runs
-                ]
-                beats = bool(required) and all(
-                    paired_test(
-                        *_paired(as_control, groups[b, epochs], criterion.score),
-                        criterion.higher_is_better,
-                    )[0]
-                    < ALPHA
-                    for b in required
-                )
-                at_or_above = sign * (mean - source.mean) >= 0
-                fooled = at_or_above or (beats and control in MUST_NOT_BEAT_BASELINES)
-                verdict.controls[criterion.score, label, control] = Control(
-                    mean, source.mean, beats, fooled
-                )
-                if fooled:
+                verdict.controls[criterion.score, label, control] = result
+                if result.fooled:
                     shown = f"the {control.replace('_', '-')} maps of {label}"
                     verdict.uninformative.setdefault(criterion.score, []).append(
-                        f"{shown} score at or above its own ({mean:.3f} vs {source.mean:.3f})"
-                        if at_or_above
-                        else f"{shown} beat every baseline ({mean:.3f})"
+                        f"{shown} beat every baseline ({result.mean:.3f})"
+                        if result.fooled == "beats every baseline"
+                        else f"{shown} score {result.fooled} its own "
+                        f"({result.mean:.3f} vs {result.source:.3f})"
                     )
+
+
+def _control(
+    verdict: Verdict,
+    groups: Mapping[tuple[str, int], Sequence[RunScores]],
+    criterion: Criterion,
+    label: str,
+    control: str,
+) -> Control | None:
+    """How ``label``'s ``control`` scored on ``criterion`` against its own maps and the
+    baselines; None where the runs did not score it."""
+    epochs, name = verdict.longest, f"control.{control}.{criterion.score}"
+    own = groups[label, epochs]
+    runs = [run for run in own if name in run.per_image]
+    if not runs or (label, epochs, criterion.score) not in verdict.cells:
+        return None
+    source = verdict.cells[label, epochs, criterion.score]
+    as_control = [
+        RunScores(label, False, run.seed, epochs, {}, {criterion.score: run.per_image[name]})
+        for run in runs
+    ]
+    mean = float(np.mean([np.nanmean(run.per_image[name]) for run in runs]))
+    required = [
+        b
+        for b in verdict.baselines
+        if (b, epochs) in groups and not (criterion.noise_passes and b in verdict.noise_rows)
+    ]
+    better = criterion.higher_is_better
+    beats = bool(required) and all(
+        paired_test(*_paired(as_control, groups[b, epochs], criterion.score), better)[0] < ALPHA
+        for b in required
+    )
+    fooled = ""
+    # Where the maps themselves beat no baseline there is no order or signal to lose: a
+    # criterion cannot be faulted for scoring their inversion as low as them.
+    informative = bool(required) and all(source.beats.get(b) for b in required)
+    if control in MUST_NOT_BEAT_BASELINES:
+        if informative and (mean - source.mean) * (1.0 if better else -1.0) >= 0:
+            fooled = "at or above"
+        elif beats:
+            fooled = "beats every baseline"
+    elif paired_test(*_paired(as_control, own, criterion.score), better)[0] < ALPHA:
+        fooled = "better than"
+    return Control(mean, source.mean, beats, fooled)
 
 
 def _aligned(groups: Mapping[str, Sequence[RunScores]], score: str) -> dict[str, list[np.ndarray]]:

@@ -206,3 +206,37 @@ def test_a_measure_no_row_has_a_value_of_is_left_out_not_charted_empty():
     )
     scores, others, _ = table_columns(table)
     assert scores == ["eval_aopc"] and others == ["test_accuracy"]
+
+
+def test_blurred_maps_fool_a_criterion_only_by_scoring_significantly_better():
+    """Blurred maps a hair above the analyzer's own, as often below as above image by image:
+    not fooled (a blurred faithful map may be as faithful). Better on every one of the 16
+    image x seed pairs (one-sided exact p = 2^-16): the criterion rewards blur."""
+    aopc = Criterion("faithfulness", "aopc", True, "AOPC", controls=("blurred",))
+    alternating = np.where(np.arange(8) % 2, 0.02, -0.02)
+    alternating[0] = -0.01  # the mean 0.00125 above, the signed ranks about even
+    for offset, fooled in ((alternating, ""), (0.001 * np.arange(1, 9), "better than")):
+        runs = []
+        for seed in (0, 1):
+            runs += baselines(seed)
+            good = run("good", seed, 0.6, 0.3, 0.5)
+            good.per_image["control.blurred.aopc"] = good.per_image["aopc"] + offset
+            runs.append(good)
+        verdict = build_verdict(runs, [aopc])
+        assert verdict.controls["aopc", "good", "blurred"].fooled == fooled
+        assert ("aopc" in verdict.uninformative) == bool(fooled)
+
+
+def test_the_inverted_maps_of_maps_without_signal_fault_no_criterion():
+    """weak scores like the baselines on AOPC; its inverted maps score the same: nothing to
+    lose, so AOPC is not faulted for it."""
+    aopc = Criterion("faithfulness", "aopc", True, "AOPC", controls=("inverted",))
+    runs = []
+    for seed in (0, 1):
+        runs += baselines(seed)
+        weak = run("weak", seed, 0.1, 0.3, 0.5)
+        weak.per_image["control.inverted.aopc"] = weak.per_image["aopc"].copy()
+        runs.append(weak)
+    verdict = build_verdict(runs, [aopc])
+    assert verdict.controls["aopc", "weak", "inverted"].fooled == ""
+    assert verdict.uninformative == {}
