@@ -251,13 +251,15 @@ def control_lines(verdict: Verdict) -> list[str]:
             f"| {short[score]} | {plain(label)} | {control.replace('_', '-')} | "
             f"{result.mean:.3f} | {result.source:.3f} | "
             f"{'yes' if result.beats_every_baseline else 'no'} | "
-            f"{'**yes**' if result.fooled else 'no'} |"
+            f"{'**' + result.fooled + '**' if result.fooled else 'no'} |"
         )
     lines += [
         "",
-        "A control fools a criterion where it scores at least as well as the analyzer's own "
-        "maps, or (inverted, blank-like) beats every baseline: that criterion is "
-        "uninformative on this model, and the answer does not count it.",
+        "Inverted and blank-like maps fool a criterion where they score at least as well as "
+        "the analyzer's own maps (where those beat every baseline) or beat every baseline; "
+        f"blurred maps where they score better than the analyzer's own (paired Wilcoxon, p < "
+        f"{ALPHA}). Such a criterion is uninformative on this model, and the answer does not "
+        "count it.",
     ]
     return lines
 
