@@ -52,7 +52,7 @@ def hydra_main(cfg: DictConfig) -> None:
     if report.table is not None:
         print(readable(report.table).to_string(index=False))
     if report.answer is not None:
-        print("\n" + "\n".join(report.answer.lines()))
+        print(f"\n{report.answer.text()}")
     if report.verdict is not None:
         print(f"\n{terminal_table(report.verdict)}")
     log.info(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import asdict, dataclass, field
 
 from src.report.verdict import BLANK_NOTE, Criterion, Verdict
@@ -65,6 +66,14 @@ class Answer:
             lines.append("No analyzer beats every baseline on: " + ", ".join(self.unbeaten))
         lines += [f"Limit: {limit}" for limit in self.limits]
         return lines
+
+    def text(self, width: int = 100) -> str:
+        """The lines for a terminal: each wrapped to ``width``, continued indented."""
+        return "\n".join(
+            wrapped
+            for line in self.lines()
+            for wrapped in textwrap.wrap(line, width=width, subsequent_indent="  ")
+        )
 
     def markdown(self, title: str) -> str:
         return "\n".join([f"# Answer: {title}", "", *(f"{line}  " for line in self.lines())]) + "\n"

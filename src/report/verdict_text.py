@@ -205,7 +205,7 @@ def ranking_sentences(verdict: Verdict) -> list[str]:
             second = ranking.order[1]
             sentence += (
                 f"; to tell {top} from {second} apart would take about {count:,.0f} image × seed "
-                f"pairs (this sweep: {had})"
+                f"pairs (this sweep: {had:,})"
                 if math.isfinite(count)
                 else f"; {top} and {second} do not differ on average"
             )

@@ -273,7 +273,7 @@ class SweepTracker(Callback):
         elif self.interrupted or self.children["KILLED"]:
             self.status = "KILLED"
         if report.answer is not None:
-            log.info("answer (%s):\n%s", folder / "answer.md", "\n".join(report.answer.lines()))
+            log.info("answer (%s):\n%s", folder / "answer.md", report.answer.text())
         if report.verdict is not None:
             log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
         summary = f"{expected - len(missing)} of {expected} jobs finished"

@@ -55,6 +55,10 @@ def test_the_analyzer_that_beats_every_baseline_on_most_evidence_is_trusted():
     )
     assert said.limits == []  # two seeds, every default baseline, two analyzers
     assert json.loads(said.to_json())["trusted"] == ["good"]
+    assert said.text(width=40).splitlines()[:2] == [
+        "Trust good on this model (5 epochs): it",
+        "  beats every baseline on 2 of 2",
+    ]
 
 
 def test_a_criterion_a_blank_map_passes_is_set_aside_for_an_analyzer_whose_maps_go_blank():
