@@ -253,7 +253,28 @@ def log_dataset(
         dataset = mlflow.data.from_numpy(
             features, source=where, targets=targets, name=name, digest=digest
         )
-    mlflow.log_input(dataset, context=context)
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except Exception as error:
+            # Two jobs of a sweep logging the same data at once: MLflow looks the dataset up,
+            # then inserts it, not atomically, so the second insert breaks the unique key. The
+            # dataset exists then, and logging again links it.
+            if attempt + 1 == DATASET_ATTEMPTS or not _created_meanwhile(error):
+                raise
+
+
+DATASET_ATTEMPTS = 3
+
+
+def _created_meanwhile(error: Exception) -> bool:
+    """Whether ``error`` is another process's insert of the same dataset (SQLite's and
+    PostgreSQL's words for a broken unique key on MLflow's datasets table)."""
+    said = str(error)
+    return "datasets" in said and (
+        "UNIQUE constraint failed" in said or "duplicate key value violates unique" in said
+    )
 
 
 def log_datasets(name: str, data: Any) -> None:

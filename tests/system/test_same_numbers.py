@@ -221,7 +221,8 @@ def test_the_same_sweep_gives_the_same_numbers_with_the_old_code_and_the_new(tmp
         for key in runs[job].data.metrics
         if (match := re.fullmatch(r"score_time_(\w+)_s", key))
     }
-    assert timed == set(evaluate["scores"]), timed
+    controls = {f"control_{name}" for name in evaluate.get("controls", {}).get("names", [])}
+    assert timed == set(evaluate["scores"]) | controls, timed  # and each control scored
     trained = {job: runs[job].data.metrics["train_epochs_run"] for job in CHILDREN}
     assert sum(trained.values()) == 4, trained  # 1 epoch per seed, then 1 more; the rest reused
 

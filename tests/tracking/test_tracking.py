@@ -165,3 +165,43 @@ def test_the_data_is_a_dataset_input_and_the_heatmaps_an_image_per_step(experime
         "path": ("path", "ca3ab2a37f84", "local"),
         "loader": ("loader", "ca3ab2a37f84", "code"),
     }
+
+
+def test_a_dataset_another_job_inserted_meanwhile_is_linked_not_a_failed_run(
+    experiment, monkeypatch
+):
+    """Two jobs of a sweep logging the same data at once: MLflow's look-up and insert are not
+    atomic, and the second insert breaks the unique key (a SLURM job failed so in CI). The
+    dataset exists then: logging again links it. Any other error is the run's."""
+    import mlflow
+    import numpy as np
+    from mlflow.exceptions import MlflowException
+
+    client, experiment_id = experiment
+    real, calls = mlflow.log_input, []
+    clash = (
+        "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: "
+        "datasets.experiment_id, datasets.name, datasets.digest"
+    )
+
+    def log_input(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise MlflowException(clash)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", log_input)
+    images, labels = np.zeros((4, 8, 8, 1), np.float32), np.arange(4)
+    with tracked_run(experiment_id, "raced", {}) as run_id:
+        log_dataset("digits", "ca3ab2a37f84", "scikit-learn", images, labels, "training")
+    assert len(calls) == 2
+    (entry,) = client.get_run(run_id).inputs.dataset_inputs
+    assert entry.dataset.digest == "ca3ab2a37f84"
+
+    def broken(*args, **kwargs):
+        raise MlflowException("BAD_REQUEST: no such experiment")
+
+    monkeypatch.setattr(mlflow, "log_input", broken)
+    with pytest.raises(MlflowException, match="no such experiment"):
+        with tracked_run(experiment_id, "broken", {}):
+            log_dataset("digits", "ca3ab2a37f84", "scikit-learn", images, labels, "training")
