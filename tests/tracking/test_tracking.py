@@ -202,6 +202,8 @@ def test_a_dataset_another_job_inserted_meanwhile_is_linked_not_a_failed_run(
         raise MlflowException("BAD_REQUEST: no such experiment")
 
     monkeypatch.setattr(mlflow, "log_input", broken)
-    with pytest.raises(MlflowException, match="no such experiment"):
-        with tracked_run(experiment_id, "broken", {}):
-            log_dataset("digits", "ca3ab2a37f84", "scikit-learn", images, labels, "training")
+    with (
+        pytest.raises(MlflowException, match="no such experiment"),
+        tracked_run(experiment_id, "broken", {}),
+    ):
+        log_dataset("digits", "ca3ab2a37f84", "scikit-learn", images, labels, "training")
