@@ -23,19 +23,9 @@ def one_layer_model():
     return keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(2, name="out")])
 
 
-def test_the_scores_are_the_mean_over_draws_and_their_spread_is_logged(monkeypatch):
-    drawn = []
-
-    def cascade(model, seed, draw=0):
-        drawn.append(draw)
-        yield "out"
-
-    monkeypatch.setattr(randomisation, "cascade", cascade)
-
-    def explain(images, classes, what):
-        return RANDOMISED[drawn[-1]]
-
-    settings = OmegaConf.create({"draws": 3, "n_examples": 1, "emprt_bins": 100})
+def scored(explain, draws: int) -> Evaluation:
+    """The randomisation score of the trained maps, ``explain`` giving the randomised ones."""
+    settings = OmegaConf.create({"draws": draws, "n_examples": 1, "emprt_bins": 100})
     context = Context(
         None,
         one_layer_model(),
@@ -50,6 +40,22 @@ def test_the_scores_are_the_mean_over_draws_and_their_spread_is_logged(monkeypat
     )
     result = Evaluation()
     randomisation.Randomisation().compute(context, settings, result)
+    return result
+
+
+def test_the_scores_are_the_mean_over_draws_and_their_spread_is_logged(monkeypatch):
+    drawn = []
+
+    def cascade(model, seed, draw=0):
+        drawn.append(draw)
+        yield "out"
+
+    monkeypatch.setattr(randomisation, "cascade", cascade)
+
+    def explain(images, classes, what):
+        return RANDOMISED[drawn[-1]]
+
+    result = scored(explain, draws=3)
     assert drawn == [0, 1, 2]
     # Per image (1 - 1 + 0) / 3; the draws' means 1, -1, 0: sample sd 1.
     np.testing.assert_allclose(result.per_image["mprt"], [0.0, 0.0], atol=1e-12)
@@ -65,21 +71,7 @@ def test_the_scores_are_the_mean_over_draws_and_their_spread_is_logged(monkeypat
 
 def test_one_draw_has_no_spread(monkeypatch):
     monkeypatch.setattr(randomisation, "cascade", lambda model, seed, draw=0: iter(["out"]))
-    settings = OmegaConf.create({"draws": 1, "n_examples": 1, "emprt_bins": 100})
-    context = Context(
-        None,
-        one_layer_model(),
-        TRAINED,
-        None,
-        np.zeros(2, int),
-        None,
-        TRAINED,
-        lambda images, classes, what: 5.0 - TRAINED,
-        "gradient",
-        0,
-    )
-    result = Evaluation()
-    randomisation.Randomisation().compute(context, settings, result)
+    result = scored(lambda images, classes, what: 5.0 - TRAINED, draws=1)
     assert result.scores["mprt"] == -1.0
     assert np.isnan(result.scores["mprt_draw_sd"])
 
