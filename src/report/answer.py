@@ -79,12 +79,6 @@ class Answer:
         return "\n".join([f"# Answer: {title}", "", *(f"{line}  " for line in self.lines())]) + "\n"
 
 
-def _required(verdict: Verdict, criterion: Criterion, beats: dict[str, bool]) -> list[str]:
-    """The baselines an analyzer must beat on ``criterion``: every one tested, but fresh noise
-    where noise passes the criterion by construction."""
-    return [b for b in beats if not (criterion.noise_passes and b in verdict.noise_rows)]
-
-
 def answer(verdict: Verdict) -> Answer:
     """The answer of ``verdict`` by the rule of the module docstring."""
     epochs = verdict.longest
@@ -114,7 +108,7 @@ def answer(verdict: Verdict) -> Answer:
                 continue
             if cell.best or cell.tied_best:
                 result.best[label].append(criterion.short)
-            required = _required(verdict, criterion, cell.beats)
+            required = verdict.to_beat(criterion, list(cell.beats))
             if not required:
                 continue
             read.add(criterion.short)

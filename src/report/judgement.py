@@ -113,7 +113,12 @@ class Ranking:
     means: dict[str, float]
     adjusted: dict[tuple[str, str], float]  # (a, b), a before b in order -> Holm-adjusted p
     tied_best: list[str]  # the top one and every one it does not beat; [] if < 2 analyzers
-    pairs: int  # image × seed pairs of the top two
+    top_difference: np.ndarray  # the top one minus the second, pair by pair (empty if < 2)
+
+    @property
+    def pairs(self) -> int:
+        """Image × seed pairs of the top two."""
+        return len(self.top_difference)
 
     @property
     def best(self) -> str | None:
@@ -130,14 +135,15 @@ def rank(aligned: Aligned, higher_is_better: bool, alpha: float = ALPHA) -> Rank
     }
     order = sorted(means, key=lambda label: (-sign * means[label], label))
     pairs = list(itertools.combinations(order, 2))
-    p_values = [wilcoxon_two_sided(paired_differences(aligned[a], aligned[b])) for a, b in pairs]
+    differences = {(a, b): paired_differences(aligned[a], aligned[b]) for a, b in pairs}
+    p_values = [wilcoxon_two_sided(differences[pair]) for pair in pairs]
     adjusted = dict(zip(pairs, holm(p_values), strict=True))
     tied: list[str] = []
     if len(order) > 1:
         top = order[0]
         tied = [top, *(label for label in order[1:] if adjusted[top, label] >= alpha)]
-    count = len(paired_differences(aligned[order[0]], aligned[order[1]])) if len(order) > 1 else 0
-    return Ranking(order, means, adjusted, tied, count)
+    top_two = differences[order[0], order[1]] if len(order) > 1 else np.empty(0)
+    return Ranking(order, means, adjusted, tied, top_two)
 
 
 def top_shares(aligned: Aligned, higher_is_better: bool) -> dict[str, float]:

@@ -98,10 +98,6 @@ class Cell:
     best: bool = False  # beats every other analyzer
     tied_best: bool = False  # the top analyzer, or one it does not beat, where none beats all
 
-    @property
-    def beats_every_baseline(self) -> bool:
-        return bool(self.beats) and all(self.beats.values())
-
 
 @dataclass(frozen=True)
 class Control:
@@ -144,6 +140,11 @@ class Verdict:
 
     def name(self, label: str, epochs: int) -> str:
         return f"{label} {epochs}ep" if self.several_epochs else label
+
+    def to_beat(self, criterion: Criterion, baselines: Sequence[str]) -> list[str]:
+        """Of ``baselines``, those an analyzer must beat on ``criterion``: all, but fresh noise
+        where noise passes the criterion by construction."""
+        return [b for b in baselines if not (criterion.noise_passes and b in self.noise_rows)]
 
     @property
     def analyzers(self) -> list[tuple[str, int]]:
@@ -278,8 +279,7 @@ def _rank(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]
                 cell = verdict.cells[label, epochs, criterion.score]
                 cell.best, cell.tied_best = ranking.best == label, ranking.best is None
             if ranking.best is None:
-                first, second = (aligned[label] for label in ranking.order[:2])
-                difference = judgement.paired_differences(first, second)
+                difference = ranking.top_difference
                 verdict.needed[key] = (judgement.pairs_needed(difference), len(difference))
         sign = 1.0 if criterion.higher_is_better else -1.0
         ranking = verdict.rankings.get((criterion.score, verdict.longest))
@@ -328,7 +328,9 @@ def _control(
 ) -> Control | None:
     """How ``label``'s ``control`` scored on ``criterion`` against its own maps and the
     baselines; None where the runs did not score it."""
-    epochs, name = verdict.longest, f"control.{control}.{criterion.score}"
+    from src.scores.controls import key  # how the runs keep a control's per-image scores
+
+    epochs, name = verdict.longest, key(control, criterion.score)
     own = groups[label, epochs]
     runs = [run for run in own if name in run.per_image]
     if not runs or (label, epochs, criterion.score) not in verdict.cells:
@@ -339,11 +341,7 @@ def _control(
         for run in runs
     ]
     mean = float(np.mean([np.nanmean(run.per_image[name]) for run in runs]))
-    required = [
-        b
-        for b in verdict.baselines
-        if (b, epochs) in groups and not (criterion.noise_passes and b in verdict.noise_rows)
-    ]
+    required = verdict.to_beat(criterion, [b for b in verdict.baselines if (b, epochs) in groups])
     better = criterion.higher_is_better
     beats = bool(required) and all(
         paired_test(*_paired(as_control, groups[b, epochs], criterion.score), better)[0] < ALPHA
