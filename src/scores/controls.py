@@ -4,17 +4,18 @@ the verdict reads them against the analyzer they came from and the baselines
 (:mod:`src.report.verdict`): a criterion a control passes is uninformative on this model.
 
 - ``inverted``: the map negated. It puts the least relevant pixels first: a faithfulness
-  criterion that scores it at or above the map itself, or above the baselines, does not read
-  the map's order.
+  criterion that scores it at or above maps that beat every baseline, or on which it beats
+  every baseline itself, does not read the map's order.
 - ``blurred``: the map Gaussian-blurred (σ = ``evaluate.controls.blur_sigma`` pixels, scipy),
   less precise than the map. Removal-based criteria can reward it (Song et al., "On pitfalls
-  of RemOve-And-Retrain"): one that scores it at or above the map itself is not telling
-  precision apart.
+  of RemOve-And-Retrain"): one that scores it significantly better than the map itself
+  rewards blur (only *better* counts: a blurred faithful map may be as faithful).
 - ``blank_like``: the trained model's maps as they are, and constant maps once any layer is
   re-initialised: what an explainer gives whose maps collapse under randomisation. Binder et
-  al. (CVPR 2023) show that such maps pass top-down randomisation checks; a randomisation
-  criterion that scores it at or above the map, or above the baselines, rewards collapse.
+  al. (CVPR 2023) show that such maps pass top-down randomisation checks; read as
+  ``inverted`` is.
 
+The rules are applied by :func:`src.report.verdict._controls`.
 Nothing here explains anew: the controls transform the maps the run already made, and
 ``blank_like`` replaces the randomised model's maps by constants. Their per-image scores are
 kept as ``control.<control>.<metric>``.
