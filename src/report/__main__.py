@@ -18,7 +18,7 @@ from src.common.redact import redact
 from src.config.cli import register_resolvers
 from src.report.page import build_report, log_report
 from src.report.queries import latest_parent, readable
-from src.report.verdict_text import terminal_table
+from src.report.verdict_text import judgement_text, terminal_table
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def hydra_main(cfg: DictConfig) -> None:
     if report.answer is not None:
         print(f"\n{report.answer.text()}")
     if report.verdict is not None:
-        print(f"\n{terminal_table(report.verdict)}")
+        print(f"\n{terminal_table(report.verdict)}{judgement_text(report.verdict)}")
     log.info(
         "comparison of sweep %s written to %s and logged on its parent run",
         parent.info.run_id,

@@ -7,7 +7,9 @@ declared rule, at the longest training the sweep ran:
   noise passes a criterion by construction (MPRT, eMPRT, random logit: noise changes with
   anything), the baselines that ignore the model (``input``, ``edge``) are the ones to beat.
 - **Set aside** for every analyzer: a criterion a control passed (the verdict marks it
-  uninformative on this model: :mod:`src.scores.controls`). For one analyzer: a criterion a
+  uninformative on this model: :mod:`src.scores.controls`), or, with ``evaluate=meta``, one
+  whose meta-consistency is below the threshold (unreliable on this model:
+  :mod:`src.report.meta`). For one analyzer: a criterion a
   blank map passes (MPRT) when more than :data:`src.report.verdict.BLANK_NOTE` of its maps
   went blank under randomisation (Binder et al., CVPR 2023: blank-like maps pass top-down
   randomisation checks).
@@ -84,7 +86,7 @@ def answer(verdict: Verdict) -> Answer:
     epochs = verdict.longest
     analyzers = [label for label, e in verdict.analyzers if e == epochs]
     evidence = [c for c in verdict.criteria if c.evidence]
-    counted = [c for c in evidence if c.score not in verdict.uninformative]
+    counted = [c for c in evidence if c.score not in set_aside(verdict)]
     result = Answer(
         trusted=[],
         epochs=epochs,
@@ -99,6 +101,12 @@ def answer(verdict: Verdict) -> Answer:
             read.add(criterion.short)
             result.set_aside.append(
                 f"{criterion.short} for every analyzer (uninformative on this model: {reasons[0]})"
+            )
+        elif criterion.score in verdict.unreliable:
+            read.add(criterion.short)
+            result.set_aside.append(
+                f"{criterion.short} for every analyzer (unreliable on this model: "
+                f"{verdict.unreliable[criterion.score]})"
             )
     for label in analyzers:
         result.evidence[label], result.best[label] = [], []
@@ -135,6 +143,11 @@ def answer(verdict: Verdict) -> Answer:
     return result
 
 
+def set_aside(verdict: Verdict) -> set[str]:
+    """The criteria set aside for every analyzer: uninformative or unreliable on this model."""
+    return set(verdict.uninformative) | set(verdict.unreliable)
+
+
 def _headline(result: Answer) -> str:
     if not result.baselines:
         return (
@@ -143,8 +156,8 @@ def _headline(result: Answer) -> str:
         )
     if not result.counted:
         return (
-            "No answer: every criterion that could be evidence is uninformative on this model "
-            "(a control passed it) or was not scored."
+            "No answer: every criterion that could be evidence is uninformative (a control "
+            "passed it) or unreliable (its meta-consistency) on this model, or was not scored."
         )
     if not result.trusted:
         return (
@@ -187,7 +200,7 @@ def _limits(
     small = [
         f"{c.short} (about {needed:,.0f} image × seed pairs needed, {had:,} here)"
         for c in counted
-        if c.score not in verdict.uninformative
+        if c.score not in set_aside(verdict)
         for needed, had in [verdict.needed.get((c.score, verdict.longest), (math.nan, 0))]
         if math.isfinite(needed) and needed > had
     ]

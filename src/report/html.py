@@ -24,6 +24,8 @@ from src.report.verdict_text import (
     agreement_table,
     interval,
     letters,
+    meta_caption,
+    meta_table,
     over_what,
     ranking_sentences,
 )
@@ -109,7 +111,18 @@ def verdict_view(verdict: Verdict, descriptions: Mapping[str, str]) -> dict:
         "rankings": ranking_sentences(verdict),
         "controls": _controls_view(verdict),
         "agreement": dict(zip(("criteria", "rows"), agreement_table(verdict), strict=True)),
+        "meta": _meta_view(verdict),
         "several_epochs": verdict.several_epochs,
+    }
+
+
+def _meta_view(verdict: Verdict) -> dict:
+    """The meta-evaluation's table and caption (no rows without one)."""
+    headings, rows = meta_table(verdict)
+    return {
+        "headings": headings,
+        "rows": rows,
+        "caption": meta_caption(verdict) if rows else "",
     }
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from src.report import judgement
 from src.report.judgement import ALPHA, TIE, Ranking
+from src.report.meta import THRESHOLD, Draw, MetaScore, meta_consistency
 
 # Above this share of maps gone blank under randomisation, the verdict says so: MPRT counts a
 # blank map as completely changed, which is what makes such an analyzer look best there.
@@ -137,6 +138,10 @@ class Verdict:
     controls: dict[tuple[str, str, str], Control] = field(default_factory=dict)
     # score -> why it is uninformative on this model (a control passed it)
     uninformative: dict[str, list[str]] = field(default_factory=dict)
+    # score -> its meta-consistency on this model (evaluate=meta), at the longest training
+    meta: dict[str, MetaScore] = field(default_factory=dict)
+    # score -> why it is unreliable on this model (its MC below src.report.meta.THRESHOLD)
+    unreliable: dict[str, str] = field(default_factory=dict)
 
     def name(self, label: str, epochs: int) -> str:
         return f"{label} {epochs}ep" if self.several_epochs else label
@@ -200,10 +205,13 @@ def build_verdict(
     verdict.noise_rows = sorted({run.row for run in runs if run.method == "baseline.noise"})
     _rank(verdict, groups)
     _controls(verdict, groups)
+    _meta(verdict, groups)
     short = {c.score: c.short for c in verdict.criteria}
     for score, reasons in verdict.uninformative.items():
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         verdict.notes.append(f"{short[score]} is uninformative on this model: {reasons[0]}{more}")
+    for score, reason in verdict.unreliable.items():
+        verdict.notes.append(f"{short[score]} is unreliable on this model: {reason}")
     for label, epochs in rows:
         shares = [
             run.means["mprt_blank_fraction_full"]
@@ -359,6 +367,78 @@ def _control(
     elif paired_test(*_paired(as_control, own, criterion.score), better)[0] < ALPHA:
         fooled = "better than"
     return Control(mean, source.mean, beats, fooled)
+
+
+def _meta(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]]) -> None:
+    """At the longest training, each criterion's meta-consistency over the analyzers whose runs
+    kept their scores under perturbation (:mod:`src.report.meta`), on the seeds they share;
+    one below the threshold is marked unreliable."""
+    from src.scores import meta as kept  # how the runs keep their perturbed scores
+
+    epochs = verdict.longest
+    labels = [label for label, e in verdict.analyzers if e == epochs]
+    for criterion in verdict.criteria:
+        name = kept.unperturbed_key(criterion.score)
+        by_label = {
+            label: {
+                run.seed: run.per_image for run in groups[label, epochs] if name in run.per_image
+            }
+            for label in labels
+        }
+        by_label = {label: seeds for label, seeds in by_label.items() if seeds}
+        if len(by_label) < 2:
+            continue
+        seeds = sorted(set.intersection(*(set(s) for s in by_label.values())))
+        draws: dict[str, list[tuple[Draw, Draw]]] = {}
+        for space in ("input", "model"):
+            pairs = draws.setdefault(space, [])
+            tests = [t for t in kept.TESTS if t.space == space]
+            for seed in seeds:
+                runs = [by_label[label][seed] for label in by_label]
+                count = min(len(run[name]) for run in runs)
+                star = np.array([run[name][:count] for run in runs])
+                for k in range(_draws(runs[0], tests[0].name)):
+                    pairs.append(
+                        tuple(
+                            Draw(
+                                star,
+                                np.array(
+                                    [
+                                        _values(run, kept.key(t.name, k, criterion.score), count)
+                                        for run in runs
+                                    ]
+                                ),
+                                runs[0][kept.key(t.name, k, kept.KEPT)][:count].astype(bool),
+                            )
+                            for t in tests
+                        )
+                    )
+        if not all(draws.values()):
+            continue
+        score = meta_consistency(draws, criterion.higher_is_better)
+        verdict.meta[criterion.score] = score
+        if not score.reliable:
+            verdict.unreliable[criterion.score] = (
+                f"its meta-consistency MC {score.mc:.2f} is below {THRESHOLD} (MetaQuantus; "
+                f"noise would get {score.noise_level:.2f})"
+            )
+
+
+def _values(per_image: Mapping[str, np.ndarray], name: str, count: int) -> np.ndarray:
+    """The first ``count`` values a run kept as ``name``; NaN (undefined) where it kept none
+    (a score left undefined on every image is not recorded)."""
+    values = per_image.get(name)
+    return np.full(count, np.nan) if values is None else np.asarray(values[:count], float)
+
+
+def _draws(per_image: Mapping[str, np.ndarray], test: str) -> int:
+    """How many perturbations of ``test`` a run kept."""
+    from src.scores import meta as kept
+
+    count = 0
+    while kept.key(test, count, kept.KEPT) in per_image:
+        count += 1
+    return count
 
 
 def _aligned(groups: Mapping[str, Sequence[RunScores]], score: str) -> dict[str, list[np.ndarray]]:

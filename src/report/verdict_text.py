@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from src.common import names
 from src.report.judgement import ALPHA
+from src.report.meta import MEASURES, THRESHOLD
 from src.report.verdict import Cell, Verdict
 
 
@@ -264,6 +265,140 @@ def control_lines(verdict: Verdict) -> list[str]:
     return lines
 
 
+# The meta-evaluation's measures as MetaQuantus names them.
+MEASURE_NAMES = {"iac_nr": "IAC NR", "iac_ar": "IAC AR", "iec_nr": "IEC NR", "iec_ar": "IEC AR"}
+
+
+def meta_table(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
+    """The meta-evaluation's headings and rows: per criterion, its four measures and MC for
+    the input and the model perturbations, its MC with the interval, and whether it is
+    reliable on this model; no rows without a meta-evaluation."""
+    if not verdict.meta:
+        return [], []
+    short = {c.score: c.short for c in verdict.criteria}
+    headings = [
+        "criterion",
+        *(f"{space} {MEASURE_NAMES[m]}" for space in ("input", "model") for m in MEASURES),
+        "input MC",
+        "model MC",
+        "MC [95%]",
+        "reliable",
+    ]
+    rows = []
+    for score, result in verdict.meta.items():
+        rows.append(
+            [
+                short[score],
+                *(
+                    _number(result.measures.get(space, {}).get(m, math.nan))
+                    for space in ("input", "model")
+                    for m in MEASURES
+                ),
+                _number(result.mc_by_space.get("input", math.nan)),
+                _number(result.mc_by_space.get("model", math.nan)),
+                f"{result.mc:.2f} [{result.low:.2f}, {result.high:.2f}]"
+                if not math.isnan(result.low)
+                else f"{result.mc:.2f}",
+                "yes" if result.reliable else "NO",
+            ]
+        )
+    return headings, rows
+
+
+def _number(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.2f}"
+
+
+def meta_caption(verdict: Verdict) -> str:
+    """What the meta-evaluation table shows, with its threshold and what noise would get."""
+    some = next(iter(verdict.meta.values()))
+    return (
+        f"Meta-evaluation (MetaQuantus, Hedström et al. 2023) over {some.analyzers} analyzers "
+        f"and {some.draws} perturbation draws per test, at {verdict.longest} epochs: IAC NR/AR, "
+        "how far each analyzer's scores stay put under minor and move under disruptive "
+        "perturbations (Wilcoxon p, 1 − p); IEC NR/AR, the share of analyzer × image ranks kept "
+        "under minor, and of scores made worse under disruptive perturbations; MC, their mean "
+        "(input and model averaged; 95% bootstrap interval over the draws). 1 is a perfectly "
+        f"reliable criterion, about {some.noise_level:.2f} one whose scores are noise; below "
+        f"{THRESHOLD} a criterion is unreliable on this model, and the answer does not count it."
+    )
+
+
+def control_summary(verdict: Verdict) -> list[str]:
+    """Per criterion that declares controls, in a line: which fooled it, or that none did."""
+    lines = []
+    for criterion in verdict.criteria:
+        tried = {control for (score, _, control) in verdict.controls if score == criterion.score}
+        if not tried:
+            continue
+        reasons = verdict.uninformative.get(criterion.score)
+        if reasons:
+            more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            lines.append(f"{criterion.short}: fooled, uninformative: {reasons[0]}{more}")
+        else:
+            names_ = ", ".join(sorted(c.replace("_", "-") for c in tried))
+            lines.append(f"{criterion.short}: not fooled by the {names_} maps")
+    return lines
+
+
+def judgement_text(verdict: Verdict, width: int = 100) -> str:
+    """For the terminal, under the table: the controls' outcome per criterion, the criteria's
+    agreement matrix and the meta-evaluation table, where the sweep computed them."""
+    lines: list[str] = []
+    controls = control_summary(verdict)
+    if controls:
+        lines += ["", "controls (maps no criterion may be fooled by):"]
+        lines += [
+            wrapped
+            for line in controls
+            for wrapped in textwrap.wrap(
+                line, width=width, initial_indent="  ", subsequent_indent="    "
+            )
+        ]
+    criteria, rows = agreement_table(verdict)
+    if criteria:
+        lines += ["", "agreement of the criteria's rankings (Kendall's τ):"]
+        lines += _columns(
+            ["", *criteria], [[c, *row] for c, row in zip(criteria, rows, strict=True)]
+        )
+    headings, rows = meta_table(verdict)
+    if rows:
+        lines += ["", "meta-evaluation of the criteria on this model:"]
+        lines += _columns(headings, rows)
+        lines += textwrap.wrap(meta_caption(verdict), width=width)
+    return "\n".join(lines)
+
+
+def _columns(headings: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(row[i])) for row in [headings, *rows]) for i in range(len(headings))]
+    return [
+        "  "
+        + " ".join(
+            f"{cell:<{widths[i]}}" if i == 0 else f"{cell:>{widths[i]}}"
+            for i, cell in enumerate(row)
+        )
+        for row in [headings, *rows]
+    ]
+
+
+def meta_lines(verdict: Verdict) -> list[str]:
+    """verdict.md's meta-evaluation table."""
+    headings, rows = meta_table(verdict)
+    if not rows:
+        return []
+    return [
+        "",
+        "## Meta-evaluation of the criteria on this model",
+        "",
+        "| " + " | ".join(headings) + " |",
+        "|" + "---|" * len(headings),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        meta_caption(verdict),
+    ]
+
+
 def judgement_lines(verdict: Verdict) -> list[str]:
     """verdict.md's sections on the analyzers against each other and how far that holds."""
     if not verdict.rankings:
@@ -271,6 +406,7 @@ def judgement_lines(verdict: Verdict) -> list[str]:
     lines = ["## The analyzers against each other", ""]
     lines += [f"- {plain(sentence)}" for sentence in ranking_sentences(verdict)]
     lines += control_lines(verdict)
+    lines += meta_lines(verdict)
     criteria, rows = agreement_table(verdict)
     if criteria:
         lines += ["", "## How the criteria agree (Kendall's τ of their rankings)", ""]

@@ -39,6 +39,7 @@ from omegaconf import DictConfig
 from src.explain.analyzers import is_baseline
 from src.models.canonical import explainable
 from src.scores.controls import score_controls
+from src.scores.meta import score_meta
 from src.scores.registry import (
     Context,
     Evaluation,
@@ -93,4 +94,6 @@ def evaluate(
     result = run_scores(registered(), cfg.scores, cfg, context, log.info)
     if not is_baseline(method):  # a baseline is what the controls are read against
         score_controls(dict(registered()), cfg.scores, cfg, context, result, log.info)
+        if cfg.meta.enabled:  # the meta-evaluation ranks the analyzers, not the baselines
+            score_meta(dict(registered()), cfg.scores, cfg, context, result, log.info)
     return result

@@ -244,7 +244,7 @@ class SweepTracker(Callback):
         from mlflow.tracking import MlflowClient
 
         from src.report.page import build_report, log_report
-        from src.report.verdict_text import terminal_table
+        from src.report.verdict_text import judgement_text, terminal_table
         from src.tracking.repair import repair
 
         client = MlflowClient(self.store.tracking_uri)
@@ -275,7 +275,12 @@ class SweepTracker(Callback):
         if report.answer is not None:
             log.info("answer (%s):\n%s", folder / "answer.md", report.answer.text())
         if report.verdict is not None:
-            log.info("verdict (%s):\n%s", folder / "verdict.md", terminal_table(report.verdict))
+            log.info(
+                "verdict (%s):\n%s%s",
+                folder / "verdict.md",
+                terminal_table(report.verdict),
+                judgement_text(report.verdict),
+            )
         summary = f"{expected - len(missing)} of {expected} jobs finished"
         log.info(
             "sweep %s · parent run %s · comparison: %s · browse: %s",
