@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm import tqdm
@@ -39,7 +41,10 @@ class _LogLineBar(tqdm):
 
 
 def progress_bar(total: int, description: str, unit: str) -> Any:
-    """A tqdm bar on stderr: live in a terminal; otherwise a line every 30 s and at the end."""
+    """A tqdm bar on stderr: live in a terminal; otherwise a line every 30 s and at the end;
+    none within :func:`quiet_bars`."""
+    if _quiet:
+        return tqdm(total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
     return _LogLineBar(
@@ -52,3 +57,18 @@ def progress_bar(total: int, description: str, unit: str) -> Any:
         mininterval=LOG_INTERVAL_S,
         leave=True,
     )
+
+
+_quiet = False
+
+
+@contextlib.contextmanager
+def quiet_bars() -> Iterator[None]:
+    """Within the block, bars are not shown (work repeated many times that says its progress
+    in a line of its own: the meta-evaluation's perturbed scorings)."""
+    global _quiet
+    before, _quiet = _quiet, True
+    try:
+        yield
+    finally:
+        _quiet = before

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from src.common.progress import quiet_bars
 from src.scores.registry import Context, Evaluation, Score, run_scores
 
 PREFIX = "meta"
@@ -108,6 +110,20 @@ def perturbed_weights(model, std: float, generator: np.random.Generator) -> Iter
             layer.set_weights(weights)
 
 
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """The scores' own lines and bars left out: the meta-evaluation says its progress in one
+    line per perturbation instead of a screenful each."""
+    logger = logging.getLogger("src.scores")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with quiet_bars():
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _subset(context: Context, count: int) -> Context:
     """The context cut to its first ``count`` images, nothing kept with the model (the
     perturbed models are not the model)."""
@@ -152,6 +168,33 @@ def meta_scores(registry: Mapping[str, Score], enabled: Any, settings: Any) -> d
     }
 
 
+def _perturbed(
+    base: Context,
+    test: Test,
+    strength: float,
+    generator: np.random.Generator,
+    what: str,
+    scores: Mapping[str, Score],
+    enabled: Any,
+) -> tuple[Evaluation, np.ndarray]:
+    """The scores under one perturbation of ``test``, and the perturbed predictions."""
+    settings = base.cfg
+    if test.space == "input":
+        perturbed = _on_images(base, perturbed_images(base.images, strength, generator), what)
+        return run_scores(scores, enabled, settings, perturbed, _silent), _classes(perturbed)
+    with perturbed_weights(base.model, strength, generator):
+        perturbed = _on_model(base, what)
+        return run_scores(scores, enabled, settings, perturbed, _silent), _classes(perturbed)
+
+
+def _classes(context: Context) -> np.ndarray:
+    return context.logits.argmax(axis=1)
+
+
+def _silent(line: str) -> None:
+    """run_scores' line per score, left out."""
+
+
 def score_meta(
     registry: Mapping[str, Score],
     enabled: Any,
@@ -167,8 +210,7 @@ def score_meta(
     if not scores:
         return
     base = _subset(context, min(int(meta.n_images), len(context.images)))
-    predicted = base.logits.argmax(axis=1)
-    quiet = lambda line: None  # noqa: E731 (one line per perturbation instead of per score)
+    predicted = _classes(base)
     draws = int(meta.perturbations)
 
     def keep(evaluation: Evaluation, name: Callable[[str], str]) -> None:
@@ -182,25 +224,25 @@ def score_meta(
         f"{len(TESTS)} tests x {draws} perturbations"
     )
     started = time.perf_counter()
-    keep(run_scores(scores, enabled, settings, base, quiet), unperturbed_key)
+    with _quietly():
+        keep(run_scores(scores, enabled, settings, base, _silent), unperturbed_key)
     for index, test in enumerate(TESTS):
         strength = float(meta[test.space]["minor" if test.minor else "disruptive"])
+        test_started, counted = time.perf_counter(), []
         for draw in range(draws):
-            generator = noise(base.seed, index, draw)
             what = f"meta {test.name} {draw + 1}/{draws}"
-            if test.space == "input":
-                perturbed = _on_images(
-                    base, perturbed_images(base.images, strength, generator), what
+            with _quietly():
+                evaluation, now = _perturbed(
+                    base, test, strength, noise(base.seed, index, draw), what, scores, enabled
                 )
-                evaluation = run_scores(scores, enabled, settings, perturbed, quiet)
-                now = perturbed.logits.argmax(axis=1)
-            else:
-                with perturbed_weights(base.model, strength, generator):
-                    perturbed = _on_model(base, what)
-                    evaluation = run_scores(scores, enabled, settings, perturbed, quiet)
-                    now = perturbed.logits.argmax(axis=1)
             kept = now == predicted if test.minor else now != predicted
+            counted.append(kept.mean())
             result.per_image[key(test.name, draw, KEPT)] = kept.astype(np.float64)
             keep(evaluation, lambda metric: key(test.name, draw, metric))  # noqa: B023
-            log(f"meta-evaluation: {what} ({int(kept.sum())} of {len(kept)} images count)")
+        seconds = time.perf_counter() - test_started
+        which = "prediction kept" if test.minor else "prediction changed"
+        log(
+            f"meta-evaluation: {test.name}, {draws} perturbations, {seconds:.1f} s; "
+            f"{np.mean(counted):.0%} of the images count ({which})"
+        )
     result.seconds["meta"] = time.perf_counter() - started
