@@ -49,6 +49,12 @@ def checks(results: dict) -> dict[str, dict]:
             entry["default"]["total_s"] / before,
             targets["scoring_vs_before"],
         )
+        if "meta" in entry:
+            check(
+                f"{analyzer} evaluate=meta / evaluate=default, seconds",
+                entry["meta"]["total_s"] / entry["default"]["total_s"],
+                targets["meta_vs_default"],
+            )
     if "grid" in results:
         growth = results["grid"]["growth"]
         images = [key for key in results["grid"] if key != "growth"]
@@ -408,12 +414,14 @@ def scoring_table(scoring: dict) -> list[str]:
         f"({(scoring.get('baseline') or {}).get('commit', 'not available')[:8]}), same model, "
         "same images, run side by side; `before`: the same set of scores by today's code (no "
         "LeRF, faithfulness correlation or ROAD); `default`: `evaluate=default`; `full`: "
-        "`evaluate=full` (robustness too). Per score: the `full` run.",
+        "`evaluate=full` (robustness too); `meta`: `evaluate=meta` (the default scores and "
+        "their meta-evaluation, whose own seconds are `meta s`). Per score: the `full` run.",
         "",
         "| analyzer | "
         + " | ".join(names)
-        + " | reference s | before s | default s | full s | default/reference |",
-        "|---" * (len(names) + 6) + "|",
+        + " | reference s | before s | default s | full s | default/reference | meta s "
+        "| meta/default |",
+        "|---" * (len(names) + 8) + "|",
     ]
     for analyzer, entry in analyzers.items():
         per_score = entry["full"]["per_score_s"]
@@ -424,9 +432,17 @@ def scoring_table(scoring: dict) -> list[str]:
             + " | ".join(_f(per_score.get(n)) for n in names)
             + " | "
             + " | ".join(_f(t, 1) for t in totals)
-            + f" | {_f(totals[2] / old) if old else '–'} |"
+            + f" | {_f(totals[2] / old) if old else '–'} | {_meta_columns(entry)} |"
         )
     return lines
+
+
+def _meta_columns(entry: dict) -> str:
+    """The meta-evaluation's own seconds and evaluate=meta's total over evaluate=default's."""
+    if "meta" not in entry:
+        return "– | –"
+    seconds = entry["meta"]["per_score_s"].get("meta")
+    return f"{_f(seconds, 1)} | {_f(entry['meta']['total_s'] / entry['default']['total_s'])}"
 
 
 def log_to_mlflow(results: dict, json_path: Path, md_path: Path, tracking_dir: str) -> str:

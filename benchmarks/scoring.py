@@ -5,10 +5,11 @@
 For each analyzer, in one process on the same model and images, one after another: the scores of
 ``evaluate=default``, the scores of the reference commit (MoRF and random-order
 perturbation, MPRT/eMPRT, random logit, Gini, conservation: ``evaluate=default`` without
-LeRF, faithfulness correlation and ROAD) and ``evaluate=full`` (robustness too). Prints one
-JSON object. Run by ``benchmarks/run.py`` in its own process, and once more with
-``PYTHONPATH`` on the reference commit's checkout (``--sets=default``): that
-checkout's own default scores are the cost the new ones are held to.
+LeRF, faithfulness correlation and ROAD), ``evaluate=full`` (robustness too) and
+``evaluate=meta`` (the default scores and their meta-evaluation, whose own cost is ``meta`` in
+its ``per_score_s``). Prints one JSON object. Run by ``benchmarks/run.py`` in its own
+process, and once more with ``PYTHONPATH`` on the reference commit's checkout
+(``--sets=default``): that checkout's own default scores are the cost the new ones are held to.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ BEFORE = (
     "evaluate.scores.faithfulness_correlation=false",
     "evaluate.scores.road=false",
 )
-SETS = {"before": BEFORE, "default": (), "full": ("evaluate=full",)}
+SETS = {"before": BEFORE, "default": (), "full": ("evaluate=full",), "meta": ("evaluate=meta",)}
 
 
 def main() -> None:

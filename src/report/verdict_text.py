@@ -9,6 +9,8 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from src.common import names
 from src.report.judgement import ALPHA
 from src.report.meta import MEASURES, THRESHOLD
@@ -269,16 +271,20 @@ def control_lines(verdict: Verdict) -> list[str]:
 MEASURE_NAMES = {"iac_nr": "IAC NR", "iac_ar": "IAC AR", "iec_nr": "IEC NR", "iec_ar": "IEC AR"}
 
 
-def meta_table(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
-    """The meta-evaluation's headings and rows: per criterion, its four measures and MC for
-    the input and the model perturbations, its MC with the interval, and whether it is
-    reliable on this model; no rows without a meta-evaluation."""
+def meta_table(verdict: Verdict, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The meta-evaluation's headings and rows: per criterion, its four measures for the input
+    and the model perturbations (``compact``: their mean over both, for a terminal), the MC of
+    each, its MC with the interval, and whether it is reliable on this model; no rows without
+    a meta-evaluation."""
     if not verdict.meta:
         return [], []
     short = {c.score: c.short for c in verdict.criteria}
+    spaces = (
+        [("", ("input", "model"))] if compact else [(f"{s} ", (s,)) for s in ("input", "model")]
+    )
     headings = [
         "criterion",
-        *(f"{space} {MEASURE_NAMES[m]}" for space in ("input", "model") for m in MEASURES),
+        *(f"{name}{MEASURE_NAMES[m]}" for name, _ in spaces for m in MEASURES),
         "input MC",
         "model MC",
         "MC [95%]",
@@ -290,8 +296,12 @@ def meta_table(verdict: Verdict) -> tuple[list[str], list[list[str]]]:
             [
                 short[score],
                 *(
-                    _number(result.measures.get(space, {}).get(m, math.nan))
-                    for space in ("input", "model")
+                    _number(
+                        float(
+                            np.nanmean([result.measures.get(s, {}).get(m, math.nan) for s in over])
+                        )
+                    )
+                    for _, over in spaces
                     for m in MEASURES
                 ),
                 _number(result.mc_by_space.get("input", math.nan)),
@@ -361,9 +371,13 @@ def judgement_text(verdict: Verdict, width: int = 100) -> str:
         lines += _columns(
             ["", *criteria], [[c, *row] for c, row in zip(criteria, rows, strict=True)]
         )
-    headings, rows = meta_table(verdict)
+    headings, rows = meta_table(verdict, compact=True)
     if rows:
-        lines += ["", "meta-evaluation of the criteria on this model:"]
+        lines += [
+            "",
+            "meta-evaluation of the criteria on this model (input and model averaged; "
+            "each apart in verdict.md):",
+        ]
         lines += _columns(headings, rows)
         lines += textwrap.wrap(meta_caption(verdict), width=width)
     return "\n".join(lines)

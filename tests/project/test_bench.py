@@ -42,7 +42,11 @@ def made_up_results(**changes) -> dict:
         "scoring": {
             "n_images": 1000,
             "analyzers": {
-                "gradient": {"before": {"total_s": 4.0}, "default": {"total_s": 7.9}},
+                "gradient": {
+                    "before": {"total_s": 4.0},
+                    "default": {"total_s": 7.9},
+                    "meta": {"total_s": 20.0, "per_score_s": {"meta": 12.0}},
+                },
                 "smoothgrad": {"before": {"total_s": 40.0}, "default": {"total_s": 45.0}},
             },
             "baseline": None,
@@ -75,7 +79,9 @@ def made_up_results(**changes) -> dict:
 
 def test_every_target_is_checked_and_met_by_numbers_within_it():
     checks = report.checks(made_up_results())
-    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 3 + 1 + 4 + 1
+    # ... + 3 scoring checks: two analyzers' default scores, one analyzer's meta-evaluation
+    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 3 + 1 + 4 + 1 + 1
+    assert "gradient evaluate=meta / evaluate=default, seconds" in checks
     assert all(check["met"] for check in checks.values())
 
 
@@ -119,6 +125,12 @@ def test_a_number_beyond_its_target_is_reported_missed():
     checks = report.checks(costly)
     assert checks["gradient default scores / reference scores, seconds"]["value"] == 8.1 / 4.7
     assert all(check["met"] for check in checks.values())
+    # evaluate=meta held to 3x evaluate=default (20.0 / 8.1 is within it).
+    assert checks["gradient evaluate=meta / evaluate=default, seconds"]["value"] == 20.0 / 8.1
+    costly["scoring"]["analyzers"]["gradient"]["meta"]["total_s"] = 25.0  # > 3 x 8.1
+    assert [name for name, c in report.checks(costly).items() if not c["met"]] == [
+        "gradient evaluate=meta / evaluate=default, seconds"
+    ]
     slow_grid = made_up_results()
     slow_grid["grid"]["growth"]["seconds"] = 100.0  # drawing every explained image again
     assert [name for name, c in report.checks(slow_grid).items() if not c["met"]] == [
@@ -216,7 +228,10 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     for entry in scoring.values():
         assert set(entry["full"]["per_score_s"]) >= {"perturbation", "road", "robustness"}
         assert "road" not in entry["before"]["per_score_s"]
-        assert all(entry[name]["total_s"] > 0 for name in ("before", "default", "full"))
+        assert all(
+            entry[name]["total_s"] > 0 for name in ("before", "default", "full", "meta")
+        )
+        assert entry["meta"]["per_score_s"]["meta"] > 0
     # The reference commit's code, from git, scored the same model side by side (a
     # shallow clone does not have that commit: the bench says so and compares without it).
     has_baseline = subprocess.run(

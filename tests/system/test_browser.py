@@ -55,7 +55,7 @@ CHILDREN = tuple(
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     """A store holding one sweep: two analyzers on one model trained for two epochs, scored on
-    50 images."""
+    50 images, its criteria meta-evaluated on 20."""
     tmp_path = tmp_path_factory.mktemp("ui")
     result = train_cli(
         tmp_path,
@@ -65,6 +65,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
         "seed=0",
         "train.epochs=2",
         "evaluate.n_images=50",
+        "evaluate=meta",
+        "evaluate.meta.n_images=20",
+        "evaluate.meta.perturbations=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_for(tmp_path)
@@ -264,12 +267,17 @@ def test_the_sweeps_html_report_opens_offline_with_every_image(browser, sweep):
     headings = page.locator("h2").all_inner_texts()
     assert headings[:2] == ["The answer", "Verdict: which explanation can be trusted"]
     assert "Provenance" in headings[-1]
-    # The answer on top; the analyzers against each other, the controls and the agreement of
-    # criteria under the verdict.
+    # The answer on top; the analyzers against each other, the controls, the agreement of
+    # criteria and their meta-evaluation under the verdict.
     expect(page.locator("#answer")).to_contain_text("one seed")
     expect(page.locator("ul.rankings li").first).to_be_visible()
     expect(page.locator("#controls-table")).to_contain_text("blank-like")
     expect(page.locator("#agreement-table")).to_contain_text("AOPC")
+    meta = page.locator("#meta-table")
+    expect(meta.locator("th").first).to_have_text("criterion")
+    expect(meta).to_contain_text("model IEC AR")
+    expect(meta.get_by_role("cell", name="AOPC", exact=True)).to_be_visible()
+    expect(page.locator("#meta + p.sub")).to_contain_text("MetaQuantus")
     table = page.locator("#verdict-table")
     expect(table).to_be_visible()
     expect(table.locator("th").first).to_have_text("analyzer")
