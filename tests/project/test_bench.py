@@ -228,9 +228,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     for entry in scoring.values():
         assert set(entry["full"]["per_score_s"]) >= {"perturbation", "road", "robustness"}
         assert "road" not in entry["before"]["per_score_s"]
-        assert all(
-            entry[name]["total_s"] > 0 for name in ("before", "default", "full", "meta")
-        )
+        assert all(entry[name]["total_s"] > 0 for name in ("before", "default", "full", "meta"))
         assert entry["meta"]["per_score_s"]["meta"] > 0
     # The reference commit's code, from git, scored the same model side by side (a
     # shallow clone does not have that commit: the bench says so and compares without it).
