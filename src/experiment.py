@@ -224,6 +224,13 @@ def _run_in_store(
         )
     if evaluation_enabled(cfg):
         evaluation = evaluate_model(cfg, data, model, cache_key)
+        if cfg.evaluate.meta.enabled and sweep_context.current() is None:
+            evaluation.warnings.append(
+                "evaluate=meta: the meta-evaluation ranks analyzers against each other, so a "
+                "sweep's verdict reads it (python -m src.train -m analyzer=gradient,"
+                "input_t_gradient evaluate=meta); this run keeps its perturbed scores in "
+                "scores.npz"
+            )
         log_evaluation(evaluation, show.title, show.display, data.class_names)
         headline = headline_scores(evaluation.scores) + headline
     records.log_metrics(memory_mb())
