@@ -31,7 +31,7 @@ import numpy as np
 
 from src.report import judgement
 from src.report.judgement import ALPHA, TIE, Ranking
-from src.report.meta import THRESHOLD, Draw, MetaScore, meta_consistency
+from src.report.meta import SPACES, THRESHOLD, Draw, MetaScore, meta_consistency
 
 # Above this share of maps gone blank under randomisation, the verdict says so: MPRT counts a
 # blank map as completely changed, which is what makes such an analyzer look best there.
@@ -373,12 +373,12 @@ def _meta(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]
     """At the longest training, each criterion's meta-consistency over the analyzers whose runs
     kept their scores under perturbation (:mod:`src.report.meta`), on the seeds they share;
     one below the threshold is marked unreliable."""
-    from src.scores import meta as kept  # how the runs keep their perturbed scores
+    from src.scores.meta import unperturbed_key  # how the runs keep their perturbed scores
 
     epochs = verdict.longest
     labels = [label for label, e in verdict.analyzers if e == epochs]
     for criterion in verdict.criteria:
-        name = kept.unperturbed_key(criterion.score)
+        name = unperturbed_key(criterion.score)
         by_label = {
             label: {
                 run.seed: run.per_image for run in groups[label, epochs] if name in run.per_image
@@ -389,30 +389,8 @@ def _meta(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]
         if len(by_label) < 2:
             continue
         seeds = sorted(set.intersection(*(set(s) for s in by_label.values())))
-        draws: dict[str, list[tuple[Draw, Draw]]] = {}
-        for space in ("input", "model"):
-            pairs = draws.setdefault(space, [])
-            tests = [t for t in kept.TESTS if t.space == space]
-            for seed in seeds:
-                runs = [by_label[label][seed] for label in by_label]
-                count = min(len(run[name]) for run in runs)
-                star = np.array([run[name][:count] for run in runs])
-                for k in range(_draws(runs[0], tests[0].name)):
-                    pairs.append(
-                        tuple(
-                            Draw(
-                                star,
-                                np.array(
-                                    [
-                                        _values(run, kept.key(t.name, k, criterion.score), count)
-                                        for run in runs
-                                    ]
-                                ),
-                                runs[0][kept.key(t.name, k, kept.KEPT)][:count].astype(bool),
-                            )
-                            for t in tests
-                        )
-                    )
+        per_seed = [[by_label[label][seed] for label in by_label] for seed in seeds]
+        draws = {space: _meta_draws(per_seed, space, criterion.score) for space in SPACES}
         if not all(draws.values()):
             continue
         score = meta_consistency(draws, criterion.higher_is_better)
@@ -422,6 +400,30 @@ def _meta(verdict: Verdict, groups: Mapping[tuple[str, int], Sequence[RunScores]
                 f"its meta-consistency MC {score.mc:.2f} is below {THRESHOLD} (MetaQuantus; "
                 f"noise would get {score.noise_level:.2f})"
             )
+
+
+def _meta_draws(
+    per_seed: Sequence[Sequence[Mapping[str, np.ndarray]]], space: str, score: str
+) -> list[tuple[Draw, Draw]]:
+    """The (resilience, adversary) draws of ``space`` for ``score``: per seed (its analyzers'
+    per-image arrays, in the same order every time), per perturbation k."""
+    from src.scores import meta as kept
+
+    resilience, adversary = (t.name for t in kept.TESTS if t.space == space)
+    pairs = []
+    for runs in per_seed:
+        name = kept.unperturbed_key(score)
+        count = min(len(run[name]) for run in runs)
+        star = np.array([run[name][:count] for run in runs])
+
+        def draw(test: str, k: int, runs=runs, count=count, star=star) -> Draw:
+            perturbed = [_values(run, kept.key(test, k, score), count) for run in runs]
+            counted = runs[0][kept.key(test, k, kept.KEPT)][:count].astype(bool)
+            return Draw(star, np.array(perturbed), counted)
+
+        draws = min(_draws(run, resilience) for run in runs)
+        pairs += [(draw(resilience, k), draw(adversary, k)) for k in range(draws)]
+    return pairs
 
 
 def _values(per_image: Mapping[str, np.ndarray], name: str, count: int) -> np.ndarray:
