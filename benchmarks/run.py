@@ -245,8 +245,8 @@ class Bench:
         reference commit (``SCORING_BASELINE``, from git), whose cost the
         new default scores are held to (at most 2x)."""
         command = [sys.executable, "-m", "benchmarks.scoring", f"--data={self.data}"]
-        if self.quick:
-            command += ["--n-images=50", "--analyzers=gradient,smoothgrad"]
+        if self.quick:  # and the meta-evaluation on 20 of them, one perturbation per test
+            command += ["--n-images=50", "--analyzers=gradient,smoothgrad", "--quick-meta"]
         child = run_child(command, cwd=PROJECT_ROOT)
         out = json.loads(child.stdout.strip().splitlines()[-1])
         result = {"n_images": out.pop("n_images"), "analyzers": out, "baseline": None}
@@ -254,7 +254,8 @@ class Bench:
         if checkout is None:
             return result
         baseline = run_child(
-            [sys.executable, str(PROJECT_ROOT / "benchmarks" / "scoring.py"), *command[3:]]
+            [sys.executable, str(PROJECT_ROOT / "benchmarks" / "scoring.py")]
+            + [arg for arg in command[3:] if arg != "--quick-meta"]
             + ["--sets=default"],
             cwd=checkout,
             env={"PYTHONPATH": str(checkout)},

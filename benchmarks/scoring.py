@@ -47,8 +47,15 @@ def main() -> None:
         default=",".join(SETS),
         help="which score sets; 'default' alone for an older checkout's own default scores",
     )
+    parser.add_argument(
+        "--quick-meta",
+        action="store_true",
+        help="the meta-evaluation on 20 images with one perturbation per test (a smoke test)",
+    )
     args = parser.parse_args()
     sets = {name: SETS[name] for name in args.sets.split(",")}
+    if args.quick_meta and "meta" in sets:
+        sets["meta"] += ("evaluate.meta.n_images=20", "evaluate.meta.perturbations=1")
 
     common = (f"evaluate.n_images={args.n_images}", f"train.epochs={args.epochs}")
     cfg = config(args.data, *common)
