@@ -164,7 +164,7 @@ def _headline(result: Answer) -> str:
             "No analyzer earned trust here: none beats every baseline on any of "
             f"{', '.join(result.counted)}."
         )
-    names = " and ".join(result.trusted)
+    names = _listed(result.trusted)
     first = result.trusted[0]
     evidence = result.evidence[first]
     best = [c for c in result.best.get(first, []) if c in evidence]
@@ -176,6 +176,11 @@ def _headline(result: Answer) -> str:
     if len(result.trusted) == 1 and best:
         text += f", and is best or tied best on {', '.join(best)}"
     return text + "."
+
+
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _limits(
