@@ -448,12 +448,13 @@ def parent_metrics(verdict: Verdict) -> dict[str, float]:
     """``<score>/<row>`` (the mean over seeds) and ``<score>_std/<row>``, so MLflow's chart
     view, which groups metrics by what comes before the ``/``, shows one section per score
     with the analyzers side by side. Each row's name is valid, fits beside the longest score's
-    name, and is its own, whatever the values the sweep varied."""
+    name, and is its own, whatever the values the sweep varied. With a meta-evaluation,
+    ``meta_mc/<score>``: each criterion's MC."""
     scores = {score for _, _, score in verdict.cells}
     room = names.MAX_KEY - max((len(f"{score}_std/") for score in scores), default=0)
     taken: set[str] = set()
     rows = {row: metric_name(verdict.name(*row), taken, room) for row in verdict.rows}
-    metrics = {}
+    metrics = {f"meta_mc/{score}": result.mc for score, result in verdict.meta.items()}
     for (label, epochs, score), cell in verdict.cells.items():
         row = rows[label, epochs]
         metrics[f"{score}/{row}"] = cell.mean

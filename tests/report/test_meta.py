@@ -17,7 +17,7 @@ from src.report.meta import (
     meta_consistency,
 )
 from src.report.verdict import Criterion, RunScores, build_verdict
-from src.report.verdict_text import judgement_text, markdown
+from src.report.verdict_text import judgement_text, markdown, parent_metrics
 from src.scores import meta as kept
 
 Q = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
@@ -157,6 +157,7 @@ def test_the_verdict_marks_an_unreliable_criterion_and_the_answer_sets_it_aside(
     assert said.counted == [] and any("unreliable on this model" in s for s in said.set_aside)
     assert "meta-evaluation of the criteria" in judgement_text(verdict)
     assert "## Meta-evaluation of the criteria on this model" in markdown(verdict, "t")
+    assert parent_metrics(verdict)["meta_mc/aopc"] == result.mc  # charted on the parent run
 
     # The same runs with a criterion that holds under minor and reacts to disruptive
     # perturbations: reliable, counted, and the answer trusts the analyzer beating the baseline.
