@@ -23,13 +23,19 @@ kept as ``control.<control>.<metric>``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from src.scores.registry import Context, Evaluation, Explain, Score, run_scores
+from src.scores.registry import (
+    Context,
+    Evaluation,
+    Explain,
+    Score,
+    criterion_values,
+    run_scores,
+)
 
 PREFIX = "control"
 RANDOMISED = "randomised"  # how the randomisation cascade's explain calls start (randomisation.py)
@@ -66,9 +72,7 @@ def controlled(context: Context, name: str, settings: Any) -> Context:
         changes = {"explain": _blank_when_randomised(context.explain)}
     else:
         raise ValueError(f"no control {name!r}; the controls: {', '.join(CONTROLS)}")
-    result = dataclasses.replace(context, **changes)
-    result.logit_model = context.logit_model  # built once: each build adds to the graph
-    return result
+    return context.replaced(**changes)
 
 
 CONTROLS = ("inverted", "blurred", "blank_like")
@@ -98,8 +102,6 @@ def score_controls(
             continue
         log(f"control {name}: {', '.join(scores)}")
         evaluation = run_scores(scores, enabled, cfg, controlled(context, name, cfg.controls), log)
-        for score in scores.values():
-            for metric in score.metrics:
-                if metric.criterion and metric.name in evaluation.per_image:
-                    result.per_image[key(name, metric.name)] = evaluation.per_image[metric.name]
+        for metric, values in criterion_values(scores, evaluation).items():
+            result.per_image[key(name, metric)] = values
         result.seconds[f"control_{name}"] = sum(evaluation.seconds.values())

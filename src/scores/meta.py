@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from src.common.progress import quiet_bars
-from src.scores.registry import Context, Evaluation, Score, run_scores
+from src.scores.registry import Context, Evaluation, Score, criterion_values, run_scores
 
 PREFIX = "meta"
 UNPERTURBED = "unperturbed"
@@ -127,8 +127,7 @@ def _quietly() -> Iterator[None]:
 def _subset(context: Context, count: int) -> Context:
     """The context cut to its first ``count`` images, nothing kept with the model (the
     perturbed models are not the model)."""
-    cut = dataclasses.replace(
-        context,
+    return context.replaced(
         images=context.images[:count],
         labels=context.labels[:count],
         classes=context.classes[:count],
@@ -137,19 +136,14 @@ def _subset(context: Context, count: int) -> Context:
         masks=None if context.masks is None else context.masks[:count],
         model_only=None,
     )
-    cut.logit_model = context.logit_model  # built once: each build adds to the graph
-    return cut
 
 
 def _on_images(context: Context, images: np.ndarray, what: str) -> Context:
-    changed = dataclasses.replace(
-        context,
+    return context.replaced(
         images=images,
         logits=context.predict_logits(images),
         heatmaps=context.explain(images, context.classes, what),
     )
-    changed.logit_model = context.logit_model
-    return changed
 
 
 def _on_model(context: Context, what: str) -> Context:
@@ -214,10 +208,8 @@ def score_meta(
     draws = int(meta.perturbations)
 
     def keep(evaluation: Evaluation, name: Callable[[str], str]) -> None:
-        for score in scores.values():
-            for metric in score.metrics:
-                if metric.criterion and metric.name in evaluation.per_image:
-                    result.per_image[name(metric.name)] = evaluation.per_image[metric.name]
+        for metric, values in criterion_values(scores, evaluation).items():
+            result.per_image[name(metric)] = values
 
     log(
         f"meta-evaluation: {', '.join(scores)} on {len(base.images)} images, "

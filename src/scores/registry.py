@@ -15,6 +15,7 @@ never imports the scores, so there is no cycle).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -160,6 +161,14 @@ class Context:
 
         return explainable(self.model)
 
+    def replaced(self, **changes: Any) -> Context:
+        """A copy with ``changes`` (other maps, images, explainer), sharing the logit model
+        already built (each build adds to the graph)."""
+        copy = dataclasses.replace(self, **changes)
+        if "logit_model" in self.__dict__:
+            copy.logit_model = self.logit_model
+        return copy
+
     def predict_logits(self, images: np.ndarray) -> np.ndarray:
         return self.logit_model.predict(
             images, batch_size=max(self.cfg.batch_size, 1000), verbose=0
@@ -273,6 +282,16 @@ def criteria(registry: Mapping[str, Score]) -> list[Metric]:
 
 def curves(registry: Mapping[str, Score]) -> list[Curve]:
     return [curve for score in registry.values() for curve in score.curves]
+
+
+def criterion_values(scores: Mapping[str, Score], evaluation: Evaluation) -> dict[str, np.ndarray]:
+    """The per-image values ``evaluation`` recorded of the criteria of ``scores``."""
+    return {
+        metric.name: evaluation.per_image[metric.name]
+        for score in scores.values()
+        for metric in score.metrics
+        if metric.criterion and metric.name in evaluation.per_image
+    }
 
 
 def run_scores(
