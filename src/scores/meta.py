@@ -113,7 +113,7 @@ def perturbed_weights(model, std: float, generator: np.random.Generator) -> Iter
 @contextlib.contextmanager
 def _quietly() -> Iterator[None]:
     """The scores' own lines and bars left out: the meta-evaluation says its progress in one
-    line per perturbation instead of a screenful each."""
+    line per test instead of a screenful per perturbation."""
     logger = logging.getLogger("src.scores")
     level = logger.level
     logger.setLevel(logging.WARNING)
