@@ -39,7 +39,14 @@ from src.models.training import (
 from src.models.zoo import Pretrained
 from src.report.evaluation import headline_scores, log_evaluation
 from src.report.outcome import Shown, log_outcome
-from src.scores.configured import evaluate_model, evaluation_enabled, model_only, shortcut_reliance
+from src.scores.configured import (
+    evaluate_model,
+    evaluation_enabled,
+    model_only,
+    retrained,
+    retraining,
+    shortcut_reliance,
+)
 from src.tracking import records
 from src.tracking.lifecycle import tracked_run
 from src.tracking.store import prepare, resolve_store
@@ -211,6 +218,15 @@ def _run_in_store(
         log.info("explaining the model of %s (no training)", pretrained.source)
     else:
         training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
+    if retraining(cfg):  # experiment=roar: the run's model orders the pixels; fresh ones score
+        accuracies = retrained(cfg, data, model, cache_key, run_id)
+        records.log_metrics(accuracies)
+        records.log_metrics(memory_mb())
+        headline = (
+            f" · {cfg.roar.fraction:g}% removed: retrained accuracy "
+            f"{accuracies['roar_accuracy']:.4f}, kept: {accuracies['kar_accuracy']:.4f}"
+        )
+        return training, headline
     explained = explain_model(cfg, data, model)
     show = shown(cfg, name)
     log_outcome(show, data, training, explained, model_only(cfg, cache_key))

@@ -18,7 +18,7 @@ from src.common import signals, sweep_context
 from src.common.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
 from src.common.outcome import JobOutcome
 from src.common.redact import redact
-from src.config.cli import preflight, register_resolvers, with_baselines
+from src.config.cli import preflight, register_resolvers, with_baselines, with_roar_fractions
 from src.sweep.parent import finish_sweeps
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def main() -> None:
     register_resolvers()
     try:
         sys.argv[1:], added = with_baselines(sys.argv[1:])
+        sys.argv[1:], fractions = with_roar_fractions(sys.argv[1:])
         preflight(sys.argv[1:])
     except UserError as error:
         print(f"error: {redact(str(error))}", file=sys.stderr)
@@ -90,6 +91,12 @@ def main() -> None:
         print(
             f"[{datetime.now():%H:%M:%S}] sweep: with the baselines {', '.join(added)}, on the "
             "same models (compare.baselines; compare.baselines=[] leaves them out)",
+            file=sys.stderr,
+        )
+    if fractions:
+        print(
+            f"[{datetime.now():%H:%M:%S}] sweep: remove-and-retrain at {', '.join(fractions)}% "
+            "of the pixels (roar.fractions; 0 is the model as trained, scored as usual)",
             file=sys.stderr,
         )
     signals.install()  # for the process's life, so a signal never cuts a store write halfway

@@ -52,6 +52,9 @@ ROLES: dict[str, Role] = {
     "experiment": Role.TRAINING,  # a bundle of overrides: it may change anything
     "report": Role.RECORDS,
     "compare": Role.RECORDS,  # which jobs a sweep adds, never a job's numbers
+    "roar": Role.EXPLANATION,  # retrains a model of its own; the run's model is the same
+    "roar.fractions": Role.RECORDS,  # which jobs a sweep adds
+    "roar.sweep": Role.RECORDS,
     "tracking": Role.RECORDS,
     "paths": Role.RECORDS,
     "hydra": Role.RECORDS,

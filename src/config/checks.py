@@ -36,6 +36,37 @@ def _one_of(cfg: DictConfig, key: str, choices: Iterable[str]) -> None:
         raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
 
 
+TRAINED_ELSEWHERE = ("src.model.load_keras_file", "src.model.load_run_model")
+
+
+def _share(value: object) -> bool:
+    """A percentage of pixels a retraining can remove: a number in [0, 100)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < 100
+
+
+def validate_roar(cfg: DictConfig) -> None:
+    """``roar.fraction`` and ``roar.fractions``: percentages in [0, 100); a retraining needs a
+    model the project builds, as it trains a fresh one of the same kind."""
+    roar = cfg.get("roar")
+    if roar is None:
+        return
+    fraction = roar.get("fraction", 0)
+    if not _share(fraction):
+        raise UserError(
+            f"roar.fraction must be a percentage of pixels in [0, 100), got {fraction!r}"
+        )
+    fractions = roar.get("fractions", [])
+    if not OmegaConf.is_list(fractions) or not all(_share(f) and f > 0 for f in fractions):
+        given = OmegaConf.to_container(fractions) if OmegaConf.is_config(fractions) else fractions
+        raise UserError(f"roar.fractions must be a list of percentages in (0, 100), got {given!r}")
+    if fraction > 0 and cfg.model.get("_target_") in TRAINED_ELSEWHERE:
+        raise UserError(
+            f"roar.fraction={fraction}: remove-and-retrain trains a fresh model of the same "
+            "kind, which a model trained elsewhere (model=keras_file, model=run) is not; choose "
+            "a model the project builds: model=cnn, lenet, mlp or resnet"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`UserError` for the first invalid value in a composed run config."""
     validate_dataset(cfg)
@@ -59,6 +90,7 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "evaluate.n_images")
     _positive_int(cfg, "evaluate.batch_size")
     validate_scores(cfg)
+    validate_roar(cfg)
     if cfg.dataset.get("_target_") in BUILT_IN_28X28:
         names = cfg.dataset.get("class_names")
         validate_for_images(

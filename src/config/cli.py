@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from src.common import internals, sweep_context
 from src.common.errors import UserError
@@ -177,16 +177,10 @@ def with_baselines(argv: list[str]) -> tuple[list[str], list[str]]:
     comparison is read against maps that ignore the model. Anything else is returned as it
     is. The baselines are read from the config the command line composes (an experiment may set
     them); one that is not a baseline is a UserError."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args, _ = internals.hydra_flags_parser().parse_known_args(argv)
-    if not args.multirun or args.config_path or args.config_dir:
+    swept = _swept_overrides(argv)
+    if swept is None:
         return argv, []
-    candidates = [arg for arg in args.overrides if "=" in arg]
-    try:
-        parsed = OverridesParser.create().parse_overrides(candidates)
-    except Exception:  # noqa: BLE001 - malformed overrides are preflight's to report
-        return argv, []
+    candidates, parsed, config_name = swept
     last = [
         (arg, override)
         for arg, override in zip(candidates, parsed, strict=True)
@@ -199,27 +193,71 @@ def with_baselines(argv: list[str]) -> tuple[list[str], list[str]]:
         analyzers = list(override.sweep_string_iterator())
     except Exception:  # noqa: BLE001 - a sweep preflight cannot read either: it says so
         return argv, []
-    fixed = [  # what can set compare.baselines: not a sweep, not Hydra's own settings
-        arg
-        for arg, override in zip(candidates, parsed, strict=True)
-        if not override.is_sweep_override() and not arg.lstrip("+~").startswith("hydra")
-    ]
-    added = [name for name in _baselines(fixed, args.config_name) if name not in analyzers]
+    cfg = _composed(_fixed(candidates, parsed), config_name)
+    added = [name for name in _baselines(cfg) if name not in analyzers]
     if not added:
         return argv, []
     index = len(argv) - 1 - argv[::-1].index(arg)
     return [*argv[:index], f"analyzer={','.join(analyzers + added)}", *argv[index + 1 :]], added
 
 
-def _baselines(overrides: list[str], config_name: str | None) -> list[str]:
-    """``compare.baselines`` of the config composed with ``overrides``, each checked."""
+def with_roar_fractions(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A sweep whose config sets ``roar.sweep`` (experiment=roar) and that does not set
+    ``roar.fraction`` itself, with ``roar.fraction=0,<roar.fractions>`` added, and the fractions
+    added: each (analyzer, fraction, seed) is a job. Anything else is returned as it is."""
+    swept = _swept_overrides(argv)
+    if swept is None:
+        return argv, []
+    candidates, parsed, config_name = swept
+    if any(override.get_key_element() == "roar.fraction" for override in parsed):
+        return argv, []
+    cfg = _composed(_fixed(candidates, parsed), config_name)
+    if cfg is None or not OmegaConf.select(cfg, "roar.sweep", default=False):
+        return argv, []
+    fractions = ["0", *(f"{value:g}" for value in OmegaConf.select(cfg, "roar.fractions"))]
+    return [*argv, f"roar.fraction={','.join(fractions)}"], fractions
+
+
+def _swept_overrides(argv: list[str]):
+    """A sweep's ``key=value`` arguments, parsed, and its config's name; None for anything but
+    a sweep of the project's config, or overrides that do not parse (preflight reports them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args, _ = internals.hydra_flags_parser().parse_known_args(argv)
+    if not args.multirun or args.config_path or args.config_dir:
+        return None
+    candidates = [arg for arg in args.overrides if "=" in arg]
+    try:
+        parsed = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # noqa: BLE001 - malformed overrides are preflight's to report
+        return None
+    return candidates, parsed, args.config_name
+
+
+def _fixed(candidates: list[str], parsed: list) -> list[str]:
+    """What can set the sweep's settings: not a sweep, not Hydra's own settings."""
+    return [
+        arg
+        for arg, override in zip(candidates, parsed, strict=True)
+        if not override.is_sweep_override() and not arg.lstrip("+~").startswith("hydra")
+    ]
+
+
+def _composed(overrides: list[str], config_name: str | None) -> DictConfig | None:
+    """The config composed with ``overrides``; None if it does not compose (preflight says why)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         try:
-            cfg = compose(config_name or "config", overrides=overrides)
+            return compose(config_name or "config", overrides=overrides)
         except Exception:  # noqa: BLE001 - preflight reports a config that does not compose
-            return []
+            return None
+
+
+def _baselines(cfg: DictConfig | None) -> list[str]:
+    """``compare.baselines`` of ``cfg``, each checked."""
+    if cfg is None:
+        return []
     names = [str(name) for name in OmegaConf.select(cfg, "compare.baselines", default=[]) or []]
     choices = [
         option

@@ -11,9 +11,18 @@ analyzer config names any of them the same way and the pipeline has no per-analy
   of a batch gets the same noise at every call, so a map is a function of the weights and the
   image, and the randomisation cascade and robustness compare maps under the same noise
   (common random numbers) rather than under fresh noise.
+- ``vargrad``: VarGrad (Adebayo et al. 2018; Hooker et al. 2019): the variance of the gradient
+  over the same noisy copies, where SmoothGrad takes the mean; the project's SmoothGrad with a
+  variance in place of iNNvestigate's mean reduction, since iNNvestigate has no VarGrad.
+  SmoothGrad-Squared needs no code: it is ``smoothgrad`` with ``postprocess: square``
+  (iNNvestigate's gradient squared before the mean; ``conf/analyzer/smoothgrad_squared.yaml``).
 - ``baseline.noise``, ``baseline.input``, ``baseline.edge``: maps that explain nothing about
   the model, which every score is read against: a freshly drawn Gaussian noise map, the image
   itself, and the Sobel edge magnitude of the image. They never look at the model.
+- ``baseline.blurred_noise``: Gaussian noise blurred over rows and columns: a random ranking
+  with the grain of a smooth map. Removing its top pixels removes random contiguous blobs, so
+  remove-and-retrain (:mod:`src.scores.roar`) can tell what an analyzer gains by its content
+  from what any smooth map gains by its blobs (Song et al. on the pitfalls of ROAR).
 
 Baselines are written here because no library ships them as analyzers (iNNvestigate's
 ``random`` is the input plus noise, not noise).
@@ -60,6 +69,21 @@ class NoiseBaseline(Baseline):
         return self.generator.standard_normal(images.shape)
 
 
+class BlurredNoiseBaseline(NoiseBaseline):
+    """:class:`NoiseBaseline`'s noise Gaussian-blurred (``sigma`` pixels, scipy) over rows and
+    columns of each image, not across images or channels."""
+
+    def __init__(self, model: Any = None, seed: int = 0, sigma: float = 2.0, **kwargs: Any):
+        super().__init__(model, seed, **kwargs)
+        self.sigma = float(sigma)
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        sigma = (0, self.sigma, self.sigma) + (0,) * (images.ndim - 3)
+        return ndimage.gaussian_filter(super().maps(images), sigma=sigma, mode="nearest")
+
+
 class InputBaseline(Baseline):
     """The image itself as its own 'explanation'."""
 
@@ -85,7 +109,7 @@ class EdgeBaseline(Baseline):
 
 
 @functools.cache
-def _smoothgrad_class() -> type:
+def _smoothgrad_class() -> tuple[type, type]:
     """Made on first use: its base classes come with iNNvestigate, which imports TensorFlow."""
     tf = tensorflow()
     from innvestigate import layers as ilayers
@@ -123,17 +147,37 @@ def _smoothgrad_class() -> type:
             reshape = ilayers.AugmentationToBatchAxis(self._augment_by_n)
             return [reshape(add_noise(repeat(X))) for X in (Xs if isinstance(Xs, list) else [Xs])]
 
-    return SmoothGrad
+    class ReduceVariance(tf.keras.layers.Layer):
+        """The variance over the augmentation axis (1), where iNNvestigate reduces by the mean."""
+
+        def call(self, inputs, *_args, **_kwargs):
+            return tf.math.reduce_variance(inputs, axis=1, keepdims=False)
+
+    class VarGrad(SmoothGrad):
+        """The variance of the gradient over SmoothGrad's noisy copies (see the module
+        docstring)."""
+
+        def _reduce(self, Xs):
+            reshape = ilayers.AugmentationFromBatchAxis(self._augment_by_n)  # (batch, n, ...)
+            return [ReduceVariance()(reshape(X)) for X in (Xs if isinstance(Xs, list) else [Xs])]
+
+    return SmoothGrad, VarGrad
 
 
 def _smoothgrad(model: Any, **params: Any) -> Any:
-    return _smoothgrad_class()(model, **params)
+    return _smoothgrad_class()[0](model, **params)
+
+
+def _vargrad(model: Any, **params: Any) -> Any:
+    return _smoothgrad_class()[1](model, **params)
 
 
 # method name -> constructor(model, **params), looked up before iNNvestigate's own names.
 PROJECT_ANALYZERS: dict[str, Callable[..., Any]] = {
     "smoothgrad": _smoothgrad,
+    "vargrad": _vargrad,
     "baseline.noise": NoiseBaseline,
+    "baseline.blurred_noise": BlurredNoiseBaseline,
     "baseline.input": InputBaseline,
     "baseline.edge": EdgeBaseline,
 }

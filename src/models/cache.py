@@ -181,9 +181,11 @@ class ModelCache:
                     log.info("removed %s, left half-written by a killed process", staging)
 
     @contextlib.contextmanager
-    def claim(self, key: str, holder: str = "") -> Iterator[None]:
+    def claim(
+        self, key: str, holder: str = "", work: str = "train the model this run reuses"
+    ) -> Iterator[None]:
         """Hold the entry ``key`` exclusively: others needing it wait until it is trained, and
-        say whom they wait for (``holder``: the run that trains it)."""
+        say whom they wait for (``holder``: the run that trains it) and for what (``work``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.folder / f"{key}.lock")
         note = self.folder / f"{key}.holder"
@@ -197,8 +199,9 @@ class ModelCache:
                     holder_now = note.read_text().strip()
                 waited = (time.monotonic() - started) / 60
                 log.info(
-                    "waiting for %s to train the model this run reuses%s",
+                    "waiting for %s to %s%s",
                     holder_now or "another job",
+                    work,
                     f" ({waited:.0f} min so far)" if waited >= 1 else "",
                 )
                 try:

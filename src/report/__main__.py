@@ -18,6 +18,7 @@ from src.common.redact import redact
 from src.config.cli import register_resolvers
 from src.report.page import build_report, log_report
 from src.report.queries import latest_parent, readable
+from src.report.roar import text as roar_text
 from src.report.verdict_text import judgement_text, terminal_table
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"\n{report.answer.text()}")
     if report.verdict is not None:
         print(f"\n{terminal_table(report.verdict)}{judgement_text(report.verdict)}")
+    if report.retraining is not None:
+        print(f"\n{roar_text(report.retraining)}")
     log.info(
         "comparison of sweep %s written to %s and logged on its parent run",
         parent.info.run_id,

@@ -39,6 +39,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from src.common.redact import redact
+from src.report import roar
 from src.report.answer import Answer, answer
 from src.report.figures import figure_png
 from src.report.html import (
@@ -85,6 +86,7 @@ class Report:
     missing: list[str]  # the jobs without a finished run, with their status
     verdict: Verdict | None = None  # None if no finished job was scored
     answer: Answer | None = None  # read off the verdict
+    retraining: roar.RoarVerdict | None = None  # experiment=roar: the retrained models' table
 
 
 def build_report(
@@ -94,7 +96,8 @@ def build_report(
     heatmap grid draws the first ``grid_images`` explained images."""
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)
-    jobs = collect(client, runs)
+    retrained = [run for run in runs if float(run.data.params.get("roar.fraction", 0)) > 0]
+    jobs = collect(client, [run for run in runs if run not in retrained])
     missing = missing_jobs(expected_jobs(client, parent), runs)
     (folder / "missing.txt").write_text(redact("".join(f"{line}\n" for line in missing)))
     title = parent.info.run_name or parent.info.run_id
@@ -120,6 +123,19 @@ def build_report(
 
     longest = max(job.epochs for job in jobs)
     first_seed = min(job.seed for job in jobs if job.epochs == longest)
+    retraining = retrained_verdict(retrained, jobs, longest)
+    if retraining is not None:
+        (folder / "roar.md").write_text(redact(roar.markdown(retraining, title)), encoding="utf-8")
+        page["roar"] = {
+            "lines": [
+                line
+                for mode in ("roar", "kar")
+                for line in [*roar.table_lines(retraining, mode), ""]
+            ],
+            "caption": roar.caption(retraining),
+            "findings": retraining.findings,
+            "agreement": roar.agreement_lines(retraining),
+        }
     page["subtitle"] = _subtitle(jobs, missing, table)
     page["grid"] = _grid_image(folder, jobs, verdict, longest, first_seed, grid_images)
     per_step = _charts(client, folder, table, jobs, longest)
@@ -131,7 +147,7 @@ def build_report(
     first = min(jobs, key=lambda job: job.run.info.run_name or "").run
     page["config"], page["config_run"] = job_config(client, first), first.info.run_name
     write_page(folder / "report.html", render_report(**page))
-    return Report(table, runs, missing, verdict, said)
+    return Report(table, runs, missing, verdict, said, retraining)
 
 
 def _empty_page(
@@ -156,6 +172,7 @@ def _empty_page(
         ],
         "config": "",
         "config_run": "",
+        "roar": None,
     }
 
 
@@ -240,6 +257,32 @@ def write_page(path: Path, text: str) -> None:
     path.write_text(redact(text), encoding="utf-8")
 
 
+def retrained_verdict(runs: list[Run], jobs: list[Job], epochs: int) -> roar.RoarVerdict | None:
+    """The remove-and-retrain table of a sweep's retraining ``runs`` (experiment=roar), its
+    curves starting at the trained models' accuracy and its proxies read off the ordinary
+    ``jobs`` of ``epochs`` epochs; None without such runs."""
+    if not runs:
+        return None
+    trained = [job for job in jobs if job.epochs == epochs]
+    base = {
+        job.seed: job.run.data.metrics["test_accuracy"]
+        for job in trained
+        if "test_accuracy" in job.run.data.metrics
+    }
+    proxies: dict[str, dict[str, float]] = {}
+    for job in trained:
+        name = job.run.data.params.get("analyzer.name", job.analyzer)
+        for metric, _ in roar.PROXIES:
+            if metric in job.run.data.metrics:
+                proxies.setdefault(name, {}).setdefault(metric, []).append(
+                    job.run.data.metrics[metric]
+                )
+    means = {
+        name: {m: float(np.mean(v)) for m, v in values.items()} for name, values in proxies.items()
+    }
+    return roar.roar_verdict(roar.points(runs, base), means)
+
+
 def sweep_verdict(jobs: list[Job]) -> Verdict | None:
     scored = [
         RunScores(
@@ -264,14 +307,14 @@ def sweep_verdict(jobs: list[Job]) -> Verdict | None:
 
 def log_verdict(client: MlflowClient, parent_run_id: str, verdict: Verdict) -> None:
     """The verdict's means and stds as the parent's metrics, so MLflow charts compare rows."""
+    _log_metrics(client, parent_run_id, parent_metrics(verdict))
+
+
+def _log_metrics(client: MlflowClient, parent_run_id: str, values: dict[str, float]) -> None:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [
-        Metric(key, value, now, 0)
-        for key, value in parent_metrics(verdict).items()
-        if np.isfinite(value)
-    ]
+    metrics = [Metric(key, value, now, 0) for key, value in values.items() if np.isfinite(value)]
     for start in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(parent_run_id, metrics=metrics[start : start + 1000])
 
@@ -280,6 +323,8 @@ def log_report(client: MlflowClient, parent_run_id: str, folder: Path, report: R
     client.log_artifacts(parent_run_id, str(folder), "comparison")
     if report.verdict is not None:
         log_verdict(client, parent_run_id, report.verdict)
+    if report.retraining is not None:
+        _log_metrics(client, parent_run_id, roar.parent_metrics(report.retraining))
     log_parent_datasets(client, parent_run_id, report.runs)
 
 

@@ -5,20 +5,27 @@ for a planted shortcut, how much the model relies on it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from src.common.tf_runtime import intra_op_threads
 from src.data import Dataset
 from src.explain.configured import analysis_batch, analyzer_for
 from src.explain.heatmaps import (
     Explainer,
 )
-from src.models.cache import ModelCache
-from src.scores.registry import ModelOnly
+from src.models.cache import ModelCache, fingerprint
+from src.models.configured import build_network, train_model
+from src.models.training import TrainingResult, test_only, weights_image
+from src.scores import roar
+from src.scores.registry import ROAR_TIES, ModelOnly, generator
 
 if TYPE_CHECKING:
     from src.scores import Evaluation
@@ -97,3 +104,103 @@ def shortcut_reliance(
         "shortcut_accuracy_moved": float(np.mean(on_moved == labels)),
         "shortcut_follows_marker": float(np.mean(on_moved == other)),
     }
+
+
+def retraining(cfg: DictConfig) -> bool:
+    """Whether the run removes pixels and retrains (``roar.fraction`` > 0, experiment=roar)."""
+    return float(cfg.get("roar", {}).get("fraction", 0)) > 0
+
+
+def retrained(cfg: DictConfig, data: Dataset, model, cache_key: str, run_id: str) -> dict:
+    """Remove-and-retrain and keep-and-retrain at ``roar.fraction`` percent
+    (:mod:`src.scores.roar`): the training and test images ordered by this run's analyzer on
+    ``model`` (kept with the model's cache entry for the run's other fractions), degraded, and
+    a fresh model trained on each with the run's seed and settings, or taken from the model
+    cache if a run trained it on the same degraded data. Returns ``roar_accuracy``,
+    ``kar_accuracy`` and their trainings' seconds. ``model`` is not usable afterwards: each
+    fresh model is built in a fresh graph."""
+    fraction = float(cfg.roar.fraction)
+    order = _pixel_order(cfg, data, model, cache_key)
+    count = len(data.train_images)
+    fill = roar.channel_means(data.train_images)
+    cache = ModelCache(cfg.train.cache_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    results: dict[str, float] = {}
+    for mode in roar.MODES:
+        images = [
+            roar.degraded(original, roar.removed(part, fraction, mode), fill)
+            for original, part in (
+                (data.train_images, order[:count]),
+                (data.test_images, order[count:]),
+            )
+        ]
+        degraded = replace(
+            data,
+            train_images=images[0],
+            test_images=images[1],
+            checksum=roar.digest(data.train_labels, data.test_labels, *images),
+        )
+        key = f"{fingerprint(resolved, degraded.checksum, intra_op_threads())}-retrained"
+        log.info("%s: %g%% of the pixels removed, a fresh model trained", mode.upper(), fraction)
+        training = _retrain(cfg, degraded, cache, key, run_id)
+        results[f"{mode}_accuracy"] = training.test_accuracy
+        results[f"{mode}_train_time_s"] = training.train_time_s
+    return results
+
+
+def _retrain(
+    cfg: DictConfig, data: Dataset, cache: ModelCache, key: str, run_id: str
+) -> TrainingResult:
+    """A fresh model of the run's config trained on ``data``, or its cached weights tested on
+    ``data``'s test images (its training time then 0)."""
+    epochs = int(cfg.train.epochs)
+    fresh, _ = build_network(cfg, data.input_shape, data.num_classes)
+    with cache.claim(key, holder=f"run {run_id}", work="train the retrained model this run needs"):
+        cached = cache.load(key, epochs) if cfg.train.reuse else None
+        if cached is not None:
+            try:
+                fresh.load_weights(str(cached.weights))
+            except Exception as error:  # noqa: BLE001 - h5py/Keras raise many kinds
+                log.warning("warning: cached model %s cannot be loaded (%s)", cached.weights, error)
+            else:
+                log.info(
+                    "the retrained model from the model cache (trained by run %s)",
+                    cached.trained_by_run,
+                )
+                tested = test_only(fresh, data.test_images, data.test_labels, cfg.train.batch_size)
+                return replace(tested, train_time_s=0.0)
+        training = train_model(cfg, data, fresh)
+        cache.store(key, epochs, weights_image(fresh), training, run_id)
+        return training
+
+
+def _pixel_order(cfg: DictConfig, data: Dataset, model, cache_key: str) -> np.ndarray:
+    """Each training and test image's pixels, most relevant first by the run's analyzer
+    (:func:`src.scores.roar.pixel_order`; ties broken by the seed's stream ``ROAR_TIES``),
+    training images first. Kept with the model's cache entry: the jobs of the run's other
+    fractions read it (one of them computes it, the others wait)."""
+    images = np.concatenate([data.train_images, data.test_images])
+    labels = np.concatenate([data.train_labels, data.test_labels])
+    spec = {
+        "analyzer": OmegaConf.to_container(cfg.analyzer, resolve=True),
+        "images": [len(data.train_images), len(data.test_images)],
+        "seed": int(cfg.seed),
+    }
+    name = f"roar order: {json.dumps(spec, sort_keys=True)}"
+
+    def compute() -> np.ndarray:
+        explainer = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
+        heatmaps = explainer.explain(
+            images, labels, analysis_batch(cfg, cfg.evaluate.batch_size), "explaining for ROAR"
+        ).heatmaps
+        ties = generator(int(cfg.seed), ROAR_TIES).random(
+            heatmaps.shape[0:1] + (np.prod(heatmaps.shape[1:3]),)
+        )
+        return roar.pixel_order(heatmaps, ties)
+
+    kept = model_only(cfg, cache_key, say=True)
+    if kept is None:
+        return compute()
+    lock = f"{cache_key}.{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    with ModelCache(cfg.train.cache_dir).claim(lock, work="order the pixels this run removes"):
+        return kept(name, compute)

@@ -37,6 +37,7 @@ NEEDS = {
 PERTURBATION_NOISE, RANDOM_ORDER, LAYER_SEEDS, OFF_CLASSES = 1, 2, 3, 4
 SUBSETS, IMPUTATION_NOISE, SENSITIVITY_NOISE, LIPSCHITZ_NOISE = 5, 6, 8, 9
 TIE_BREAK = 10
+ROAR_TIES = 12  # (11 is the meta-evaluation's: src/scores/meta.py)
 
 # (images, classes, what the progress bar says) -> heatmaps
 Explain = Callable[[np.ndarray, np.ndarray, str], np.ndarray]

@@ -281,6 +281,10 @@ class SweepTracker(Callback):
                 terminal_table(report.verdict),
                 judgement_text(report.verdict),
             )
+        if report.retraining is not None:
+            from src.report.roar import text
+
+            log.info("remove-and-retrain (%s):\n%s", folder / "roar.md", text(report.retraining))
         summary = f"{expected - len(missing)} of {expected} jobs finished"
         log.info(
             "sweep %s · parent run %s · comparison: %s · browse: %s",
