@@ -234,10 +234,11 @@ def _findings(verdict: RoarVerdict) -> list[str]:
             f"the gain above 0); {_names(not_beat) or 'none'} did not"
         )
     if verdict.blurred is not None:
-        blobs = [
+        blobs = [  # of those that beat the random ranking
             row.analyzer
             for row in verdict.rows
-            if not row.baseline
+            if judged.get(row.analyzer)
+            and not row.baseline
             and row.over_blurred["roar"] is not None
             and not row.over_blurred["roar"].above_zero
         ]
@@ -330,7 +331,7 @@ def text(verdict: RoarVerdict) -> str:
     proxies' agreement."""
     lines = ["remove-and-retrain:"]
     for mode in roar.MODES:
-        lines += ["  " + line for line in table_lines(verdict, mode)]
+        lines += ["  " + line for line in table_lines(verdict, mode)] + [""]
     lines += [f"  {finding}" for finding in verdict.findings]
     lines += [f"  {line}" for line in agreement_lines(verdict)]
     return "\n".join(lines)

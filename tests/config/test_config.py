@@ -31,9 +31,9 @@ def test_the_groups_the_issue_asks_for_exist():
     seed_analyzers = {"deep_taylor", "gradient", "input_t_gradient"}
     others = {"deep_taylor_bounded", "lrp_z", "lrp_epsilon", "lrp_alpha_2_beta_1"}
     others |= {"lrp_sequential_preset_a", "smoothgrad", "integrated_gradients"}
-    others |= {"guided_backprop", "deconvnet", "random"}
+    others |= {"guided_backprop", "deconvnet", "random", "smoothgrad_squared", "vargrad"}
     assert seed_analyzers | others <= set(group_options("analyzer"))
-    assert group_options("experiment") == ["seed_report", "shortcut"]
+    assert group_options("experiment") == ["roar", "seed_report", "shortcut"]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,10 @@ def test_bad_values_fail_with_one_line(compose_config, override, message):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: deconvnet, deep_taylor"),
+        (
+            ["analyzer=nope"],
+            "unknown analyzer 'nope'; choose one of: blurred_noise, deconvnet, deep_taylor",
+        ),
         (
             ["dataset=imagenet"],
             "unknown dataset 'imagenet'; choose one of: cifar10, digits, fashion_mnist, "

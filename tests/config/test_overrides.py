@@ -33,7 +33,7 @@ from src.config.cli import preflight
         ),
         (["--cfg", "job", "train.foo=1"], "unknown key train.foo"),
         (["tracking.experiment_name="], "tracking.experiment_name must be a non-empty name"),
-        (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: deconvnet"),
+        (["analyzer=nope"], "unknown analyzer 'nope'; choose one of: blurred_noise, deconvnet"),
     ],
 )
 def test_preflight_names_the_problem_in_one_line(argv, message):
@@ -269,5 +269,80 @@ def test_a_sweep_over_analyzers_adds_the_baselines_it_does_not_name(argv, expect
 def test_a_baseline_that_is_not_one_is_refused_naming_the_baselines():
     from src.config.cli import with_baselines
 
-    with pytest.raises(UserError, match="'gradient' is not a baseline; choose from: edge, input, "):
+    with pytest.raises(
+        UserError, match="'gradient' is not a baseline; choose from: blurred_noise, edge, input, "
+    ):
         with_baselines(["-m", "analyzer=a,b", "compare.baselines=[gradient]"])
+
+
+# -- the fractions a remove-and-retrain sweep adds ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, added",
+    [
+        (
+            ["-m", "experiment=roar", "analyzer=gradient,vargrad"],
+            ["0", "10", "30", "50", "70", "90"],
+        ),
+        (
+            ["-m", "experiment=roar", "analyzer=gradient", "roar.fractions=[25,50]"],
+            ["0", "25", "50"],
+        ),
+        (["-m", "experiment=roar", "roar.fractions=[12.5]", "seed=0,1"], ["0", "12.5"]),
+    ],
+)
+def test_a_roar_sweep_adds_its_fractions(argv, added):
+    from src.config.cli import with_roar_fractions
+
+    assert with_roar_fractions(argv) == ([*argv, f"roar.fraction={','.join(added)}"], added)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "experiment=roar", "analyzer=gradient,vargrad", "roar.fraction=0,50"],  # its own
+        ["-m", "experiment=roar", "roar.fraction=30"],  # one fraction for every job
+        ["-m", "analyzer=gradient,vargrad"],  # not a roar sweep
+        ["experiment=roar", "analyzer=gradient"],  # a single run: the run as usual
+        ["-m", "experiment=roar", "roar.sweep=false", "seed=0,1"],
+    ],
+)
+def test_a_sweep_that_sets_its_fraction_or_is_no_roar_sweep_is_left_alone(argv):
+    from src.config.cli import with_roar_fractions
+
+    assert with_roar_fractions(argv) == (argv, [])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("roar.fraction=100", "roar.fraction must be a percentage of pixels in [0, 100), got 100"),
+        ("roar.fraction=-5", "roar.fraction must be a percentage of pixels in [0, 100), got -5"),
+        (
+            "roar.fraction=half",
+            "roar.fraction must be a percentage of pixels in [0, 100), got 'half'",
+        ),
+        (
+            "roar.fractions=[0,50]",
+            "roar.fractions must be a list of percentages in (0, 100), got [0, 50]",
+        ),
+        ("roar.fractions=50", "roar.fractions must be a list of percentages in (0, 100), got 50"),
+    ],
+)
+def test_bad_roar_settings_fail_in_one_line(compose_config, override, message):
+    from src.config.checks import validate
+
+    with pytest.raises(UserError) as error:
+        validate(compose_config(override))
+    assert str(error.value) == message
+
+
+def test_remove_and_retrain_refuses_a_model_trained_elsewhere(compose_config):
+    from src.config.checks import validate
+
+    validate(compose_config("model=keras_file", "model.path=/tmp/net.keras"))  # at 0: as usual
+    with pytest.raises(UserError, match=r"^roar.fraction=30: remove-and-retrain trains a fresh "):
+        validate(
+            compose_config("model=keras_file", "model.path=/tmp/net.keras", "roar.fraction=30")
+        )

@@ -58,7 +58,8 @@ def test_every_analyzer_explains_the_trained_model(compose_config, trained, opti
     assert explanation.analysis_time_s > 0 and explanation.images_per_second > 0
     # It explains again without rebuilding (relevance analyzers cannot build twice).
     again = explainer.explain(images[:2], labels[:2], batch_size=2).heatmaps
-    if analyzer_cfg.method not in ("random", "smoothgrad", "baseline.noise"):  # they draw noise
+    drawing = ("random", "smoothgrad", "vargrad", "baseline.noise", "baseline.blurred_noise")
+    if analyzer_cfg.method not in drawing:  # they draw noise (SmoothGrad's by batch position)
         np.testing.assert_allclose(again, explanation.heatmaps[:2], rtol=1e-5, atol=1e-6)
 
 
@@ -199,3 +200,27 @@ def test_innvestigates_own_smoothgrad_ignores_noise_scale(trained):
     asked = reference_smoothgrad(model, images, labels, 0.01, 2048)
     assert np.linalg.norm(theirs - at_one) < 0.1 * np.linalg.norm(at_one)
     assert np.linalg.norm(theirs - asked) > 0.3 * np.linalg.norm(asked)
+
+
+def test_vargrad_is_the_variance_of_smoothgrads_gradients_under_the_same_noise(trained):
+    """VarGrad (the project's) and SmoothGrad with postprocess None and "square" (SmoothGrad-
+    Squared) draw the same noise for the same seed and batch: VarGrad = E[g²] - E[g]²."""
+    model, images, labels = trained
+    images, labels = images[:3], labels[:3]
+
+    def maps(method, **params):
+        analyzer = create_analyzer(
+            innvestigate().model_wo_softmax(model),
+            method,
+            {"augment_by_n": 16, "noise_scale": 0.2, "seed": 3, **params},
+            "true_label",
+        )
+        return Explainer(analyzer, "true_label").explain(images, labels, 3).heatmaps
+
+    mean = maps("smoothgrad", postprocess=None).astype(np.float64)
+    squares = maps("smoothgrad", postprocess="square").astype(np.float64)
+    variance = maps("vargrad").astype(np.float64)
+    np.testing.assert_allclose(variance, squares - mean**2, rtol=1e-3, atol=1e-5 * squares.max())
+    assert (variance >= 0).all()
+    # Not the squares' mean itself: the gradient's mean over the noise is far from zero.
+    assert np.abs(squares - variance).max() > 0.01 * squares.max()

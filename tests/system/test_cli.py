@@ -115,7 +115,7 @@ def test_a_run_logs_everything_and_its_model_loads_in_graph_mode(tmp_path, idx_f
 BAD_INPUTS = {
     "unknown analyzer": (
         ["analyzer=deep_tailor"],
-        "unknown analyzer 'deep_tailor'; choose one of: deconvnet",
+        "unknown analyzer 'deep_tailor'; choose one of: blurred_noise, deconvnet",
     ),
     "unknown dataset": (
         ["dataset=imagenet"],

@@ -292,3 +292,49 @@ def test_a_sweep_on_slurm_trains_each_seed_once_to_the_same_models_as_from_the_s
     )
     assert len(expected) == 4
     assert by_job(MlflowClient(server), jobs, tmp_path / "downloads") == expected
+
+
+def test_a_remove_and_retrain_sweep_on_slurm_gives_the_local_launchers_numbers(
+    tmp_path, slurm, server
+):
+    """experiment=roar on SLURM: each (analyzer, fraction) a job, the seed's model trained once
+    and the degraded data's models by the jobs at 50%, the table on the parent; the retrained
+    models' accuracies bit for bit those of the same sweep run locally (with the same 2
+    threads)."""
+    grid = [
+        "experiment=roar",  # its Fashion-MNIST yields to SMALL_UNSCORED's digits
+        "analyzer=gradient,input_t_gradient",
+        "roar.fractions=[50]",
+        "compare.baselines=[noise]",
+        "train.epochs=1",
+    ]
+    result = run_sweep(tmp_path, server, slurm, *grid, cpus=2)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_no_traceback(result.stderr)
+    assert "sweep: remove-and-retrain at 0, 50% of the pixels" in result.stderr
+    assert "remove-and-retrain (" in result.stderr and "ROAR gain [95%]" in result.stderr
+    parent, jobs = runs_of(server, tmp_path)
+    assert sorted(run.info.status for run in jobs) == ["FINISHED"] * 6  # 3 analyzers x 2
+    assert sum(run.data.metrics["train_epochs_run"] for run in jobs) == 1  # one seed, one model
+    retrained = {
+        run.data.params["analyzer.name"]: run.data.metrics
+        for run in jobs
+        if run.data.params["roar.fraction"] == "50"
+    }
+    assert sorted(retrained) == ["gradient", "input_t_gradient", "noise"]
+    assert all(m["roar_train_time_s"] > 0 and m["kar_train_time_s"] > 0 for m in retrained.values())
+    assert "roar_gain/gradient" in parent.data.metrics
+    assert "roar_gain/noise" not in parent.data.metrics  # the reference itself
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    local = train_cli(scratch, "-m", *SMALL_UNSCORED, *grid, "train.reuse=false")
+    assert local.returncode == 0, local.stderr[-3000:]
+    here = {
+        run.data.params["analyzer.name"]: run.data.metrics
+        for run in all_runs(scratch)
+        if run.data.params.get("roar.fraction") == "50"
+    }
+    for name, metrics in retrained.items():
+        for key in ("roar_accuracy", "kar_accuracy"):
+            assert here[name][key] == metrics[key], (name, key)
