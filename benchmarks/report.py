@@ -279,6 +279,8 @@ def markdown(results: dict) -> str:
         lines += images_table(results["images"])
     if "snapshot" in results:
         lines += snapshot_table(results["snapshot"])
+    if "roar" in results:
+        lines += roar_table(results["roar"], results["sizes"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -358,6 +360,39 @@ def snapshot_table(snapshot: dict) -> list[str]:
         f"Verification / load {ratios['verify_vs_load']:.4f}, / one epoch "
         f"{ratios['verify_vs_train_epoch']:.5f}; measuring a reused model's accuracy / one "
         f"epoch {ratios['test_only_vs_train_epoch']:.4f}.",
+    ]
+
+
+def roar_table(roar: dict, sizes: dict) -> list[str]:
+    """Section 12: one remove-and-retrain point per analyzer, and what a sweep of them costs."""
+    points = roar["points"]
+    rows = [
+        f"| {name} | {p['wall_s']:.0f} | {p['order_s']:.1f} | {p['roar_train_s']:.1f} | "
+        f"{p['kar_train_s']:.1f} | {p['wall_s'] / roar['base_wall_s']:.2f} | "
+        f"{p['roar_accuracy']:.3f} / {p['kar_accuracy']:.3f} |"
+        for name, p in points.items()
+    ]
+    total = sum(p["wall_s"] for p in points.values())
+    return [
+        "",
+        f"## 12. Remove-and-retrain: one point ({roar['fraction']}% removed) per analyzer",
+        "",
+        f"Each a job of `experiment=roar` on the seed's model ({sizes['train']} train / "
+        f"{sizes['test']} test images, {sizes['epochs']} epochs; trained by an ordinary run "
+        f"first: {roar['base_wall_s']:.0f} s, of which training {roar['base_train_s']:.0f} s, "
+        f"test accuracy {roar['base_accuracy']:.3f}). Order: the analyzer's maps of every "
+        "training and test image, ranked (kept in the model cache for the analyzer's other "
+        "fractions); then a fresh model trained on the ROAR data and one on the KAR data.",
+        "",
+        "| analyzer | job s | order s | ROAR training s | KAR training s | job / ordinary run "
+        "| accuracy ROAR / KAR |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"All {len(points)} points: {total / 60:.1f} min in one process. A sweep of A analyzers "
+        "x F fractions x S seeds is A x F x S such jobs (the order once per analyzer and seed, "
+        "the seed's model once), each independent once its seed's model exists: on a cluster "
+        "(hydra/launcher=slurm) they run side by side, one CPU job each.",
     ]
 
 

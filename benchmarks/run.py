@@ -89,6 +89,21 @@ TARGETS = {
     # Checking a snapshot's sums (every file, as a continuation does) / one training epoch.
     "snapshot_verify_vs_epoch": 0.01,
 }
+# Section 12: one remove-and-retrain point (roar.fraction=50: a ROAR and a KAR training) per
+# analyzer of the done-when's sweep and the two references, on the seed's model.
+ROAR_ANALYZERS = (
+    "gradient",
+    "input_t_gradient",
+    "integrated_gradients",
+    "guided_backprop",
+    "smoothgrad",
+    "smoothgrad_squared",
+    "vargrad",
+    "lrp_epsilon",
+    "noise",
+    "blurred_noise",
+)
+ROAR_ANALYZERS_QUICK = ("gradient", "vargrad")
 # The explained images of section 10's two runs.
 RUN_IMAGES = (10, 1000)
 GRID_ANALYZERS = 20
@@ -317,6 +332,36 @@ class Bench:
                 key: statistics.median(rep[large][key] / rep[small][key] for rep in reps)
                 for key in ("wall_s", "peak_rss_mb")
             },
+        }
+
+    def roar(self) -> dict:
+        """Section 12: one remove-and-retrain job (``roar.fraction=50``) per analyzer, one after
+        the other on the seed's model (trained first, by an ordinary run): its wall time, the
+        order of every training and test image's pixels (the analyzer's maps), its two fresh
+        trainings; beside the ordinary run's training."""
+        store = "roar"
+        base = self.project(store, "analyzer=gradient")  # trains and caches the seed's model
+        trained = self.runs(store)[-1].data.metrics
+        points = {}
+        for analyzer in ROAR_ANALYZERS_QUICK if self.quick else ROAR_ANALYZERS:
+            child = self.project(store, f"analyzer={analyzer}", "roar.fraction=50")
+            run = self.runs(store)[-1]
+            assert run.data.tags["model_reused"] == "true", "section 12 retrained the seed's model"
+            metrics = run.data.metrics
+            points[analyzer] = {
+                "wall_s": child.wall_s,
+                "order_s": metrics["roar_order_time_s"],
+                "roar_train_s": metrics["roar_train_time_s"],
+                "kar_train_s": metrics["kar_train_time_s"],
+                "roar_accuracy": metrics["roar_accuracy"],
+                "kar_accuracy": metrics["kar_accuracy"],
+            }
+        return {
+            "fraction": 50,
+            "base_wall_s": base.wall_s,
+            "base_train_s": trained["train_time_s"],
+            "base_accuracy": trained["test_accuracy"],
+            "points": points,
         }
 
     def snapshot(self) -> dict:
@@ -573,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             ("headline", lambda: bench.headline(_median_bare_wall(results))),
             ("images", bench.images),
             ("snapshot", bench.snapshot),
+            ("roar", bench.roar),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -117,15 +118,17 @@ def retrained(cfg: DictConfig, data: Dataset, model, cache_key: str, run_id: str
     ``model`` (kept with the model's cache entry for the run's other fractions), degraded, and
     a fresh model trained on each with the run's seed and settings, or taken from the model
     cache if a run trained it on the same degraded data. Returns ``roar_accuracy``,
-    ``kar_accuracy`` and their trainings' seconds. ``model`` is not usable afterwards: each
+    ``kar_accuracy``, their trainings' seconds and the order's (``roar_order_time_s``: the
+    maps of every image, or reading them from the cache). ``model`` is not usable afterwards: each
     fresh model is built in a fresh graph."""
     fraction = float(cfg.roar.fraction)
+    started = time.perf_counter()
     order = _pixel_order(cfg, data, model, cache_key)
+    results: dict[str, float] = {"roar_order_time_s": time.perf_counter() - started}
     count = len(data.train_images)
     fill = roar.channel_means(data.train_images)
     cache = ModelCache(cfg.train.cache_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    results: dict[str, float] = {}
     for mode in roar.MODES:
         images = [
             roar.degraded(original, roar.removed(part, fraction, mode), fill)

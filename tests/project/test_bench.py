@@ -272,6 +272,14 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
     assert [grid[key]["images"] for key in ("10", "200")] == [10, 200]
     assert all(grid[key]["seconds"] > 0 and grid[key]["peak_rss_mb"] > 100 for key in ("10", "200"))
 
+    # One ROAR point per quick analyzer on the seed's model: the order made, two fresh trainings.
+    roar = results["roar"]
+    assert set(roar["points"]) == {"gradient", "vargrad"}
+    for point in roar["points"].values():
+        assert point["wall_s"] > point["order_s"] > 0
+        assert point["roar_train_s"] > 0 and point["kar_train_s"] > 0
+        assert 0 <= point["roar_accuracy"] <= 1 and 0 <= point["kar_accuracy"] <= 1
+
     markdown = json_file.with_suffix(".md").read_text()
     headings = (
         "## Targets",
@@ -285,6 +293,7 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         "## 8.",
         "## 9.",
         "## 11.",
+        "## 12. Remove-and-retrain",
     )
     for heading in headings:
         assert heading in markdown
