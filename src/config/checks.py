@@ -36,6 +36,8 @@ def _one_of(cfg: DictConfig, key: str, choices: Iterable[str]) -> None:
         raise UserError(f"unknown {key} {value!r}; choose one of: {', '.join(choices)}")
 
 
+# The loaders whose test images come with ground-truth masks.
+MASKED_DATA = ("src.data.load_xai_tris",)
 TRAINED_ELSEWHERE = ("src.model.load_keras_file", "src.model.load_run_model")
 
 
@@ -153,10 +155,13 @@ def validate_scores(cfg: DictConfig) -> None:
             raise UserError(f"evaluate.scores.{name} must be true or false, got {on!r}")
     enabled = {name for name, on in switches.items() if on}
     for name in sorted(enabled):
-        if "masks" in SCORES[name].needs and cfg.dataset.get("shortcut") is None:
+        has_masks = cfg.dataset.get("shortcut") is not None or cfg.dataset.get("_target_") in (
+            MASKED_DATA
+        )
+        if "masks" in SCORES[name].needs and not has_masks:
             raise UserError(
                 f"evaluate.scores.{name} needs ground-truth masks: run it with experiment=shortcut "
-                "(a planted marker), or switch it off"
+                "(a planted marker) or experiment=xai_tris (tetrominoes), or switch it off"
             )
     if "perturbation" in enabled:
         _check_perturbation(cfg)

@@ -24,6 +24,7 @@ from src.data.loaders import (
     load_image_folder,
     load_mnist,
     load_npz,
+    load_xai_tris,
     with_shortcut,
 )
 from src.data.readers import IDX_FILES, available_here, prepare, read_idx, write_idx
@@ -49,6 +50,7 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "load_npz",
+    "load_xai_tris",
     "prepare",
     "read_idx",
     "with_shortcut",

@@ -79,6 +79,10 @@ class Loaded:
     files: tuple[Path, ...] = ()
     class_names: tuple[str, ...] | None = None  # None: the config's, else "0", "1", ...
     image_size: tuple[int, int] | None = None  # what the format requires (MNIST: 28x28)
+    # Generated data: images already floats in [0, 1] (not bytes), and each test image's
+    # ground-truth mask ``(N, H, W)`` (XAI-TRIS's tetrominoes).
+    scaled: bool = False
+    test_masks: np.ndarray | None = None
 
 
 # The loaders whose images are always 28x28 (their size is known before they load).

@@ -113,6 +113,42 @@ def load_digits() -> Loaded:
     )
 
 
+def load_xai_tris(
+    scenario: str,
+    background: str,
+    image_size: int = 8,
+    images: int = 10_000,
+    alpha: float | None = None,
+    seed: int = 0,
+) -> Loaded:
+    """An XAI-TRIS scenario (:mod:`src.data.xai_tris`): ``images`` generated from ``seed``, the
+    first 80% train, the rest test, each test image with its ground-truth mask."""
+    from src.data import xai_tris
+
+    for value, valid, key in (
+        (scenario, xai_tris.SCENARIOS, "scenario"),
+        (background, xai_tris.BACKGROUNDS, "background"),
+        (image_size, xai_tris.SIZES, "image_size"),
+    ):
+        if value not in valid:
+            raise UserError(f"dataset.{key}={value}: choose one of: {', '.join(map(str, valid))}")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 10:
+        raise UserError(f"dataset.images must be an integer of 10 or more, got {images!r}")
+    made = xai_tris.generate(scenario, background, images, seed, image_size, alpha)
+    cut = int(images * 0.8)
+    return Loaded(
+        made.images[:cut],
+        made.labels[:cut],
+        made.images[cut:],
+        made.labels[cut:],
+        source=f"XAI-TRIS {scenario}, {background} background, {image_size}x{image_size}, "
+        f"alpha {made.alpha:g}, seed {seed}",
+        class_names=("T", "L"),
+        scaled=True,
+        test_masks=made.masks[cut:],
+    )
+
+
 def load_npz(path: str) -> Loaded:
     """Any image data in Keras's ``.npz`` layout: ``x_train``, ``y_train``, ``x_test``,
     ``y_test`` (images ``(N, H, W)`` or ``(N, H, W, C)`` of bytes 0..255, integer labels

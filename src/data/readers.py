@@ -46,7 +46,7 @@ def prepare(
     arrays = (loaded.train_images, loaded.train_labels, loaded.test_images, loaded.test_labels)
     names = class_names or loaded.class_names
     train_images, train_labels, test_images, test_labels = _checked(
-        arrays, loaded.source, loaded.image_size, names
+        arrays, loaded.source, loaded.image_size, names, loaded.scaled
     )
     if names is None:
         count = int(max(train_labels.max(), test_labels.max())) + 1
@@ -67,15 +67,18 @@ def prepare(
             loaded.source,
             names[tested[0]],
         )
+    scale = (lambda images: images.astype(np.float32)) if loaded.scaled else _scaled
+    masks = loaded.test_masks
     return Dataset(
-        train_images=_scaled(train_images[:train_size]),
+        train_images=scale(train_images[:train_size]),
         train_labels=train_labels[:train_size].astype(np.int64),
-        test_images=_scaled(test_images[:test_size]),
+        test_images=scale(test_images[:test_size]),
         test_labels=test_labels[:test_size].astype(np.int64),
         source=loaded.source,
         checksum=_checksum(arrays),
         files=tuple(file_digest(Path(file)) for file in loaded.files),
         class_names=tuple(str(name) for name in names),
+        test_masks=None if masks is None else np.asarray(masks, dtype=bool)[:test_size],
     )
 
 
@@ -262,10 +265,12 @@ def _checked(
     source: str,
     image_size: tuple[int, int] | None,
     class_names: Sequence[str] | None,
+    scaled: bool = False,
 ) -> Arrays:
     """The arrays, images as ``(N, H, W, C)``, if they are what the pipeline needs: pixel
-    bytes, the same image shape in both splits (``image_size`` if the format fixes it),
-    integer labels 0..K-1 (K = the number of class names, if there are any), one per image."""
+    bytes (floats in [0, 1] if ``scaled``), the same image shape in both splits
+    (``image_size`` if the format fixes it), integer labels 0..K-1 (K = the number of class
+    names, if there are any), one per image."""
     checked = []
     expected = "(N, H, W) or (N, H, W, C)"
     if image_size is not None:
@@ -302,7 +307,13 @@ def _checked(
             raise DataError(
                 f"{source}: {split} labels range {labels.min()}..{labels.max()}, expected {wanted}"
             )
-        if not np.issubdtype(images.dtype, np.integer) or images.min() < 0 or images.max() > 255:
+        if scaled:
+            if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
+                raise DataError(
+                    f"{source}: {split} images must be floats in [0, 1], got {images.dtype} "
+                    f"values {images.min()}..{images.max()}"
+                )
+        elif not np.issubdtype(images.dtype, np.integer) or images.min() < 0 or images.max() > 255:
             raise DataError(
                 f"{source}: {split} images must be pixel bytes 0..255, got {images.dtype} "
                 f"values {images.min()}..{images.max()}"

@@ -19,6 +19,7 @@ analyzer config names any of them the same way and the pipeline has no per-analy
 - ``baseline.noise``, ``baseline.input``, ``baseline.edge``: maps that explain nothing about
   the model, which every score is read against: a freshly drawn Gaussian noise map, the image
   itself, and the Sobel edge magnitude of the image. They never look at the model.
+- ``baseline.laplace``: the Laplace filter of the image, XAI-TRIS's second edge detector.
 - ``baseline.blurred_noise``: Gaussian noise blurred over rows and columns: a random ranking
   with the grain of a smooth map. Removing its top pixels removes random contiguous blobs, so
   remove-and-retrain (:mod:`src.scores.roar`) can tell what an analyzer gains by its content
@@ -82,6 +83,20 @@ class BlurredNoiseBaseline(NoiseBaseline):
 
         sigma = (0, self.sigma, self.sigma) + (0,) * (images.ndim - 3)
         return ndimage.gaussian_filter(super().maps(images), sigma=sigma, mode="nearest")
+
+
+class LaplaceBaseline(Baseline):
+    """The Laplace filter of each image's channels (scipy), one 2-D slice at a time: the
+    second edge detector XAI-TRIS reads every explanation against."""
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        edges = np.empty_like(images)
+        for index in np.ndindex(images.shape[0], images.shape[3]):
+            plane = images[index[0], :, :, index[1]]
+            edges[index[0], :, :, index[1]] = ndimage.laplace(plane, mode="nearest")
+        return edges
 
 
 class InputBaseline(Baseline):
@@ -178,6 +193,7 @@ PROJECT_ANALYZERS: dict[str, Callable[..., Any]] = {
     "vargrad": _vargrad,
     "baseline.noise": NoiseBaseline,
     "baseline.blurred_noise": BlurredNoiseBaseline,
+    "baseline.laplace": LaplaceBaseline,
     "baseline.input": InputBaseline,
     "baseline.edge": EdgeBaseline,
 }
