@@ -25,15 +25,17 @@ GROUPS = (
 def test_the_groups_the_issue_asks_for_exist():
     assert set(group_options("dataset")) == {
         *("mnist", "fashion_mnist", "digits"),
-        *("npz", "image_folder", "cifar10"),
+        *("npz", "image_folder", "cifar10", "xai_tris"),
     }
-    assert set(group_options("model")) == {"cnn", "lenet", "mlp", "resnet", "keras_file", "run"}
+    assert set(group_options("model")) == {
+        *("cnn", "cnn_small", "lenet", "mlp", "resnet", "keras_file", "run"),
+    }
     seed_analyzers = {"deep_taylor", "gradient", "input_t_gradient"}
     others = {"deep_taylor_bounded", "lrp_z", "lrp_epsilon", "lrp_alpha_2_beta_1"}
     others |= {"lrp_sequential_preset_a", "smoothgrad", "integrated_gradients"}
     others |= {"guided_backprop", "deconvnet", "random", "smoothgrad_squared", "vargrad"}
     assert seed_analyzers | others <= set(group_options("analyzer"))
-    assert group_options("experiment") == ["roar", "seed_report", "shortcut"]
+    assert group_options("experiment") == ["roar", "seed_report", "shortcut", "xai_tris"]
 
 
 @pytest.mark.parametrize(
@@ -160,7 +162,7 @@ def test_bad_values_fail_with_one_line(compose_config, override, message):
         ),
         (
             ["model=vgg"],
-            "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, resnet, run",
+            "unknown model 'vgg'; choose one of: cnn, cnn_small, keras_file, lenet, mlp, resnet, run",
         ),
         (["-m", "analyzer=gradient,nope"], "unknown analyzer 'nope'"),
     ],

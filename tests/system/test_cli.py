@@ -124,7 +124,7 @@ BAD_INPUTS = {
     ),
     "unknown model": (
         ["model=vgg"],
-        "unknown model 'vgg'; choose one of: cnn, keras_file, lenet, mlp, resnet, run",
+        "unknown model 'vgg'; choose one of: cnn, cnn_small, keras_file, lenet, mlp, resnet, run",
     ),
     "unknown model key": (
         ["+model.width=3"],
