@@ -310,11 +310,18 @@ def log_verdict(client: MlflowClient, parent_run_id: str, verdict: Verdict) -> N
     _log_metrics(client, parent_run_id, parent_metrics(verdict))
 
 
-def _log_metrics(client: MlflowClient, parent_run_id: str, values: dict[str, float]) -> None:
+def _log_metrics(
+    client: MlflowClient,
+    parent_run_id: str,
+    values: dict[str, float],
+    steps: list[tuple[str, float, int]] = (),
+) -> None:
+    """``values`` at step 0 and ``steps`` (key, value, step) on the parent, in batches."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [Metric(key, value, now, 0) for key, value in values.items() if np.isfinite(value)]
+    points = [*((key, value, 0) for key, value in values.items()), *steps]
+    metrics = [Metric(key, value, now, step) for key, value, step in points if np.isfinite(value)]
     for start in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(parent_run_id, metrics=metrics[start : start + 1000])
 
@@ -325,6 +332,7 @@ def log_report(client: MlflowClient, parent_run_id: str, folder: Path, report: R
         log_verdict(client, parent_run_id, report.verdict)
     if report.retraining is not None:
         _log_metrics(client, parent_run_id, roar.parent_metrics(report.retraining))
+        _log_metrics(client, parent_run_id, {}, roar.parent_curves(report.retraining))
     log_parent_datasets(client, parent_run_id, report.runs)
 
 

@@ -359,3 +359,14 @@ def parent_metrics(verdict: RoarVerdict) -> dict[str, float]:
     for mode, proxy, tau, _, _ in verdict.agreement:
         found[f"{mode}_tau/{proxy}"] = tau
     return found
+
+
+def parent_curves(verdict: RoarVerdict) -> list[tuple[str, float, int]]:
+    """``roar_accuracy/<analyzer>`` and ``kar_accuracy/<analyzer>``, the mean over seeds, one
+    point per fraction (its step): MLflow draws each analyzer's curve on the parent run."""
+    return [
+        (f"{mode}_accuracy/{row.analyzer}", point.mean, int(round(fraction)))
+        for row in verdict.rows
+        for mode in roar.MODES
+        for fraction, point in zip(verdict.fractions, row.curves[mode], strict=True)
+    ]

@@ -162,7 +162,8 @@ def test_bad_values_fail_with_one_line(compose_config, override, message):
         ),
         (
             ["model=vgg"],
-            "unknown model 'vgg'; choose one of: cnn, cnn_small, keras_file, lenet, mlp, resnet, run",
+            "unknown model 'vgg'; choose one of: cnn, cnn_small, keras_file, lenet, mlp, resnet, "
+            "run",
         ),
         (["-m", "analyzer=gradient,nope"], "unknown analyzer 'nope'"),
     ],

@@ -114,6 +114,10 @@ def test_the_table_by_hand():
     assert metrics["roar_gain/gradient"] == pytest.approx(0.17)
     assert metrics["roar_tau/ROAD"] == pytest.approx(-1.0)
     assert "roar_gain/noise" not in metrics
+    curves = {(key, step): value for key, value, step in roar.parent_curves(verdict)}
+    assert curves["roar_accuracy/gradient", 0] == pytest.approx(1.0)
+    assert curves["roar_accuracy/gradient", 50] == pytest.approx(0.6)
+    assert curves["kar_accuracy/noise", 90] == pytest.approx(0.6)
     markdown = roar.markdown(verdict, "a sweep")
     assert "| " not in markdown.split("```")[1]  # the table is the fixed-width text
     assert "ROAR gain [95%]" in markdown and "KAR gain [95%]" in markdown
