@@ -42,6 +42,7 @@ class Point:
     fraction: float
     mode: str
     accuracy: float
+    learned: bool = True  # False: the retrained model's loss stayed at a guess's
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Row:
     curves: Mapping[str, tuple[Interval, ...]]  # mode -> one per fraction
     gain: Mapping[str, Interval | None]  # mode -> the area above the random ranking's
     over_blurred: Mapping[str, Interval | None]  # mode -> the area above the blurred one's
+    # mode -> the fractions at which a seed's retrained model did not learn
+    not_learned: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def baseline(self) -> bool:
@@ -120,6 +123,7 @@ def points(runs: Iterable, base_accuracy: Mapping[int, float]) -> list[Point]:
                         float(params["roar.fraction"]),
                         mode,
                         float(metrics[f"{mode}_accuracy"]),
+                        bool(metrics.get(f"{mode}_learned", 1.0)),
                     )
                 )
     starts = {(p.analyzer, p.method, p.seed) for p in found}
@@ -183,6 +187,18 @@ def roar_verdict(
                 },
                 {mode: gain(analyzer, mode, random) for mode in roar.MODES},
                 {mode: gain(analyzer, mode, blurred) for mode in roar.MODES},
+                {
+                    mode: tuple(
+                        sorted(
+                            {
+                                p.fraction
+                                for p in found
+                                if p.analyzer == analyzer and p.mode == mode and not p.learned
+                            }
+                        )
+                    )
+                    for mode in roar.MODES
+                },
             )
         )
     verdict = RoarVerdict(fractions, rows, random, blurred)
@@ -247,6 +263,18 @@ def _findings(verdict: RoarVerdict) -> list[str]:
                 f"ROAR: {_names(blobs)} not told apart from a blurred random ranking "
                 f"({verdict.blurred}): what they gain may be their maps' blobs, not their content"
             )
+    failed = [
+        f"{row.analyzer} ({mode.upper()} {', '.join(f'{f:g}%' for f in row.not_learned[mode])})"
+        for row in verdict.rows
+        for mode in roar.MODES
+        if row.not_learned.get(mode)
+    ]
+    if failed:
+        said.append(
+            f"† a retrained model did not learn (its training loss stayed at a guess's) for "
+            f"{', '.join(failed)}: chance there says what the training found, not what the "
+            "pixels left hold (more epochs may let it learn)"
+        )
     base = [a for a in HOOKER_BASE if a in judged]
     ensembles = [a for a in HOOKER_ENSEMBLES if a in judged]
     if base or ensembles:
@@ -292,7 +320,10 @@ def table_lines(verdict: RoarVerdict, mode: str) -> list[str]:
     rows = [head]
     for row in verdict.rows:
         cells = [row.analyzer + (" (baseline)" if row.baseline else "")]
-        cells += [f"{i.mean:.3f}" for i in row.curves[mode][1:]]
+        cells += [
+            f"{i.mean:.3f}" + ("†" if f in row.not_learned.get(mode, ()) else "")
+            for f, i in zip(verdict.fractions[1:], row.curves[mode][1:], strict=True)
+        ]
         cells.append("—" if row.gain[mode] is None else row.gain[mode].text())
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -148,7 +149,25 @@ def retrained(cfg: DictConfig, data: Dataset, model, cache_key: str, run_id: str
         training = _retrain(cfg, degraded, cache, key, run_id)
         results[f"{mode}_accuracy"] = training.test_accuracy
         results[f"{mode}_train_time_s"] = training.train_time_s
+        results[f"{mode}_learned"] = float(learned(training, data.num_classes))
+        if not results[f"{mode}_learned"]:
+            log.warning(
+                "warning: the model retrained on the %s data did not learn (its training loss "
+                "stayed at ln %d, a guess): its accuracy says what %d epochs found, not what the "
+                "pixels left hold; more epochs (train.epochs) may let it learn",
+                mode.upper(),
+                data.num_classes,
+                int(cfg.train.epochs),
+            )
     return results
+
+
+def learned(training: TrainingResult, classes: int) -> bool:
+    """Whether a training got anywhere: its last training loss below 95% of ln(classes), the
+    cross-entropy of a uniform guess (a fresh model starts there; one whose inputs are mostly
+    one value can stay there, and its accuracy is then chance whatever the pixels hold)."""
+    losses = training.history.get("train_loss") or []
+    return not losses or losses[-1] < 0.95 * math.log(classes)
 
 
 def _retrain(
@@ -171,7 +190,12 @@ def _retrain(
                     cached.trained_by_run,
                 )
                 tested = test_only(fresh, data.test_images, data.test_labels, cfg.train.batch_size)
-                return replace(tested, train_time_s=0.0)
+                return replace(
+                    cached.training,
+                    test_loss=tested.test_loss,
+                    test_accuracy=tested.test_accuracy,
+                    train_time_s=0.0,
+                )
         training = train_model(cfg, data, fresh)
         cache.store(key, epochs, weights_image(fresh), training, run_id)
         return training

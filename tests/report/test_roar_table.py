@@ -143,3 +143,27 @@ def test_a_sweep_without_the_random_ranking_measures_no_gain():
     assert verdict.findings == [
         "the sweep ran no random ranking (analyzer=noise): no gain is measured"
     ]
+
+
+def test_a_retrained_model_that_did_not_learn_is_marked_and_said():
+    found = runs()
+    for run_ in found:  # vargrad's seed-1 model at 90%, ROAR: its loss stayed at ln 2
+        params = run_.data.params
+        if (params["analyzer.name"], params["seed"], params["roar.fraction"]) == (
+            "vargrad",
+            "1",
+            "90",
+        ):
+            run_.data.metrics["roar_learned"] = 0.0
+    verdict = roar.roar_verdict(roar.points(found, {0: 1.0, 1: 1.0, 2: 1.0}))
+    rows = {row.analyzer: row for row in verdict.rows}
+    assert rows["vargrad"].not_learned == {"roar": (90.0,), "kar": ()}
+    assert rows["gradient"].not_learned == {"roar": (), "kar": ()}
+    (vargrad_line,) = [
+        line for line in roar.table_lines(verdict, "roar") if line.startswith("vargrad")
+    ]
+    assert "0.600†" in vargrad_line
+    assert any(
+        f.startswith("† a retrained model did not learn") and "vargrad (ROAR 90%)" in f
+        for f in verdict.findings
+    )

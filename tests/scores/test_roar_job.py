@@ -62,3 +62,17 @@ def test_a_second_job_reuses_the_order_and_the_retrained_models(trained, caplog)
     # Two entries besides the base one: ROAR's and KAR's degraded data differ.
     entries = [p for p in ModelCache(cfg.train.cache_dir).folder.glob("*-retrained") if p.is_dir()]
     assert len(entries) == 2
+
+
+def test_a_training_whose_loss_stays_at_a_guess_did_not_learn():
+    from src.models.training import TrainingResult
+    from src.scores.configured import learned
+
+    def training(losses):
+        return TrainingResult({"train_loss": losses}, 1.0, None, None)
+
+    # ln 10 = 2.3026; 95% of it 2.187.
+    assert not learned(training([2.3035, 2.3026]), 10)
+    assert learned(training([2.3, 2.1]), 10)
+    assert not learned(training([0.9, 0.69]), 2)  # ln 2 = 0.693: a two-class guess
+    assert learned(training([]), 10)  # nothing recorded: nothing to say
