@@ -40,6 +40,15 @@ import numpy as np
 from src.common.tf_runtime import innvestigate, tensorflow
 
 
+def each_plane(images: np.ndarray, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``function`` of each image's each channel, one 2-D slice at a time: on the whole
+    ``(N, H, W, C)`` array scipy's filters would also work across images and channels."""
+    out = np.empty_like(images)
+    for image, channel in np.ndindex(images.shape[0], images.shape[3]):
+        out[image, :, :, channel] = function(images[image, :, :, channel])
+    return out
+
+
 class Baseline:
     """An analyzer-shaped map maker that ignores the model (and the explained class)."""
 
@@ -86,17 +95,13 @@ class BlurredNoiseBaseline(NoiseBaseline):
 
 
 class LaplaceBaseline(Baseline):
-    """The Laplace filter of each image's channels (scipy), one 2-D slice at a time: the
-    second edge detector XAI-TRIS reads every explanation against."""
+    """The Laplace filter of each image's channels (scipy), one 2-D slice at a time
+    (:func:`each_plane`): the second edge detector XAI-TRIS reads every explanation against."""
 
     def maps(self, images: np.ndarray) -> np.ndarray:
         from scipy import ndimage
 
-        edges = np.empty_like(images)
-        for index in np.ndindex(images.shape[0], images.shape[3]):
-            plane = images[index[0], :, :, index[1]]
-            edges[index[0], :, :, index[1]] = ndimage.laplace(plane, mode="nearest")
-        return edges
+        return each_plane(images, lambda plane: ndimage.laplace(plane, mode="nearest"))
 
 
 class InputBaseline(Baseline):
@@ -108,19 +113,16 @@ class InputBaseline(Baseline):
 
 class EdgeBaseline(Baseline):
     """Sobel edge magnitude of each image's channels: ``hypot(sobel_rows, sobel_columns)``
-    (scipy), on one 2-D slice at a time: on the whole (N, H, W, C) array scipy's Sobel would
-    also smooth across images and channels."""
+    (scipy), on one 2-D slice at a time (:func:`each_plane`)."""
 
     def maps(self, images: np.ndarray) -> np.ndarray:
         from scipy import ndimage
 
-        edges = np.empty_like(images)
-        for index in np.ndindex(images.shape[0], images.shape[3]):
-            plane = images[index[0], :, :, index[1]]
+        def magnitude(plane: np.ndarray) -> np.ndarray:
             rows = ndimage.sobel(plane, axis=0, mode="nearest")
-            columns = ndimage.sobel(plane, axis=1, mode="nearest")
-            edges[index[0], :, :, index[1]] = np.hypot(rows, columns)
-        return edges
+            return np.hypot(rows, ndimage.sobel(plane, axis=1, mode="nearest"))
+
+        return each_plane(images, magnitude)
 
 
 @functools.cache
