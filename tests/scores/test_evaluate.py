@@ -197,6 +197,26 @@ def test_edge_is_the_sobel_magnitude_by_hand():
     np.testing.assert_allclose(edges, [[0, 4, 4, 0]] * 4)
 
 
+def test_laplace_and_blurred_noise_by_hand():
+    from scipy import ndimage
+
+    from src.explain.analyzers import BlurredNoiseBaseline, LaplaceBaseline, NoiseBaseline
+
+    # One bright pixel in the middle of a 3x3 image: the Laplacian is -4 there, +1 at its four
+    # direct neighbours, 0 at the corners (edges repeat the border: mode nearest).
+    image = np.zeros((1, 3, 3, 1), dtype=np.float32)
+    image[0, 1, 1, 0] = 1.0
+    laplace = LaplaceBaseline().analyze(image)[0, :, :, 0]
+    np.testing.assert_allclose(laplace, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    # The blurred noise is the noise baseline's draw of the same seed, blurred within each
+    # image and channel only.
+    images = np.zeros((2, 6, 6, 2), dtype=np.float32)
+    noise = NoiseBaseline(seed=5).analyze(images).astype(np.float64)
+    blurred = BlurredNoiseBaseline(seed=5, sigma=1.5).analyze(images)
+    expected = ndimage.gaussian_filter(noise, (0, 1.5, 1.5, 0), mode="nearest")
+    np.testing.assert_allclose(blurred, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_mprt_agrees_with_quantus_on_its_own_terms(trained, monkeypatch):
     """Quantus's MPRT, given a model wrapper that randomises as the project does (its own
     TensorFlow wrapper re-initialises the whole clone), computes the same per-layer
