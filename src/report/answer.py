@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from src.report.verdict import BLANK_NOTE, Criterion, Verdict
@@ -164,7 +165,7 @@ def _headline(result: Answer) -> str:
             "No analyzer earned trust here: none beats every baseline on any of "
             f"{', '.join(result.counted)}."
         )
-    names = _listed(result.trusted)
+    names = listed(result.trusted)
     first = result.trusted[0]
     evidence = result.evidence[first]
     best = [c for c in result.best.get(first, []) if c in evidence]
@@ -178,9 +179,12 @@ def _headline(result: Answer) -> str:
     return text + "."
 
 
-def _listed(names: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+def listed(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``; empty for none."""
+    names = list(names)
+    if len(names) < 2:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _limits(

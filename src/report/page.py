@@ -96,7 +96,7 @@ def build_report(
     heatmap grid draws the first ``grid_images`` explained images."""
     folder.mkdir(parents=True, exist_ok=True)
     runs = children(client, parent)
-    retrained = [run for run in runs if float(run.data.params.get("roar.fraction", 0)) > 0]
+    retrained = [run for run in runs if roar.retraining(run)]
     jobs = collect(client, [run for run in runs if run not in retrained])
     missing = missing_jobs(expected_jobs(client, parent), runs)
     (folder / "missing.txt").write_text(redact("".join(f"{line}\n" for line in missing)))
@@ -127,11 +127,7 @@ def build_report(
     if retraining is not None:
         (folder / "roar.md").write_text(redact(roar.markdown(retraining, title)), encoding="utf-8")
         page["roar"] = {
-            "lines": [
-                line
-                for mode in ("roar", "kar")
-                for line in [*roar.table_lines(retraining, mode), ""]
-            ],
+            "lines": roar.tables(retraining),
             "caption": roar.caption(retraining),
             "findings": retraining.findings,
             "agreement": roar.agreement_lines(retraining),
@@ -331,8 +327,10 @@ def log_report(client: MlflowClient, parent_run_id: str, folder: Path, report: R
     if report.verdict is not None:
         log_verdict(client, parent_run_id, report.verdict)
     if report.retraining is not None:
-        _log_metrics(client, parent_run_id, roar.parent_metrics(report.retraining))
-        _log_metrics(client, parent_run_id, {}, roar.parent_curves(report.retraining))
+        retraining = report.retraining
+        _log_metrics(
+            client, parent_run_id, roar.parent_metrics(retraining), roar.parent_curves(retraining)
+        )
     log_parent_datasets(client, parent_run_id, report.runs)
 
 

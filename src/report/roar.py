@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.report.answer import listed
 from src.scores import roar
 
 RANDOM, BLURRED = "baseline.noise", "baseline.blurred_noise"  # the references, by method
@@ -60,10 +61,6 @@ class Interval:
     def above_zero(self) -> bool:
         return self.low > 0
 
-    @property
-    def below_zero(self) -> bool:
-        return self.high < 0
-
 
 def interval(values: Sequence[float]) -> Interval:
     """The mean over seeds and its 95% Student-t interval (nan bounds for one value)."""
@@ -104,6 +101,11 @@ class RoarVerdict:
     findings: list[str] = field(default_factory=list)
 
 
+def retraining(run) -> bool:
+    """Whether a sweep's run retrained (``roar.fraction`` > 0) rather than scored its model."""
+    return float(run.data.params.get("roar.fraction", 0)) > 0
+
+
 def points(runs: Iterable, base_accuracy: Mapping[int, float]) -> list[Point]:
     """The retrained models' accuracies of a sweep's FINISHED runs with ``roar.fraction`` > 0,
     and for each (analyzer, seed) among them the point at 0: the trained model's test accuracy
@@ -111,7 +113,7 @@ def points(runs: Iterable, base_accuracy: Mapping[int, float]) -> list[Point]:
     found: list[Point] = []
     for run in runs:
         params, metrics = run.data.params, run.data.metrics
-        if run.info.status != "FINISHED" or float(params.get("roar.fraction", 0)) <= 0:
+        if run.info.status != "FINISHED" or not retraining(run):
             continue
         for mode in roar.MODES:
             if f"{mode}_accuracy" in metrics:
@@ -144,9 +146,8 @@ def roar_verdict(
         return None
     fractions = tuple(sorted({p.fraction for p in found}))
     curves: dict[tuple[str, str], dict[int, np.ndarray]] = {}  # (analyzer, mode) -> seed -> curve
-    methods: dict[str, str] = {}
+    methods = {p.analyzer: p.method for p in found}
     for analyzer, mode in sorted({(p.analyzer, p.mode) for p in found}):
-        methods[analyzer] = next(p.method for p in found if p.analyzer == analyzer)
         by_seed: dict[int, dict[float, float]] = {}
         for p in found:
             if p.analyzer == analyzer and p.mode == mode:
@@ -246,8 +247,8 @@ def _findings(verdict: RoarVerdict) -> list[str]:
             if mode == "roar":
                 judged[row.analyzer] = row.gain[mode].above_zero
         said.append(
-            f"{what}: {_names(beat) or 'no analyzer'} beat the random ranking (95% interval of "
-            f"the gain above 0); {_names(not_beat) or 'none'} did not"
+            f"{what}: {listed(beat) or 'no analyzer'} beat the random ranking (95% interval of "
+            f"the gain above 0); {listed(not_beat) or 'none'} did not"
         )
     if verdict.blurred is not None:
         blobs = [  # of those that beat the random ranking
@@ -260,7 +261,7 @@ def _findings(verdict: RoarVerdict) -> list[str]:
         ]
         if blobs:
             said.append(
-                f"ROAR: {_names(blobs)} not told apart from a blurred random ranking "
+                f"ROAR: {listed(blobs)} not told apart from a blurred random ranking "
                 f"({verdict.blurred}): what they gain may be their maps' blobs, not their content"
             )
     failed = [
@@ -283,33 +284,22 @@ def _findings(verdict: RoarVerdict) -> list[str]:
         if base:
             better = [a for a in base if judged[a]]
             parts.append(
-                f"{_names(better)} beat the random ranking"
+                f"{listed(better)} beat the random ranking"
                 if better
-                else f"{_names(base)} no better than the random ranking"
+                else f"{listed(base)} no better than the random ranking"
             )
         if ensembles:
             worse = [a for a in ensembles if not judged[a]]
             parts.append(
-                f"{_names(worse)} not better than it"
+                f"{listed(worse)} not better than it"
                 if worse
-                else f"{_names(ensembles)} better than it"
+                else f"{listed(ensembles)} better than it"
             )
         said.append(
             f"Hooker et al. 2019's finding {'holds' if holds else 'does not hold'} here: "
             + "; ".join(parts)
         )
     return said
-
-
-def _names(names: Sequence[str]) -> str:
-    names = list(names)
-    return (
-        names[0]
-        if len(names) == 1
-        else ", ".join(names[:-1]) + " and " + names[-1]
-        if names
-        else ""
-    )
 
 
 def table_lines(verdict: RoarVerdict, mode: str) -> list[str]:
@@ -336,6 +326,11 @@ def table_lines(verdict: RoarVerdict, mode: str) -> list[str]:
     ]
 
 
+def tables(verdict: RoarVerdict) -> list[str]:
+    """Both modes' tables (:func:`table_lines`), each followed by an empty line."""
+    return [line for mode in roar.MODES for line in [*table_lines(verdict, mode), ""]]
+
+
 def caption(verdict: RoarVerdict) -> str:
     seeds = sorted({row.seeds for row in verdict.rows})
     start = ", ".join(f"{f:g}%" for f in verdict.fractions[1:])
@@ -360,16 +355,14 @@ def agreement_lines(verdict: RoarVerdict) -> list[str]:
 def text(verdict: RoarVerdict) -> str:
     """What the terminal and ``roar.md`` say: the table, its caption, the findings, the
     proxies' agreement."""
-    lines = ["remove-and-retrain:"]
-    for mode in roar.MODES:
-        lines += ["  " + line for line in table_lines(verdict, mode)] + [""]
+    lines = ["remove-and-retrain:", *(f"  {line}" if line else "" for line in tables(verdict))]
     lines += [f"  {finding}" for finding in verdict.findings]
     lines += [f"  {line}" for line in agreement_lines(verdict)]
     return "\n".join(lines)
 
 
 def markdown(verdict: RoarVerdict, title: str) -> str:
-    body = "\n\n".join("\n".join(table_lines(verdict, mode)) for mode in roar.MODES)
+    body = "\n".join(tables(verdict)).rstrip()
     findings = "\n".join(f"- {f}" for f in verdict.findings)
     agreement = "\n".join(f"- {line}" for line in agreement_lines(verdict))
     return (

@@ -97,7 +97,7 @@ def test_equal_evidence_names_both_and_a_missing_baseline_is_a_limit():
     said = sweep(names=("noise", "input"), first=(0.6, 0.3, 0.5), second=(0.5, 0.4, 0.5))
     assert said.trusted == ["first", "second"]
     assert said.headline.startswith("Trust first and second on this model (5 epochs): each ")
-    assert answer_module._listed(["a", "b", "c"]) == "a, b and c"
+    assert answer_module.listed(["a", "b", "c"]) == "a, b and c"
     assert said.limits == ["no edge baseline: no score is read against it"]
 
 
