@@ -95,6 +95,13 @@ def checks(results: dict) -> dict[str, dict]:
             headline["ratios"]["reuse_vs_bare_runs"],
             targets["headline_vs_bare"],
         )
+    if "loaded" in results:
+        for score, ratio in results["loaded"]["ratios"]["policy"].items():
+            check(
+                f"{score} seconds, beside two busy processes / idle",
+                ratio,
+                targets["loaded_vs_idle"],
+            )
     memory = results["memory"]
     check(
         f"peak RSS job {memory['jobs']} / job 1",
@@ -281,6 +288,8 @@ def markdown(results: dict) -> str:
         lines += snapshot_table(results["snapshot"])
     if "roar" in results:
         lines += roar_table(results["roar"], results["sizes"])
+    if "loaded" in results:
+        lines += loaded_table(results["loaded"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -393,6 +402,39 @@ def roar_table(roar: dict, sizes: dict) -> list[str]:
         "x F fractions x S seeds is A x F x S such jobs (the order once per analyzer and seed, "
         "the seed's model once), each independent once its seed's model exists: on a cluster "
         "(hydra/launcher=slurm) they run side by side, one CPU job each.",
+    ]
+
+
+def loaded_table(loaded: dict) -> list[str]:
+    """Section 13: each score idle and on a busy machine, with the project's thread policy and
+    with the libraries' default threads."""
+    reps = loaded["reps"]
+
+    def median(key: str, score: str) -> float:
+        return statistics.median(rep[key][score] for rep in reps)
+
+    rows = [
+        f"| {score} | {median('policy_idle', score):.2f} | {median('policy_loaded', score):.2f} "
+        f"| **{loaded['ratios']['policy'][score]:.2f}** | "
+        f"{median('library_default_idle', score):.2f} | "
+        f"{median('library_default_loaded', score):.2f} | "
+        f"{loaded['ratios']['library_default'][score]:.2f} |"
+        for score in loaded["ratios"]["policy"]
+    ]
+    return [
+        "",
+        f"## 13. Scoring on a busy machine ({loaded['analyzer']}, evaluate=full)",
+        "",
+        f"Seconds per score, idle and beside {loaded['busy_processes']} processes spinning on "
+        f"the cores, alternating, median of {len(reps)}, on {loaded['n_images']} test images. "
+        "*Policy*: the project's threads (TensorFlow's intra-op threads one per core, every "
+        "BLAS and OpenMP pool one thread: `src/common/tf_runtime.py`). *Library default*: the "
+        "same with the BLAS pools at one thread per core, as NumPy and SciPy start.",
+        "",
+        "| score | policy idle s | policy loaded s | loaded / idle | default idle s "
+        "| default loaded s | loaded / idle |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
     ]
 
 

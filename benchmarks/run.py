@@ -27,6 +27,9 @@ Sections (each a key of the JSON file and a table in the Markdown file):
    alternating, ``--reps`` times: what a run draws is bounded by ``report.grid_images``.
 11. ``snapshot``: checking a model snapshot's SHA-256 sums (``benchmarks/snapshot.py``) beside
    loading it and one training epoch, and measuring a reused model's test accuracy.
+12. ``roar``: one remove-and-retrain point per analyzer.
+13. ``loaded``: every score idle and beside two busy processes, with the project's thread
+   policy and with the libraries' default threads.
 
 Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
 RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
@@ -36,6 +39,7 @@ RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -88,6 +92,9 @@ TARGETS = {
     "run_images_growth": 1.25,
     # Checking a snapshot's sums (every file, as a continuation does) / one training epoch.
     "snapshot_verify_vs_epoch": 0.01,
+    # Section 13: each score's seconds beside two spinning processes / idle, at most (the
+    # machine's cores shared three ways: a fair share is 3x).
+    "loaded_vs_idle": 3.0,
 }
 # Section 12: one remove-and-retrain point (roar.fraction=50: a ROAR and a KAR training) per
 # analyzer of the done-when's sweep and the two references, on the seed's model.
@@ -364,6 +371,42 @@ class Bench:
             "points": points,
         }
 
+    def loaded(self) -> dict:
+        """Section 13: every score of ``evaluate=full`` on one model and analyzer (``gradient``),
+        idle and beside two processes that spin on the cores, alternating, ``--reps`` times;
+        with the project's thread policy and with the libraries' default (BLAS at one thread
+        per core), which names what a shared machine slows."""
+        command = [sys.executable, "-m", "benchmarks.scoring", f"--data={self.data}"]
+        command += ["--sets=full", "--analyzers=gradient"]
+        command += ["--n-images=50"] if self.quick else ["--n-images=1000"]
+        variants = {"policy": [], "library_default": [f"--library-threads={os.cpu_count()}"]}
+        reps = []
+        for _ in range(self.reps):
+            rep = {}
+            for variant, extra in variants.items():
+                for state in ("idle", "loaded"):
+                    with busy(2 if state == "loaded" else 0):
+                        child = run_child(command + extra, cwd=PROJECT_ROOT)
+                    out = json.loads(child.stdout.strip().splitlines()[-1])
+                    rep[f"{variant}_{state}"] = out["gradient"]["full"]["per_score_s"]
+                    n_images = out["n_images"]
+            reps.append(rep)
+        ratios = {}
+        for variant in variants:
+            ratios[variant] = {
+                score: statistics.median(
+                    rep[f"{variant}_loaded"][score] / rep[f"{variant}_idle"][score] for rep in reps
+                )
+                for score in reps[0][f"{variant}_idle"]
+            }
+        return {
+            "busy_processes": 2,
+            "analyzer": "gradient",
+            "n_images": n_images,
+            "reps": reps,
+            "ratios": ratios,
+        }
+
     def snapshot(self) -> dict:
         """A snapshot's verification, load and write, one training epoch, a reused model's
         test (``benchmarks/snapshot.py``, in its own process)."""
@@ -528,6 +571,21 @@ class Bench:
         return result
 
 
+@contextlib.contextmanager
+def busy(processes: int):
+    """``processes`` Python processes spinning on the cores while the block runs: another
+    user's work on a shared machine."""
+    spinning = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
+    ]
+    try:
+        yield
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
+
+
 def _ratios(reps: list[dict], baseline: str = "bare") -> dict:
     """project / baseline per repetition, for each measure: median, min, max."""
     ratios = {}
@@ -619,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
             ("images", bench.images),
             ("snapshot", bench.snapshot),
             ("roar", bench.roar),
+            ("loaded", bench.loaded),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

@@ -22,10 +22,13 @@ from benchmarks.analysis import ANALYZERS, config
 from src.data import load_dataset
 
 try:
+    from src.common.tf_runtime import configure_threads, limit_library_threads
     from src.models.configured import build_model, train_model
     from src.scores.configured import evaluate_model
 except ModuleNotFoundError:  # run with PYTHONPATH on SCORING_BASELINE's checkout: a flat src/
     from src.experiment import build_model, evaluate_model, train_model
+
+    configure_threads = limit_library_threads = None  # it ran with the libraries' defaults
 
 # The set of scores of the reference commit: what the default ones are held to.
 BEFORE = (
@@ -52,7 +55,18 @@ def main() -> None:
         action="store_true",
         help="the meta-evaluation on 20 images with one perturbation per test (a smoke test)",
     )
+    parser.add_argument(
+        "--library-threads",
+        type=int,
+        default=None,
+        help="BLAS/OpenMP threads instead of the project's policy (the libraries' default: "
+        "one per core), to measure what the policy changes",
+    )
     args = parser.parse_args()
+    if configure_threads is not None:  # as a run sets them (src.train)
+        configure_threads(None)
+        if args.library_threads:
+            limit_library_threads(args.library_threads)
     sets = {name: SETS[name] for name in args.sets.split(",")}
     if args.quick_meta and "meta" in sets:
         sets["meta"] += ("evaluate.meta.n_images=20", "evaluate.meta.perturbations=1")

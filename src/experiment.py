@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.common import names, sweep_context
 from src.common.internals import random_layers
-from src.common.tf_runtime import intra_op_threads
+from src.common.tf_runtime import intra_op_threads, thread_policy
 from src.config.checks import validate, validate_for_images
 from src.data import Dataset, load_configured
 from src.explain.configured import check_analyzer, explain_model
@@ -187,7 +187,7 @@ def _run_tags(
             "data_sha256": data.checksum,
             "model_fingerprint": model_key,
             "model_output": output_kind(model),
-            "intra_op_threads": str(intra_op_threads()),
+            **thread_policy(),  # TensorFlow's, BLAS's and OpenMP's threads (one policy)
         }
     )
     return tags

@@ -61,12 +61,57 @@ def set_threads(intra_op: int, inter_op: int | None = None) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(inter_op or intra_op)
 
 
-def configure_threads(threads: int | None, parallel_jobs: int | None = None) -> None:
-    """The same intra-op threads in every launcher (``threads``, else one per available core:
-    they decide the bits of the results); jobs run in parallel (``parallel_jobs``, joblib's
-    ``n_jobs``) share out the cores through their inter-op threads only."""
+# The BLAS/LAPACK and OpenMP pools of NumPy and SciPy (each wheel ships its own OpenBLAS): one
+# thread each. The project's NumPy/SciPy work is many small calls (ROAD's banded solves, per-image
+# statistics) between TensorFlow's ops, which hold the cores. OpenBLAS's idle threads spin, so with
+# its default (one per core) they fought TensorFlow's and any other process for the cores: ROAD
+# took 5-80x its idle time on a shared machine (issue 30; `make bench`'s `loaded` section).
+LIBRARY_THREADS = 1
+
+
+def configure_threads(threads: int | None, parallel_jobs: int | None = None) -> dict[str, str]:
+    """The one thread policy of a run, in every launcher: TensorFlow's intra-op threads
+    (``threads``, else one per available core: they decide the bits of the results); jobs run
+    in parallel (``parallel_jobs``, joblib's ``n_jobs``) share out the cores through their
+    inter-op threads only; NumPy's and SciPy's BLAS and OpenMP pools get ``LIBRARY_THREADS``.
+    Returns the policy in force, for the run's tags (:func:`thread_policy`)."""
     cores = available_cores()
     set_threads(threads or cores, threads_per_job(cores, parallel_jobs))
+    limit_library_threads(LIBRARY_THREADS)
+    return thread_policy()
+
+
+def limit_library_threads(limit: int) -> None:
+    """``limit`` threads for every BLAS and OpenMP pool in the process, SciPy's own OpenBLAS
+    included: threadpoolctl reaches only the libraries loaded when it is called, so SciPy's
+    linear algebra is loaded first. (Environment variables would have to be set before NumPy is
+    imported, which the entry point cannot promise: Hydra imports it. A job in another process
+    sets its own limits here.)"""
+    import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS, so that the limit reaches it
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=limit, user_api="blas")
+    threadpool_limits(limits=limit, user_api="openmp")
+
+
+def thread_policy() -> dict[str, str]:
+    """The threads in force, as the run's tags: TensorFlow's intra- and inter-op threads and
+    each BLAS/OpenMP pool loaded (``threads_blas``: ``openblas:1,openblas:1`` for NumPy's and
+    SciPy's)."""
+    from threadpoolctl import threadpool_info
+
+    tf = tensorflow()
+    pools: dict[str, list[str]] = {"blas": [], "openmp": []}
+    for pool in threadpool_info():
+        pools[pool["user_api"]].append(f"{pool['internal_api']}:{pool['num_threads']}")
+    return {
+        "intra_op_threads": str(intra_op_threads()),
+        "inter_op_threads": str(
+            tf.config.threading.get_inter_op_parallelism_threads() or available_cores()
+        ),
+        "threads_blas": ",".join(sorted(pools["blas"])) or "none",
+        "threads_openmp": ",".join(sorted(pools["openmp"])) or "none",
+    }
 
 
 def threads_per_job(cores: int, parallel_jobs: int | None) -> int | None:
