@@ -95,6 +95,23 @@ def checks(results: dict) -> dict[str, dict]:
             headline["ratios"]["reuse_vs_bare_runs"],
             targets["headline_vs_bare"],
         )
+    if "peer" in results:
+        rows = results["peer"]["rows"]
+        total = sum(row["quantus_s"] for row in rows.values())
+        check(
+            "shared scores as a whole, Quantus seconds / the project's",
+            total / sum(row["project_s"] for row in rows.values()),
+            targets["peer_speedup"],
+            at_most=False,
+        )
+        for label, row in rows.items():
+            bound = targets["peer_speedup" if row["quantus_s"] > 1 else "peer_never_slower"]
+            check(
+                f"{label}, Quantus seconds / the project's",
+                row["quantus_s"] / row["project_s"],
+                bound,
+                at_most=False,
+            )
     if "loaded" in results:
         for score, ratio in results["loaded"]["ratios"]["policy"].items():
             check(
@@ -290,6 +307,8 @@ def markdown(results: dict) -> str:
         lines += roar_table(results["roar"], results["sizes"])
     if "loaded" in results:
         lines += loaded_table(results["loaded"])
+    if "peer" in results:
+        lines += peer_table(results["peer"])
     lines += ["", f"Benchmark wall time: {results['total_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
@@ -436,6 +455,39 @@ def loaded_table(loaded: dict) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
     ]
+
+
+def peer_table(peer: dict) -> list[str]:
+    """Section 14: the scores shared with Quantus 0.6, side by side."""
+    rows = peer["rows"]
+    lines = [
+        "",
+        f"## 14. The peer: Quantus 0.6 and the project on the same scores ({peer['analyzer']}, "
+        f"{peer['n_images']} images)",
+        "",
+        "Each score as Quantus computes it (its TensorFlow path, explaining through the run's "
+        "analyzer; its settings those of the project's config) and as a run does, on the same "
+        "model, images and maps, alternating, median seconds. Values: each side's mean; why "
+        "they may differ, in the last column. Robustness: 100 images, 20 samples each.",
+        "",
+        "| score | Quantus s | project s | Quantus / project | project value | Quantus value "
+        "| agreement |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for label, row in rows.items():
+        theirs = ", ".join(f"{name} {value:.3f}" for name, value in row["quantus_values"].items())
+        lines.append(
+            f"| {label} | {row['quantus_s']:.2f} | {row['project_s']:.2f} | "
+            f"**{row['quantus_s'] / row['project_s']:.1f}x** | {row['project_value']:.3f} | "
+            f"{theirs} | {row['agreement']} |"
+        )
+    quantus = sum(row["quantus_s"] for row in rows.values())
+    project = sum(row["project_s"] for row in rows.values())
+    lines.append(
+        f"| **all shared scores** | {quantus:.2f} | {project:.2f} | "
+        f"**{quantus / project:.1f}x** | | | |"
+    )
+    return lines
 
 
 def headline_table(headline: dict) -> list[str]:

@@ -30,6 +30,8 @@ Sections (each a key of the JSON file and a table in the Markdown file):
 12. ``roar``: one remove-and-retrain point per analyzer.
 13. ``loaded``: every score idle and beside two busy processes, with the project's thread
    policy and with the libraries' default threads.
+14. ``peer``: each score the project shares with Quantus 0.6, timed as Quantus computes it
+   and as the project does, on the same model, images and maps (``benchmarks/peer.py``).
 
 Every child process is timed by this one (``os.wait4``: wall time and the child's own peak
 RSS). Results go to ``benchmarks/results/<timestamp>.{json,md}`` and to MLflow's
@@ -95,6 +97,10 @@ TARGETS = {
     # Section 13: each score's seconds beside two spinning processes / idle, at most (the
     # machine's cores shared three ways: a fair share is 3x).
     "loaded_vs_idle": 3.0,
+    # Section 14: Quantus's seconds / the project's, at least: on the shared scores as a whole
+    # and on each that takes Quantus over a second; and never below 1 (never slower).
+    "peer_speedup": 3.0,
+    "peer_never_slower": 1.0,
 }
 # Section 12: one remove-and-retrain point (roar.fraction=50: a ROAR and a KAR training) per
 # analyzer of the done-when's sweep and the two references, on the seed's model.
@@ -370,6 +376,14 @@ class Bench:
             "base_accuracy": trained["test_accuracy"],
             "points": points,
         }
+
+    def peer(self) -> dict:
+        """Section 14: each score the project shares with Quantus 0.6, by Quantus and by the
+        project, on the same model, images and maps, alternating (``benchmarks/peer.py``)."""
+        command = [sys.executable, "-m", "benchmarks.peer", f"--data={self.data}"]
+        command += ["--n-images=40", "--reps=1"] if self.quick else ["--n-images=1000", "--reps=3"]
+        child = run_child(command, cwd=PROJECT_ROOT)
+        return json.loads(child.stdout.strip().splitlines()[-1])
 
     def loaded(self) -> dict:
         """Section 13: every score of ``evaluate=full`` on one model and analyzer (``gradient``),
@@ -678,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
             ("snapshot", bench.snapshot),
             ("roar", bench.roar),
             ("loaded", bench.loaded),
+            ("peer", bench.peer),
         )
         for name, step in steps:
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)

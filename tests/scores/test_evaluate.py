@@ -407,6 +407,112 @@ def robustness_of(trained, explain, samples=3, count=10):
     return evaluate(settings, model, images, labels, explain, True, "gradient", 0), images
 
 
+def quantus_robustness(model, images, classes, heatmaps, explain, samples, seed):
+    """Quantus 0.6's MaxSensitivity and LocalLipschitzEstimate as the project called them
+    before it computed them itself: its perturb_func fed from the same seeded generators."""
+    from src.scores.libraries import _quantus
+    from src.scores.registry import LIPSCHITZ_NOISE, SENSITIVITY_NOISE, generator
+    from src.scores.robustness import normalise_each_by_max
+
+    quantus = _quantus()
+
+    def seeded(noise, kind):
+        def perturb(arr, indices=None, indexed_axes=None, **settings):
+            if kind == "uniform":
+                bound = settings["lower_bound"]
+                return (arr + noise.uniform(-bound, bound, size=arr.shape)).astype(arr.dtype)
+            delta = noise.normal(settings["perturb_mean"], settings["perturb_std"], arr.shape)
+            return (arr + delta).astype(arr.dtype)
+
+        return perturb
+
+    def explain_func(model, inputs, targets, **_):
+        return explain(np.ascontiguousarray(inputs, np.float32), targets, "")
+
+    common = dict(nr_samples=samples, disable_warnings=True)
+    metrics = {
+        "max_sensitivity": quantus.MaxSensitivity(
+            lower_bound=0.2,
+            perturb_func=seeded(generator(seed, SENSITIVITY_NOISE), "uniform"),
+            **common,
+        ),
+        "local_lipschitz": quantus.LocalLipschitzEstimate(
+            normalise_func=normalise_each_by_max,
+            perturb_std=0.1,
+            perturb_func=seeded(generator(seed, LIPSCHITZ_NOISE), "normal"),
+            **common,
+        ),
+    }
+    return {
+        name: np.asarray(
+            metric(
+                model=model,
+                x_batch=images,
+                y_batch=classes,
+                a_batch=heatmaps,
+                explain_func=explain_func,
+                channel_first=False,
+                batch_size=len(images),
+            ),
+            dtype=np.float64,
+        )
+        for name, metric in metrics.items()
+    }
+
+
+def test_robustness_is_quantus_to_the_bit_grey_and_colour(trained):
+    """The project's max-sensitivity and local Lipschitz equal Quantus's metrics' numbers bit
+    for bit on the trained model's gradient maps; and on three-channel images, where Quantus
+    draws its noise channels first, max-sensitivity is as worked out by hand. Quantus refused
+    the colour maps as the project handed them: robustness went unscored (NaN, with a warning)
+    on every colour model."""
+    cfg, data, model = trained
+    explainer = gradient_explainer(model)
+    images, labels = data.test_images[:12], data.test_labels[:12]
+
+    def explain(images, classes, _=""):
+        return explainer.explain(images, np.asarray(classes), 5).heatmaps
+
+    heatmaps = explain(images, labels)
+    settings = OmegaConf.merge(
+        only(cfg, "robustness"), {"robustness": {"n_images": 12, "samples": 4}}
+    )
+    ours = evaluate(settings, model, images, labels, explain, True, "gradient", 7).per_image
+    theirs = quantus_robustness(model, images, labels, heatmaps, explain, 4, 7)
+    for name in theirs:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+    keras = tensorflow().keras
+    colour = keras.Sequential(
+        [keras.layers.Flatten(input_shape=(5, 4, 3)), keras.layers.Dense(2, activation="softmax")]
+    )
+    rgb = np.random.default_rng(3).random((6, 5, 4, 3)).astype(np.float32)
+    weights = np.random.default_rng(4).normal(size=(5, 4, 3)).astype(np.float32)
+
+    def squared(images, classes, _=""):  # a map that moves with every pixel and channel
+        return (images**2 * weights).astype(np.float32)
+
+    classes = np.zeros(6, dtype=int)
+    ours = evaluate(settings, colour, rgb, classes, squared, True, "gradient", 7).per_image
+    # Quantus 0.6 refuses the maps as the project handed them (channels last, as the images):
+    # it checks them against its channels-first copy of the images.
+    with pytest.raises(AssertionError, match="dimensions of attribution and input"):
+        quantus_robustness(colour, rgb, classes, squared(rgb, classes), squared, 4, 7)
+    # By hand, as Quantus draws: one row per image, channels first.
+    from src.scores.registry import SENSITIVITY_NOISE, generator
+
+    draws = generator(7, SENSITIVITY_NOISE)
+    rows = np.moveaxis(rgb, -1, 1).reshape(6, -1)
+    original = squared(rgb, classes).reshape(6, -1)
+    ratios = []
+    for _ in range(4):
+        noisy = (rows + draws.uniform(-0.2, 0.2, size=rows.shape)).astype(np.float32)
+        moved = squared(np.moveaxis(noisy.reshape(6, 3, 5, 4), 1, -1), classes).reshape(6, -1)
+        ratios.append(np.linalg.norm(original - moved, axis=1) / np.linalg.norm(original, axis=1))
+    np.testing.assert_allclose(ours["max_sensitivity"], np.max(ratios, axis=0), rtol=1e-6)
+    assert np.isfinite(ours["local_lipschitz"]).all()
+
+
 def test_robustness_by_hand(trained):
     from src.scores.registry import LIPSCHITZ_NOISE, SENSITIVITY_NOISE, generator
 
@@ -462,6 +568,20 @@ def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
     exact = scored(lambda images, classes, _: masks[..., None].astype(np.float32)).scores
     assert exact["relevance_mass_accuracy"] == exact["relevance_rank_accuracy"] == 1.0
     assert exact["pointing_game"] == 1.0
+    assert "emd_score" not in exact  # its own switch, evaluate.scores.emd
+    with_emd = evaluate(
+        only(cfg, "localisation", "emd"),
+        model,
+        images,
+        labels,
+        lambda images, classes, _: masks[..., None].astype(np.float32),
+        True,
+        "x",
+        0,
+        masks,
+    )
+    assert with_emd.scores["emd_score"] == 1.0  # nothing to move
+    assert set(with_emd.seconds) == {"localisation", "emd"}
     fresh = np.random.default_rng(1)
     noise = scored(lambda images, classes, _: fresh.normal(size=images.shape)).scores
     share = masks[0].mean()  # 16 of 784 pixels: noise scores about that

@@ -85,6 +85,25 @@ def test_gini_by_hand():
     np.testing.assert_array_equal(gini(np.zeros((3, 2, 2))), [0, 0, 0])  # Quantus would refuse
 
 
+def test_gini_is_quantus_sparseness_to_the_bit():
+    from src.scores.libraries import _quantus
+    from src.scores.properties import gini
+
+    rng = np.random.default_rng(11)
+    maps = rng.normal(size=(70, 6, 5, 1)).astype(np.float32)  # more than Quantus's batch of 64
+    maps[3] = 0.0  # a blank map among others
+    theirs = _quantus().Sparseness(abs=True, normalise=False, disable_warnings=True)(
+        model=None,
+        x_batch=np.moveaxis(maps, -1, 1),
+        y_batch=np.zeros(len(maps), dtype=int),
+        a_batch=np.moveaxis(maps, -1, 1),
+        channel_first=True,
+    )
+    np.testing.assert_array_equal(gini(maps), np.asarray(theirs, dtype=np.float64))
+    # Quantus refuses a batch of negative maps; their |relevance| has a Gini index all the same.
+    np.testing.assert_array_equal(gini(-np.abs(maps)), gini(np.abs(maps)))
+
+
 def test_conservation_error_by_hand():
     from src.scores.metrics import conservation_error
 

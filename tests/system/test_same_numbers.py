@@ -71,8 +71,8 @@ PARENT = ("parent",)
 # Metrics that measure the machine, not the results, and differ from one run of the same code to
 # the next: wall-clock durations and rates (train_time_s, analysis_time_s, analyzer_build_time_s,
 # score_time_<score>_s, analysis_images_per_s, time_to_first_step_s) and resident memory (rss_mb,
-# peak_rss_mb). Their keys are still compared; their values are not. Every other metric, the
-# epochs a run trained itself (train_epochs_run) included, must be bit-identical.
+# peak_rss_mb). Neither their keys nor their values are compared. Every other metric, the epochs
+# a run trained itself (train_epochs_run) included, must be bit-identical.
 MEASURED = re.compile(r"_s$|_mb$")
 
 # Artifacts of each child run compared array by array.
@@ -168,11 +168,13 @@ def differences(
         if new.info.run_name != old.info.run_name:
             found.append(f"{job}: run name {old.info.run_name!r} became {new.info.run_name!r}")
         name = "the sweep's parent" if job == PARENT else old.info.run_name
-        keys = set(old.data.metrics)
-        if set(new.data.metrics) != keys:
+        # Which times and sizes are measured may change with the code (a score split in two
+        # is timed twice); the numbers may not.
+        keys = {key for key in old.data.metrics if not MEASURED.search(key)}
+        new_keys = {key for key in new.data.metrics if not MEASURED.search(key)}
+        if new_keys != keys:
             found.append(
-                f"{name}: metrics lost {sorted(keys - set(new.data.metrics))}, "
-                f"new {sorted(set(new.data.metrics) - keys)}"
+                f"{name}: metrics lost {sorted(keys - new_keys)}, new {sorted(new_keys - keys)}"
             )
         for key in sorted(keys & set(new.data.metrics)):
             if MEASURED.search(key):
