@@ -53,8 +53,11 @@ SHARED = {
     "MPRT + eMPRT": ("randomisation", "mprt", ("MPRT", "EfficientMPRT")),
     "random logit": ("random_logit", "random_logit", ("RandomLogit",)),
     "sparseness (Gini)": ("complexity", "gini", ("Sparseness",)),
-    "max-sensitivity": ("robustness", "max_sensitivity", ("MaxSensitivity",)),
-    "local Lipschitz": ("robustness", "local_lipschitz", ("LocalLipschitzEstimate",)),
+    "max-sensitivity + local Lipschitz": (
+        "robustness",
+        "max_sensitivity",
+        ("MaxSensitivity", "LocalLipschitzEstimate"),
+    ),
     "localisation (mass, rank, pointing)": (
         "localisation",
         "relevance_mass_accuracy",
@@ -74,11 +77,11 @@ AGREEMENT = {
     "random logit": "the same similarity (SSIM), other off classes (tests: equal given the "
     "same classes)",
     "sparseness (Gini)": "the same definition (tests: equal)",
-    "max-sensitivity": "the project runs Quantus's own metric, its noise seeded and its batch "
-    "the images scored",
-    "local Lipschitz": "the project runs Quantus's own metric, maps normalised per image",
-    "localisation (mass, rank, pointing)": "equal on maps without ties (tests); the project "
-    "also computes the earth mover's score, in its time",
+    "max-sensitivity + local Lipschitz": "Quantus's computation (tests: equal to the bit given "
+    "the same draws), other noise draws; the project's value is max-sensitivity's; its local "
+    "Lipschitz normalises each map by its own max, Quantus's default the batch's",
+    "localisation (mass, rank, pointing)": "equal on maps without ties (tests); the project's "
+    "value is relevance mass accuracy",
 }
 # The project's settings, which Quantus's side is given (conf/evaluate/default.yaml).
 PATCH, STEPS = 7, 15

@@ -174,6 +174,34 @@ def test_perturbation_uses_innvestigates_perturbation_on_the_given_heatmaps(trai
     assert by_brightness[0] == pytest.approx(model.evaluate(images, labels, verbose=0)[1])
 
 
+@pytest.mark.parametrize("shape, region", [((5, 28, 28, 1), (7, 7)), ((4, 10, 11, 3), (3, 4))])
+def test_the_batched_gaussian_regions_are_innvestigates_to_the_bit(shape, region):
+    """The Gaussian perturbation draws its regions in one call per batch: the images are
+    iNNvestigate's own loop's, drawn from a generator of the same seed, bit for bit (colour
+    images and regions that need padding too), at every number of regions perturbed."""
+    from src.common.tf_runtime import innvestigate
+    from src.scores.faithfulness import _perturbation_class, perturbation_function
+
+    innvestigate()  # iNNvestigate's tools, after graph mode
+    from innvestigate.tools.perturbate import Perturbation
+
+    rng = np.random.default_rng(0)
+    images = rng.random(shape).astype(np.float32)
+    heatmaps = rng.normal(size=shape).astype(np.float32)
+    settings = dict(region_shape=region, in_place=False, value_range=(0.0, 1.0))
+    loop_noise, batched_noise = np.random.default_rng(5), np.random.default_rng(5)
+    theirs = Perturbation(perturbation_function("gaussian", loop_noise), **settings)
+    ours = _perturbation_class()(perturbation_function("gaussian", batched_noise), **settings)
+    ours.gaussian_noise = batched_noise
+    for regions in (0, 1, 3, 7):
+        theirs.num_perturbed_regions = ours.num_perturbed_regions = regions
+        expected = theirs.perturbate_on_batch(images, heatmaps)
+        found = ours.perturbate_on_batch(images, heatmaps)
+        np.testing.assert_array_equal(found, expected)
+        assert found.dtype == expected.dtype
+        assert regions == 0 or not np.array_equal(found, images)
+
+
 def test_baselines_sit_where_the_protocol_puts_them(trained):
     """input and edge never look at the model: randomising it leaves them unchanged (MPRT 1,
     eMPRT 0); a fresh noise map has nothing to lose (MPRT ~ 0) and explains nothing."""
