@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from support import client_for, store_dir
 
 from benchmarks import report
+from benchmarks.peer import SHARED
 from benchmarks.run import SCORING_BASELINE, SWEEP_BASELINE, TARGETS, _ratios
 from src.common.paths import PROJECT_ROOT
 
@@ -143,6 +145,37 @@ def test_a_number_beyond_its_target_is_reported_missed():
     ]
     missed = [name for name, c in report.checks(heavy).items() if not c["met"]]
     assert missed == ["--help imports TensorFlow (0 = no)", "--cfg job imports TensorFlow (0 = no)"]
+
+
+def test_the_peer_and_the_busy_machine_are_held_to_their_targets():
+    rows = {
+        "ROAD": {"quantus_s": 12.0, "project_s": 2.0},  # 6x
+        "random logit": {"quantus_s": 0.7, "project_s": 0.3},  # under a second: not slower
+    }
+    loaded = {"ratios": {"policy": {"road": 1.4, "robustness": 2.9}}}
+    checks = report.checks(made_up_results(peer={"rows": rows}, loaded=loaded))
+    assert checks["shared scores as a whole, Quantus seconds / the project's"]["value"] == (
+        pytest.approx(12.7 / 2.3)
+    )
+    assert checks["ROAD, Quantus seconds / the project's"]["bound"] == 3.0
+    assert checks["random logit, Quantus seconds / the project's"]["bound"] == 1.0
+    assert all(check["met"] for check in checks.values())
+    rows["ROAD"]["project_s"] = 5.0  # 2.4x: a score that takes Quantus over a second
+    rows["random logit"]["project_s"] = 0.8  # slower than Quantus
+    loaded["ratios"]["policy"]["road"] = 5.7  # ROAD before the thread policy
+    missed = [
+        name
+        for name, check in report.checks(
+            made_up_results(peer={"rows": rows}, loaded=loaded)
+        ).items()
+        if not check["met"]
+    ]
+    assert missed == [
+        "shared scores as a whole, Quantus seconds / the project's",
+        "ROAD, Quantus seconds / the project's",
+        "random logit, Quantus seconds / the project's",
+        "road seconds, beside two busy processes / idle",
+    ]
 
 
 def test_a_snapshots_verification_is_held_to_a_hundredth_of_an_epoch_and_tabled():
@@ -280,6 +313,25 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         assert point["roar_train_s"] > 0 and point["kar_train_s"] > 0
         assert 0 <= point["roar_accuracy"] <= 1 and 0 <= point["kar_accuracy"] <= 1
 
+    # Section 13: every score idle and beside two busy processes, with the policy and without.
+    loaded = results["loaded"]
+    assert loaded["busy_processes"] == 2 and loaded["n_images"] == 50
+    (rep,) = loaded["reps"]
+    assert set(rep) == {
+        "policy_idle",
+        "policy_loaded",
+        "library_default_idle",
+        "library_default_loaded",
+    }
+    assert set(rep["policy_idle"]) >= {"perturbation", "road", "robustness"}
+    assert set(loaded["ratios"]["policy"]) == set(rep["policy_idle"])
+    # Section 14: every score shared with Quantus, both sides timed and valued.
+    peer = results["peer"]
+    assert set(peer["rows"]) == set(SHARED)
+    for row in peer["rows"].values():
+        assert row["quantus_s"] > 0 and row["project_s"] > 0
+        assert all(np.isfinite(value) for value in row["quantus_values"].values())
+
     markdown = json_file.with_suffix(".md").read_text()
     headings = (
         "## Targets",
@@ -294,6 +346,8 @@ def test_the_quick_benchmark_measures_every_section_and_logs_its_run(tmp_path):
         "## 9.",
         "## 11.",
         "## 12. Remove-and-retrain",
+        "## 13. Scoring on a busy machine",
+        "## 14. The peer",
     )
     for heading in headings:
         assert heading in markdown
