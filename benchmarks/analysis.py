@@ -21,8 +21,7 @@ from src.common.paths import CONFIG_DIR
 from src.common.tf_runtime import innvestigate, reset, tensorflow
 from src.config.cli import register_resolvers
 from src.data import Dataset, load_dataset
-from src.explain.configured import analysis_batch, analyzer_for
-from src.explain.heatmaps import Explainer
+from src.explain.configured import analysis_batch, explainer_for
 from src.models.configured import build_model, train_model
 from src.models.training import compile_model
 
@@ -51,15 +50,18 @@ def time_call(function) -> float:
 
 def throughput(data: Dataset, cfg_for, model, n_images: int, reps: int, analyzers) -> dict:
     """Images per second on the first ``n_images`` test images, the project's ``Explainer``
-    and a bare loop of ``analyzer.analyze(batch)`` at the same batch size, alternating."""
+    as a run calls it and a bare loop of ``analyzer.analyze(batch)`` at 256 samples per call,
+    alternating."""
     inn = innvestigate()
     images = data.test_images[:n_images]
     predictions = model.predict(images, batch_size=256, verbose=0).argmax(axis=1)
     results = {}
     for name in analyzers:
         cfg = cfg_for(name)
+        # The bare script calls analyze() with 256 samples (images x samples drawn per image);
+        # the project as a run does (several such batches per call where the analyzer draws).
         batch = analysis_batch(cfg, cfg.evaluate.batch_size)
-        project = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
+        project, per_call = explainer_for(cfg, model, cfg.evaluate.batch_size)
         method, params = cfg.analyzer.method, dict(cfg.analyzer.params)
         # The bare script runs iNNvestigate's own SmoothGrad, which takes no seed (and ignores
         # noise_scale): the same work per image as the project's adapter.
@@ -67,8 +69,8 @@ def throughput(data: Dataset, cfg_for, model, n_images: int, reps: int, analyzer
         bare = inn.create_analyzer(method, inn.model_wo_softmax(model), **params)
         bare.create_analyzer_model()
 
-        def run_project(project=project, batch=batch):
-            project.explain(images, predictions, batch)
+        def run_project(project=project, per_call=per_call):
+            project.explain(images, predictions, per_call)
 
         def run_bare(bare=bare, batch=batch):
             heatmaps = [
@@ -78,7 +80,7 @@ def throughput(data: Dataset, cfg_for, model, n_images: int, reps: int, analyzer
             np.concatenate(heatmaps)  # kept, as the project keeps them
 
         # One warm-up call each: the first session run of a new graph part sets it up.
-        project.explain(images[:batch], predictions[:batch], batch)
+        project.explain(images[:per_call], predictions[:per_call], per_call)
         bare.analyze(images[:batch])
         project_s, bare_s = [], []
         for rep in range(reps):
@@ -88,6 +90,7 @@ def throughput(data: Dataset, cfg_for, model, n_images: int, reps: int, analyzer
         ratios = [b / p for p, b in zip(project_s, bare_s, strict=True)]  # project/bare speed
         results[name] = {
             "batch_images": batch,
+            "project_call_images": per_call,
             "project_images_per_s": n_images / statistics.median(project_s),
             "bare_images_per_s": n_images / statistics.median(bare_s),
             "ratio_median": statistics.median(ratios),

@@ -135,32 +135,52 @@ def _smoothgrad_class() -> tuple[type, type]:
     class ScaledGaussianNoise(tf.keras.layers.Layer):
         """``x + N(0, 1) * scale * (max(x) - min(x))``, max and min per image (over every axis
         but the first); the noise from a stateless op keyed by ``seed``: the same at every
-        call for the same shape."""
+        call for the same shape. With ``period``, the noise of the first ``period`` images
+        repeats along the batch: image i gets that of image i mod ``period``, so a call of k
+        batches of ``period`` images gives each image the noise a call of one batch gave it
+        (the op's draws for fewer images are the first of its draws for more)."""
 
-        def __init__(self, scale: float, seed: int, **kwargs: Any) -> None:
+        def __init__(self, scale: float, seed: int, period: int | None = None, **kwargs: Any):
             super().__init__(**kwargs)
-            self.scale, self.seed = float(scale), int(seed)
+            self.scale, self.seed, self.period = float(scale), int(seed), period
 
         def call(self, inputs, *_args, **_kwargs):
             axes = list(range(1, inputs.shape.rank))
             spread = tf.reduce_max(inputs, axis=axes, keepdims=True) - tf.reduce_min(
                 inputs, axis=axes, keepdims=True
             )
-            noise = tf.random.stateless_normal(
-                tf.shape(inputs), seed=[self.seed, 0], dtype=inputs.dtype
-            )
+            shape = tf.shape(inputs)
+            if self.period is None:
+                noise = tf.random.stateless_normal(shape, seed=[self.seed, 0], dtype=inputs.dtype)
+            else:
+                block = tf.random.stateless_normal(
+                    tf.concat([[self.period], shape[1:]], 0),
+                    seed=[self.seed, 0],
+                    dtype=inputs.dtype,
+                )
+                repeats = (shape[0] + self.period - 1) // self.period
+                tiled = tf.tile(block, tf.concat([[repeats], tf.ones_like(shape[1:])], 0))
+                noise = tiled[: shape[0]]
             return inputs + noise * (self.scale * spread)
 
     class SmoothGrad(InnvestigateSmoothGrad):
         """iNNvestigate's SmoothGrad with the configured noise (see the module docstring)."""
 
-        def __init__(self, model, noise_scale: float = 0.1, seed: int = 0, **kwargs: Any):
+        def __init__(
+            self,
+            model,
+            noise_scale: float = 0.1,
+            seed: int = 0,
+            noise_period: int | None = None,
+            **kwargs: Any,
+        ):
             super().__init__(model, noise_scale=noise_scale, **kwargs)
             self._seed = int(seed) % 2**31
+            self._noise_period = noise_period  # images; None: drawn for the whole call
 
         def _augment(self, Xs):
             repeat = ilayers.Repeat(self._augment_by_n)  # (batch, n, ...)
-            add_noise = ScaledGaussianNoise(self._noise_scale, self._seed)
+            add_noise = ScaledGaussianNoise(self._noise_scale, self._seed, self._noise_period)
             reshape = ilayers.AugmentationToBatchAxis(self._augment_by_n)
             return [reshape(add_noise(repeat(X))) for X in (Xs if isinstance(Xs, list) else [Xs])]
 
@@ -199,6 +219,10 @@ PROJECT_ANALYZERS: dict[str, Callable[..., Any]] = {
     "baseline.input": InputBaseline,
     "baseline.edge": EdgeBaseline,
 }
+
+
+# The project's analyzers whose noise can repeat every ``noise_period`` images (SmoothGrad's).
+PERIODIC_NOISE = frozenset({"smoothgrad", "vargrad"})
 
 
 def known_methods() -> list[str]:

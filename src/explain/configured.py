@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.common.errors import UserError
 from src.common.paths import CONFIG_DIR, group_options
 from src.data import Dataset
-from src.explain.analyzers import takes_only_convnet_layers
+from src.explain.analyzers import PERIODIC_NOISE, takes_only_convnet_layers
 from src.explain.heatmaps import (
     Explainer,
     Explanation,
@@ -21,6 +21,7 @@ from src.explain.heatmaps import (
     build_analyzer,
     create_analyzer,
     images_per_batch,
+    images_per_call,
     select_images,
 )
 from src.models.canonical import explainable, has_depthwise
@@ -59,7 +60,23 @@ def analyzer_of(model, method: str, params: dict, neuron_selection: str, check: 
 
 
 def analysis_batch(cfg: DictConfig, batch_size: int) -> int:
+    """Images per batch of ``batch_size`` samples (SmoothGrad's noise period)."""
     return images_per_batch(batch_size, OmegaConf.to_container(cfg.analyzer.params, resolve=True))
+
+
+def explainer_for(
+    cfg: DictConfig, model, batch_size: int, neuron_selection: str | None = None
+) -> tuple[Explainer, int]:
+    """The run's analyzer on ``model``, built, and the images per call to explain with: whole
+    batches of ``batch_size`` samples (:func:`images_per_call`), SmoothGrad's noise repeating
+    every batch, so the maps are those of one batch per call, bit for bit."""
+    params = OmegaConf.to_container(cfg.analyzer.params, resolve=True)
+    call = images_per_call(batch_size, params, model.input_shape[1:])
+    if cfg.analyzer.method in PERIODIC_NOISE:
+        params = {**params, "noise_period": images_per_batch(batch_size, params)}
+    selection = neuron_selection or cfg.analyzer.neuron_selection
+    analyzer = analyzer_of(model, cfg.analyzer.method, params, selection)
+    return Explainer(analyzer, selection), call
 
 
 def check_analyzer(cfg: DictConfig, model) -> None:
@@ -100,8 +117,6 @@ def explain_model(cfg: DictConfig, data: Dataset, model) -> Explained:
     images, labels = data.test_images[indices], data.test_labels[indices]
     predictions = model.predict(images, batch_size=cfg.explain.batch_size, verbose=0).argmax(axis=1)
     by_label = cfg.analyzer.neuron_selection == "true_label"
-    explainer = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
-    explanation = explainer.explain(
-        images, labels if by_label else predictions, analysis_batch(cfg, cfg.explain.batch_size)
-    )
+    explainer, per_call = explainer_for(cfg, model, cfg.explain.batch_size)
+    explanation = explainer.explain(images, labels if by_label else predictions, per_call)
     return Explained(indices, predictions, explanation)

@@ -19,10 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.common.tf_runtime import intra_op_threads
 from src.data import Dataset
-from src.explain.configured import analysis_batch, analyzer_for
-from src.explain.heatmaps import (
-    Explainer,
-)
+from src.explain.configured import explainer_for
 from src.models.cache import ModelCache, fingerprint
 from src.models.configured import build_network, train_model
 from src.models.training import TrainingResult, test_only, weights_image
@@ -48,8 +45,7 @@ def evaluate_model(cfg: DictConfig, data: Dataset, model, cache_key: str = "") -
 
     count = min(cfg.evaluate.n_images, len(data.test_images))
     # Selection by index: the randomised model must explain the classes the trained one did.
-    explainer = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
-    batch_size = analysis_batch(cfg, cfg.evaluate.batch_size)
+    explainer, batch_size = explainer_for(cfg, model, cfg.evaluate.batch_size, "true_label")
 
     def explain_classes(images: np.ndarray, classes: np.ndarray, description: str) -> np.ndarray:
         return explainer.explain(images, classes, batch_size, description).heatmaps
@@ -216,10 +212,8 @@ def _pixel_order(cfg: DictConfig, data: Dataset, model, cache_key: str) -> np.nd
     name = f"roar order: {json.dumps(spec, sort_keys=True)}"
 
     def compute() -> np.ndarray:
-        explainer = Explainer(analyzer_for(cfg, model), cfg.analyzer.neuron_selection)
-        heatmaps = explainer.explain(
-            images, labels, analysis_batch(cfg, cfg.evaluate.batch_size), "explaining for ROAR"
-        ).heatmaps
+        explainer, per_call = explainer_for(cfg, model, cfg.evaluate.batch_size)
+        heatmaps = explainer.explain(images, labels, per_call, "explaining for ROAR").heatmaps
         ties = generator(int(cfg.seed), ROAR_TIES).random(
             heatmaps.shape[0:1] + (np.prod(heatmaps.shape[1:3]),)
         )

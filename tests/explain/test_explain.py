@@ -103,6 +103,42 @@ def test_batches_are_bounded_in_samples_for_analyzers_that_multiply_them():
     assert images_per_batch(10, {"steps": 64}) == 1  # never zero
 
 
+def test_analyzers_that_draw_samples_are_called_with_whole_batches_up_to_1024_samples():
+    from src.explain.heatmaps import images_per_call
+
+    grey = (28, 28, 1)  # 3,136 bytes an image: 16 MiB hold 5,349; 1,024 samples is the bound
+    assert images_per_call(256, {}, grey) == 256  # draws nothing: one batch per call
+    assert images_per_call(256, {"augment_by_n": 64}, grey) == 16  # 4 batches of 4 images
+    assert images_per_call(256, {"steps": 64}, grey) == 16
+    assert images_per_call(10, {"steps": 64}, grey) == 16  # batches of 1 image, 16 per call
+    assert images_per_call(512, {"augment_by_n": 64}, grey) == 16  # 2 batches of 8
+    # 224x224x3: 602,112 bytes, 27 images in 16 MiB, fewer than one batch's samples: one batch.
+    assert images_per_call(256, {"augment_by_n": 64}, (224, 224, 3)) == 4
+
+
+@pytest.mark.parametrize("option", ["smoothgrad", "vargrad", "integrated_gradients"])
+def test_a_call_of_several_batches_gives_the_maps_of_one_batch_per_call(
+    compose_config, trained, option
+):
+    """SmoothGrad's noise repeats every batch (its noise period), so its maps are the same bit
+    for bit whether the images come one batch per call, as the project called them before
+    (the noise drawn for the call), or four; a last call with fewer images too. Integrated
+    Gradients draws no noise: its maps are the same at any call size."""
+    from src.explain.configured import analyzer_for, explainer_for
+
+    model, images, labels = trained
+    cfg = compose_config(f"analyzer={option}", "evaluate.batch_size=256")
+    explainer, per_call = explainer_for(cfg, model, cfg.evaluate.batch_size, "true_label")
+    assert per_call == 16
+    images, labels = np.concatenate([images, images])[:23], np.concatenate([labels, labels])[:23]
+    found = explainer.explain(images, labels, per_call).heatmaps
+    one_batch = Explainer(analyzer_for(cfg, model, "true_label"), "true_label")
+    expected = one_batch.explain(images, labels, 4).heatmaps  # the noise drawn for each call
+    np.testing.assert_array_equal(found, expected)
+    # A different cut of the same images into calls: the same maps again.
+    np.testing.assert_array_equal(explainer.explain(images, labels, 8).heatmaps, expected)
+
+
 def smoothgrad_maps(model, images, classes, noise_scale, n, method="smoothgrad", seed=0):
     analyzer = (
         create_analyzer(
