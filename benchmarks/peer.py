@@ -156,7 +156,7 @@ def main() -> None:
             "project_s": statistics.median(times["project"]),
             "quantus_s": statistics.median(times["quantus"]),
             "times": times,
-            "project_value": float(our_scores[metric]),
+            "project_value": float(our_scores.get(metric, float("nan"))),  # NaN: none defined
             "quantus_values": their_values,
             "agreement": AGREEMENT[label],
         }
@@ -209,7 +209,7 @@ def quantus_score(
         "RandomLogit": lambda: quantus.RandomLogit(
             num_classes=10, normalise_func_kwargs={"normalise_axes": (1, 2, 3)}, **common
         ),
-        "Sparseness": lambda: quantus.Sparseness(**common),
+        "Sparseness": lambda: quantus.Sparseness(normalise=False, **common),
         "MaxSensitivity": lambda: quantus.MaxSensitivity(nr_samples=20, lower_bound=0.2, **common),
         "LocalLipschitzEstimate": lambda: quantus.LocalLipschitzEstimate(
             nr_samples=20, perturb_std=0.1, **common

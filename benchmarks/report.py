@@ -450,7 +450,7 @@ def loaded_table(loaded: dict) -> list[str]:
         f"the cores, alternating, median of {len(reps)}, on {loaded['n_images']} test images. "
         "*Policy*: the project's threads (TensorFlow's intra-op threads one per core, every "
         "BLAS and OpenMP pool one thread: `src/common/tf_runtime.py`). *Library default*: the "
-        "same with the BLAS pools at one thread per core, as NumPy and SciPy start.",
+        "same with the BLAS and OpenMP pools at one thread per core, as they start.",
         "",
         "| score | policy idle s | policy loaded s | loaded / idle | default idle s "
         "| default loaded s | loaded / idle |",

@@ -249,6 +249,7 @@ def _run_in_store(
             )
         log_evaluation(evaluation, show.title, show.display, data.class_names)
         headline = headline_scores(evaluation.scores) + headline
+        records.set_tags(thread_policy())  # scoring loads more libraries (Quantus's, POT's)
     records.log_metrics(memory_mb())
     return training, headline
 

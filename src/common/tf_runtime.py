@@ -82,12 +82,12 @@ def configure_threads(threads: int | None, parallel_jobs: int | None = None) -> 
 
 
 def limit_library_threads(limit: int) -> None:
-    """``limit`` threads for every BLAS and OpenMP pool in the process, SciPy's own OpenBLAS
-    included: threadpoolctl reaches only the libraries loaded when it is called, so SciPy's
-    linear algebra is loaded first. (Environment variables would have to be set before NumPy is
-    imported, which the entry point cannot promise: Hydra imports it. A job in another process
-    sets its own limits here.)"""
-    import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS, so that the limit reaches it
+    """``limit`` threads for every BLAS and OpenMP pool of the process: those loaded already
+    (NumPy's OpenBLAS, SciPy's own, TensorFlow's imports') through threadpoolctl, those loaded
+    later (OpenCV's OpenBLAS and scikit-learn's OpenMP under Quantus, POT's) through the
+    environment variables they read as they load, as do the processes this one starts."""
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(limit)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=limit, user_api="blas")
@@ -96,14 +96,16 @@ def limit_library_threads(limit: int) -> None:
 
 def thread_policy() -> dict[str, str]:
     """The threads in force, as the run's tags: TensorFlow's intra- and inter-op threads and
-    each BLAS/OpenMP pool loaded (``threads_blas``: ``openblas:1,openblas:1`` for NumPy's and
-    SciPy's)."""
+    each BLAS/OpenMP pool loaded so far (``threads_blas``: ``openblas:1,openblas:1`` for NumPy's
+    and SciPy's; a run tags them again once it has scored, when more may be loaded)."""
     from threadpoolctl import threadpool_info
 
     tf = tensorflow()
     pools: dict[str, list[str]] = {"blas": [], "openmp": []}
     for pool in threadpool_info():
-        pools[pool["user_api"]].append(f"{pool['internal_api']}:{pool['num_threads']}")
+        pools.setdefault(pool["user_api"], []).append(
+            f"{pool['internal_api']}:{pool['num_threads']}"
+        )
     return {
         "intra_op_threads": str(intra_op_threads()),
         "inter_op_threads": str(

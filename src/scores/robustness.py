@@ -42,7 +42,7 @@ class Robustness(Score):
 
     name = "robustness"
     evidence = False  # a property: a constant map is perfectly robust
-    needs = frozenset({"heatmaps", "model", "explain"})
+    needs = frozenset({"heatmaps", "explain"})
     default = False
     metrics = (
         Metric(

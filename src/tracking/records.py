@@ -187,6 +187,11 @@ def log_curve(key: str, values: Sequence[float], first_step: int = 0) -> None:
 
 
 @store_write
+def set_tags(tags: Mapping[str, str]) -> None:
+    mlflow.set_tags(dict(tags))
+
+
+@store_write
 def log_metrics(metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics))
 

@@ -610,6 +610,18 @@ def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
     )
     assert with_emd.scores["emd_score"] == 1.0  # nothing to move
     assert set(with_emd.seconds) == {"localisation", "emd"}
+    blank = evaluate(
+        only(cfg, "emd"),
+        model,
+        images,
+        labels,
+        lambda i, c, _: np.zeros_like(i),
+        True,
+        "x",
+        0,
+        masks,
+    )
+    assert blank.scores["emd_score"] == 0.0  # a blank map localises nothing
     fresh = np.random.default_rng(1)
     noise = scored(lambda images, classes, _: fresh.normal(size=images.shape)).scores
     share = masks[0].mean()  # 16 of 784 pixels: noise scores about that

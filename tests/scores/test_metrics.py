@@ -418,7 +418,7 @@ def test_localisation_scores_by_hand():
     assert split["pointing_game"][0] == pytest.approx(0.5)
     # A blank map points at nothing (Quantus's pointing game calls every pixel its maximum).
     blank = localisation(np.zeros((1, 3, 3)), mask)
-    assert [blank[name][0] for name in sorted(blank)] == [0.0, 0.0, 0.0, 0.0]
+    assert [blank[name][0] for name in sorted(blank)] == [0.0, 0.0, 0.0]
 
 
 def test_localisation_agrees_with_quantus_on_maps_without_ties():
