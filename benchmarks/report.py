@@ -14,47 +14,53 @@ def checks(results: dict) -> dict[str, dict]:
         met = value <= bound if at_most else value >= bound
         found[name] = {"value": value, "bound": bound, "at_most": at_most, "met": bool(met)}
 
-    ratios = results["single"]["ratios"]
-    check("single run wall, project/bare", ratios["wall_s"]["median"], targets["single_wall"])
-    check(
-        "single run peak RSS, project/bare", ratios["peak_rss_mb"]["median"], targets["single_rss"]
-    )
-    for name, entry in results["flops"]["throughput"].items():
+    if "single" in results:
+        ratios = results["single"]["ratios"]
+        check("single run wall, project/bare", ratios["wall_s"]["median"], targets["single_wall"])
         check(
-            f"{name} images/s, project/bare",
-            entry["ratio_median"],
-            targets["throughput"],
-            at_most=False,
+            "single run peak RSS, project/bare",
+            ratios["peak_rss_mb"]["median"],
+            targets["single_rss"],
         )
-    for launcher in ("basic", "joblib"):
-        sweep = results["sweep"][f"{launcher}_ratios"]
-        check(
-            f"{launcher} sweep, reuse/no reuse",
-            sweep["reuse_vs_no_reuse"],
-            targets["sweep_reuse_vs_no_reuse"],
-        )
-        check(
-            f"{launcher} sweep with reuse / one bare run",
-            sweep["reuse_vs_one_bare"],
-            targets["sweep_reuse_vs_bare"],
-        )
-    scoring = results["scoring"]
-    for analyzer, entry in scoring["analyzers"].items():
-        if scoring.get("baseline"):  # the reference commit's own scores, side by side
-            before = scoring["baseline"]["analyzers"][analyzer]["default"]["total_s"]
-        else:  # without git: the same set of scores by today's code
-            before = entry["before"]["total_s"]
-        check(
-            f"{analyzer} default scores / reference scores, seconds",
-            entry["default"]["total_s"] / before,
-            targets["scoring_vs_before"],
-        )
-        if "meta" in entry:
+    if "flops" in results:
+        for name, entry in results["flops"]["throughput"].items():
             check(
-                f"{analyzer} evaluate=meta / evaluate=default, seconds",
-                entry["meta"]["total_s"] / entry["default"]["total_s"],
-                targets["meta_vs_default"],
+                f"{name} images/s, project/bare",
+                entry["ratio_median"],
+                targets["throughput"],
+                at_most=False,
             )
+    if "sweep" in results:
+        for launcher in ("basic", "joblib"):
+            sweep = results["sweep"][f"{launcher}_ratios"]
+            check(
+                f"{launcher} sweep, reuse/no reuse",
+                sweep["reuse_vs_no_reuse"],
+                targets["sweep_reuse_vs_no_reuse"],
+            )
+            check(
+                f"{launcher} sweep with reuse / one bare run",
+                sweep["reuse_vs_one_bare"],
+                targets["sweep_reuse_vs_bare"],
+            )
+    if "scoring" in results:
+        scoring = results["scoring"]
+        for analyzer, entry in scoring["analyzers"].items():
+            if scoring.get("baseline"):  # the reference commit's own scores, side by side
+                before = scoring["baseline"]["analyzers"][analyzer]["default"]["total_s"]
+            else:  # without git: the same set of scores by today's code
+                before = entry["before"]["total_s"]
+            check(
+                f"{analyzer} default scores / reference scores, seconds",
+                entry["default"]["total_s"] / before,
+                targets["scoring_vs_before"],
+            )
+            if "meta" in entry:
+                check(
+                    f"{analyzer} evaluate=meta / evaluate=default, seconds",
+                    entry["meta"]["total_s"] / entry["default"]["total_s"],
+                    targets["meta_vs_default"],
+                )
     if "grid" in results:
         growth = results["grid"]["growth"]
         images = [key for key in results["grid"] if key != "growth"]
@@ -119,23 +125,25 @@ def checks(results: dict) -> dict[str, dict]:
                 ratio,
                 targets["loaded_vs_idle"],
             )
-    memory = results["memory"]
-    check(
-        f"peak RSS job {memory['jobs']} / job 1",
-        memory["last_vs_first_peak"],
-        targets["memory_growth"],
-    )
-    for name in ("help", "cfg_job"):
+    if "memory" in results:
+        memory = results["memory"]
         check(
-            f"--{name.replace('_', ' ')} seconds",
-            results["startup"][name]["median_s"],
-            targets["help_s"],
+            f"peak RSS job {memory['jobs']} / job 1",
+            memory["last_vs_first_peak"],
+            targets["memory_growth"],
         )
-        check(
-            f"--{name.replace('_', ' ')} imports TensorFlow (0 = no)",
-            float(results["startup"][name]["imports_tensorflow"]),
-            0.0,
-        )
+    if "startup" in results:
+        for name in ("help", "cfg_job"):
+            check(
+                f"--{name.replace('_', ' ')} seconds",
+                results["startup"][name]["median_s"],
+                targets["help_s"],
+            )
+            check(
+                f"--{name.replace('_', ' ')} imports TensorFlow (0 = no)",
+                float(results["startup"][name]["imports_tensorflow"]),
+                0.0,
+            )
     return found
 
 
@@ -167,136 +175,146 @@ def markdown(results: dict) -> str:
             f"{'yes' if check['met'] else '**no**'} |"
         )
 
-    single = results["single"]
-    lines += [
-        "",
-        f"## 1. Single run ({len(single['reps'])} alternating repetitions; ratio = project/bare)",
-        "",
-        "| measure | project | bare | ratio | ratio min–max | bare + determinism | ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key, ratio in single["ratios"].items():
+    if "single" in results:
+        single = results["single"]
+        lines += [
+            "",
+            f"## 1. Single run ({len(single['reps'])} alternating repetitions; "
+            "ratio = project/bare)",
+            "",
+            "| measure | project | bare | ratio | ratio min–max | bare + determinism | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, ratio in single["ratios"].items():
 
-        def median(side: str, key: str = key) -> float:
-            values = [rep[side][key] for rep in single["reps"] if rep[side][key] is not None]
-            return statistics.median(values)
+            def median(side: str, key: str = key) -> float:
+                values = [rep[side][key] for rep in single["reps"] if rep[side][key] is not None]
+                return statistics.median(values)
 
-        deterministic = single["ratios_vs_deterministic"].get(key, {}).get("median")
-        lines.append(
-            f"| {key} | {_f(median('project'))} | {_f(median('bare'))} | "
-            f"{_f(ratio['median'], 3)} | {_f(ratio['min'], 3)}–{_f(ratio['max'], 3)} | "
-            f"{_f(median('bare_deterministic'))} | {_f(deterministic, 3)} |"
-        )
-    lines += [
-        "",
-        "Medians; ratio = project/bare per repetition. The project enables TensorFlow's op "
-        "determinism (same seed, same bits); the last two columns compare with the bare "
-        "script doing the same.",
-    ]
-
-    throughput = results["flops"]["throughput"]
-    lines += [
-        "",
-        f"## 2. Analysis throughput ({results['flops']['n_images']} test images, images/s)",
-        "",
-        "| analyzer | images per call (project / bare) | project | bare | ratio median "
-        "| ratio min–max |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, entry in throughput.items():
-        lines.append(
-            f"| {name} | {entry.get('project_call_images', entry['batch_images'])} / "
-            f"{entry['batch_images']} | {_f(entry['project_images_per_s'], 0)} | "
-            f"{_f(entry['bare_images_per_s'], 0)} | {_f(entry['ratio_median'], 3)} | "
-            f"{_f(entry['ratio_min'], 3)}–{_f(entry['ratio_max'], 3)} |"
-        )
-
-    sweep = results["sweep"]
-    lines += [
-        "",
-        "## 3. Sweep: 3 analyzers × 2 seeds (one run each)",
-        "",
-        "| launcher | reuse | wall s | jobs | models trained |",
-        "|---|---|---|---|---|",
-    ]
-    for launcher in ("basic", "joblib"):
-        for reuse in ("true", "false"):
-            entry = sweep[f"{launcher}_reuse_{reuse}"]
+            deterministic = single["ratios_vs_deterministic"].get(key, {}).get("median")
             lines.append(
-                f"| {launcher} | {reuse} | {_f(entry['wall_s'], 1)} | {entry['jobs']} | "
-                f"{entry['trained']} |"
+                f"| {key} | {_f(median('project'))} | {_f(median('bare'))} | "
+                f"{_f(ratio['median'], 3)} | {_f(ratio['min'], 3)}–{_f(ratio['max'], 3)} | "
+                f"{_f(median('bare_deterministic'))} | {_f(deterministic, 3)} |"
             )
-    lines += ["", "| launcher | reuse/no reuse | reuse / 1 bare run | reuse / 6 bare runs |"]
-    lines.append("|---|---|---|---|")
-    for launcher in ("basic", "joblib"):
-        ratios = sweep[f"{launcher}_ratios"]
+        lines += [
+            "",
+            "Medians; ratio = project/bare per repetition. The project enables TensorFlow's op "
+            "determinism (same seed, same bits); the last two columns compare with the bare "
+            "script doing the same.",
+        ]
+
+    if "flops" in results:
+        throughput = results["flops"]["throughput"]
+        lines += [
+            "",
+            f"## 2. Analysis throughput ({results['flops']['n_images']} test images, images/s)",
+            "",
+            "| analyzer | images per call (project / bare) | project | bare | ratio median "
+            "| ratio min–max |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, entry in throughput.items():
+            lines.append(
+                f"| {name} | {entry.get('project_call_images', entry['batch_images'])} / "
+                f"{entry['batch_images']} | {_f(entry['project_images_per_s'], 0)} | "
+                f"{_f(entry['bare_images_per_s'], 0)} | {_f(entry['ratio_median'], 3)} | "
+                f"{_f(entry['ratio_min'], 3)}–{_f(entry['ratio_max'], 3)} |"
+            )
+
+    if "sweep" in results:
+        sweep = results["sweep"]
+        lines += [
+            "",
+            "## 3. Sweep: 3 analyzers × 2 seeds (one run each)",
+            "",
+            "| launcher | reuse | wall s | jobs | models trained |",
+            "|---|---|---|---|---|",
+        ]
+        for launcher in ("basic", "joblib"):
+            for reuse in ("true", "false"):
+                entry = sweep[f"{launcher}_reuse_{reuse}"]
+                lines.append(
+                    f"| {launcher} | {reuse} | {_f(entry['wall_s'], 1)} | {entry['jobs']} | "
+                    f"{entry['trained']} |"
+                )
+        lines += ["", "| launcher | reuse/no reuse | reuse / 1 bare run | reuse / 6 bare runs |"]
+        lines.append("|---|---|---|---|")
+        for launcher in ("basic", "joblib"):
+            ratios = sweep[f"{launcher}_ratios"]
+            lines.append(
+                f"| {launcher} | {_f(ratios['reuse_vs_no_reuse'], 3)} | "
+                f"{_f(ratios['reuse_vs_one_bare'], 3)} | {_f(ratios['reuse_vs_six_bare'], 3)} |"
+            )
+
+    if "memory" in results:
+        memory = results["memory"]
+        lines += [
+            "",
+            f"## 4. Memory across an in-process sweep ({memory['jobs']} jobs)",
+            "",
+            "| job | " + " | ".join(str(i + 1) for i in range(memory["jobs"])) + " |",
+            "|---" * (memory["jobs"] + 1) + "|",
+            "| peak RSS MB | " + " | ".join(_f(v, 0) for v in memory["peak_rss_mb"]) + " |",
+            "| RSS MB at the end | " + " | ".join(_f(v, 0) for v in memory["rss_mb"]) + " |",
+        ]
+
+    if "startup" in results and "single" in results:
+        startup = results["startup"]
+        first_step = [
+            (rep["project"]["time_to_first_step_s"], rep["bare"]["time_to_first_step_s"])
+            for rep in single["reps"]
+        ]
+        lines += [
+            "",
+            "## 5. Start-up",
+            "",
+            "| command | median s | max s | imports TensorFlow | imports MLflow |",
+            "|---|---|---|---|---|",
+        ]
+        for name, entry in startup.items():
+            lines.append(
+                f"| --{name.replace('_', ' ')} | {_f(entry['median_s'])} | {_f(entry['max_s'])} | "
+                f"{entry['imports_tensorflow']} | {entry['imports_mlflow']} |"
+            )
+        project_first = [p for p, _ in first_step if p is not None]
+        project_median = statistics.median(project_first) if project_first else None
+        bare_median = statistics.median(b for _, b in first_step)
         lines.append(
-            f"| {launcher} | {_f(ratios['reuse_vs_no_reuse'], 3)} | "
-            f"{_f(ratios['reuse_vs_one_bare'], 3)} | {_f(ratios['reuse_vs_six_bare'], 3)} |"
+            f"| to the first training step | {_f(project_median)} (bare {_f(bare_median)}) | | | |"
         )
 
-    memory = results["memory"]
-    lines += [
-        "",
-        f"## 4. Memory across an in-process sweep ({memory['jobs']} jobs)",
-        "",
-        "| job | " + " | ".join(str(i + 1) for i in range(memory["jobs"])) + " |",
-        "|---" * (memory["jobs"] + 1) + "|",
-        "| peak RSS MB | " + " | ".join(_f(v, 0) for v in memory["peak_rss_mb"]) + " |",
-        "| RSS MB at the end | " + " | ".join(_f(v, 0) for v in memory["rss_mb"]) + " |",
-    ]
+    if "gflops" in results:
+        gflops, flops = results["gflops"], results["flops"]["flops"]
+        lines += [
+            "",
+            "## 6. Distance to the machine's limit (GFLOP/s)",
+            "",
+            f"FLOPs per image from TensorFlow's profiler on the model's own graph: forward "
+            f"{flops['forward'] / 1e6:.2f} M, training step {flops['train_step'] / 1e6:.2f} M. "
+            f"Peak: the best of 5 float32 2048×2048 matmuls in TensorFlow on the same cores "
+            f"(**{_f(gflops['sgemm_peak'], 0)} GFLOP/s**).",
+            "",
+            "| work | MFLOP per image | GFLOP/s | % of matmul peak |",
+            "|---|---|---|---|",
+        ]
+        peak = gflops["sgemm_peak"]
+        for side in ("project", "bare"):
+            value = gflops[f"training_{side}"]
+            lines.append(
+                f"| training ({side}) | {flops['train_step'] / 1e6:.1f} | {_f(value, 0)} | "
+                f"{100 * value / peak:.0f}% |"
+            )
+        for name in throughput:
+            value = gflops[f"analysis_{name}"]
+            lines.append(
+                f"| analysis: {name} | {flops[f'analysis_{name}'] / 1e6:.1f} | {_f(value, 0)} | "
+                f"{100 * value / peak:.0f}% |"
+            )
 
-    startup = results["startup"]
-    first_step = [
-        (rep["project"]["time_to_first_step_s"], rep["bare"]["time_to_first_step_s"])
-        for rep in single["reps"]
-    ]
-    lines += [
-        "",
-        "## 5. Start-up",
-        "",
-        "| command | median s | max s | imports TensorFlow | imports MLflow |",
-        "|---|---|---|---|---|",
-    ]
-    for name, entry in startup.items():
-        lines.append(
-            f"| --{name.replace('_', ' ')} | {_f(entry['median_s'])} | {_f(entry['max_s'])} | "
-            f"{entry['imports_tensorflow']} | {entry['imports_mlflow']} |"
-        )
-    project_first = [p for p, _ in first_step if p is not None]
-    project_median = statistics.median(project_first) if project_first else None
-    bare_median = statistics.median(b for _, b in first_step)
-    lines.append(
-        f"| to the first training step | {_f(project_median)} (bare {_f(bare_median)}) | | | |"
-    )
+    if "scoring" in results:
+        lines += scoring_table(results["scoring"])
 
-    gflops, flops = results["gflops"], results["flops"]["flops"]
-    lines += [
-        "",
-        "## 6. Distance to the machine's limit (GFLOP/s)",
-        "",
-        f"FLOPs per image from TensorFlow's profiler on the model's own graph: forward "
-        f"{flops['forward'] / 1e6:.2f} M, training step {flops['train_step'] / 1e6:.2f} M. "
-        f"Peak: the best of 5 float32 2048×2048 matmuls in TensorFlow on the same cores "
-        f"(**{_f(gflops['sgemm_peak'], 0)} GFLOP/s**).",
-        "",
-        "| work | MFLOP per image | GFLOP/s | % of matmul peak |",
-        "|---|---|---|---|",
-    ]
-    peak = gflops["sgemm_peak"]
-    for side in ("project", "bare"):
-        value = gflops[f"training_{side}"]
-        lines.append(
-            f"| training ({side}) | {flops['train_step'] / 1e6:.1f} | {_f(value, 0)} | "
-            f"{100 * value / peak:.0f}% |"
-        )
-    for name in throughput:
-        value = gflops[f"analysis_{name}"]
-        lines.append(
-            f"| analysis: {name} | {flops[f'analysis_{name}'] / 1e6:.1f} | {_f(value, 0)} | "
-            f"{100 * value / peak:.0f}% |"
-        )
-    lines += scoring_table(results["scoring"])
     if "grid" in results:
         lines += grid_table(results["grid"])
     if "headline" in results:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.run              # the full benchmark (about 45 min on 2 cores)
     python -m benchmarks.run --quick      # tiny sizes, one repetition: a smoke test
+    python -m benchmarks.run --sections=loaded,peer   # some sections only
 
 Sections (each a key of the JSON file and a table in the Markdown file):
 
@@ -602,6 +603,24 @@ def busy(processes: int):
             process.wait()
 
 
+# The sections, in the order they run (``--sections``).
+SECTIONS = (
+    "startup",
+    "single",
+    "flops",
+    "sweep",
+    "memory",
+    "scoring",
+    "grid",
+    "headline",
+    "images",
+    "snapshot",
+    "roar",
+    "loaded",
+    "peer",
+)
+
+
 def _ratios(reps: list[dict], baseline: str = "bare") -> dict:
     """project / baseline per repetition, for each measure: median, min, max."""
     ratios = {}
@@ -664,8 +683,21 @@ def main(argv: list[str] | None = None) -> int:
         default=str(PROJECT_ROOT / "mlruns"),
         help="store that gets the 'benchmarks' experiment (the project's own by default)",
     )
+    parser.add_argument(
+        "--sections",
+        default=None,
+        help=f"comma-separated sections to run, all by default: {', '.join(SECTIONS)}",
+    )
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
+    chosen = set(SECTIONS) if args.sections is None else set(args.sections.split(","))
+    if chosen - set(SECTIONS):
+        parser.error(
+            f"--sections: unknown {', '.join(sorted(chosen - set(SECTIONS)))}; "
+            f"the sections: {', '.join(SECTIONS)}"
+        )
+    if chosen & {"sweep", "headline"}:
+        chosen.add("single")  # they are priced in bare runs of the single section
 
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -697,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
             ("peer", bench.peer),
         )
         for name, step in steps:
+            if name not in chosen:
+                continue
             print(f"benchmark: {name} ...", file=sys.stderr, flush=True)
             section_started = time.perf_counter()
             results[name] = step()
@@ -706,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    results["gflops"] = achieved_gflops(results)
+    if "flops" in results and "single" in results:
+        results["gflops"] = achieved_gflops(results)
     results["checks"] = report.checks(results)
     results["total_s"] = time.perf_counter() - started
 

@@ -178,6 +178,45 @@ def test_the_peer_and_the_busy_machine_are_held_to_their_targets():
     ]
 
 
+def test_some_sections_alone_are_checked_and_tabled_and_an_unknown_one_refused(capsys):
+    from benchmarks.run import main
+
+    peer = {
+        "analyzer": "gradient",
+        "n_images": 1000,
+        "rows": {
+            "ROAD": {
+                "quantus_s": 12.0,
+                "project_s": 2.0,
+                "project_value": 0.36,
+                "quantus_values": {"ROAD": 0.38},
+                "agreement": "other noise draws",
+            }
+        },
+    }
+    results = {
+        "targets": TARGETS,
+        "machine": {"cpu": "x", "cores": 2, "python": "3.11"},
+        "sizes": {"train": 10, "test": 10, "epochs": 1},
+        "data": "d",
+        "quick": False,
+        "peer": peer,
+        "total_s": 60.0,
+    }
+    results["checks"] = report.checks(results)
+    assert list(results["checks"]) == [
+        "shared scores as a whole, Quantus seconds / the project's",
+        "ROAD, Quantus seconds / the project's",
+    ]
+    text = report.markdown(results)
+    assert "## 14. The peer" in text and "## 1." not in text
+    assert "| ROAD | 12.00 | 2.00 | **6.0x** | 0.360 | ROAD 0.380 | other noise draws |" in text
+    with pytest.raises(SystemExit) as stopped:
+        main(["--sections=peer,nope"])
+    assert stopped.value.code == 2
+    assert "--sections: unknown nope; the sections: startup, single," in capsys.readouterr().err
+
+
 def test_a_snapshots_verification_is_held_to_a_hundredth_of_an_epoch_and_tabled():
     snapshot = {
         "snapshot_bytes": 1_155_177,
