@@ -63,8 +63,8 @@ def select_images(labels: np.ndarray, count: int) -> np.ndarray:
 # path) is called with several batches of images at once, up to CALL_ROWS samples and
 # CALL_BYTES of input per call: at the default 256 samples per batch SmoothGrad explained 4
 # images per call at 128-140 images/s, 16 per call at 147-149 and 64 at 155-156, the gradient's
-# 10,000 images/s over its 64 copies (issue 30, 2 cores). Colour and large images stay at one
-# batch per call.
+# 10,000 images/s over its 64 copies (issue 30, 2 cores). Images over 16 KiB (64x64 colour and
+# larger) stay at one batch per call.
 CALL_ROWS = 1024
 CALL_BYTES = 16 * 2**20
 
