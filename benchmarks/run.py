@@ -592,9 +592,9 @@ class Bench:
 def busy(processes: int):
     """``processes`` Python processes spinning on the cores while the block runs: another
     user's work on a shared machine."""
-    spinning = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
-    ]
+    # Each spins while this process is its parent: a benchmark killed mid-section leaves none.
+    spin = f"import os\nwhile os.getppid() == {os.getpid()}: pass"
+    spinning = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(processes)]
     try:
         yield
     finally:
