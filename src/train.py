@@ -52,6 +52,7 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
             return JobOutcome("KILLED" if stopped else "FAILED", reason=str(fault))
         raise SystemExit(fault.exit_code) from None
     except (KeyboardInterrupt, Terminated) as stop:
+        signals.delivered()
         why = f"{stop}: " if isinstance(stop, TimeLimit) else ""
         log.error("interrupted: %sthe run was marked KILLED", why)
         if sweep_context.worker():
@@ -104,6 +105,7 @@ def main() -> None:
     try:
         hydra_main()
     except (KeyboardInterrupt, Terminated):
+        signals.delivered()
         interrupted = True  # in a sweep's process, while its jobs run in workers (joblib)
     except SystemExit as exit:
         interrupted = exit.code == 130  # a job run in this process was interrupted

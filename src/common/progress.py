@@ -10,11 +10,22 @@ from typing import Any
 
 from tqdm import tqdm
 
+from src.common import signals
+
 # When stderr is a file or a pipe, a bar is redrawn at most this often (and once at the end).
 LOG_INTERVAL_S = 30.0
 
 
-class _LogLineBar(tqdm):
+class _Bar(tqdm):
+    """A tqdm bar whose every step is a checkpoint for a stop signal a finaliser swallowed
+    (src/common/signals.py): long work is what a Ctrl-C must never fail to stop."""
+
+    def update(self, n: float | None = 1) -> bool | None:
+        signals.checkpoint()
+        return super().update(n)
+
+
+class _LogLineBar(_Bar):
     """A tqdm bar for a log file: each redraw is a whole timestamped line, in ASCII.
 
     tqdm redraws in place with carriage returns, which a log file keeps as one long line of
@@ -44,9 +55,9 @@ def progress_bar(total: int, description: str, unit: str) -> Any:
     """A tqdm bar on stderr: live in a terminal; otherwise a line every 30 s and at the end;
     none within :func:`quiet_bars`."""
     if _quiet:
-        return tqdm(total=total, disable=True)
+        return _Bar(total=total, disable=True)
     if sys.stderr.isatty():
-        return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
+        return _Bar(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True)
     return _LogLineBar(
         total=total,
         desc=description,

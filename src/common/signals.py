@@ -13,8 +13,16 @@ In a SLURM job (or a submitit worker), SIGUSR2 is the warning that the job's tim
 (submitit asks SLURM for it with ``--signal=USR2@<signal_delay_s>``): it stops the run like
 SIGTERM, as :class:`TimeLimit`.
 
+Python runs a handler between any two bytecodes of the main thread, also inside a finaliser
+(``__del__``, a weakref callback) that the garbage collector happens to run there; an exception
+raised in one is reported as "Exception ignored in" and lost, and the run would go on to its
+end. So the stop a process was asked for is kept, and :func:`checkpoint`, called at each step
+of long work (every progress bar's update: each training batch, each image explained), raises
+it again until it reaches the run (:func:`delivered`).
+
 Python's own handlers and those ``signal.signal`` sets raise wherever the main thread is; no
-library defers them around chosen blocks, hence this module.
+library defers them around chosen blocks or raises again a stop a finaliser swallowed, hence
+this module.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ SLURM_JOB_ENV = "SLURM_JOB_ID"
 
 _depth = 0  # the deferred() blocks the main thread is in
 _pending: int | None = None  # a signal waiting for the outermost block to end
+_requested: int | None = None  # the stop asked for, until it has reached the run (delivered)
 
 
 def stop_signals() -> tuple[int, ...]:
@@ -55,12 +64,28 @@ def _raise(signum: int) -> None:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    global _pending
+    global _pending, _requested
+    _requested = signum if _requested is None else _requested
     if _depth and _pending is None:
         _pending = signum  # raised when the store write ends (deferred)
         return
     _pending = None
     _raise(signum)
+
+
+def checkpoint() -> None:
+    """Raise again a stop signal this process got whose exception has not reached the run (a
+    finaliser swallowed it; see the module docstring); nothing otherwise, and nothing within a
+    :func:`deferred` block or outside the main thread."""
+    if _requested is not None and _depth == 0 and _main_thread():
+        _raise(_requested)
+
+
+def delivered() -> None:
+    """The stop's exception has reached the run (which ends KILLED): :func:`checkpoint` has
+    nothing more to raise. A later signal is a new stop."""
+    global _requested
+    _requested = None
 
 
 def _main_thread() -> bool:

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from src.common import signals
+
 # What a score can ask of the run.
 NEEDS = {
     "heatmaps": "the analyzer's maps of the scored images",
@@ -306,6 +308,7 @@ def run_scores(
     timing each."""
     result = Evaluation()
     for name, score in registry.items():
+        signals.checkpoint()  # a stop a finaliser swallowed (src/common/signals.py)
         if not enabled.get(name) or not score.applies_to(context.method, settings.get(name)):
             continue
         if "masks" in score.needs and context.masks is None:

@@ -77,14 +77,17 @@ def tracked_run(
                 parent_run_id=parent_run_id,
             ).info.run_id
         yield run_id
+        signals.checkpoint()  # a stop no step raised again is not a run FINISHED
         status = "FINISHED"
     except TimeLimit as limit:
         status = "KILLED"
+        signals.delivered()
         with contextlib.suppress(Exception), signals.deferred():
             mlflow.set_tag("end_reason", f"time limit: {limit}")
         raise
     except (KeyboardInterrupt, Terminated):
         status = "KILLED"
+        signals.delivered()
         raise
     except StoreFault as error:
         fault = str(error)

@@ -18,6 +18,7 @@ import pytest
 
 from src.common import signals
 from src.common.errors import Terminated, TimeLimit
+from src.common.progress import progress_bar
 from src.tracking.records import log_epoch
 from src.tracking.store import prepare, resolve_store
 
@@ -30,6 +31,12 @@ STOPS = pytest.mark.parametrize(
 
 def frame_modules(error: BaseException) -> list[str]:
     return [frame.f_globals["__name__"] for frame, _ in traceback.walk_tb(error.__traceback__)]
+
+
+@pytest.fixture(autouse=True)
+def no_stop_left():
+    yield
+    signals.delivered()  # what a run does with the stop it caught; these tests catch their own
 
 
 @pytest.fixture
@@ -72,6 +79,39 @@ def test_a_signal_in_a_store_write_is_raised_as_the_write_ends(installed, signum
             progress.append("outer write done")
         progress.append("caller went on")
     assert progress == ["write done", "inner write done", "outer write done"]
+
+
+class SignalsInFinaliser:
+    """An object whose finaliser gets the signal: Python raises the handler's exception in
+    ``__del__``, reports it as "Exception ignored in" and goes on (as when the garbage collector
+    runs one of TensorFlow's finalisers while a Ctrl-C comes)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.signum)
+        busy([], "finaliser")
+
+
+@STOPS
+def test_a_stop_a_finaliser_swallowed_is_raised_again_at_the_next_step(installed, signum, raised):
+    progress = []
+    SignalsInFinaliser(signum)  # dropped at once: its finaliser swallows the exception
+    busy(progress, "went on")  # as Python itself does
+    with signals.deferred():
+        signals.checkpoint()  # not within a store write
+        progress.append("write done")
+    bar = progress_bar(10, "training", "batch")
+    with pytest.raises(raised):
+        bar.update(1)  # each step of long work is a checkpoint
+    assert progress == ["went on", "write done"]
+    with pytest.raises(raised):  # until it reaches the run
+        signals.checkpoint()
+    signals.delivered()
+    signals.checkpoint()
+    bar.update(1)
+    bar.close()
 
 
 def test_a_second_signal_is_raised_at_once(installed):
