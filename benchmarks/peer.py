@@ -43,7 +43,14 @@ from src.scores.libraries import _quantus
 # Every score of the project that Quantus 0.6 has: the project's score (its switch in
 # conf/evaluate), the metric it is read from, and Quantus's metrics for it.
 SHARED = {
-    "region perturbation (AOPC)": ("perturbation", "aopc", ("RegionPerturbation",)),
+    # Both curves on both sides: the project's score is the most relevant regions first and,
+    # as its baseline (aopc_random), the same in a random order; Quantus's RegionPerturbation
+    # draws one order per call.
+    "region perturbation (AOPC)": (
+        "perturbation",
+        "aopc",
+        ("RegionPerturbation", "RegionPerturbation random"),
+    ),
     "faithfulness correlation": (
         "faithfulness_correlation",
         "faithfulness_correlation",
@@ -67,7 +74,8 @@ SHARED = {
 # Why the two sides' numbers may differ, per row.
 AGREEMENT = {
     "region perturbation (AOPC)": "another quantity: the project's AOPC is of the accuracy "
-    "after iNNvestigate's Gaussian perturbation of 7x7 regions, Quantus's of the logit drop",
+    "after iNNvestigate's Gaussian perturbation of 7x7 regions, Quantus's of the logit drop; "
+    "both sides compute the curve in a random order too (the project's aopc_random)",
     "faithfulness correlation": "the same definition, other random subsets (tests: equal given "
     "the same subsets)",
     "ROAD": "the same imputation (tests: to 1e-9), other noise draws; Quantus's number is its "
@@ -197,6 +205,9 @@ def quantus_score(
     metrics = {
         "RegionPerturbation": lambda: quantus.RegionPerturbation(
             patch_size=PATCH, regions_evaluation=STEPS, **common
+        ),
+        "RegionPerturbation random": lambda: quantus.RegionPerturbation(
+            patch_size=PATCH, regions_evaluation=STEPS, order="random", **common
         ),
         "FaithfulnessCorrelation": lambda: quantus.FaithfulnessCorrelation(
             nr_runs=50, subset_size=224, return_aggregate=False, **common

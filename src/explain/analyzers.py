@@ -223,6 +223,10 @@ PROJECT_ANALYZERS: dict[str, Callable[..., Any]] = {
 
 # The project's analyzers whose noise can repeat every ``noise_period`` images (SmoothGrad's).
 PERIODIC_NOISE = frozenset({"smoothgrad", "vargrad"})
+# The analyzers whose maps depend on an image's place in a call, not on the image alone: the
+# project's SmoothGrad and VarGrad (their noise repeats every batch) and iNNvestigate's ``random``
+# (stateful noise, drawn per call). Work that explains many copies explains them as a run would.
+POSITIONAL_NOISE = PERIODIC_NOISE | {"random"}
 
 
 def known_methods() -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from src.explain.analyzers import POSITIONAL_NOISE
 from src.scores import metrics
 from src.scores.libraries import _quantus
 from src.scores.registry import (
@@ -70,6 +71,8 @@ class Robustness(Score):
         images, classes = context.images[:count], context.classes[:count]
         heatmaps = context.heatmaps[:count]
         log.info("robustness: %d noisy copies of %d images", settings.samples, count)
+        # SmoothGrad's noise depends on an image's place in a call: one sample per call.
+        together = context.method not in POSITIONAL_NOISE
         if metrics.blank(heatmaps).all():  # no map has a size to be sensitive relative to
             for name in ("max_sensitivity", "local_lipschitz"):
                 result.record(name, np.full(count, np.nan))
@@ -81,6 +84,7 @@ class Robustness(Score):
             context.explain,
             settings.samples,
             uniform_noise(generator(context.seed, SENSITIVITY_NOISE), settings.radius),
+            together,
         )
         lipschitz = local_lipschitz(
             images,
@@ -89,6 +93,7 @@ class Robustness(Score):
             context.explain,
             settings.samples,
             normal_noise(generator(context.seed, LIPSCHITZ_NOISE), settings.lipschitz_std),
+            together,
         )
         for name, values in (("max_sensitivity", sensitivity), ("local_lipschitz", lipschitz)):
             # A blank map has no size to be sensitive relative to: undefined (NaN), left out.
@@ -104,23 +109,45 @@ class Robustness(Score):
 Perturb = Callable[[np.ndarray], np.ndarray]
 
 
+# Noisy copies explained in one call, up to this many bytes of input: the 20 copies of 100
+# images took 40 calls of 100 images, most of robustness's time (issue 30, make bench).
+CALL_BYTES = 64 * 2**20
+
+
 def perturbed_maps(
-    images: np.ndarray, classes: np.ndarray, explain: Explain, samples: int, perturb: Perturb
+    images: np.ndarray,
+    classes: np.ndarray,
+    explain: Explain,
+    samples: int,
+    perturb: Perturb,
+    together: bool = True,
 ):
     """Per sample: the images and their noisy copies as Quantus holds them (channels first,
-    one row per image) and the copies' maps (one row per image), explained one sample per call
-    of ``explain``, as Quantus calls it (SmoothGrad's noise depends on an image's place in a
-    call)."""
+    one row per image) and the copies' maps (one row per image). The copies are drawn sample
+    after sample, as Quantus draws them; ``together``, several samples' copies are explained in
+    one call of ``explain`` (up to ``CALL_BYTES``), else one sample per call, as Quantus calls
+    it: for an analyzer whose maps depend on an image's place in a call (SmoothGrad's noise),
+    which would otherwise get other maps."""
     channels_first = np.moveaxis(images, -1, -3)  # Quantus's make_channel_first
     rows = channels_first.reshape(len(images), -1)
-    for _ in range(samples):
-        noisy = perturb(rows)
-        inputs = np.moveaxis(noisy.reshape(channels_first.shape), -3, -1)
-        maps = explain(np.ascontiguousarray(inputs, np.float32), classes, "robustness")
-        yield rows, noisy, maps.reshape(len(images), -1)
+    per_call = max(1, CALL_BYTES // max(1, 4 * rows.size)) if together else 1
+    for first in range(0, samples, per_call):
+        noisy = [perturb(rows) for _ in range(min(per_call, samples - first))]
+        inputs = np.moveaxis(np.concatenate(noisy).reshape(-1, *channels_first.shape[1:]), -3, -1)
+        maps = explain(
+            np.ascontiguousarray(inputs, np.float32), np.tile(classes, len(noisy)), "robustness"
+        )
+        for index, copies in enumerate(noisy):
+            yield (
+                rows,
+                copies,
+                maps[index * len(images) : (index + 1) * len(images)].reshape(len(images), -1),
+            )
 
 
-def max_sensitivity(images, classes, heatmaps, explain, samples: int, perturb: Perturb):
+def max_sensitivity(
+    images, classes, heatmaps, explain, samples: int, perturb: Perturb, together: bool = True
+):
     """Per image the largest ‖map(x + δ) − map(x)‖ / ‖map(x)‖ over ``samples`` draws
     (Quantus's ``MaxSensitivity``: ``difference``, ``fro_norm``, ``nanmax``)."""
     quantus = _quantus()
@@ -128,12 +155,15 @@ def max_sensitivity(images, classes, heatmaps, explain, samples: int, perturb: P
     difference = quantus.functions.similarity_func.difference
     original = heatmaps.reshape(len(heatmaps), -1)
     ratios = np.full((len(images), samples), np.nan)
-    for step, (_, _, maps) in enumerate(perturbed_maps(images, classes, explain, samples, perturb)):
+    steps = perturbed_maps(images, classes, explain, samples, perturb, together)
+    for step, (_, _, maps) in enumerate(steps):
         ratios[:, step] = fro_norm(a=difference(a=original, b=maps)) / fro_norm(a=original)
     return np.nanmax(ratios, axis=1)
 
 
-def local_lipschitz(images, classes, heatmaps, explain, samples: int, perturb: Perturb):
+def local_lipschitz(
+    images, classes, heatmaps, explain, samples: int, perturb: Perturb, together: bool = True
+):
     """Per image the largest ‖m(x + δ) − m(x)‖ / ‖δ‖ over ``samples`` draws, maps normalised
     by their own max (Quantus's ``LocalLipschitzEstimate``: ``lipschitz_constant`` with
     ``distance_euclidean`` above and below, ``nanmax``)."""
@@ -141,7 +171,7 @@ def local_lipschitz(images, classes, heatmaps, explain, samples: int, perturb: P
     similarity = quantus.functions.similarity_func
     original = normalise_each_by_max(heatmaps).reshape(len(heatmaps), -1)
     ratios = np.full((len(images), samples), np.nan)
-    steps = perturbed_maps(images, classes, explain, samples, perturb)
+    steps = perturbed_maps(images, classes, explain, samples, perturb, together)
     for step, (rows, noisy, maps) in enumerate(steps):
         ratios[:, step] = similarity.lipschitz_constant(
             a=original,

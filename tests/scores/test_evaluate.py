@@ -582,6 +582,51 @@ def test_robustness_by_hand(trained):
     assert "max_sensitivity" not in blank.scores
 
 
+def test_robustness_explains_its_noisy_copies_together_unless_a_map_depends_on_its_place(
+    trained,
+):
+    """Several samples' copies go through one call of the explainer (fewer, larger calls; the
+    maps of an image do not depend on the others in its call, a test above checks Quantus's
+    numbers to the bit); SmoothGrad's noise depends on an image's place in a call, so its
+    copies are explained one sample per call, as Quantus calls it, and get the same maps."""
+    cfg, data, model = trained
+    settings = OmegaConf.merge(
+        only(cfg, "robustness"), {"robustness": {"n_images": 10, "samples": 3}}
+    )
+    images, labels = data.test_images[:10], data.test_labels[:10]
+
+    def by_place(calls):
+        def explain(images, classes, _=""):  # a map that depends on its place in the call
+            calls.append(len(images))
+            return images * np.arange(1, len(images) + 1).reshape(-1, 1, 1, 1)
+
+        return explain
+
+    scored = {}
+    for method in ("gradient", "smoothgrad"):
+        calls = []
+        scored[method] = evaluate(settings, model, images, labels, by_place(calls), True, method, 0)
+        scored[method, "calls"] = calls
+    assert scored["gradient", "calls"] == [10, 30, 30]  # the maps, then 3 samples per metric
+    assert scored["smoothgrad", "calls"] == [10] * 7
+    # One sample per call: each copy's map is its image times the image's place, as the
+    # original's is: max-sensitivity is that of the noise alone, as by hand.
+    from src.scores.registry import SENSITIVITY_NOISE, generator
+
+    draws = generator(0, SENSITIVITY_NOISE)
+    flat = images.reshape(10, -1)
+    place = np.arange(1, 11).reshape(-1, 1)
+    ratios = []
+    for _ in range(3):
+        noisy = (flat + draws.uniform(-0.2, 0.2, size=flat.shape)).astype(np.float32)
+        ratios.append(
+            np.linalg.norm(place * (noisy - flat), axis=1) / np.linalg.norm(place * flat, axis=1)
+        )
+    np.testing.assert_allclose(
+        scored["smoothgrad"].per_image["max_sensitivity"], np.max(ratios, axis=0), rtol=1e-5
+    )
+
+
 def test_localisation_finds_a_planted_marker_in_a_map_that_is_the_mask(trained):
     cfg, data, model = trained
     images, labels = data.test_images[:20], data.test_labels[:20]
