@@ -68,7 +68,13 @@ PHASES = {
 def interrupted_in(tmp_path, phase: str, signum: int, *args: str) -> Stopped:
     """Run the CLI with the signal injected in ``phase`` (see the module docstring)."""
     target, condition = PHASES[phase]
-    code = INJECT.format(target=target, condition=condition, signum=int(signum))
+    return run_code(
+        tmp_path, INJECT.format(target=target, condition=condition, signum=int(signum)), *args
+    )
+
+
+def run_code(tmp_path, code: str, *args: str) -> Stopped:
+    """``python -c code <args>`` (code that runs src.train), to its end."""
     started = time.monotonic()
     result = subprocess.run(
         command_line(tmp_path, ("-c", code), args),
@@ -122,19 +128,9 @@ runpy.run_module("src.train", run_name="__main__", alter_sys=True)
 
 @SIGNALS
 def test_a_signal_a_finaliser_swallowed_during_training_still_ends_the_run_killed(tmp_path, signum):
-    started = time.monotonic()
-    result = subprocess.run(
-        command_line(
-            tmp_path,
-            ("-c", SWALLOWED.format(signum=int(signum))),
-            [*SMALL_UNSCORED, "train.epochs=500"],
-        ),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    stopped = run_code(
+        tmp_path, SWALLOWED.format(signum=int(signum)), *SMALL_UNSCORED, "train.epochs=500"
     )
-    stopped = Stopped(result.returncode, result.stderr, time.monotonic() - started)
     assert "Exception ignored in" in stopped.stderr  # the first raise was lost...
     assert stopped.returncode == 130, stopped.stderr[-3000:]  # ...the next batch raised it again
     assert (
