@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import resource
@@ -18,7 +16,8 @@ from src.common import names, sweep_context
 from src.common.internals import random_layers
 from src.common.tf_runtime import intra_op_threads, thread_policy
 from src.config.checks import validate, validate_for_images
-from src.data import Dataset, load_configured
+from src.data import Dataset
+from src.data.shared import load_shared
 from src.explain.configured import check_analyzer, explain_model
 from src.models.cache import (
     ModelCache,
@@ -77,18 +76,10 @@ def _pretrained_model(cfg: DictConfig) -> bool:
 
 
 def load_data(cfg: DictConfig) -> Dataset:
-    # The config as canonical JSON: hashable for the cache, equal for equal configs.
-    return _load_data(json.dumps(OmegaConf.to_container(cfg.dataset, resolve=True), sort_keys=True))
-
-
-@functools.lru_cache(maxsize=1)
-def _load_data(spec: str) -> Dataset:
-    """The jobs of a sweep that share a process load their data once (about 0.6 s a job on
-    Fashion-MNIST). The arrays are made read-only, so no job can change what the next sees."""
-    data = load_configured(json.loads(spec))
-    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
-        array.flags.writeable = False
-    return data
+    """The run's data, read once per process (the jobs of a sweep that share a process load
+    it once: about 0.6 s a job on Fashion-MNIST), read-only, and already on its way if the
+    entry point started it (:func:`src.data.shared.start_loading`)."""
+    return load_shared(OmegaConf.to_container(cfg.dataset, resolve=True))
 
 
 def checked_inputs(cfg: DictConfig, say: bool = True) -> tuple[Dataset, Any, Pretrained | None]:

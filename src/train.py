@@ -29,6 +29,19 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
     """One job: its outcome. Bad input or a store fault ends a single run with one line and
     exit 2 or 1; in a sweep the job returns its outcome, and the others go on. An interrupt
     ends the process (exit 130), except in a submitit worker, whose job returns it too."""
+    from src.config.checks import validate
+    from src.data.shared import start_loading
+
+    try:
+        validate(cfg)
+    except UserError as error:
+        log.error("error: %s", error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return JobOutcome("FAILED", reason=str(error))
+        raise SystemExit(2) from None
+    # The data is read in the background while MLflow and TensorFlow are imported (about 2 s
+    # sooner to the first training step; src/data/shared.py).
+    start_loading(OmegaConf.to_container(cfg.dataset, resolve=True))
     # Imported here, not at the top: `--help` and `--cfg job` then never import TensorFlow.
     from src.common.tf_runtime import configure_threads
     from src.experiment import run_experiment
