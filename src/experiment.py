@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import resource
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ from src.scores.configured import (
     shortcut_reliance,
 )
 from src.tracking import records
-from src.tracking.lifecycle import tracked_run
-from src.tracking.store import prepare, resolve_store
+from src.tracking.lifecycle import OpeningRun, opening_run
+from src.tracking.store import check_folders, prepare, resolve_store
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,11 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
     parent_run_id = sweep.parent_run_id if sweep else None
     # A sweep's jobs join their parent's experiment (one per dataset, or xai-lab for several).
     experiment = sweep.experiment if sweep else str(cfg.tracking.experiment_name)
-    experiment_id = prepare(store, experiment)
+    if store.database is None:  # a tracking server: one quick call, an unreachable one fails now
+        experiment_id: str | Callable[[], str] = prepare(store, experiment)
+    else:  # the local store: its folders now, MLflow's set-up as the training starts
+        check_folders(store)
+        experiment_id = functools.partial(prepare, store, experiment)
     data, model, pretrained = checked_inputs(cfg)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -131,20 +136,33 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
 
     cache_key = "" if pretrained else entry_key(training_key, store.tracking_uri)
     name = run_name(cfg, job_overrides or [])
-    with tracked_run(experiment_id, name, tags, parent_run_id) as run_id:
+    # Created in the background, the run's first records with it, beside the first training
+    # steps (src/tracking/lifecycle.py OpeningRun); a signal or a failure still ends it.
+    first = functools.partial(_first_records, cfg, resolved, data)
+    opening = OpeningRun(experiment_id, name, tags, parent_run_id, first=first)
+    with opening_run(opening) as run:
         training, headline = _run_in_store(
-            cfg, name, resolved, data, model, pretrained, cache_key, run_id, parent_run_id
+            cfg, name, data, model, pretrained, cache_key, run, parent_run_id
         )
     log.info(
         "%s: test accuracy %.4f%s · run %s · experiment %r · browse: %s",
         name,
         training.test_accuracy,
         headline,
-        run_id,
+        run.run_id,
         experiment,
-        store.run_link(experiment_id, run_id, cfg.tracking.ui_host, cfg.tracking.ui_port),
+        store.run_link(run.experiment_id, run.run_id, cfg.tracking.ui_host, cfg.tracking.ui_port),
     )
     return training.test_accuracy
+
+
+def _first_records(cfg: DictConfig, resolved: dict, data: Dataset) -> None:
+    """What a run logs first: its config, and what reproducing it needs besides (the data
+    files, the datasets, the environment)."""
+    records.log_config(resolved)
+    records.log_data_files(data.files)
+    records.log_datasets(cfg.dataset.name, data)
+    records.log_environment()
 
 
 def _fingerprints(
@@ -187,28 +205,24 @@ def _run_tags(
 def _run_in_store(
     cfg: DictConfig,
     name: str,
-    resolved: dict,
     data: Dataset,
     model,
     pretrained: Pretrained | None,
     cache_key: str,
-    run_id: str,
+    run: OpeningRun,
     parent_run_id: str | None,
 ) -> tuple[TrainingResult, str]:
-    """What the open run does and logs: its config and inputs, the training (or the model
-    trained elsewhere tested), the explanation, the scores; the training's result and the
-    headline of the run's summary line."""
-    records.log_config(resolved)
-    # What reproducing the run needs besides the config: the data files and the environment.
-    records.log_data_files(data.files)
-    records.log_datasets(cfg.dataset.name, data)
-    records.log_environment()
+    """What the open run does and logs: the training (or the model trained elsewhere tested),
+    the explanation, the scores; the training's result and the headline of the run's summary
+    line. Its first records are the opening run's."""
     if pretrained:
         training = test_only(model, data.test_images, data.test_labels, cfg.train.batch_size)
+        run.wait()
         records.log_metrics({"train_epochs_run": 0})
         log.info("explaining the model of %s (no training)", pretrained.source)
     else:
-        training = trained_or_reused(cfg, data, model, cache_key, run_id, parent_run_id)
+        training = trained_or_reused(cfg, data, model, cache_key, run, name, parent_run_id)
+    run_id = run.wait()
     if retraining(cfg):  # experiment=roar: the run's model orders the pixels; fresh ones score
         accuracies = retrained(cfg, data, model, cache_key, run_id)
         records.log_metrics(accuracies)
@@ -246,34 +260,54 @@ def _run_in_store(
 
 
 def trained_or_reused(
-    cfg: DictConfig, data: Dataset, model, cache_key: str, run_id: str, parent_run_id: str | None
+    cfg: DictConfig,
+    data: Dataset,
+    model,
+    cache_key: str,
+    run: OpeningRun,
+    name: str,
+    parent_run_id: str | None,
 ) -> TrainingResult:
     """Train the model in the open run, or load it from the model cache if an earlier run
     trained it: the snapshot of this many epochs, or, failing that, the longest shorter one of
     the same training, trained on from there. While one job trains, the others that need the
-    same training wait here. Logs ``train_epochs_run``, the epochs this run trained."""
+    same training wait here. Logs ``train_epochs_run``, the epochs this run trained. The run
+    is created as the training starts, and waited for at its first epoch's end."""
     cache = ModelCache(cfg.train.cache_dir)
     epochs = int(cfg.train.epochs)
-    with cache.claim(cache_key, holder=f"run {run_id}"):
+    with cache.claim(cache_key, holder=f"run '{name}'"):
         cached = cache.load(cache_key, epochs) if cfg.train.reuse else None
         if cached is not None and _load_weights(model, cached.weights):
+            run.wait()
             return _reused(cached, cache, cache_key, epochs, model, data, cfg.train.batch_size)
         resume, continued = None, None
         if cfg.train.reuse:
             continued = _resume_point(cache, cache_key, epochs, model)
         if continued is not None:
             resume, trained_by_run = continued
+            run.wait()
             records.log_continued_training(resume.training.history, resume.epochs, trained_by_run)
             log.info(
                 "continuing the training of run %s from epoch %d", trained_by_run, resume.epochs
             )
 
+        def epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+            run.wait()
+            records.log_epoch(epoch, metrics)
+
         def snapshot(done: int, so_far: TrainingResult, state: TrainingState) -> None:
-            cache.store(cache_key, done, weights_image(model), so_far, run_id, state=state)
+            cache.store(cache_key, done, weights_image(model), so_far, run.wait(), state=state)
 
         training = train_model(
-            cfg, data, model, on_epoch_end=records.log_epoch, resume=resume, on_snapshot=snapshot
+            cfg,
+            data,
+            model,
+            on_epoch_end=epoch_end,
+            resume=resume,
+            on_snapshot=snapshot,
+            on_first_step=run.start,
         )
+        run.wait()
         records.log_metrics({"train_epochs_run": epochs - (resume.epochs if resume else 0)})
         if training.time_to_first_step_s is not None and not parent_run_id:
             # Start-up as the user waits for it (a sweep's jobs share their process).

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -67,6 +67,7 @@ def train_model(
     on_epoch_end: EpochCallback | None = None,
     resume: Resume | None = None,
     on_snapshot: SnapshotCallback | None = None,
+    on_first_step: Callable[[], None] | None = None,
 ) -> TrainingResult:
     return train(
         model,
@@ -80,4 +81,5 @@ def train_model(
         on_epoch_end=on_epoch_end,
         resume=resume,
         on_snapshot=on_snapshot,
+        on_first_step=on_first_step,
     )

@@ -10,7 +10,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 
 import mlflow
@@ -56,6 +56,85 @@ def end_run(run_id: str, status: str, tracking_uri: str | None = None) -> bool:
         time.sleep(1)
 
 
+class OpeningRun:
+    """A run created in a thread of its own, so that the store's set-up runs beside the first
+    training steps: importing MLflow's SQLAlchemy store, creating the run and logging what
+    ``first`` logs (the config, the data files, the environment) hold the GIL for about a
+    second, which TensorFlow's steps leave free (issue 30: the first training step that much
+    sooner). :meth:`start` starts it (at the first training step); :meth:`wait` starts it if
+    need be, waits for it, raises what its creation raised (an unusable store's
+    ``UserError``, a ``StoreFault``) and makes the run the active run of the calling thread.
+    Signals reach only the main thread: the thread's writes are never cut halfway."""
+
+    def __init__(
+        self,
+        experiment_id: str | Callable[[], str],
+        run_name: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        first: Callable[[], None] | None = None,
+    ) -> None:
+        self._experiment_id, self._first = experiment_id, first
+        self._run_name, self._tags, self._parent = run_name, dict(tags), parent_run_id
+        self._thread = threading.Thread(target=self._open, name="open-run", daemon=True)
+        self._started = self._active = False
+        self._error: BaseException | None = None
+        self.experiment_id: str | None = None
+        self.run_id: str | None = None
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            known = self._experiment_id
+            self.experiment_id = known() if callable(known) else known
+            tags = {**self._tags, **process_tags()}
+            with _writing():  # a StoreFault, one line, not MLflow's traceback
+                run = mlflow.start_run(  # this thread's active run (MLflow's stack is per thread)
+                    experiment_id=self.experiment_id,
+                    run_name=redact(self._run_name),
+                    tags={key: redact(value) for key, value in tags.items()},
+                    parent_run_id=self._parent,
+                )
+            self.run_id = run.info.run_id
+            try:
+                if self._first is not None:
+                    self._first()
+            finally:
+                internals.forget_active_run(self.run_id)  # not ended: the waiting thread's now
+        except BaseException as error:  # noqa: BLE001 - raised again in the thread that waits
+            self._error = error
+
+    def wait(self) -> str:
+        """The run's id, once it is created; from then on the caller's active run."""
+        self.start()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self.run_id is not None
+        if not self._active:
+            with _writing():
+                mlflow.start_run(run_id=self.run_id)
+            self._active = True
+        return self.run_id
+
+    def settle(self, seconds: float | None = None) -> str | None:
+        """After the work in the run stopped: the run created, if any, once its creation has
+        ended (waiting at most ``seconds``; a run still being created then is reported left
+        RUNNING). A run not started yet is created now: a run that failed or was stopped is
+        recorded as one that did not finish, as it always was."""
+        self.start()
+        self._thread.join(seconds)
+        return self.run_id
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+
 @contextlib.contextmanager
 def tracked_run(
     experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
@@ -64,26 +143,27 @@ def tracked_run(
     on an exception, or KILLED on Ctrl-C / SIGTERM / a SLURM time limit. If the store cannot
     take the end status even after retries, :class:`StoreFault` says the run is left RUNNING
     and how ``make repair`` ends it. Yields the run id."""
+    with opening_run(OpeningRun(experiment_id, run_name, tags, parent_run_id)) as run:
+        yield run.wait()
+
+
+@contextlib.contextmanager
+def opening_run(run: OpeningRun) -> Iterator[OpeningRun]:
+    """:func:`tracked_run` for a run created in the background: the block calls
+    ``run.wait()`` before it logs to the run, and may ``run.start()`` it earlier."""
     previous = signals.install()
     status = "FAILED"
-    run_id = None
+    end_tags: dict[str, str] = {}
     fault = "the tracking store failed"
     try:
-        with _writing():  # a run created but not yet ours to end would stay RUNNING
-            run_id = mlflow.start_run(
-                experiment_id=experiment_id,
-                run_name=redact(run_name),
-                tags={key: redact(value) for key, value in {**tags, **process_tags()}.items()},
-                parent_run_id=parent_run_id,
-            ).info.run_id
-        yield run_id
+        yield run
+        run.wait()  # a block that never logged: the run still exists, and ends FINISHED
         signals.checkpoint()  # a stop no step raised again is not a run FINISHED
         status = "FINISHED"
     except TimeLimit as limit:
         status = "KILLED"
         signals.delivered()
-        with contextlib.suppress(Exception), signals.deferred():
-            mlflow.set_tag("end_reason", f"time limit: {limit}")
+        end_tags["end_reason"] = f"time limit: {limit}"
         raise
     except (KeyboardInterrupt, Terminated):
         status = "KILLED"
@@ -94,24 +174,46 @@ def tracked_run(
         raise
     except Exception as error:
         # Why it failed, on the run: the sweep's summary and the UI show it beside FAILED.
-        with contextlib.suppress(Exception), signals.deferred():
-            mlflow.set_tag("error", redact(one_line(error)))
+        end_tags["error"] = redact(one_line(error))
         raise
     finally:
+        run_id = None
         try:
             try:
-                ended = run_id is None or _end_active_run(run_id, status)
+                # A stopped run's end must come within SLURM's grace: its creation is waited
+                # for as long as its end would be.
+                run_id = run.settle(KILLED_END_S if status == "KILLED" else None)
+                ended = run_id is None or _end_run_of(run, run_id, status, end_tags)
             except (KeyboardInterrupt, Terminated):  # a second signal while it was being ended
                 ended, status, fault = False, "KILLED", "a second signal stopped the run's end"
             if not ended:
+                which = f"run {run_id}" if run_id else "the run being created"
                 raise StoreFault(
-                    f"{fault}, and run {run_id} could not be marked {status}: it is left "
+                    f"{fault}, and {which} could not be marked {status}: it is left "
                     "RUNNING there; `make repair` (with the same tracking.dir or "
                     "tracking.uri) marks it KILLED once the store works again",
                     130 if status == "KILLED" else 1,
                 )
         finally:
             signals.restore(previous)
+
+
+def _end_run_of(run: OpeningRun, run_id: str, status: str, tags: Mapping[str, str]) -> bool:
+    """End the run with ``status`` after setting ``tags`` (why it ended; best effort); whether
+    the store took the status. The run may be the caller's active run or, stopped before the
+    block first waited for it, only created."""
+    if tags:
+        with contextlib.suppress(Exception), signals.deferred():
+            _set_tags(run_id, tags)
+    if run.active or status == "KILLED":
+        return _end_active_run(run_id, status)
+    return end_run(run_id, status)
+
+
+def _set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
 
 
 def _end_active_run(run_id: str, status: str) -> bool:

@@ -81,29 +81,38 @@ def _sqlite_uri(database: Path) -> str:
     return f"sqlite:///{urllib.parse.quote(str(database), safe='/ ')}"
 
 
+def check_folders(store: Store) -> None:
+    """A local store's folder can be made, and what exists of it written (a server: nothing to
+    check here). The part of :func:`prepare` that needs no MLflow: a run that opens its store in
+    the background (src/tracking/lifecycle.py) checks this first, at once."""
+    if store.database is None:
+        return
+    folder = store.database.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the tracking store folder {folder}: {error.strerror}"
+        ) from error
+    # A store that exists already: its database and artifacts must take the new run too.
+    parts = (
+        (folder, "folder"),
+        (store.database, "database"),
+        (folder / "artifacts", "artifacts folder"),
+    )
+    for path, what in parts:
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserError(f"the tracking store {what} {path} is not writable (tracking.dir)")
+
+
 def prepare(store: Store, experiment_name: str | None) -> str | None:
     """Check the store is usable and return the experiment's id (creating it if needed; None
     for no name: the store only).
 
-    Called before any data is loaded or model trained, so an unusable store fails at once.
+    Called before any data is loaded or model trained, so an unusable store fails at once
+    (a single run's local store: as its training starts, src/experiment.py).
     """
-    if store.database is not None:
-        folder = store.database.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(
-                f"cannot create the tracking store folder {folder}: {error.strerror}"
-            ) from error
-        # A store that exists already: its database and artifacts must take the new run too.
-        parts = (
-            (folder, "folder"),
-            (store.database, "database"),
-            (folder / "artifacts", "artifacts folder"),
-        )
-        for path, what in parts:
-            if path.exists() and not os.access(path, os.W_OK):
-                raise UserError(f"the tracking store {what} {path} is not writable (tracking.dir)")
+    check_folders(store)
     mlflow.set_tracking_uri(store.tracking_uri)
     # One quick try instead of MLflow's minutes of retries: a wrong URI should fail now. For a
     # local store, a file lock makes concurrent first uses safe: MLflow's creation of the
