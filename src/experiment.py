@@ -305,7 +305,7 @@ def trained_or_reused(
             on_epoch_end=epoch_end,
             resume=resume,
             on_snapshot=snapshot,
-            on_first_step=run.start,
+            on_step=run.started,
         )
         run.wait()
         records.log_metrics({"train_epochs_run": epochs - (resume.epochs if resume else 0)})

@@ -67,7 +67,7 @@ def train_model(
     on_epoch_end: EpochCallback | None = None,
     resume: Resume | None = None,
     on_snapshot: SnapshotCallback | None = None,
-    on_first_step: Callable[[], None] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> TrainingResult:
     return train(
         model,
@@ -81,5 +81,5 @@ def train_model(
         on_epoch_end=on_epoch_end,
         resume=resume,
         on_snapshot=on_snapshot,
-        on_first_step=on_first_step,
+        on_step=on_step,
     )

@@ -119,7 +119,7 @@ def _report_callback(
     on_epoch_end: EpochCallback | None,
     on_snapshot: SnapshotCallback | None,
     elapsed: Callable[[], float],
-    on_first_step: Callable[[], None] | None = None,
+    on_step: Callable[[], None] | None = None,
 ):
     """The Keras callback through which :func:`train` hears of each batch and epoch: the
     progress bar, the first step's time, the history, and the caller's ``on_epoch_end`` and
@@ -129,8 +129,8 @@ def _report_callback(
         def on_train_batch_end(self, batch, logs=None):
             if not first_step:
                 first_step.append(seconds_since_process_start())
-                if on_first_step is not None:
-                    on_first_step()
+            if on_step is not None:
+                on_step()
             bar.update(1)
             if logs and batch % 50 == 0:
                 bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}", refresh=False)
@@ -170,11 +170,11 @@ def train(
     on_epoch_end: EpochCallback | None = None,
     resume: Resume | None = None,
     on_snapshot: SnapshotCallback | None = None,
-    on_first_step: Callable[[], None] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> TrainingResult:
     """Fit a compiled model to ``epochs`` epochs; ``on_epoch_end(epoch, metrics)`` gets
-    1-based epochs, ``on_snapshot`` the state after each, ``on_first_step()`` is called once
-    the first batch has trained. With ``resume``, the model holds
+    1-based epochs, ``on_snapshot`` the state after each; ``on_step()`` is called after each
+    batch. With ``resume``, the model holds
     the weights of ``resume.epochs`` epochs and the training goes on from there, to the same
     weights, curve and scores as training ``epochs`` from the start."""
     keras = tensorflow().keras
@@ -194,7 +194,7 @@ def train(
         on_epoch_end,
         on_snapshot,
         elapsed=lambda: time_before + time.perf_counter() - started,
-        on_first_step=on_first_step,
+        on_step=on_step,
     )
     try:
         model.fit(

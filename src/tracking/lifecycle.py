@@ -61,7 +61,8 @@ class OpeningRun:
     training steps: importing MLflow's SQLAlchemy store, creating the run and logging what
     ``first`` logs (the config, the data files, the environment) hold the GIL for about a
     second, which TensorFlow's steps leave free (issue 30: the first training step that much
-    sooner). :meth:`start` starts it (at the first training step); :meth:`wait` starts it if
+    sooner). :meth:`started` starts it (at each training step: the first starts it, the others
+    raise a failure of it); :meth:`wait` starts it if
     need be, waits for it, raises what its creation raised (an unusable store's
     ``UserError``, a ``StoreFault``) and makes the run the active run of the calling thread.
     Signals reach only the main thread: the thread's writes are never cut halfway."""
@@ -86,6 +87,13 @@ class OpeningRun:
         if not self._started:
             self._started = True
             self._thread.start()
+
+    def started(self) -> None:
+        """:meth:`start`, and raise at once what the creation raised if it has failed (a
+        store found unusable stops the training at its next step, not at the epoch's end)."""
+        self.start()
+        if self._error is not None and not self._thread.is_alive():
+            raise self._error
 
     def _open(self) -> None:
         try:

@@ -219,6 +219,21 @@ def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
     assert_one_line_error(result, f"cannot use the tracking store {uri}")
 
 
+def test_a_local_store_found_unusable_as_the_training_starts_fails_in_one_line(tmp_path):
+    """The local store's database is opened in the background as the training starts (issue
+    30): one that turns out unusable still ends the command in one line, exit 2, no run, and
+    nothing trained is cached (the first epoch's snapshot waits for the run)."""
+    database = store_dir(tmp_path) / "mlflow.db"
+    database.parent.mkdir()
+    database.write_bytes(b"not a database " * 1000)
+    result = train_cli(tmp_path, "dataset=digits", "train.epochs=2", "evaluate=off")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert_one_line_error(result, f"cannot use the tracking store sqlite:///{database}")
+    assert database.read_bytes() == b"not a database " * 1000
+    cached = [path for path in (store_dir(tmp_path) / "model_cache").rglob("*") if path.is_file()]
+    assert not [path for path in cached if path.suffix in (".h5", ".npz", ".json")], cached
+
+
 @pytest.mark.parametrize("flag", ["--help", "--cfg=job"])
 def test_help_and_config_printing_do_not_import_tensorflow_or_mlflow(flag):
     probe = textwrap.dedent(
