@@ -22,6 +22,12 @@ def checks(results: dict) -> dict[str, dict]:
             ratios["peak_rss_mb"]["median"],
             targets["single_rss"],
         )
+        if results["single"].get("first_step_gap_s") is not None:
+            check(
+                "time to the first training step, project - bare, seconds",
+                results["single"]["first_step_gap_s"],
+                targets["first_step_gap_s"],
+            )
     if "flops" in results:
         for name, entry in results["flops"]["throughput"].items():
             check(

@@ -31,7 +31,10 @@ def test_ratios_are_project_over_bare_per_repetition():
 def made_up_results(**changes) -> dict:
     results = {
         "targets": TARGETS,
-        "single": {"ratios": {"wall_s": {"median": 0.98}, "peak_rss_mb": {"median": 1.1}}},
+        "single": {
+            "ratios": {"wall_s": {"median": 0.98}, "peak_rss_mb": {"median": 1.1}},
+            "first_step_gap_s": 0.4,
+        },
         "flops": {"throughput": {"gradient": {"ratio_median": 0.99}}},
         "sweep": {
             f"{launcher}_ratios": {"reuse_vs_no_reuse": 0.38, "reuse_vs_one_bare": 2.2}
@@ -82,7 +85,7 @@ def made_up_results(**changes) -> dict:
 def test_every_target_is_checked_and_met_by_numbers_within_it():
     checks = report.checks(made_up_results())
     # ... + 3 scoring checks: two analyzers' default scores, one analyzer's meta-evaluation
-    assert len(checks) == 2 + 1 + 4 + 2 + 1 + 3 + 1 + 4 + 1 + 1
+    assert len(checks) == 3 + 1 + 4 + 2 + 1 + 3 + 1 + 4 + 1 + 1
     assert "gradient evaluate=meta / evaluate=default, seconds" in checks
     assert all(check["met"] for check in checks.values())
 
@@ -110,6 +113,11 @@ def test_a_number_beyond_its_target_is_reported_missed():
     )
     assert [name for name, c in report.checks(slow).items() if not c["met"]] == [
         "gradient images/s, project/bare"
+    ]
+    late = made_up_results()
+    late["single"]["first_step_gap_s"] = 1.3  # 1.3 s after the bare script's first step
+    assert [name for name, c in report.checks(late).items() if not c["met"]] == [
+        "time to the first training step, project - bare, seconds"
     ]
     costly = made_up_results()
     costly["scoring"]["analyzers"]["gradient"]["default"]["total_s"] = 8.1  # > 2 x 4.0
