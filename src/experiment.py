@@ -49,7 +49,7 @@ from src.scores.configured import (
 )
 from src.tracking import records
 from src.tracking.lifecycle import OpeningRun, opening_run
-from src.tracking.store import check_folders, prepare, resolve_store
+from src.tracking.store import check_folders, prepare, resolve_store, use
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def run_experiment(cfg: DictConfig, job_overrides: list[str] | None = None) -> f
         experiment_id: str | Callable[[], str] = prepare(store, experiment)
     else:  # the local store: its folders now, MLflow's set-up as the training starts
         check_folders(store)
+        use(store)  # model=run reads the earlier run's model from it before the run opens
         experiment_id = functools.partial(prepare, store, experiment)
     data, model, pretrained = checked_inputs(cfg)
 

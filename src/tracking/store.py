@@ -105,6 +105,12 @@ def check_folders(store: Store) -> None:
             raise UserError(f"the tracking store {what} {path} is not writable (tracking.dir)")
 
 
+def use(store: Store) -> None:
+    """Make ``store`` the one MLflow's calls without a URI go to (nothing is opened): a run
+    whose store is set up in the background reads a model of an earlier run from it first."""
+    mlflow.set_tracking_uri(store.tracking_uri)
+
+
 def prepare(store: Store, experiment_name: str | None) -> str | None:
     """Check the store is usable and return the experiment's id (creating it if needed; None
     for no name: the store only).
@@ -113,7 +119,7 @@ def prepare(store: Store, experiment_name: str | None) -> str | None:
     (a single run's local store: as its training starts, src/experiment.py).
     """
     check_folders(store)
-    mlflow.set_tracking_uri(store.tracking_uri)
+    use(store)
     # One quick try instead of MLflow's minutes of retries: a wrong URI should fail now. For a
     # local store, a file lock makes concurrent first uses safe: MLflow's creation of the
     # SQLite tables, and get-or-create of the experiment, are not.
