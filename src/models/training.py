@@ -173,10 +173,10 @@ def train(
     on_step: Callable[[], None] | None = None,
 ) -> TrainingResult:
     """Fit a compiled model to ``epochs`` epochs; ``on_epoch_end(epoch, metrics)`` gets
-    1-based epochs, ``on_snapshot`` the state after each; ``on_step()`` is called after each
-    batch. With ``resume``, the model holds
-    the weights of ``resume.epochs`` epochs and the training goes on from there, to the same
-    weights, curve and scores as training ``epochs`` from the start."""
+    1-based epochs, ``on_snapshot`` the state after each, ``on_step()`` a call after each
+    batch. With ``resume``, the model holds the weights of ``resume.epochs`` epochs and the
+    training goes on from there, to the same weights, curve and scores as training ``epochs``
+    from the start."""
     keras = tensorflow().keras
     done, history, time_before = _starting_point(resume)
     steps = int(np.ceil(len(train_images) / batch_size))

@@ -60,12 +60,14 @@ class OpeningRun:
     """A run created in a thread of its own, so that the store's set-up runs beside the first
     training steps: importing MLflow's SQLAlchemy store, creating the run and logging what
     ``first`` logs (the config, the data files, the environment) hold the GIL for about a
-    second, which TensorFlow's steps leave free (issue 30: the first training step that much
-    sooner). :meth:`started` starts it (at each training step: the first starts it, the others
-    raise a failure of it); :meth:`wait` starts it if
-    need be, waits for it, raises what its creation raised (an unusable store's
-    ``UserError``, a ``StoreFault``) and makes the run the active run of the calling thread.
-    Signals reach only the main thread: the thread's writes are never cut halfway."""
+    second, which TensorFlow's steps leave partly free (issue 30: the first training step that
+    much sooner; on two busy cores the training pays some of it back, docs/performance.md).
+
+    :meth:`started`, called at each training step, starts it at the first and raises a
+    failure of it at the next; :meth:`wait` starts it if need be, waits for it, raises what its
+    creation raised (an unusable store's ``UserError``, a ``StoreFault``) and makes the run the
+    active run of the calling thread. Signals reach only the main thread: the thread's writes
+    are never cut halfway."""
 
     def __init__(
         self,
