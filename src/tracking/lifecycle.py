@@ -94,7 +94,7 @@ class OpeningRun:
         """:meth:`start`, and raise at once what the creation raised if it has failed (a
         store found unusable stops the training at its next step, not at the epoch's end)."""
         self.start()
-        if self._error is not None and not self._thread.is_alive():
+        if self._error is not None:  # set as the thread's last act
             raise self._error
 
     def _open(self) -> None:
