@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.common import signals, sweep_context
+from src.common import heap, signals, sweep_context
 from src.common.errors import StoreFault, Terminated, TimeLimit, UserError, one_line
 from src.common.outcome import JobOutcome
 from src.common.redact import redact
@@ -47,6 +47,7 @@ def hydra_main(cfg: DictConfig) -> JobOutcome:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     configure_threads(cfg.threads, OmegaConf.select(hydra_cfg, "launcher.n_jobs"))
+    heap.runs_begin()  # TensorFlow and MLflow imported: the collector stops re-scanning them
     try:
         accuracy = run_experiment(cfg, job_overrides=list(hydra_cfg.overrides.task))
     except UserError as error:
@@ -89,6 +90,7 @@ def job_log(hydra_cfg) -> str:
 
 
 def main() -> None:
+    heap.defer_collection()
     register_resolvers()
     try:
         sys.argv[1:], added = with_baselines(sys.argv[1:])

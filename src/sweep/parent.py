@@ -28,7 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.common import internals, names, signals, sweep_context
+from src.common import heap, internals, names, signals, sweep_context
 from src.common.errors import Terminated, UserError, one_line
 from src.common.outcome import JobOutcome
 from src.common.redact import redact
@@ -69,12 +69,14 @@ class SweepTracker(Callback):
         self.context: sweep_context.SweepContext | None = None  # what its jobs learn of it
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-
         from src.tracking import set_up
         from src.tracking.faults import store_fault
         from src.tracking.store import prepare, resolve_store
 
         set_up()  # MLflow's settings, for this process and the jobs' workers
+        # The collector on again, libraries frozen: jobs in workers never reach the entry
+        # point's own call (src/common/heap.py).
+        heap.freeze_imports()
         # Before anything reads hydra.sweep.dir, which ends in the sweep's id.
         self.sweep_id = new_sweep_id()
         overrides = list(OmegaConf.to_container(config.hydra.overrides.task))
